@@ -1,0 +1,136 @@
+//! Secret hashing and verification (argon2id), login cache, token minting.
+//!
+//! Kept apart from the policy code because it is the only place that sees
+//! plaintext secrets; nothing here logs or formats them.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::{HashSet, VecDeque};
+
+/// A valid argon2id hash of a random string, verified against when the
+/// username is unknown so both paths cost the same.
+const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$4Ev0PV6eZ3+vPhXGsyC5XFYIU0Cdh8I3c7B6fpEZg5Q";
+
+/// Hashes a secret as an argon2id PHC string with the crate's defaults
+/// (OWASP-recommended m=19456 KiB, t=2, p=1).
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| "system random generator failed".to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A fresh 256-bit token, URL-safe, with a recognisable prefix so secret
+/// scanners and humans can tell what leaked.
+pub fn new_token() -> Result<String, String> {
+    let mut raw = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| "system random generator failed".to_string())?;
+    Ok(format!(
+        "pst_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    ))
+}
+
+/// Verifies `password` against `phc` (or the dummy hash when `None`,
+/// returning false). The comparison inside argon2 is constant-time.
+pub fn check(phc: Option<&str>, password: &str) -> bool {
+    let (text, real) = match phc {
+        Some(p) => (p, true),
+        None => (DUMMY_PHC, false),
+    };
+    let Ok(hash) = PasswordHash::new(text) else {
+        return false;
+    };
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &hash)
+        .is_ok();
+    ok && real
+}
+
+pub fn cache_key(username: &str, password: &str, phc: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [username, password, phc] {
+        ctx.update(part.as_bytes());
+        ctx.update(&[0]);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Bounded set of recent successful login digests (FIFO eviction).
+pub struct Cache {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+    cap: usize,
+}
+
+impl Cache {
+    pub fn new(cap: usize) -> Cache {
+        Cache {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    pub fn contains(&self, key: &[u8; 32]) -> bool {
+        self.set.contains(key)
+    }
+
+    pub fn insert(&mut self, key: [u8; 32]) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_then_verify() {
+        let h = hash_secret("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(check(Some(&h), "correct horse"));
+        assert!(!check(Some(&h), "wrong"));
+        assert!(!check(None, "anything"));
+        assert!(!check(Some("garbage"), "x"));
+    }
+
+    #[test]
+    fn dummy_hash_parses() {
+        assert!(PasswordHash::new(DUMMY_PHC).is_ok());
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_long() {
+        let a = new_token().unwrap();
+        assert!(a.starts_with("pst_") && a.len() >= 4 + 43);
+        assert_ne!(a, new_token().unwrap());
+    }
+
+    #[test]
+    fn cache_evicts_oldest() {
+        let mut c = Cache::new(2);
+        c.insert([1; 32]);
+        c.insert([2; 32]);
+        c.insert([3; 32]);
+        assert!(!c.contains(&[1; 32]) && c.contains(&[3; 32]));
+    }
+}

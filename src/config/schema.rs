@@ -1,0 +1,139 @@
+//! The TOML file shape, exactly as an operator writes it.
+//!
+//! These types mirror the file one to one (`deny_unknown_fields` everywhere,
+//! so a typo is an error, not a silently ignored key). Positions are kept
+//! (`Spanned`) on values that later checks refer to, so that a dangling
+//! reference or an unresolvable secret can be reported at its line.
+
+use super::units::{Dur, Size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    pub server: Option<Spanned<RawServer>>,
+    pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub listeners: Vec<Spanned<RawListener>>,
+    pub delivery: Option<Spanned<RawDelivery>>,
+    pub log: Option<Spanned<RawLog>>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Spanned<RawCredential>>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, Spanned<RawRoute>>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub hostname: Option<String>,
+    pub state_dir: Option<Spanned<String>>,
+    pub max_message_size: Option<Size>,
+    pub max_recipients: Option<usize>,
+    pub bare_newline: Option<BareNewlineSetting>,
+    pub max_line_length: Option<usize>,
+    pub command_timeout: Option<Dur>,
+    pub data_timeout: Option<Dur>,
+    pub max_bad_commands: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub shutdown_timeout: Option<Dur>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BareNewlineSetting {
+    Normalize,
+    Reject,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Option<Spanned<String>>,
+    pub private_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Starttls,
+    Implicit,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Spanned<String>,
+    pub tls: TlsMode,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub workers: Option<usize>,
+    pub retry_initial: Option<Dur>,
+    pub retry_max: Option<Dur>,
+    pub max_age: Option<Dur>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Journald,
+    Json,
+    Text,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<LogFormat>,
+    pub level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    pub username: Option<String>,
+    pub secret_hash: Option<Spanned<String>>,
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_senders: Vec<Spanned<String>>,
+    pub route: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub upstreams: Vec<Spanned<String>>,
+}
+
+/// One flat table for every upstream kind: serde's internally tagged enums
+/// lose positions and give poor "unknown key" errors, so the per-kind key
+/// check happens in `load` with a message that names the kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub kind: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub bearer_token: Option<Spanned<String>>,
+    pub basic_username: Option<Spanned<String>>,
+    pub basic_password: Option<Spanned<String>>,
+    pub timeout: Option<Dur>,
+    pub ca_file: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+}

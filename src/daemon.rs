@@ -1,0 +1,255 @@
+//! The `run` command: wires config, listeners, spool and delivery together,
+//! and the small one-shot commands (check-config, hash-secret, token new).
+//!
+//! This is the only place that knows every stage; the stages themselves
+//! know nothing of each other (the SMTP side hands messages to a
+//! `MessageSink`, the delivery side reads the spool and calls upstreams).
+
+use crate::access::{self, Access};
+use crate::config::{self, Config, TlsMode};
+use crate::inspect;
+use crate::smtp::listener::{self, MessageSink, Shared};
+use crate::smtp::session::Transaction;
+use crate::spool::{self, Envelope, Spool};
+use std::future::Future;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// `postern check-config`: exit 0 when the configuration (including TLS
+/// material) would start, otherwise print every error and exit 1.
+pub fn check_config(path: &Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = tls_for(&config) {
+        eprintln!("{}: error: key `tls`: {e}", path.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "config OK: {} ({} file(s), {} listener(s), {} credential(s), {} route(s), {} upstream(s))",
+        path.display(),
+        config.files.len(),
+        config.listeners.len(),
+        config.credentials.len(),
+        config.routes.len(),
+        config.upstreams.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `postern hash-secret`: the password is the first line of stdin, so it
+/// never appears in shell history or `ps`.
+pub fn hash_secret_cmd() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("postern: cannot read stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let secret = input.lines().next().unwrap_or("");
+    if secret.is_empty() {
+        eprintln!("postern: no password on stdin (example: echo -n 'password' | postern hash-secret)");
+        return ExitCode::from(1);
+    }
+    match access::hash_secret(secret) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `postern token new NAME`: the token is printed once on stdout's first
+/// line, followed by the TOML block; only the hash is ever stored.
+pub fn token_new_cmd(name: &str) -> ExitCode {
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        eprintln!("postern: credential name must be letters, digits, '-' or '_'");
+        return ExitCode::from(2);
+    }
+    let result = access::new_token().and_then(|t| access::hash_secret(&t).map(|h| (t, h)));
+    match result {
+        Ok((token, hash)) => {
+            eprintln!("New token for \"{name}\" (shown only once; put it in the application's SMTP password field):");
+            println!("{token}");
+            println!();
+            println!("# add to postern.toml (or a file in conf.d/), then reload:");
+            println!("[credentials.{name}]");
+            println!("username = \"{name}\"");
+            println!("secret_hash = \"{hash}\"");
+            println!("allowed_senders = [\"{name}@example.com\"]   # adjust: who this application may send as");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tls_for(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, crate::smtp::tls::TlsError> {
+    let needed = config.listeners.iter().any(|l| l.tls != TlsMode::None);
+    match (&config.tls, needed) {
+        (Some(source), true) => crate::smtp::tls::server_config(source, &config.server.hostname).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Hands accepted messages to the spool after adding the trace header.
+struct SpoolSink {
+    spool: Arc<Spool>,
+    access: Arc<Access>,
+    hostname: String,
+}
+
+impl MessageSink for SpoolSink {
+    fn accept<'a>(
+        &'a self,
+        tx: Transaction,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let id = spool::new_id();
+            let trace = inspect::Trace {
+                helo: &tx.helo,
+                peer: peer.ip(),
+                hostname: &self.hostname,
+                tls: tx.tls,
+                authenticated: tx.authenticated,
+                queue_id: &id,
+                rcpt_to: &tx.rcpt_to,
+            };
+            let received = inspect::received_header(&trace, SystemTime::now());
+            let mut data = Vec::with_capacity(received.len() + tx.data.len());
+            data.extend_from_slice(received.as_bytes());
+            data.extend_from_slice(&tx.data);
+            let size = data.len();
+            let envelope = Envelope {
+                id: id.clone(),
+                received_at: spool::unix_now(),
+                credential: tx.credential.to_string(),
+                mail_from: tx.mail_from.clone(),
+                rcpt_to: tx.rcpt_to.clone(),
+                route: self.access.route_of(&tx.credential),
+                size: 0,
+            };
+            match self.spool.put(envelope, data).await {
+                Ok(()) => {
+                    tracing::info!(
+                        queue_id = %id,
+                        credential = %tx.credential,
+                        peer = %peer.ip(),
+                        from = %tx.mail_from,
+                        rcpts = tx.rcpt_to.len(),
+                        size,
+                        "accepted"
+                    );
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
+                    Err("Insufficient system storage, message not accepted; try again later".to_string())
+                }
+            }
+        })
+    }
+}
+
+/// `postern run`: returns the process exit code.
+pub fn main(config_path: Option<PathBuf>) -> ExitCode {
+    let loaded = match &config_path {
+        Some(p) => config::load(p),
+        None => config::load_str(Path::new("postern-demo.toml"), &demo_config()),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    crate::observe::init(&config.log);
+    if config_path.is_none() {
+        tracing::warn!("running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("postern: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo_config() -> String {
+    config::DEMO_CONFIG.to_string()
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let tls = tls_for(&config).map_err(|e| e.to_string())?;
+    if matches!(config.tls, Some(config::TlsSource::SelfSigned)) {
+        tracing::warn!("TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production");
+    }
+    let spool = Arc::new(
+        Spool::open(config.server.state_dir.join("spool")).map_err(|e| e.to_string())?,
+    );
+    let access = Arc::new(Access::new(&config));
+    // DELIVERY-WIRING
+    let sink = Arc::new(SpoolSink {
+        spool: Arc::clone(&spool),
+        access: Arc::clone(&access),
+        hostname: config.server.hostname.clone(),
+    });
+    let shared = Shared::new(&config, access, tls, sink);
+    let bound = listener::bind(&config).await.map_err(|e| e.to_string())?;
+    let (shutdown, _) = tokio::sync::broadcast::channel(1);
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    listener::serve(shared, bound, shutdown.clone(), config.server.shutdown_timeout).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    signals.abort();
+    // DELIVERY-SHUTDOWN
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: tokio::sync::broadcast::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => { tracing::warn!("SIGHUP: live reload is not implemented yet; restart to apply config changes"); }
+        }
+    }
+    let _ = shutdown.send(());
+}

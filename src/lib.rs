@@ -1,0 +1,16 @@
+//! postern: an SMTP submission relay that forwards mail to HTTPS email APIs.
+//!
+//! The modules follow one message's path (see README "Architecture"):
+//! `smtp` accepts it, `access` decides who may send, `inspect` adds trace
+//! headers, `spool` stores it durably, `deliver` hands it to an `upstream`.
+//! `config` loads the TOML policy and `observe` sets up logging.
+
+pub mod access;
+pub mod config;
+pub mod daemon;
+pub mod deliver;
+pub mod inspect;
+pub mod observe;
+pub mod smtp;
+pub mod spool;
+pub mod upstream;

@@ -1,0 +1,64 @@
+//! Command line entry point: parses arguments and dispatches; no logic here.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "postern",
+    version,
+    about = "SMTP submission relay that delivers mail through HTTPS email APIs",
+    after_help = "Examples:\n  \
+        postern run --demo                               # try it: 127.0.0.1:2525, self-signed TLS, writes .eml files\n  \
+        postern check-config --config /etc/postern/postern.toml\n  \
+        echo -n 'app password' | postern hash-secret     # argon2id hash for secret_hash\n  \
+        postern token new erp                            # fresh token + [credentials.erp] block\n  \
+        postern run --config /etc/postern/postern.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay daemon.
+    Run {
+        /// Main configuration file.
+        #[arg(long, default_value = postern::config::DEFAULT_PATH, conflicts_with = "demo")]
+        config: PathBuf,
+        /// Use the embedded demo configuration (127.0.0.1:2525, user demo / demo-password).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Validate the configuration (like `nginx -t`) and exit.
+    CheckConfig {
+        #[arg(long, default_value = postern::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its argon2id PHC hash.
+    HashSecret,
+    /// Manage application tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token once, and the [credentials.NAME] block to paste.
+    New {
+        /// Credential name (also used as the SMTP username).
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, demo } => postern::daemon::main(if demo { None } else { Some(config) }),
+        Command::CheckConfig { config } => postern::daemon::check_config(&config),
+        Command::HashSecret => postern::daemon::hash_secret_cmd(),
+        Command::Token(TokenCommand::New { name }) => postern::daemon::token_new_cmd(&name),
+    }
+}

@@ -1,0 +1,256 @@
+//! One SMTP connection: moves bytes between the socket and the session.
+//!
+//! The session (`session.rs`) decides what to answer; this handler owns the
+//! I/O it cannot do: reading lines within the length limit, timeouts, the
+//! STARTTLS upgrade, streaming DATA through the decoder, password checks and
+//! spooling. Replies to pipelined commands are written in one batch when the
+//! client has nothing more buffered (RFC 2920).
+
+use super::data::DataDecoder;
+use super::listener::Shared;
+use super::reply::Reply;
+use super::session::{Session, Step};
+use super::stream::Stream;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What to do after a step was carried out.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Per-connection state; exists so the step handlers can share buffers.
+pub struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    stream: Stream,
+    session: Session,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Set after an over-long line until its end is seen.
+    discarding: bool,
+}
+
+impl Conn {
+    pub async fn run(
+        shared: Arc<Shared>,
+        socket: TcpStream,
+        peer: SocketAddr,
+        implicit_tls: bool,
+        starttls: bool,
+        mut shutdown: broadcast::Receiver<()>,
+    ) -> io::Result<()> {
+        let _ = socket.set_nodelay(true);
+        let stream = if implicit_tls {
+            let acceptor = shared.tls.clone().ok_or_else(|| io::Error::other("no TLS configured"))?;
+            let tls = timeout(shared.command_timeout, acceptor.accept(socket))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            Stream::Tls(Box::new(tls))
+        } else {
+            Stream::Plain(socket)
+        };
+        let cfg = if starttls { shared.session_starttls.clone() } else { shared.session_plain.clone() };
+        let session = Session::new(cfg, shared.policy.clone(), peer.ip(), implicit_tls);
+        let mut conn = Conn {
+            shared,
+            peer,
+            stream,
+            session,
+            rbuf: Vec::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(1024),
+            discarding: false,
+        };
+        conn.session.greeting().write_to(&mut conn.wbuf);
+        conn.flush().await?;
+        conn.serve(&mut shutdown).await?;
+        let _ = conn.stream.shutdown().await;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.stream.flush().await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    async fn reply_and_close(&mut self, reply: Reply) -> io::Result<()> {
+        reply.write_to(&mut self.wbuf);
+        self.flush().await
+    }
+
+    /// Reads more bytes; Ok(false) on EOF.
+    async fn fill(&mut self, limit: std::time::Duration) -> io::Result<Option<bool>> {
+        let start = self.rbuf.len();
+        self.rbuf.resize(start + READ_CHUNK, 0);
+        let res = timeout(limit, self.stream.read(&mut self.rbuf[start..])).await;
+        match res {
+            Err(_) => {
+                self.rbuf.truncate(start);
+                Ok(None)
+            }
+            Ok(Err(e)) => {
+                self.rbuf.truncate(start);
+                Err(e)
+            }
+            Ok(Ok(n)) => {
+                self.rbuf.truncate(start + n);
+                Ok(Some(n > 0))
+            }
+        }
+    }
+
+    async fn serve(&mut self, shutdown: &mut broadcast::Receiver<()>) -> io::Result<()> {
+        loop {
+            // Answer every complete command already buffered.
+            while let Some(step) = self.next_command() {
+                if let Flow::Close = self.carry_out(step).await? {
+                    return self.flush().await;
+                }
+            }
+            self.flush().await?;
+            let read = tokio::select! {
+                r = self.fill(self.shared.command_timeout) => r?,
+                _ = shutdown.recv() => {
+                    let r = self.session.shutting_down();
+                    return self.reply_and_close(r).await;
+                }
+            };
+            match read {
+                None => {
+                    let r = self.session.timeout();
+                    return self.reply_and_close(r).await;
+                }
+                Some(false) => return Ok(()),
+                Some(true) => {}
+            }
+        }
+    }
+
+    /// Splits one command line off the read buffer, enforcing the limit.
+    fn next_command(&mut self) -> Option<Step> {
+        let max = self.shared.max_line_length;
+        loop {
+            let nl = self.rbuf.iter().position(|&b| b == b'\n');
+            if self.discarding {
+                match nl {
+                    Some(i) => {
+                        self.rbuf.drain(..=i);
+                        self.discarding = false;
+                        continue;
+                    }
+                    None => {
+                        self.rbuf.clear();
+                        return None;
+                    }
+                }
+            }
+            return match nl {
+                Some(i) if i < max => {
+                    let line: Vec<u8> = self.rbuf.drain(..=i).collect();
+                    Some(self.session.command(&line))
+                }
+                Some(i) => {
+                    self.rbuf.drain(..=i);
+                    Some(self.session.line_too_long())
+                }
+                None if self.rbuf.len() >= max => {
+                    self.rbuf.clear();
+                    self.discarding = true;
+                    Some(self.session.line_too_long())
+                }
+                None => None,
+            };
+        }
+    }
+
+    async fn carry_out(&mut self, mut step: Step) -> io::Result<Flow> {
+        loop {
+            step = match step {
+                Step::Reply(r) => {
+                    r.write_to(&mut self.wbuf);
+                    return Ok(Flow::Continue);
+                }
+                Step::Close(r) => {
+                    r.write_to(&mut self.wbuf);
+                    return Ok(Flow::Close);
+                }
+                Step::StartTls(r) => {
+                    r.write_to(&mut self.wbuf);
+                    self.flush().await?;
+                    self.start_tls().await?;
+                    return Ok(Flow::Continue);
+                }
+                Step::Auth { username, secret } => {
+                    let cred = self.shared.access.verify_login(&username, &secret).await;
+                    if cred.is_none() {
+                        tracing::warn!(peer = %self.peer, username = %username, "authentication failed");
+                    }
+                    self.session.auth_result(cred)
+                }
+                Step::Data(r) => {
+                    r.write_to(&mut self.wbuf);
+                    self.flush().await?;
+                    let decoder = self.session.new_data_decoder();
+                    match self.receive_data(decoder).await? {
+                        Some(outcome) => self.session.data_finished(outcome),
+                        None => {
+                            let r = self.session.timeout();
+                            r.write_to(&mut self.wbuf);
+                            return Ok(Flow::Close);
+                        }
+                    }
+                }
+                Step::Queue(tx) => {
+                    let result = self.shared.sink.accept(*tx, self.peer).await;
+                    self.session.queued(result)
+                }
+            };
+        }
+    }
+
+    /// CVE-2011-0411: whatever the client pipelined after STARTTLS was sent
+    /// in clear text and must not be executed inside the TLS session.
+    async fn start_tls(&mut self) -> io::Result<()> {
+        self.rbuf.clear();
+        let Some(acceptor) = self.shared.tls.clone() else {
+            return Err(io::Error::other("STARTTLS without TLS configuration"));
+        };
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
+            return Err(io::Error::other("STARTTLS on a stream that is not plain TCP"));
+        };
+        let tls = timeout(self.shared.command_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        self.stream = Stream::Tls(Box::new(tls));
+        self.session.tls_started();
+        Ok(())
+    }
+
+    /// Streams DATA through the decoder; None on timeout.
+    async fn receive_data(&mut self, mut decoder: DataDecoder) -> io::Result<Option<super::data::DataOutcome>> {
+        loop {
+            let used = decoder.feed(&self.rbuf);
+            self.rbuf.drain(..used);
+            if decoder.is_done() {
+                return Ok(Some(decoder.finish()));
+            }
+            match self.fill(self.shared.data_timeout).await? {
+                None => return Ok(None),
+                Some(false) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed during DATA")),
+                Some(true) => {}
+            }
+        }
+    }
+}

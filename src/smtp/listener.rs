@@ -1,0 +1,219 @@
+//! Accepting connections: TCP listeners, connection limits, shutdown.
+//!
+//! Follows the Listener / Handler / Shutdown shape of tokio's mini-redis: a
+//! semaphore bounds total connections, a per-IP counter bounds any one
+//! client, a broadcast channel tells every connection to wind down, and
+//! each connection is its own task (`conn.rs`).
+
+use super::conn::Conn;
+use super::session::{Policy, SessionConfig, Transaction};
+use crate::access::Access;
+use crate::config::{Config, TlsMode};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// Where accepted messages go. Implemented by the daemon's wiring (spool);
+/// keeps the SMTP side ignorant of storage. Ok is the queue id, Err the
+/// reason for a temporary failure.
+pub trait MessageSink: Send + Sync + 'static {
+    fn accept<'a>(
+        &'a self,
+        tx: Transaction,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+}
+
+/// State every connection of every listener shares.
+pub struct Shared {
+    pub session_starttls: Arc<SessionConfig>,
+    pub session_plain: Arc<SessionConfig>,
+    pub policy: Arc<dyn Policy>,
+    pub access: Arc<Access>,
+    pub tls: Option<TlsAcceptor>,
+    pub sink: Arc<dyn MessageSink>,
+    pub max_line_length: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    max_per_ip: usize,
+    connections: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    pub fn new(
+        config: &Config,
+        access: Arc<Access>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        sink: Arc<dyn MessageSink>,
+    ) -> Arc<Shared> {
+        let s = &config.server;
+        let base = |starttls| {
+            Arc::new(SessionConfig {
+                hostname: s.hostname.clone(),
+                max_message_size: usize::try_from(s.max_message_size).unwrap_or(usize::MAX),
+                max_recipients: s.max_recipients,
+                max_bad_commands: s.max_bad_commands,
+                starttls,
+                bare_newline: match s.bare_newline {
+                    crate::config::BareNewlineSetting::Normalize => super::data::BareNewline::Normalize,
+                    crate::config::BareNewlineSetting::Reject => super::data::BareNewline::Reject,
+                },
+            })
+        };
+        Arc::new(Shared {
+            session_starttls: base(true),
+            session_plain: base(false),
+            policy: access.clone(),
+            access,
+            tls: tls.map(TlsAcceptor::from),
+            sink,
+            max_line_length: s.max_line_length,
+            command_timeout: s.command_timeout,
+            data_timeout: s.data_timeout,
+            max_per_ip: s.max_connections_per_ip,
+            connections: Arc::new(Semaphore::new(s.max_connections)),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reserves a per-IP slot; None when the client already has too many.
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut map = self.per_ip.lock().ok()?;
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { shared: Arc::clone(self), ip })
+    }
+}
+
+/// Releases a per-IP connection slot when the connection ends.
+struct IpSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.shared.per_ip.lock() {
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// A bound listening socket and its TLS mode.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub tls: TlsMode,
+    pub address: SocketAddr,
+}
+
+/// Binds every configured listener up front so a port conflict fails the
+/// start instead of a background task.
+pub async fn bind(config: &Config) -> std::io::Result<Vec<Bound>> {
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
+        })?;
+        out.push(Bound { address: listener.local_addr()?, listener, tls: l.tls });
+    }
+    Ok(out)
+}
+
+/// Runs every listener until `shutdown` fires, then waits (up to `grace`)
+/// for open sessions to finish.
+pub async fn serve(shared: Arc<Shared>, bound: Vec<Bound>, shutdown: broadcast::Sender<()>, grace: Duration) {
+    let mut conns = JoinSet::new();
+    let mut accepting = JoinSet::new();
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, TlsMode)>(64);
+    for b in bound {
+        tracing::info!(address = %b.address, tls = ?b.tls, "listening");
+        let tx = conn_tx.clone();
+        let mut stop = shutdown.subscribe();
+        accepting.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = b.listener.accept() => match r {
+                        Ok((sock, peer)) => { if tx.send((sock, peer, b.tls)).await.is_err() { break; } }
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::error!(address = %b.address, error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    _ = stop.recv() => break,
+                }
+            }
+        });
+    }
+    drop(conn_tx);
+    let mut stop = shutdown.subscribe();
+    loop {
+        tokio::select! {
+            got = conn_rx.recv() => {
+                let Some((sock, peer, tls)) = got else { break };
+                admit(&shared, &mut conns, sock, peer, tls, &shutdown);
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.recv() => break,
+        }
+    }
+    accepting.shutdown().await;
+    let open = conns.len();
+    if open > 0 {
+        tracing::info!(open, "waiting for open sessions to finish");
+    }
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(open = conns.len(), "shutdown deadline reached; closing remaining sessions");
+        conns.shutdown().await;
+    }
+}
+
+fn admit(
+    shared: &Arc<Shared>,
+    conns: &mut JoinSet<()>,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    tls: TlsMode,
+    shutdown: &broadcast::Sender<()>,
+) {
+    let permit = shared.connections.clone().try_acquire_owned().ok();
+    let slot = permit.as_ref().and_then(|_| shared.enter(peer.ip()));
+    let (Some(permit), Some(slot)) = (permit, slot) else {
+        tracing::warn!(peer = %peer, "connection refused: too many connections");
+        conns.spawn(async move {
+            // Plain text even on an implicit-TLS port: the client gets no
+            // handshake, which tells it the same thing.
+            let _ = sock.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
+            let _ = sock.shutdown().await;
+        });
+        return;
+    };
+    let shared = Arc::clone(shared);
+    let rx = shutdown.subscribe();
+    conns.spawn(async move {
+        let _permit = permit;
+        let _slot = slot;
+        let implicit = tls == TlsMode::Implicit;
+        let starttls = tls == TlsMode::Starttls;
+        if let Err(e) = Conn::run(shared, sock, peer, implicit, starttls, rx).await {
+            tracing::debug!(peer = %peer, error = %e, "connection ended with error");
+        }
+    });
+}

@@ -1,0 +1,214 @@
+//! SMTP replies as values, so the session state machine can return them and
+//! tests can compare them without a socket.
+//!
+//! Every reply carries an RFC 3463 enhanced status code except where RFC 2034
+//! §3 and RFC 4954 say it must not: the greeting, the HELO/EHLO response (its
+//! extension lines are bare keywords that clients match literally), and 3xx
+//! intermediate replies (`334` carries a base64 challenge, `354` has no
+//! enhanced class). Text is sanitized when the reply is built *and* when it
+//! is written, because reply text often echoes client input (addresses) and a
+//! CR/LF in it would let a client forge extra reply lines.
+
+use std::fmt;
+
+/// RFC 5321 §4.5.3.1.5 caps a reply line at 512 octets including the code
+/// and CRLF; this leaves room for "NNN-x.y.z " and the line ending.
+const MAX_TEXT_BYTES: usize = 480;
+
+/// One SMTP reply, possibly multi-line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit reply code (RFC 5321 §4.2).
+    pub code: u16,
+    /// RFC 3463 enhanced status code written after the reply code on every
+    /// line, e.g. `"2.0.0"`; `None` for the replies that must not carry one.
+    pub enhanced: Option<String>,
+    /// Text of each line, without code or line ending. Never empty when built
+    /// through the constructors.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply with an enhanced status code: `250 2.0.0 Ok`.
+    pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: Some(sanitize(enhanced)),
+            lines: vec![sanitize(&text.into())],
+        }
+    }
+
+    /// A reply without enhanced status code (greeting, HELO, 334, 354).
+    pub fn bare(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![sanitize(&text.into())],
+        }
+    }
+
+    /// A multi-line reply; `enhanced`, when given, is repeated on every line.
+    pub fn multiline(code: u16, enhanced: Option<&str>, lines: Vec<String>) -> Reply {
+        let mut lines: Vec<String> = lines.iter().map(|l| sanitize(l)).collect();
+        if lines.is_empty() {
+            lines.push(String::new());
+        }
+        Reply {
+            code,
+            enhanced: enhanced.map(sanitize),
+            lines,
+        }
+    }
+
+    /// Appends the wire form (`250-a\r\n250 b\r\n`) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        // The code is written digit by digit so an out-of-range value set
+        // through the public field still yields exactly three digits.
+        let code = self.code.min(999);
+        let digits = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ];
+        let empty = [String::new()];
+        let lines: &[String] = if self.lines.is_empty() {
+            &empty
+        } else {
+            &self.lines
+        };
+        for (i, line) in lines.iter().enumerate() {
+            out.extend_from_slice(&digits);
+            out.push(if i + 1 == lines.len() { b' ' } else { b'-' });
+            if let Some(enhanced) = &self.enhanced {
+                out.extend_from_slice(sanitize(enhanced).as_bytes());
+                if !line.is_empty() {
+                    out.push(b' ');
+                }
+            }
+            out.extend_from_slice(sanitize(line).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// The wire form as a fresh buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.write_to(&mut out);
+        out
+    }
+
+    /// 2xx and 3xx: the client's command was accepted (so far).
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    /// 5xx: permanent failure.
+    pub fn is_permanent_failure(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+}
+
+/// One-line summary for logs: `550 5.7.1 text` (multi-line replies joined
+/// with " / ").
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(e) = &self.enhanced {
+            write!(f, " {e}")?;
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            f.write_str(if i == 0 { " " } else { " / " })?;
+            f.write_str(line)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces control characters (CR, LF, NUL, C1 ...) with spaces and caps the
+/// length at a char boundary, so echoed client input cannot break the
+/// reply framing. Tab is allowed by RFC 5321's textstring.
+fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT_BYTES));
+    for c in text.chars() {
+        if out.len() + c.len_utf8() > MAX_TEXT_BYTES {
+            break;
+        }
+        out.push(if c.is_control() && c != '\t' { ' ' } else { c });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_with_enhanced_code() {
+        assert_eq!(Reply::new(250, "2.0.0", "Ok").to_bytes(), b"250 2.0.0 Ok\r\n");
+    }
+
+    #[test]
+    fn multiline_repeats_enhanced_code_and_uses_dash_continuations() {
+        let r = Reply::multiline(214, Some("2.0.0"), vec!["a".into(), "b".into()]);
+        assert_eq!(r.to_bytes(), b"214-2.0.0 a\r\n214 2.0.0 b\r\n");
+    }
+
+    #[test]
+    fn multiline_without_enhanced_keeps_bare_keywords() {
+        let r = Reply::multiline(
+            250,
+            None,
+            vec!["mx.example".into(), "PIPELINING".into(), "8BITMIME".into()],
+        );
+        assert_eq!(
+            r.to_bytes(),
+            b"250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
+    }
+
+    #[test]
+    fn empty_text_still_has_the_separator_space() {
+        // RFC 4954 continue-req is "334" SP [base64] CRLF.
+        assert_eq!(Reply::bare(334, "").to_bytes(), b"334 \r\n");
+        assert_eq!(Reply::multiline(250, None, vec![]).to_bytes(), b"250 \r\n");
+        assert_eq!(Reply::new(250, "2.0.0", "").to_bytes(), b"250 2.0.0\r\n");
+    }
+
+    #[test]
+    fn crlf_and_controls_in_text_cannot_forge_lines() {
+        let r = Reply::new(550, "5.7.1", "Sender <a\r\n250 2.0.0 Ok\r\n@x>\0 bad");
+        let bytes = r.to_bytes();
+        assert_eq!(bytes, b"550 5.7.1 Sender <a  250 2.0.0 Ok  @x>  bad\r\n");
+        // Even when the public fields are set directly, writing sanitizes.
+        let forged = Reply {
+            code: 250,
+            enhanced: Some("2.0.0\r\n".into()),
+            lines: vec!["x\ny".into()],
+        };
+        assert_eq!(forged.to_bytes(), b"250 2.0.0   x y\r\n");
+    }
+
+    #[test]
+    fn long_text_is_capped_at_a_char_boundary() {
+        let text = "é".repeat(400); // 800 bytes
+        let r = Reply::new(550, "5.1.1", text);
+        assert!(r.lines[0].len() <= MAX_TEXT_BYTES);
+        assert!(r.lines[0].chars().all(|c| c == 'é'));
+        assert!(r.to_bytes().len() <= 512);
+    }
+
+    #[test]
+    fn positivity_by_class() {
+        assert!(Reply::new(250, "2.0.0", "Ok").is_positive());
+        assert!(Reply::bare(354, "go").is_positive());
+        assert!(!Reply::new(452, "4.5.3", "Too many").is_positive());
+        assert!(!Reply::new(550, "5.7.1", "no").is_positive());
+        assert!(Reply::new(550, "5.7.1", "no").is_permanent_failure());
+    }
+
+    #[test]
+    fn display_is_one_line() {
+        let r = Reply::multiline(250, Some("2.0.0"), vec!["a".into(), "b".into()]);
+        assert_eq!(r.to_string(), "250 2.0.0 a / b");
+    }
+}

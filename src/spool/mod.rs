@@ -1,0 +1,339 @@
+//! Durable on-disk queue: the point where a message stops being the client's
+//! problem and becomes ours.
+//!
+//! Layout under the spool directory (all 0700, files 0600):
+//!
+//! ```text
+//! lock            flock'd by the running daemon so two daemons never share a spool
+//! tmp/            half-written files; emptied on open
+//! queue/ID        one JSON envelope line, then the raw message bytes
+//! queue/ID.retry  retry sidecar (attempts, next attempt, last error); not fsync'd
+//! dead/ID         dead letters, same format as queue/ID
+//! dead/ID.reason  why it died (JSON)
+//! ```
+//!
+//! `put` only returns Ok once the file is fsync'd and its rename into queue/
+//! is fsync'd too, because that Ok is what lets SMTP answer 250. Puts are
+//! group-committed on dedicated writer threads (see `writer`), so many
+//! concurrent sessions share one directory fsync and the tokio runtime never
+//! blocks on disk.
+
+mod store;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use store::SpoolDir;
+
+/// The SMTP envelope plus what postern decided about the message at
+/// acceptance time. Stored as the first line of every spool file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    /// Unix seconds when the message was accepted; drives `max_age`.
+    pub received_at: u64,
+    /// Name of the credential (config key) the client authenticated as.
+    pub credential: String,
+    /// Reverse path without angle brackets; empty for the null sender.
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub route: String,
+    /// Length of the message bytes that follow the envelope line. `put`
+    /// overwrites it with the real length so truncation is detectable.
+    pub size: u64,
+}
+
+/// Delivery bookkeeping kept beside a queued message. Losing it only resets
+/// back-off, so it is written without fsync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    pub attempts: u32,
+    /// Unix seconds of the next delivery attempt.
+    pub next_attempt: u64,
+    pub last_error: String,
+    pub last_upstream: Option<String>,
+}
+
+/// Contents of `dead/ID.reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadReason {
+    pub reason: String,
+    pub attempts: u32,
+    /// Unix seconds when the message was dead-lettered.
+    pub time: u64,
+    pub last_upstream: Option<String>,
+}
+
+/// A message read back from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub envelope: Envelope,
+    pub data: Vec<u8>,
+}
+
+/// A queued message found by `recover`, with its back-off state if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub envelope: Envelope,
+    pub retry: Option<RetryState>,
+}
+
+/// One line of `list`: unreadable files are still listed (with `error`) so an
+/// operator sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolEntry {
+    pub id: String,
+    pub envelope: Option<Envelope>,
+    pub error: Option<String>,
+    pub retry: Option<RetryState>,
+    pub dead_reason: Option<DeadReason>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Disk full, permission denied, read-only file system, ... The io error's
+    /// own text ("No space left on device") is kept because it is the most
+    /// useful thing to show an operator.
+    #[error("spool: cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("spool {} is locked by another postern process", .0.display())]
+    Locked(PathBuf),
+    #[error("spool: invalid message id {0:?}")]
+    InvalidId(String),
+    #[error("spool: no message {0}")]
+    NotFound(String),
+    #[error("spool: corrupt message file {id}: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("spool: cannot encode envelope: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("spool: writer threads have stopped")]
+    WriterGone,
+}
+
+impl SpoolError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        SpoolError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Number of group-commit writer threads. More than one lets the kernel merge
+/// their journal commits while a batch is being fsync'd.
+const WRITER_THREADS: usize = 4;
+
+/// State shared by every clone of `Spool` and by the writer threads.
+struct Shared {
+    dir: SpoolDir,
+    /// Where freshly queued ids go; set by the delivery side via `subscribe`.
+    notify: Mutex<Option<mpsc::UnboundedSender<String>>>,
+}
+
+impl Shared {
+    fn queued(&self, id: &str) {
+        let guard = match self.notify.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(tx) = guard.as_ref() {
+            // A closed receiver means delivery has shut down; the file stays
+            // in queue/ and is recovered on the next start.
+            let _ = tx.send(id.to_string());
+        }
+    }
+}
+
+/// Handle to the durable queue; cheap to clone, one per daemon.
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    writer: std::sync::mpsc::Sender<writer::Job>,
+    /// The flock lives on this descriptor. Not in `Shared`, because writer
+    /// threads outlive the last `Spool` by a moment and must not keep a
+    /// closed spool locked.
+    _lock: Arc<File>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("path", &self.shared.dir.root())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `dir`, takes its lock, clears
+    /// tmp/ and starts the writer threads. Blocking; call at startup.
+    pub fn open(dir: PathBuf) -> Result<Spool, SpoolError> {
+        let dir = SpoolDir::new(dir);
+        let lock = dir.create_and_lock()?;
+        dir.clean_tmp()?;
+        let shared = Arc::new(Shared {
+            dir,
+            notify: Mutex::new(None),
+        });
+        let writer = writer::start(shared.clone(), WRITER_THREADS)?;
+        Ok(Spool {
+            shared,
+            writer,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.shared.dir.root()
+    }
+
+    /// Synchronous, read-only view (for the CLI and for tests).
+    pub fn dir(&self) -> &SpoolDir {
+        &self.shared.dir
+    }
+
+    /// Returns a receiver that gets the id of every message queued from now
+    /// on. Only the latest subscriber receives ids. Subscribe *before*
+    /// calling `recover` so no message falls between the two (duplicates
+    /// between them are possible and must be tolerated).
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut guard = match self.shared.notify.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Some(tx);
+        rx
+    }
+
+    /// Stores a message durably. Ok means the message and its envelope are
+    /// fsync'd in queue/ and the delivery side has been told about it.
+    /// `envelope.size` is set to `data`'s length. On error nothing is left
+    /// in queue/.
+    pub async fn put(
+        &self,
+        mut envelope: Envelope,
+        data: impl AsRef<[u8]> + Send + Sync + 'static,
+    ) -> Result<(), SpoolError> {
+        store::check_id(&envelope.id)?;
+        envelope.size = data.as_ref().len() as u64;
+        let mut header = serde_json::to_vec(&envelope)?;
+        header.push(b'\n');
+        let (reply, done) = oneshot::channel();
+        let job = writer::Job {
+            id: envelope.id,
+            header,
+            data: Box::new(data),
+            reply,
+        };
+        self.writer.send(job).map_err(|_| SpoolError::WriterGone)?;
+        done.await.map_err(|_| SpoolError::WriterGone)?
+    }
+
+    /// Lists every message in queue/ (sorted by id, i.e. by age). Corrupt
+    /// files are moved to dead/ with a reason; orphan sidecars are removed.
+    pub async fn recover(&self) -> Result<Vec<Recovered>, SpoolError> {
+        let shared = self.shared.clone();
+        blocking(move || shared.dir.recover()).await
+    }
+
+    /// Reads a queued message (envelope and bytes) for delivery.
+    pub async fn read(&self, id: &str) -> Result<StoredMessage, SpoolError> {
+        let shared = self.shared.clone();
+        let id = id.to_string();
+        blocking(move || shared.dir.read(&id, false)).await
+    }
+
+    /// Removes a delivered message (and its sidecar), fsyncing queue/ so a
+    /// crash right after does not resurrect it.
+    pub async fn complete(&self, id: &str) -> Result<(), SpoolError> {
+        let shared = self.shared.clone();
+        let id = id.to_string();
+        blocking(move || shared.dir.complete(&id)).await
+    }
+
+    /// Saves back-off state beside the message.
+    pub async fn record_attempt(&self, id: &str, state: RetryState) -> Result<(), SpoolError> {
+        let shared = self.shared.clone();
+        let id = id.to_string();
+        blocking(move || shared.dir.write_retry(&id, &state)).await
+    }
+
+    /// Moves the message to dead/ID with dead/ID.reason beside it.
+    pub async fn dead_letter(&self, id: &str, reason: DeadReason) -> Result<(), SpoolError> {
+        let shared = self.shared.clone();
+        let id = id.to_string();
+        blocking(move || shared.dir.dead_letter(&id, &reason)).await
+    }
+
+    /// See `SpoolDir::list`.
+    pub async fn list(&self, dead: bool) -> Result<Vec<SpoolEntry>, SpoolError> {
+        let shared = self.shared.clone();
+        blocking(move || shared.dir.list(dead)).await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, SpoolError>
+where
+    F: FnOnce() -> Result<T, SpoolError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(SpoolError::Io {
+            op: "run blocking task for",
+            path: PathBuf::new(),
+            source: io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+/// Highest microsecond timestamp handed out, so ids from this process are
+/// strictly increasing even when the clock stalls or steps back.
+static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// A new message id: 14 hex digits of microseconds since the epoch, then 6
+/// random hex digits. Sorts by time, is safe as a file name and as SMTP
+/// reply text, and is unique within a process by construction.
+pub fn new_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let prev = match LAST_MICROS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+        Some(now.max(last.saturating_add(1)))
+    }) {
+        Ok(p) | Err(p) => p,
+    };
+    let micros = now.max(prev.saturating_add(1));
+    let mut rnd = [0u8; 3];
+    // The counter already makes ids unique in-process; randomness only
+    // guards against a second process, so a failed fill is not fatal.
+    let _ = SystemRandom::new().fill(&mut rnd);
+    let r = u32::from_be_bytes([0, rnd[0], rnd[1], rnd[2]]);
+    format!("{micros:014X}{r:06X}")
+}
+
+/// Current wall-clock time in unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

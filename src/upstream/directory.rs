@@ -1,0 +1,167 @@
+//! `kind = "directory"`: writes each message as `<path>/<id>.eml`.
+//!
+//! The embedded default upstream and the simplest way to test postern end to
+//! end. A file appears under its final name only once complete and fsync'd
+//! (temp file + rename + directory fsync), so a program watching the
+//! directory never sees half a message. Redelivery of the same id replaces
+//! the file, which keeps retries idempotent.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    pub path: PathBuf,
+}
+
+/// Upstream that stores messages as files.
+#[derive(Debug)]
+pub struct DirectoryUpstream {
+    name: String,
+    path: PathBuf,
+}
+
+impl DirectoryUpstream {
+    /// Creates the directory (0750) if missing so a bad path shows at startup.
+    pub fn new(name: &str, config: DirectoryConfig) -> Result<Self, UpstreamError> {
+        create_dir(&config.path).map_err(|e| UpstreamError::Other {
+            name: name.to_string(),
+            reason: format!("cannot create directory {}: {e}", config.path.display()),
+        })?;
+        Ok(DirectoryUpstream {
+            name: name.to_string(),
+            path: config.path,
+        })
+    }
+}
+
+impl Upstream for DirectoryUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            // The id becomes a file name: refuse anything that could escape
+            // the directory rather than trusting the caller.
+            let safe = !msg.id.is_empty()
+                && msg
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !safe {
+                return Err(DeliveryError::permanent(format!(
+                    "queue id {:?} is not usable as a file name",
+                    super::sanitize(msg.id, 80)
+                )));
+            }
+            let dir = self.path.clone();
+            let id = msg.id.to_string();
+            // The blocking task needs 'static data; a copy is cheap next to
+            // the fsync that follows.
+            let data = msg.data.to_vec();
+            let file_name = format!("{id}.eml");
+            let result = tokio::task::spawn_blocking(move || write_eml(&dir, &id, &data)).await;
+            match result {
+                Ok(Ok(())) => Ok(Delivered {
+                    upstream_id: Some(file_name),
+                }),
+                Ok(Err(e)) => Err(DeliveryError::transient(format!(
+                    "cannot write {}: {e}",
+                    self.path.join(&file_name).display()
+                ))),
+                Err(join) => Err(DeliveryError::transient(format!("write task failed: {join}"))),
+            }
+        })
+    }
+}
+
+fn create_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o750).create(path)
+}
+
+fn write_eml(dir: &Path, id: &str, data: &[u8]) -> io::Result<()> {
+    create_dir(dir)?;
+    // Dot prefix: watchers conventionally ignore hidden files.
+    let tmp = dir.join(format!(".{id}.eml.tmp"));
+    let dest = dir.join(format!("{id}.eml"));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_data()?;
+        fs::rename(&tmp, &dest)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<'a>(id: &'a str, rcpt: &'a [String], data: &'a [u8]) -> OutboundMessage<'a> {
+        OutboundMessage {
+            id,
+            mail_from: "a@example.com",
+            rcpt_to: rcpt,
+            data,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_exact_bytes_under_id_and_creates_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("out/nested");
+        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path: path.clone() }).unwrap();
+        assert!(path.is_dir());
+        let rcpt = vec!["b@example.net".to_string()];
+        let data = b"From: a@example.com\r\n\r\nline\r\n.\r\n\xff\x00".to_vec();
+
+        let got = up.deliver(&message("ABC123", &rcpt, &data)).await.unwrap();
+        assert_eq!(got.upstream_id.as_deref(), Some("ABC123.eml"));
+        assert_eq!(fs::read(path.join("ABC123.eml")).unwrap(), data);
+        let names: Vec<_> = fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["ABC123.eml"]);
+
+        // Removed after startup: recreated on the next delivery; same id
+        // replaces the file.
+        fs::remove_dir_all(&path).unwrap();
+        up.deliver(&message("ABC123", &rcpt, b"v2")).await.unwrap();
+        assert_eq!(fs::read(path.join("ABC123.eml")).unwrap(), b"v2");
+    }
+
+    #[tokio::test]
+    async fn path_traversal_ids_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("out");
+        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path }).unwrap();
+        let err = up.deliver(&message("../x", &[], b"x")).await.unwrap_err();
+        assert!(err.is_permanent(), "{err}");
+        assert!(!tmp.path().join("x.eml").exists());
+    }
+
+    #[tokio::test]
+    async fn unwritable_directory_is_transient() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("out");
+        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path: path.clone() }).unwrap();
+        // A file where the directory should be fails even for root.
+        fs::remove_dir(&path).unwrap();
+        fs::write(&path, b"").unwrap();
+        let err = up.deliver(&message("ID1", &[], b"x")).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert!(err.reason().contains("ID1.eml"), "{err}");
+    }
+}

@@ -1,0 +1,387 @@
+//! `kind = "http"`: POSTs each message to an operator-chosen URL.
+//!
+//! The generic upstream for anything that accepts mail over HTTP(S): an
+//! in-house API, a webhook, a test server. The body is either the raw
+//! message (`format = "raw"`, envelope in `X-Postern-*` headers) or a JSON
+//! document with the message base64-encoded (`format = "json"`).
+//!
+//! The response decides what happens next: 2xx is delivered; 408, 429, 5xx,
+//! timeouts and connection failures are worth retrying; any other status
+//! means the receiver rejected this message and retrying will not help.
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
+};
+
+/// Response bodies are read only this far: enough for an id or an error
+/// message, not enough for a hostile server to exhaust memory.
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// Longest response body quoted in a failure reason.
+const MAX_REASON_BODY: usize = 500;
+const MAX_UPSTREAM_ID: usize = 200;
+
+/// Request body layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `message/rfc822` body, envelope in headers.
+    #[default]
+    Raw,
+    /// JSON `{"queue_id","mail_from","rcpt_to","raw"}` with base64 `raw`.
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Format::Raw),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown format {other:?} (expected \"raw\" or \"json\")")),
+        }
+    }
+}
+
+/// Credentials sent with every request. Debug never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HttpAuth {
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+impl fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            HttpAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Settings of one `kind = "http"` upstream, secrets already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub url: String,
+    pub format: Format,
+    pub auth: Option<HttpAuth>,
+    /// Whole-request timeout (connect, send, response).
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM), added to the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One HTTP endpoint with its own connection pool.
+pub struct HttpUpstream {
+    name: String,
+    url: Url,
+    format: Format,
+    auth: Option<HttpAuth>,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpUpstream")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("format", &self.format)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpUpstream {
+    pub fn new(name: &str, config: HttpConfig) -> Result<Self, UpstreamError> {
+        let invalid = |reason: &str| UpstreamError::InvalidUrl {
+            name: name.to_string(),
+            url: config.url.clone(),
+            reason: reason.to_string(),
+        };
+        let url = Url::parse(&config.url).map_err(|e| invalid(&e.to_string()))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(invalid("scheme must be https or http")),
+        };
+        if url.host_str().is_none() {
+            return Err(invalid("no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "credentials in the url are not allowed; use bearer_token or basic_username/basic_password",
+            ));
+        }
+        if !https {
+            tracing::warn!(upstream = name, "upstream uses plain http: mail and credentials travel unencrypted");
+        }
+        let tls = tls_config(name, config.ca_file.as_deref(), https)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(60))
+            // Following a redirect would turn the POST into a GET or resend
+            // credentials elsewhere; a redirect means the url is wrong.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| UpstreamError::Other {
+                name: name.to_string(),
+                reason: format!("cannot build http client: {}", error_chain(&e)),
+            })?;
+        Ok(HttpUpstream {
+            name: name.to_string(),
+            url,
+            format: config.format,
+            auth: config.auth,
+            timeout: config.timeout,
+            client,
+        })
+    }
+
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        let mut request = self.client.post(self.url.clone());
+        request = match self.format {
+            Format::Raw => request
+                .header(CONTENT_TYPE, "message/rfc822")
+                .header("X-Postern-Queue-Id", header_value("queue id", msg.id)?)
+                .header("X-Postern-Mail-From", header_value("sender", msg.mail_from)?)
+                .header(
+                    "X-Postern-Rcpt-To",
+                    header_value("recipients", &msg.rcpt_to.join(","))?,
+                )
+                .body(msg.data.to_vec()),
+            Format::Json => request
+                .header(CONTENT_TYPE, "application/json")
+                .body(json_body(msg)?),
+        };
+        request = match &self.auth {
+            Some(HttpAuth::Bearer(token)) => request.bearer_auth(token),
+            Some(HttpAuth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password))
+            }
+            None => request,
+        };
+        let mut response = request.send().await.map_err(|e| self.request_error(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        // A body that fails half way is still enough to classify the status.
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= MAX_RESPONSE_BODY {
+                body.truncate(MAX_RESPONSE_BODY);
+                break;
+            }
+        }
+        classify(status, &headers, &body, SystemTime::now())
+    }
+
+    fn request_error(&self, err: reqwest::Error) -> DeliveryError {
+        // without_url: the url is config, but some APIs carry keys in query
+        // strings, and it adds nothing the upstream name does not say.
+        let err = err.without_url();
+        let reason = if err.is_timeout() {
+            format!("no response within {}", humantime::format_duration(self.timeout))
+        } else if err.is_connect() {
+            format!("cannot connect: {}", error_chain(&err))
+        } else {
+            format!("request failed: {}", error_chain(&err))
+        };
+        DeliveryError::transient(sanitize(&reason, MAX_REASON_BODY))
+    }
+}
+
+impl Upstream for HttpUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.send(msg))
+    }
+}
+
+#[derive(Serialize)]
+struct JsonBody<'a> {
+    queue_id: &'a str,
+    mail_from: &'a str,
+    rcpt_to: &'a [String],
+    raw: String,
+}
+
+fn json_body(msg: &OutboundMessage<'_>) -> Result<Vec<u8>, DeliveryError> {
+    let body = JsonBody {
+        queue_id: msg.id,
+        mail_from: msg.mail_from,
+        rcpt_to: msg.rcpt_to,
+        raw: base64::engine::general_purpose::STANDARD.encode(msg.data),
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON body: {e}")))
+}
+
+/// UTF-8 addresses (SMTPUTF8) pass as raw bytes; control characters cannot
+/// be sent in a header, and will not become sendable by retrying.
+fn header_value(what: &str, value: &str) -> Result<HeaderValue, DeliveryError> {
+    HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+        DeliveryError::permanent(format!("{what} contains characters not allowed in an HTTP header"))
+    })
+}
+
+/// Maps a complete response to the delivery outcome.
+pub(crate) fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Delivered, DeliveryError> {
+    if status.is_success() {
+        return Ok(Delivered {
+            upstream_id: upstream_id(headers, body),
+        });
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = sanitize(&text, MAX_REASON_BODY);
+    let mut reason = format!("HTTP {}", status.as_u16());
+    if status.is_redirection() {
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        reason.push_str(&format!(
+            " redirect to {:?} (redirects are not followed; fix the upstream url)",
+            sanitize(location, 200)
+        ));
+    } else if !text.is_empty() {
+        reason.push_str(": ");
+        reason.push_str(&text);
+    }
+    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error();
+    if retryable {
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
+        Err(DeliveryError::Transient {
+            reason,
+            retry_after,
+        })
+    } else {
+        Err(DeliveryError::Permanent { reason })
+    }
+}
+
+/// `X-Message-Id`, else `id` / `message_id` from a JSON object body.
+fn upstream_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let clean = |s: &str| Some(sanitize(s, MAX_UPSTREAM_ID)).filter(|s| !s.is_empty());
+    if let Some(id) = headers.get("x-message-id").and_then(|v| v.to_str().ok()) {
+        if let Some(id) = clean(id) {
+            return Some(id);
+        }
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["id", "message_id"].iter().find_map(|key| match json.get(key)? {
+        serde_json::Value::String(s) => clean(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// RFC 9110 Retry-After: delay-seconds or an HTTP-date.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurdly long values saturate; the retry policy caps them anyway.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// "outer: inner: root cause", because reqwest's own Display hides the
+/// part an operator needs ("Connection refused", "certificate expired").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// rustls config with the system roots plus `ca_file`, ring as the crypto
+/// provider (reqwest is built without one), ALPN h2 then http/1.1.
+fn tls_config(
+    name: &str,
+    ca_file: Option<&Path>,
+    need_roots: bool,
+) -> Result<rustls::ClientConfig, UpstreamError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for err in &native.errors {
+        tracing::debug!(upstream = name, error = %err, "problem loading a system root certificate");
+    }
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let ca_error = |reason: String| UpstreamError::CaFile {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_error("no PEM certificates found".to_string()));
+        }
+    }
+    if need_roots && roots.is_empty() {
+        return Err(UpstreamError::NoRoots {
+            name: name.to_string(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Other {
+            name: name.to_string(),
+            reason: format!("TLS setup: {e}"),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,139 @@
+//! Where mail leaves postern: one trait every provider implements.
+//!
+//! An upstream receives a message with its envelope and either takes it
+//! (`Delivered`) or says whether trying again later can help (`Transient`)
+//! or not (`Permanent`). Upstreams know nothing about the spool, retries or
+//! SMTP; the delivery workers own those decisions.
+
+pub mod directory;
+pub mod http;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use directory::{DirectoryConfig, DirectoryUpstream};
+pub use http::{Format, HttpAuth, HttpConfig, HttpUpstream};
+
+/// One message as handed to an upstream; borrowed so a retry does not copy.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundMessage<'a> {
+    /// Spool queue id, stable across retries (usable as an idempotency key).
+    pub id: &'a str,
+    /// Reverse path; empty for the null sender.
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    /// The raw RFC 5322 message, CRLF line endings, not dot-stuffed.
+    pub data: &'a [u8],
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Trying again later may work (rate limit, outage, timeout, disk full).
+    #[error("{reason}")]
+    Transient {
+        reason: String,
+        /// The upstream asked us to wait at least this long.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream rejected this message; retrying will not help.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+impl DeliveryError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        DeliveryError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError::Permanent {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            DeliveryError::Transient { reason, .. } | DeliveryError::Permanent { reason } => reason,
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DeliveryError::Permanent { .. })
+    }
+}
+
+/// Successful hand-off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The provider's id for the message, when it returns one (for logs).
+    pub upstream_id: Option<String>,
+}
+
+/// Future returned by `Upstream::deliver`; boxed so the trait is dyn-safe
+/// without the async-trait crate.
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, DeliveryError>> + Send + 'a>>;
+
+/// A destination for mail (an HTTPS API, a directory, ...).
+pub trait Upstream: Send + Sync {
+    /// The config name (`[upstreams.NAME]`), used in logs and dead letters.
+    fn name(&self) -> &str;
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a>;
+}
+
+/// Provider settings, one variant per `kind`, with secrets already resolved.
+#[derive(Debug, Clone)]
+pub enum UpstreamConfig {
+    Http(HttpConfig),
+    Directory(DirectoryConfig),
+}
+
+/// Errors building an upstream from its configuration (reported at startup).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {name:?}: invalid url {url:?}: {reason}")]
+    InvalidUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
+    #[error("upstream {name:?}: cannot read ca_file {}: {reason}", path.display())]
+    CaFile {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("upstream {name:?}: no trusted root certificates (system store empty and no ca_file)")]
+    NoRoots { name: String },
+    #[error("upstream {name:?}: {reason}")]
+    Other { name: String, reason: String },
+}
+
+/// Builds the upstream named `name` (the `[upstreams.NAME]` key).
+pub fn build(name: &str, config: UpstreamConfig) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    Ok(match config {
+        UpstreamConfig::Http(c) => Arc::new(HttpUpstream::new(name, c)?),
+        UpstreamConfig::Directory(c) => Arc::new(DirectoryUpstream::new(name, c)?),
+    })
+}
+
+/// Shortens text from a remote system for logs and dead-letter reasons:
+/// at most `max` chars, control characters replaced, so a hostile response
+/// cannot forge log lines.
+pub(crate) fn sanitize(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out.trim().to_string()
+}

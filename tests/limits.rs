@@ -1,0 +1,112 @@
+//! Resource limits: message size (announced SIZE and actual), recipient count,
+//! command line length and idle timeout each produce the contract's reply,
+//! forward nothing, and leave the server able to serve the next message.
+
+mod common;
+
+use common::*;
+
+fn start(ca: &TestCa, up: &MockUpstream, server_lines: &[&str]) -> Postern {
+    let mut cfg = Config::new(&up.url()).listeners(&["none"]).with_loopback_network();
+    for l in server_lines {
+        cfg = cfg.server(l);
+    }
+    Postern::start(ca, &cfg)
+}
+
+/// Sends a normal message on `c` and checks it is the only thing forwarded.
+fn control(p: &Postern, up: &MockUpstream, c: &mut SmtpClient) {
+    let msg = simple_message("app@example.com", "bob@dest.test", "control after limit");
+    let r = c.send_message("app@example.com", &["bob@dest.test"], &msg);
+    r.expect(250, "2.0.0", "control message");
+    let id = r.queue_id().expect("queue id");
+    c.quit();
+    let reqs = up.wait_for(1);
+    assert_eq!(reqs[0].one_header("x-postern-queue-id"), id);
+    assert_eq!(reqs[0].one_header("x-postern-rcpt-to"), "bob@dest.test");
+    assert_forwarded(&reqs[0].body, &msg);
+    p.wait_queue_empty();
+    assert_eq!(up.count(), 1, "only the control message may be forwarded");
+}
+
+#[test]
+fn oversize_message_gets_552_for_size_param_and_for_data() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_message_size = \"10KiB\""]);
+
+    let mut c = SmtpClient::connect(p.port(0));
+    let ehlo = c.greet();
+    assert!(
+        ehlo.ehlo_keywords().iter().any(|k| k == "SIZE 10240"),
+        "EHLO should announce SIZE 10240: {ehlo:?}"
+    );
+    c.cmd("MAIL FROM:<app@example.com> SIZE=20000")
+        .expect(552, "5.3.4", "MAIL with SIZE over the limit");
+
+    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    c.cmd("RCPT TO:<bob@dest.test>").expect_code(250, "RCPT");
+    let mut big = b"From: <app@example.com>\r\nSubject: big\r\n\r\n".to_vec();
+    while big.len() < 20 * 1024 {
+        big.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n");
+    }
+    c.data(&big).expect(552, "5.3.4", "oversize DATA");
+    // The same session goes on with a normal message.
+    control(&p, &up, &mut c);
+}
+
+#[test]
+fn too_many_recipients_gets_452() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_recipients = 3"]);
+
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    for i in 1..=3 {
+        c.cmd(&format!("RCPT TO:<r{i}@dest.test>")).expect_code(250, "RCPT within limit");
+    }
+    c.cmd("RCPT TO:<r4@dest.test>").expect(452, "4.5.3", "4th RCPT");
+    c.cmd("RSET").expect_code(250, "RSET");
+    control(&p, &up, &mut c);
+}
+
+#[test]
+fn overlong_command_line_gets_500() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_line_length = 512"]);
+
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    let long = format!("MAIL FROM:<{}@example.com>", "a".repeat(2000));
+    c.cmd(&long).expect(500, "5.5.2", "over-long command line");
+    drop(c);
+    assert!(p.queue_files().is_empty());
+
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    control(&p, &up, &mut c);
+}
+
+#[test]
+fn idle_client_gets_421_and_is_disconnected() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["command_timeout = \"1s\""]);
+
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    // Say nothing more: the server must give up on us.
+    let r = c.read_reply();
+    r.expect(421, "4.4.2", "idle timeout");
+    let rest = c.read_to_eof().expect("server closes after 421");
+    assert!(rest.is_empty(), "bytes after 421: {}", show(&rest));
+    assert!(p.queue_files().is_empty());
+
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    control(&p, &up, &mut c);
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the tests need when it is missing:
+# swaks (Debian package) and a Python venv (.venv) for the Python clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${need_apt[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "==> creating Python venv in .venv"
+    python3 -m venv .venv
+fi
+if [ -s tests/requirements.txt ]; then
+    .venv/bin/pip install -q -r tests/requirements.txt
+fi
+export POSTERN_PYTHON="$PWD/.venv/bin/python"
+
+echo "==> cargo test"
+cargo build --all-targets
+cargo test --all-targets -- --test-threads="${POSTERN_TEST_THREADS:-4}"

@@ -7,10 +7,14 @@
 
 use crate::access::{self, Access};
 use crate::config::{self, Config, TlsMode};
+use crate::deliver::{Delivery, RetryPolicy, Router};
 use crate::inspect;
 use crate::smtp::listener::{self, MessageSink, Shared};
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
+use crate::upstream::http::{Format, HttpAuth, HttpConfig};
+use crate::upstream::{self, DirectoryConfig, UpstreamConfig};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -56,7 +60,9 @@ pub fn hash_secret_cmd() -> ExitCode {
     }
     let secret = input.lines().next().unwrap_or("");
     if secret.is_empty() {
-        eprintln!("postern: no password on stdin (example: echo -n 'password' | postern hash-secret)");
+        eprintln!(
+            "postern: no password on stdin (example: echo -n 'password' | postern hash-secret)"
+        );
         return ExitCode::from(1);
     }
     match access::hash_secret(secret) {
@@ -75,7 +81,9 @@ pub fn hash_secret_cmd() -> ExitCode {
 /// line, followed by the TOML block; only the hash is ever stored.
 pub fn token_new_cmd(name: &str) -> ExitCode {
     let valid = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         eprintln!("postern: credential name must be letters, digits, '-' or '_'");
         return ExitCode::from(2);
@@ -83,14 +91,18 @@ pub fn token_new_cmd(name: &str) -> ExitCode {
     let result = access::new_token().and_then(|t| access::hash_secret(&t).map(|h| (t, h)));
     match result {
         Ok((token, hash)) => {
-            eprintln!("New token for \"{name}\" (shown only once; put it in the application's SMTP password field):");
+            eprintln!(
+                "New token for \"{name}\" (shown only once; put it in the application's SMTP password field):"
+            );
             println!("{token}");
             println!();
             println!("# add to postern.toml (or a file in conf.d/), then reload:");
             println!("[credentials.{name}]");
             println!("username = \"{name}\"");
             println!("secret_hash = \"{hash}\"");
-            println!("allowed_senders = [\"{name}@example.com\"]   # adjust: who this application may send as");
+            println!(
+                "allowed_senders = [\"{name}@example.com\"]   # adjust: who this application may send as"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -100,10 +112,14 @@ pub fn token_new_cmd(name: &str) -> ExitCode {
     }
 }
 
-fn tls_for(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, crate::smtp::tls::TlsError> {
+fn tls_for(
+    config: &Config,
+) -> Result<Option<Arc<rustls::ServerConfig>>, crate::smtp::tls::TlsError> {
     let needed = config.listeners.iter().any(|l| l.tls != TlsMode::None);
     match (&config.tls, needed) {
-        (Some(source), true) => crate::smtp::tls::server_config(source, &config.server.hostname).map(Some),
+        (Some(source), true) => {
+            crate::smtp::tls::server_config(source, &config.server.hostname).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -161,7 +177,10 @@ impl MessageSink for SpoolSink {
                 }
                 Err(e) => {
                     tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
-                    Err("Insufficient system storage, message not accepted; try again later".to_string())
+                    Err(
+                        "Insufficient system storage, message not accepted; try again later"
+                            .to_string(),
+                    )
                 }
             }
         })
@@ -183,9 +202,14 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
     };
     crate::observe::init(&config.log);
     if config_path.is_none() {
-        tracing::warn!("running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production");
+        tracing::warn!(
+            "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production"
+        );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start async runtime");
@@ -209,13 +233,32 @@ fn demo_config() -> String {
 async fn run(config: Config) -> Result<(), String> {
     let tls = tls_for(&config).map_err(|e| e.to_string())?;
     if matches!(config.tls, Some(config::TlsSource::SelfSigned)) {
-        tracing::warn!("TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production");
+        tracing::warn!(
+            "TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production"
+        );
     }
-    let spool = Arc::new(
-        Spool::open(config.server.state_dir.join("spool")).map_err(|e| e.to_string())?,
-    );
+    let spool =
+        Arc::new(Spool::open(config.server.state_dir.join("spool")).map_err(|e| e.to_string())?);
     let access = Arc::new(Access::new(&config));
-    // DELIVERY-WIRING
+    let (shutdown, _) = tokio::sync::broadcast::channel(1);
+    let router = build_router(&config)?;
+    let retry = RetryPolicy {
+        initial: config.delivery.retry_initial,
+        max: config.delivery.retry_max,
+        max_age: config.delivery.max_age,
+    };
+    let mut stop = shutdown.subscribe();
+    let delivery = Delivery::start(
+        Arc::clone(&spool),
+        router,
+        retry,
+        config.delivery.workers,
+        async move {
+            let _ = stop.recv().await;
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let sink = Arc::new(SpoolSink {
         spool: Arc::clone(&spool),
         access: Arc::clone(&access),
@@ -223,15 +266,55 @@ async fn run(config: Config) -> Result<(), String> {
     });
     let shared = Shared::new(&config, access, tls, sink);
     let bound = listener::bind(&config).await.map_err(|e| e.to_string())?;
-    let (shutdown, _) = tokio::sync::broadcast::channel(1);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    listener::serve(shared, bound, shutdown.clone(), config.server.shutdown_timeout).await;
+    listener::serve(
+        shared,
+        bound,
+        shutdown.clone(),
+        config.server.shutdown_timeout,
+    )
+    .await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signals.abort();
-    // DELIVERY-SHUTDOWN
+    delivery.wait(config.server.shutdown_timeout).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds every upstream client and the route table from the config.
+fn build_router(config: &Config) -> Result<Router, String> {
+    let mut upstreams = HashMap::new();
+    for (name, u) in &config.upstreams {
+        let c = match u {
+            config::Upstream::Http(h) => UpstreamConfig::Http(HttpConfig {
+                url: h.url.clone(),
+                format: match h.format {
+                    config::HttpFormat::Raw => Format::Raw,
+                    config::HttpFormat::Json => Format::Json,
+                },
+                auth: h.auth.as_ref().map(|a| match a {
+                    config::HttpAuth::Bearer(t) => HttpAuth::Bearer(t.expose().to_string()),
+                    config::HttpAuth::Basic { username, password } => HttpAuth::Basic {
+                        username: username.clone(),
+                        password: password.expose().to_string(),
+                    },
+                }),
+                timeout: h.timeout,
+                ca_file: h.ca_file.clone(),
+            }),
+            config::Upstream::Directory { path } => {
+                UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
+            }
+        };
+        let built = upstream::build(name, c).map_err(|e| format!("upstream {name:?}: {e}"))?;
+        upstreams.insert(name.clone(), built);
+    }
+    Router::from_names(
+        config.routes.iter().map(|(n, r)| (n, &r.upstreams)),
+        &upstreams,
+    )
+    .map_err(|e| e.to_string())
 }
 
 async fn wait_for_signal(shutdown: tokio::sync::broadcast::Sender<()>) {

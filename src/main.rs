@@ -56,7 +56,9 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, demo } => postern::daemon::main(if demo { None } else { Some(config) }),
+        Command::Run { config, demo } => {
+            postern::daemon::main(if demo { None } else { Some(config) })
+        }
         Command::CheckConfig { config } => postern::daemon::check_config(&config),
         Command::HashSecret => postern::daemon::hash_secret_cmd(),
         Command::Token(TokenCommand::New { name }) => postern::daemon::token_new_cmd(&name),

@@ -21,7 +21,7 @@ fn control(p: &Postern, up: &MockUpstream, c: &mut SmtpClient) {
     r.expect(250, "2.0.0", "control message");
     let id = r.queue_id().expect("queue id");
     c.quit();
-    let reqs = up.wait_for(1);
+    let reqs = p.delivered(&up, 1);
     assert_eq!(reqs[0].one_header("x-postern-queue-id"), id);
     assert_eq!(reqs[0].one_header("x-postern-rcpt-to"), "bob@dest.test");
     assert_forwarded(&reqs[0].body, &msg);

@@ -21,7 +21,7 @@ fn check_raw_request(req: &Recorded, id: &str, from: &str, rcpts: &str, sent: &[
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/send");
     assert_eq!(req.one_header("content-type"), "message/rfc822");
-    assert_eq!(req.one_header("x-postern-mail-from"), format!("<{from}>"));
+    assert_eq!(req.one_header("x-postern-mail-from"), from);
     assert_eq!(req.one_header("x-postern-rcpt-to"), rcpts);
     assert_eq!(req.one_header("x-postern-queue-id"), id);
     assert_forwarded(&req.body, sent);
@@ -45,7 +45,7 @@ fn swaks_delivers(auth: &str) {
         run.output
     );
     let id = run.queue_id().expect("queue id");
-    let reqs = up.wait_for(1);
+    let reqs = p.delivered(&up, 1);
     let mut sent = SWAKS_FILE.to_vec();
     sent.extend_from_slice(b"\r\n");
     check_raw_request(&reqs[0], &id, "app@example.com", "bob@dest.test, carol@dest.test", &sent);
@@ -100,7 +100,7 @@ fn python_smtplib_starttls_binary_attachment_delivers_exact_bytes() {
     let id = run_smtplib(&ca, &p, p.port(0), "starttls", 100_000, "sent.eml");
     let sent = std::fs::read(p.dir().join("sent.eml")).expect("sent.eml");
     assert!(contains(&sent, b"Content-Disposition: attachment; filename=\"blob.bin\""));
-    let reqs = up.wait_for(1);
+    let reqs = p.delivered(&up, 1);
     check_raw_request(&reqs[0], &id, "app@example.com", "bob@dest.test", &sent);
     p.wait_queue_empty();
     assert_eq!(up.count(), 1);
@@ -129,7 +129,7 @@ fn implicit_tls_listener_delivers_exact_bytes() {
     let mut swaks_sent = SWAKS_FILE.to_vec();
     swaks_sent.extend_from_slice(b"\r\n");
 
-    let reqs = up.wait_for(2);
+    let reqs = p.delivered(&up, 2);
     let by_id = |id: &str| {
         reqs.iter()
             .find(|r| r.header("x-postern-queue-id") == Some(id))
@@ -159,7 +159,7 @@ fn json_format_with_bearer_token() {
     let id = r.queue_id().expect("queue id");
     c.quit();
 
-    let reqs = up.wait_for(1);
+    let reqs = p.delivered(&up, 1);
     let req = &reqs[0];
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/send");

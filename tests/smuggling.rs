@@ -93,7 +93,7 @@ fn smuggling_sequences_stay_one_message_when_normalizing() {
             Err(e) => failures.push(e),
         }
     }
-    let reqs = up.wait_for(ids.len());
+    let reqs = p.delivered(&up, ids.len());
     p.wait_queue_empty();
     assert_eq!(up.count(), ids.len(), "one upstream request per accepted message");
     for (name, id) in &ids {
@@ -163,7 +163,7 @@ fn smuggling_sequences_are_refused_when_rejecting() {
     r.expect(250, "2.0.0", "control message");
     accepted.push(r.queue_id().expect("queue id"));
     c.quit();
-    let reqs = up.wait_for(accepted.len());
+    let reqs = p.delivered(&up, accepted.len());
     p.wait_queue_empty();
     assert_eq!(up.count(), accepted.len(), "refused messages must not be forwarded");
     for req in &reqs {

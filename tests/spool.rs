@@ -37,7 +37,7 @@ fn kill9_after_accept_delivers_exactly_once_after_restart() {
     let mut p = Postern::start(&ca, &networked(&down.url()));
     let (id, msg) = submit(&p, "crash safety");
     // It was accepted, and the upstream refused it at least once.
-    down.wait_for(1);
+    p.delivered(&down, 1);
     assert!(
         p.queue_files().iter().any(|f| f == &id),
         "accepted message {id} not in spool/queue: {:?}",
@@ -48,7 +48,7 @@ fn kill9_after_accept_delivers_exactly_once_after_restart() {
 
     let healthy = MockUpstream::start(&ca);
     p.restart(&networked(&healthy.url()));
-    let reqs = healthy.wait_for(1);
+    let reqs = p.delivered(&healthy, 1);
     assert_eq!(reqs[0].one_header("x-postern-queue-id"), id);
     assert_forwarded(&reqs[0].body, &msg);
     p.wait_queue_empty();
@@ -64,7 +64,7 @@ fn upstream_503_then_200_is_retried() {
     up.push(Scripted::status(503).body(b"try later"));
     let p = Postern::start(&ca, &networked(&up.url()));
     let (id, msg) = submit(&p, "retry");
-    let reqs = up.wait_for(2);
+    let reqs = p.delivered(&up, 2);
     for r in &reqs[..2] {
         assert_eq!(r.one_header("x-postern-queue-id"), id);
         assert_forwarded(&r.body, &msg);
@@ -83,7 +83,7 @@ fn upstream_400_dead_letters_with_reason_and_no_retry() {
     let up = MockUpstream::with_default(&ca, Scripted::status(400).body(body));
     let p = Postern::start(&ca, &networked(&up.url()));
     let (id, msg) = submit(&p, "dead letter");
-    up.wait_for(1);
+    p.delivered(&up, 1);
     let reason_path = p.dead_dir().join(format!("{id}.reason"));
     let ok = wait_until(Duration::from_secs(60), || reason_path.exists());
     assert!(ok, "no {}; dead/: {:?}\nlog:\n{}", reason_path.display(), p.dead_files(), p.log());
@@ -108,11 +108,17 @@ fn sigterm_with_upstream_down_keeps_message_queued_and_exits_0() {
     let cfg = networked(&down.url()).server("shutdown_timeout = \"5s\"");
     let mut p = Postern::start(&ca, &cfg);
     let (id, msg) = submit(&p, "graceful shutdown");
-    down.wait_for(1);
+    p.delivered(&down, 1);
     p.sigterm();
     let st = p.wait_exit(Duration::from_secs(60));
     assert_eq!(st.code(), Some(0), "exit status {st}; log:\n{}", p.log());
-    assert_eq!(p.queue_files(), vec![id.clone()], "spool/queue after shutdown");
+    // queue/ID must be there; anything else must be a sidecar of it (ID.something).
+    let files = p.queue_files();
+    assert!(files.contains(&id), "spool/queue after shutdown: {files:?}");
+    assert!(
+        files.iter().all(|f| f == &id || f.starts_with(&format!("{id}."))),
+        "unexpected files in spool/queue: {files:?}"
+    );
     let (env, raw) = read_spool_file(&p.queue_dir().join(&id));
     assert!(env.is_object(), "envelope line: {env}");
     assert_forwarded(&raw, &msg);
@@ -120,7 +126,7 @@ fn sigterm_with_upstream_down_keeps_message_queued_and_exits_0() {
     // And it is delivered once the upstream is back.
     let healthy = MockUpstream::start(&ca);
     p.restart(&networked(&healthy.url()));
-    let reqs = healthy.wait_for(1);
+    let reqs = p.delivered(&healthy, 1);
     assert_eq!(reqs[0].one_header("x-postern-queue-id"), id);
     assert_forwarded(&reqs[0].body, &msg);
     p.wait_queue_empty();

@@ -72,17 +72,21 @@ impl Access {
     /// Checks an AUTH login. Runs argon2 on the blocking pool; unknown
     /// usernames are verified against a dummy hash so timing does not reveal
     /// which usernames exist.
-    pub async fn verify_login(self: &Arc<Self>, username: &str, password: &str) -> Option<Arc<str>> {
+    pub async fn verify_login(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+    ) -> Option<Arc<str>> {
         let cred = self.by_username.get(username).cloned();
         let phc = cred
             .as_ref()
             .and_then(|c| c.login.as_ref())
             .map(|l| l.secret_hash.clone());
         let key = verify::cache_key(username, password, phc.as_deref().unwrap_or(""));
-        if let Some(cred) = &cred {
-            if self.cache.lock().map(|c| c.contains(&key)).unwrap_or(false) {
-                return self.names.get(&cred.name).cloned();
-            }
+        if let Some(cred) = &cred
+            && self.cache.lock().map(|c| c.contains(&key)).unwrap_or(false)
+        {
+            return self.names.get(&cred.name).cloned();
         }
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify::check(phc.as_deref(), &password))
@@ -103,8 +107,14 @@ impl Access {
         if sender_allowed(&cred.allowed_senders, mail_from) {
             Ok(())
         } else {
-            let shown = if mail_from.is_empty() { "<>".to_string() } else { format!("<{mail_from}>") };
-            Err(format!("Sender {shown} not allowed for credential \"{credential}\""))
+            let shown = if mail_from.is_empty() {
+                "<>".to_string()
+            } else {
+                format!("<{mail_from}>")
+            };
+            Err(format!(
+                "Sender {shown} not allowed for credential \"{credential}\""
+            ))
         }
     }
 
@@ -133,11 +143,20 @@ pub fn sender_allowed(patterns: &[String], mail_from: &str) -> bool {
     }
     let addr = mail_from.to_ascii_lowercase();
     let domain = addr.rsplit_once('@').map(|(_, d)| d);
-    patterns.iter().any(|p| {
-        p == "*"
-            || *p == addr
-            || p.strip_prefix("*@").is_some_and(|d| Some(d) == domain)
-    })
+    patterns
+        .iter()
+        .any(|p| p == "*" || *p == addr || p.strip_prefix("*@").is_some_and(|d| Some(d) == domain))
+}
+
+/// The SMTP session asks these questions without knowing about config.
+impl crate::smtp::session::Policy for Access {
+    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
+        Access::network_credential(self, peer)
+    }
+
+    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
+        Access::check_sender(self, credential, mail_from)
+    }
 }
 
 #[cfg(test)]
@@ -146,7 +165,10 @@ mod tests {
 
     #[test]
     fn sender_patterns() {
-        let p = vec!["billing@example.com".to_string(), "*@erp.example.com".to_string()];
+        let p = vec![
+            "billing@example.com".to_string(),
+            "*@erp.example.com".to_string(),
+        ];
         assert!(sender_allowed(&p, "Billing@Example.com"));
         assert!(sender_allowed(&p, "x@erp.example.com"));
         assert!(!sender_allowed(&p, "x@sub.erp.example.com"));
@@ -160,16 +182,5 @@ mod tests {
     fn mapped_ipv4_is_canonicalised() {
         let ip: IpAddr = "::ffff:192.168.1.5".parse().unwrap();
         assert_eq!(canonical_ip(ip), "192.168.1.5".parse::<IpAddr>().unwrap());
-    }
-}
-
-/// The SMTP session asks these questions without knowing about config.
-impl crate::smtp::session::Policy for Access {
-    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
-        Access::network_credential(self, peer)
-    }
-
-    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
-        Access::check_sender(self, credential, mail_from)
     }
 }

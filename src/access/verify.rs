@@ -3,8 +3,8 @@
 //! Kept apart from the policy code because it is the only place that sees
 //! plaintext secrets; nothing here logs or formats them.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::{HashSet, VecDeque};

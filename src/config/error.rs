@@ -23,10 +23,9 @@ impl Loc {
         let offset = offset.min(source.len());
         let before = source.get(..offset).unwrap_or(source);
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rfind('\n')
-            .map_or(before.chars().count(), |nl| before[nl + 1..].chars().count())
-            + 1;
+        let col = before.rfind('\n').map_or(before.chars().count(), |nl| {
+            before[nl + 1..].chars().count()
+        }) + 1;
         Loc {
             file: Arc::clone(file),
             line,
@@ -74,7 +73,11 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "{}: error: {}", self.loc, self.message)
         } else {
-            write!(f, "{}: error: key `{}`: {}", self.loc, self.key, self.message)
+            write!(
+                f,
+                "{}: error: key `{}`: {}",
+                self.loc, self.key, self.message
+            )
         }
     }
 }
@@ -118,7 +121,12 @@ impl std::error::Error for ConfigErrors {}
 /// Turns a TOML syntax or schema error into a located error. toml's own
 /// message does not always name the key, so when the span points into a
 /// `key = value` line the key is taken from the source text.
-pub fn from_toml(file: &Arc<Path>, source: &str, err: &toml::de::Error, table: &str) -> ConfigError {
+pub fn from_toml(
+    file: &Arc<Path>,
+    source: &str,
+    err: &toml::de::Error,
+    table: &str,
+) -> ConfigError {
     let offset = err.span().map_or(0, |s| s.start);
     let loc = Loc::from_offset(file, source, offset);
     let line_text = source.lines().nth(loc.line.saturating_sub(1)).unwrap_or("");
@@ -126,7 +134,13 @@ pub fn from_toml(file: &Arc<Path>, source: &str, err: &toml::de::Error, table: &
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"').to_string())
         .filter(|k| !k.is_empty() && !k.starts_with('['))
-        .map(|k| if table.is_empty() { k } else { format!("{table}.{k}") })
+        .map(|k| {
+            if table.is_empty() {
+                k
+            } else {
+                format!("{table}.{k}")
+            }
+        })
         .unwrap_or_default();
     let message = err.message().trim().replace('\n', " ");
     ConfigError::new(loc, key, message)

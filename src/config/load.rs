@@ -55,7 +55,14 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut files = Vec::new();
     let mut errors = ConfigErrors::default();
     let mut seen = BTreeSet::new();
-    parse_tree(path, text.to_string(), 0, &mut files, &mut seen, &mut errors);
+    parse_tree(
+        path,
+        text.to_string(),
+        0,
+        &mut files,
+        &mut seen,
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -77,7 +84,9 @@ fn parse_tree(
 ) {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if !seen.insert(canonical) {
-        errors.0.extend(ConfigErrors::file(path, "file is included more than once (include cycle?)").0);
+        errors
+            .0
+            .extend(ConfigErrors::file(path, "file is included more than once (include cycle?)").0);
         return;
     }
     let arc = path_arc(path);
@@ -100,7 +109,11 @@ fn parse_tree(
     for inc in &file.raw.include {
         let loc = file.loc(inc);
         if depth >= MAX_INCLUDE_DEPTH {
-            errors.push(ConfigError::new(loc, "include", "includes nested too deeply"));
+            errors.push(ConfigError::new(
+                loc,
+                "include",
+                "includes nested too deeply",
+            ));
             continue;
         }
         let pattern = file.resolve_path(inc.get_ref());
@@ -109,7 +122,11 @@ fn parse_tree(
         let mut matched: Vec<PathBuf> = match glob::glob(&pattern_text) {
             Ok(paths) => paths.filter_map(Result::ok).collect(),
             Err(e) => {
-                errors.push(ConfigError::new(loc, "include", format!("bad glob pattern: {e}")));
+                errors.push(ConfigError::new(
+                    loc,
+                    "include",
+                    format!("bad glob pattern: {e}"),
+                ));
                 continue;
             }
         };
@@ -178,7 +195,10 @@ fn named<'a, T>(
                 errors.push(ConfigError::new(
                     f.loc(v),
                     format!("{key}.{name}"),
-                    format!("{key}.{name} is already defined in {}", first.path.display()),
+                    format!(
+                        "{key}.{name} is already defined in {}",
+                        first.path.display()
+                    ),
                 ));
             } else {
                 out.insert(name.clone(), (f, v));
@@ -192,29 +212,59 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
     let server = build_server(singleton(files, "server", |r| r.server.as_ref(), errors));
     let tls = build_tls(singleton(files, "tls", |r| r.tls.as_ref(), errors), errors);
     let listeners = build_listeners(files, tls.is_some(), errors);
-    let delivery = build_delivery(singleton(files, "delivery", |r| r.delivery.as_ref(), errors), errors);
+    let delivery = build_delivery(
+        singleton(files, "delivery", |r| r.delivery.as_ref(), errors),
+        errors,
+    );
     let log = build_log(singleton(files, "log", |r| r.log.as_ref(), errors), errors);
 
     let upstreams: BTreeMap<String, Upstream> = named(files, "upstreams", |r| &r.upstreams, errors)
         .into_iter()
-        .filter_map(|(name, (f, u))| super::upstreams::build(&name, f.loc(u), u.get_ref(), &|p| f.resolve_path(p), &|s| f.loc(s), errors).map(|u| (name, u)))
+        .filter_map(|(name, (f, u))| {
+            super::upstreams::build(
+                &name,
+                f.loc(u),
+                u.get_ref(),
+                &|p| f.resolve_path(p),
+                &|s| f.loc(s),
+                errors,
+            )
+            .map(|u| (name, u))
+        })
         .collect();
 
     let mut routes = BTreeMap::new();
     for (name, (f, r)) in named(files, "routes", |r| &r.routes, errors) {
         if r.get_ref().upstreams.is_empty() {
-            errors.push(ConfigError::new(f.loc(r), format!("routes.{name}.upstreams"), "a route needs at least one upstream"));
+            errors.push(ConfigError::new(
+                f.loc(r),
+                format!("routes.{name}.upstreams"),
+                "a route needs at least one upstream",
+            ));
         }
         for u in &r.get_ref().upstreams {
-            if !upstreams.contains_key(u.get_ref()) && !files.iter().any(|f| f.raw.upstreams.contains_key(u.get_ref())) {
+            if !upstreams.contains_key(u.get_ref())
+                && !files
+                    .iter()
+                    .any(|f| f.raw.upstreams.contains_key(u.get_ref()))
+            {
                 errors.push(ConfigError::new(
                     f.loc(u),
                     format!("routes.{name}.upstreams"),
-                    format!("upstream {:?} is not defined (add an [upstreams.{}] table)", u.get_ref(), u.get_ref()),
+                    format!(
+                        "upstream {:?} is not defined (add an [upstreams.{}] table)",
+                        u.get_ref(),
+                        u.get_ref()
+                    ),
                 ));
             }
         }
-        let list = r.get_ref().upstreams.iter().map(|u| u.get_ref().clone()).collect();
+        let list = r
+            .get_ref()
+            .upstreams
+            .iter()
+            .map(|u| u.get_ref().clone())
+            .collect();
         routes.insert(name, Route { upstreams: list });
     }
 
@@ -222,14 +272,17 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
     let mut usernames: BTreeMap<String, String> = BTreeMap::new();
     for (name, (f, c)) in named(files, "credentials", |r| &r.credentials, errors) {
         if let Some(cred) = build_credential(&name, f, c, &routes, files, errors) {
-            if let Some(login) = &cred.login {
-                if let Some(other) = usernames.insert(login.username.clone(), name.clone()) {
-                    errors.push(ConfigError::new(
-                        f.loc(c),
-                        format!("credentials.{name}.username"),
-                        format!("username {:?} is already used by credentials.{other}", login.username),
-                    ));
-                }
+            if let Some(login) = &cred.login
+                && let Some(other) = usernames.insert(login.username.clone(), name.clone())
+            {
+                errors.push(ConfigError::new(
+                    f.loc(c),
+                    format!("credentials.{name}.username"),
+                    format!(
+                        "username {:?} is already used by credentials.{other}",
+                        login.username
+                    ),
+                ));
             }
             credentials.insert(name, cred);
         }
@@ -285,7 +338,11 @@ fn build_server(found: Option<(&File, &RawServer)>) -> Server {
 fn readable_file(f: &File, s: &Spanned<String>, key: &str, errors: &mut ConfigErrors) -> PathBuf {
     let p = f.resolve_path(s.get_ref());
     if let Err(e) = std::fs::File::open(&p) {
-        errors.push(ConfigError::new(f.loc(s), key, format!("cannot read {}: {e}", p.display())));
+        errors.push(ConfigError::new(
+            f.loc(s),
+            key,
+            format!("cannot read {}: {e}", p.display()),
+        ));
     }
     p
 }
@@ -299,11 +356,19 @@ fn build_tls(found: Option<(&File, &RawTls)>, errors: &mut ConfigErrors) -> Opti
             private_key: readable_file(f, k, "tls.private_key", errors),
         }),
         (_, _, true) => {
-            errors.push(ConfigError::new(Loc::file_start(&f.path), "tls.self_signed", "self_signed = true cannot be combined with certificate/private_key"));
+            errors.push(ConfigError::new(
+                Loc::file_start(&f.path),
+                "tls.self_signed",
+                "self_signed = true cannot be combined with certificate/private_key",
+            ));
             None
         }
         _ => {
-            errors.push(ConfigError::new(Loc::file_start(&f.path), "tls", "[tls] needs both certificate and private_key (PEM files), or self_signed = true"));
+            errors.push(ConfigError::new(
+                Loc::file_start(&f.path),
+                "tls",
+                "[tls] needs both certificate and private_key (PEM files), or self_signed = true",
+            ));
             None
         }
     }
@@ -317,7 +382,14 @@ fn build_listeners(files: &[File], have_tls: bool, errors: &mut ConfigErrors) ->
             let address = match l.get_ref().address.get_ref().parse::<SocketAddr>() {
                 Ok(a) => a,
                 Err(_) => {
-                    errors.push(ConfigError::new(loc, "listeners.address", format!("{:?} is not an address:port (IPv6 as \"[::1]:587\")", l.get_ref().address.get_ref())));
+                    errors.push(ConfigError::new(
+                        loc,
+                        "listeners.address",
+                        format!(
+                            "{:?} is not an address:port (IPv6 as \"[::1]:587\")",
+                            l.get_ref().address.get_ref()
+                        ),
+                    ));
                     continue;
                 }
             };
@@ -325,15 +397,26 @@ fn build_listeners(files: &[File], have_tls: bool, errors: &mut ConfigErrors) ->
                 errors.push(ConfigError::new(f.loc(l), "listeners.tls", "this listener uses TLS but there is no [tls] section with a certificate (or self_signed = true)"));
             }
             if out.iter().any(|o| o.address == address) {
-                errors.push(ConfigError::new(loc, "listeners.address", format!("{address} is listed twice")));
+                errors.push(ConfigError::new(
+                    loc,
+                    "listeners.address",
+                    format!("{address} is listed twice"),
+                ));
             }
-            out.push(Listener { address, tls: l.get_ref().tls });
+            out.push(Listener {
+                address,
+                tls: l.get_ref().tls,
+            });
         }
     }
-    if out.is_empty() {
-        if let Some(f) = files.first() {
-            errors.push(ConfigError::new(Loc::file_start(&f.path), "listeners", "no [[listeners]] configured"));
-        }
+    if out.is_empty()
+        && let Some(f) = files.first()
+    {
+        errors.push(ConfigError::new(
+            Loc::file_start(&f.path),
+            "listeners",
+            "no [[listeners]] configured",
+        ));
     }
     out
 }
@@ -347,10 +430,14 @@ fn build_delivery(found: Option<(&File, &RawDelivery)>, errors: &mut ConfigError
         retry_max: d.retry_max.map_or(Duration::from_secs(3600), |v| v.0),
         max_age: d.max_age.map_or(Duration::from_secs(5 * 86400), |v| v.0),
     };
-    if out.retry_initial > out.retry_max {
-        if let Some((f, _)) = found {
-            errors.push(ConfigError::new(Loc::file_start(&f.path), "delivery.retry_initial", "retry_initial is longer than retry_max"));
-        }
+    if out.retry_initial > out.retry_max
+        && let Some((f, _)) = found
+    {
+        errors.push(ConfigError::new(
+            Loc::file_start(&f.path),
+            "delivery.retry_initial",
+            "retry_initial is longer than retry_max",
+        ));
     }
     out
 }
@@ -361,11 +448,25 @@ fn build_log(found: Option<(&File, &RawLog)>, errors: &mut ConfigErrors) -> Log 
         Some((f, l)) => (Some(f), l),
         None => (None, &default),
     };
-    let level = l.level.as_ref().map_or_else(|| "info".to_string(), |s| s.get_ref().clone());
-    if let (Err(e), Some(f), Some(s)) = (tracing_subscriber::EnvFilter::try_new(&level), file, &l.level) {
-        errors.push(ConfigError::new(f.loc(s), "log.level", format!("invalid level filter: {e}")));
+    let level = l
+        .level
+        .as_ref()
+        .map_or_else(|| "info".to_string(), |s| s.get_ref().clone());
+    if let (Err(e), Some(f), Some(s)) = (
+        tracing_subscriber::EnvFilter::try_new(&level),
+        file,
+        &l.level,
+    ) {
+        errors.push(ConfigError::new(
+            f.loc(s),
+            "log.level",
+            format!("invalid level filter: {e}"),
+        ));
     }
-    Log { format: l.format.unwrap_or_default(), level }
+    Log {
+        format: l.format.unwrap_or_default(),
+        level,
+    }
 }
 
 /// Lower-cased sender pattern, or why it is not one.
@@ -387,7 +488,9 @@ pub(crate) fn sender_pattern(p: &str) -> Result<String, String> {
     if valid {
         Ok(p)
     } else {
-        Err(format!("invalid sender pattern {p:?}: use \"user@domain\", \"*@domain\" or \"*\""))
+        Err(format!(
+            "invalid sender pattern {p:?}: use \"user@domain\", \"*@domain\" or \"*\""
+        ))
     }
 }
 
@@ -408,24 +511,41 @@ fn build_credential(
                 Ok(phc) => errors.push(ConfigError::new(f.loc(h), key("secret_hash"), format!("hash algorithm {} is not supported; use `postern hash-secret` (argon2id)", phc.algorithm))),
                 Err(e) => errors.push(ConfigError::new(f.loc(h), key("secret_hash"), format!("not a PHC hash string ({e}); generate one with `postern hash-secret` or `postern token new`"))),
             }
-            Some(Login { username: u.clone(), secret_hash: h.get_ref().clone() })
+            Some(Login {
+                username: u.clone(),
+                secret_hash: h.get_ref().clone(),
+            })
         }
         (None, None) => None,
         _ => {
-            errors.push(ConfigError::new(f.loc(c), key("username"), "username and secret_hash must be set together"));
+            errors.push(ConfigError::new(
+                f.loc(c),
+                key("username"),
+                "username and secret_hash must be set together",
+            ));
             None
         }
     };
     let mut networks = Vec::new();
     for n in &raw.networks {
         let text = n.get_ref().trim();
-        let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
             Ok(net) => networks.push(net.trunc()),
-            Err(_) => errors.push(ConfigError::new(f.loc(n), key("networks"), format!("{text:?} is not a CIDR network like \"192.168.10.0/24\""))),
+            Err(_) => errors.push(ConfigError::new(
+                f.loc(n),
+                key("networks"),
+                format!("{text:?} is not a CIDR network like \"192.168.10.0/24\""),
+            )),
         }
     }
-    if login.is_none() && raw.networks.is_empty() && raw.username.is_none() && raw.secret_hash.is_none() {
+    if login.is_none()
+        && raw.networks.is_empty()
+        && raw.username.is_none()
+        && raw.secret_hash.is_none()
+    {
         errors.push(ConfigError::new(f.loc(c), format!("credentials.{name}"), "a credential needs username + secret_hash (AUTH) or networks (trusted source addresses)"));
     }
     let mut allowed_senders = Vec::new();
@@ -436,13 +556,34 @@ fn build_credential(
         }
     }
     if raw.allowed_senders.is_empty() {
-        errors.push(ConfigError::new(f.loc(c), key("allowed_senders"), "allowed_senders is required (use [\"*\"] to allow any sender)"));
+        errors.push(ConfigError::new(
+            f.loc(c),
+            key("allowed_senders"),
+            "allowed_senders is required (use [\"*\"] to allow any sender)",
+        ));
     }
-    let route = raw.route.as_ref().map_or_else(|| "default".to_string(), |r| r.get_ref().clone());
+    let route = raw
+        .route
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |r| r.get_ref().clone());
     if !routes.contains_key(&route) && !files.iter().any(|f| f.raw.routes.contains_key(&route)) {
         let loc = raw.route.as_ref().map_or_else(|| f.loc(c), |r| f.loc(r));
-        let hint = if raw.route.is_none() { " (a credential without `route` uses the route named \"default\")" } else { "" };
-        errors.push(ConfigError::new(loc, key("route"), format!("route {route:?} is not defined{hint}")));
+        let hint = if raw.route.is_none() {
+            " (a credential without `route` uses the route named \"default\")"
+        } else {
+            ""
+        };
+        errors.push(ConfigError::new(
+            loc,
+            key("route"),
+            format!("route {route:?} is not defined{hint}"),
+        ));
     }
-    Some(Credential { name: name.to_string(), login, networks, allowed_senders, route })
+    Some(Credential {
+        name: name.to_string(),
+        login,
+        networks,
+        allowed_senders,
+        route,
+    })
 }

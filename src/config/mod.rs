@@ -8,9 +8,9 @@
 mod error;
 mod load;
 mod schema;
-mod upstreams;
 pub mod secret;
 pub mod units;
+mod upstreams;
 
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
@@ -138,3 +138,6 @@ pub struct HttpUpstream {
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests;

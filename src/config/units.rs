@@ -18,9 +18,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected a number with a unit such as \"25MiB\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected a number with a unit such as \"25MiB\"")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -40,8 +40,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?}: {e} (examples: \"30s\", \"5m\", \"1h 30m\")"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?}: {e} (examples: \"30s\", \"5m\", \"1h 30m\")")
+    })
 }
 
 #[derive(Deserialize)]

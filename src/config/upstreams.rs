@@ -38,18 +38,29 @@ pub(super) fn build(
         errors.push(ConfigError::new(
             loc(&raw.kind),
             key("kind"),
-            format!("unknown upstream kind {kind:?}; supported: {}", KINDS.join(", ")),
+            format!(
+                "unknown upstream kind {kind:?}; supported: {}",
+                KINDS.join(", ")
+            ),
         ));
         return None;
     }
     let before = errors.0.len();
     for (k, is_set, kinds) in present {
         if is_set && !kinds.contains(&kind) {
-            errors.push(ConfigError::new(table.clone(), key(k), format!("`{k}` is not an option of kind = {kind:?}")));
+            errors.push(ConfigError::new(
+                table.clone(),
+                key(k),
+                format!("`{k}` is not an option of kind = {kind:?}"),
+            ));
         }
     }
     if raw.timeout.is_some() && kind == "directory" {
-        errors.push(ConfigError::new(table.clone(), key("timeout"), "`timeout` is not an option of kind = \"directory\""));
+        errors.push(ConfigError::new(
+            table.clone(),
+            key("timeout"),
+            "`timeout` is not an option of kind = \"directory\"",
+        ));
     }
     let mut secret_of = |s: &Spanned<String>, k: &str| -> Option<Secret> {
         secret::resolve(s.get_ref())
@@ -58,20 +69,34 @@ pub(super) fn build(
     };
     let upstream = match kind {
         "directory" => match &raw.path {
-            Some(p) => Some(Upstream::Directory { path: resolve(p.get_ref()) }),
+            Some(p) => Some(Upstream::Directory {
+                path: resolve(p.get_ref()),
+            }),
             None => {
-                errors.push(ConfigError::new(table.clone(), key("path"), "kind = \"directory\" needs `path`"));
+                errors.push(ConfigError::new(
+                    table.clone(),
+                    key("path"),
+                    "kind = \"directory\" needs `path`",
+                ));
                 None
             }
         },
         _ => {
             let auth = match (&raw.bearer_token, &raw.basic_username, &raw.basic_password) {
                 (Some(t), None, None) => secret_of(t, "bearer_token").map(HttpAuth::Bearer),
-                (None, Some(u), Some(p)) => secret_of(p, "basic_password")
-                    .map(|password| HttpAuth::Basic { username: u.get_ref().clone(), password }),
+                (None, Some(u), Some(p)) => {
+                    secret_of(p, "basic_password").map(|password| HttpAuth::Basic {
+                        username: u.get_ref().clone(),
+                        password,
+                    })
+                }
                 (None, None, None) => None,
                 _ => {
-                    errors.push(ConfigError::new(table.clone(), key("bearer_token"), "set either bearer_token, or basic_username + basic_password"));
+                    errors.push(ConfigError::new(
+                        table.clone(),
+                        key("bearer_token"),
+                        "set either bearer_token, or basic_username + basic_password",
+                    ));
                     None
                 }
             };
@@ -79,25 +104,41 @@ pub(super) fn build(
                 None | Some((_, "raw")) => HttpFormat::Raw,
                 Some((_, "json")) => HttpFormat::Json,
                 Some((f, other)) => {
-                    errors.push(ConfigError::new(loc(f), key("format"), format!("unknown format {other:?}; use \"raw\" or \"json\"")));
+                    errors.push(ConfigError::new(
+                        loc(f),
+                        key("format"),
+                        format!("unknown format {other:?}; use \"raw\" or \"json\""),
+                    ));
                     HttpFormat::Raw
                 }
             };
             let url = match &raw.url {
                 Some(u) if u.get_ref().starts_with("https://") => u.get_ref().clone(),
                 Some(u) => {
-                    errors.push(ConfigError::new(loc(u), key("url"), "url must start with https:// (mail is never sent in clear text)"));
+                    errors.push(ConfigError::new(
+                        loc(u),
+                        key("url"),
+                        "url must start with https:// (mail is never sent in clear text)",
+                    ));
                     String::new()
                 }
                 None => {
-                    errors.push(ConfigError::new(table.clone(), key("url"), "kind = \"http\" needs `url`"));
+                    errors.push(ConfigError::new(
+                        table.clone(),
+                        key("url"),
+                        "kind = \"http\" needs `url`",
+                    ));
                     String::new()
                 }
             };
             let ca_file = raw.ca_file.as_ref().map(|c| {
                 let p = resolve(c.get_ref());
                 if let Err(e) = std::fs::File::open(&p) {
-                    errors.push(ConfigError::new(loc(c), key("ca_file"), format!("cannot read {}: {e}", p.display())));
+                    errors.push(ConfigError::new(
+                        loc(c),
+                        key("ca_file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    ));
                 }
                 p
             });
@@ -110,5 +151,9 @@ pub(super) fn build(
             }))
         }
     };
-    if errors.0.len() > before { None } else { upstream }
+    if errors.0.len() > before {
+        None
+    } else {
+        upstream
+    }
 }

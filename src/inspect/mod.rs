@@ -56,7 +56,11 @@ fn sanitize(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(255)
         .collect();
-    if cleaned.is_empty() { "unknown".to_string() } else { cleaned }
+    if cleaned.is_empty() {
+        "unknown".to_string()
+    } else {
+        cleaned
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +85,15 @@ mod tests {
             "Received: from clientInjected:yes ([192.0.2.7])\r\n\tby relay.test (postern) with ESMTPSA id ABC123\r\n\tfor <b@example.net>;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
         let two = vec!["a@x".to_string(), "b@y".to_string()];
-        let h = received_header(&Trace { rcpt_to: &two, tls: false, authenticated: false, ..t }, SystemTime::UNIX_EPOCH);
+        let h = received_header(
+            &Trace {
+                rcpt_to: &two,
+                tls: false,
+                authenticated: false,
+                ..t
+            },
+            SystemTime::UNIX_EPOCH,
+        );
         assert!(h.contains("with ESMTP id ABC123;") && !h.contains("for <"));
     }
 }

@@ -20,14 +20,20 @@ pub fn init(log: &Log) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Journald => match tracing_journald::layer() {
-            Ok(layer) => registry.with(layer.with_syslog_identifier("postern".into())).try_init(),
+            Ok(layer) => registry
+                .with(layer.with_syslog_identifier("postern".into()))
+                .try_init(),
             Err(e) => {
                 eprintln!("postern: journald unavailable ({e}); logging to stderr");
                 registry.with(text_layer()).try_init()
             }
         },
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         _ => registry.with(text_layer()).try_init(),
     };

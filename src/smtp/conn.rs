@@ -50,15 +50,24 @@ impl Conn {
     ) -> io::Result<()> {
         let _ = socket.set_nodelay(true);
         let stream = if implicit_tls {
-            let acceptor = shared.tls.clone().ok_or_else(|| io::Error::other("no TLS configured"))?;
+            let acceptor = shared
+                .tls
+                .clone()
+                .ok_or_else(|| io::Error::other("no TLS configured"))?;
             let tls = timeout(shared.command_timeout, acceptor.accept(socket))
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
             Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(socket)
         };
-        let cfg = if starttls { shared.session_starttls.clone() } else { shared.session_plain.clone() };
+        let cfg = if starttls {
+            shared.session_starttls.clone()
+        } else {
+            shared.session_plain.clone()
+        };
         let session = Session::new(cfg, shared.policy.clone(), peer.ip(), implicit_tls);
         let mut conn = Conn {
             shared,
@@ -228,7 +237,9 @@ impl Conn {
             return Err(io::Error::other("STARTTLS without TLS configuration"));
         };
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
-            return Err(io::Error::other("STARTTLS on a stream that is not plain TCP"));
+            return Err(io::Error::other(
+                "STARTTLS on a stream that is not plain TCP",
+            ));
         };
         let tls = timeout(self.shared.command_timeout, acceptor.accept(tcp))
             .await
@@ -239,7 +250,10 @@ impl Conn {
     }
 
     /// Streams DATA through the decoder; None on timeout.
-    async fn receive_data(&mut self, mut decoder: DataDecoder) -> io::Result<Option<super::data::DataOutcome>> {
+    async fn receive_data(
+        &mut self,
+        mut decoder: DataDecoder,
+    ) -> io::Result<Option<super::data::DataOutcome>> {
         loop {
             let used = decoder.feed(&self.rbuf);
             self.rbuf.drain(..used);
@@ -248,7 +262,12 @@ impl Conn {
             }
             match self.fill(self.shared.data_timeout).await? {
                 None => return Ok(None),
-                Some(false) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed during DATA")),
+                Some(false) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "client closed during DATA",
+                    ));
+                }
                 Some(true) => {}
             }
         }

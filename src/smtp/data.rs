@@ -290,7 +290,11 @@ mod tests {
             if d.is_done() {
                 break;
             }
-            assert_eq!(n, end - start, "a chunk before the marker must be consumed whole");
+            assert_eq!(
+                n,
+                end - start,
+                "a chunk before the marker must be consumed whole"
+            );
             start = end;
         }
         (consumed, d.finish())
@@ -335,7 +339,11 @@ mod tests {
             };
             if let Some(is_bare) = ending {
                 bare |= is_bare;
-                let l: &[u8] = if line.len() > 1 && line[0] == b'.' { &line[1..] } else { &line };
+                let l: &[u8] = if line.len() > 1 && line[0] == b'.' {
+                    &line[1..]
+                } else {
+                    &line
+                };
                 out.extend_from_slice(l);
                 out.extend_from_slice(b"\r\n");
                 line.clear();
@@ -360,19 +368,34 @@ mod tests {
         assert_eq!(&input[n..], b"QUIT\r\n");
         assert!(d.is_done());
         assert_eq!(d.feed(b"more"), 0);
-        assert_eq!(d.finish(), DataOutcome::Message(b"Subject: hi\r\n\r\nbody\r\n".to_vec()));
+        assert_eq!(
+            d.finish(),
+            DataOutcome::Message(b"Subject: hi\r\n\r\nbody\r\n".to_vec())
+        );
     }
 
     #[test]
     fn empty_message_is_a_lone_dot_first_line() {
-        assert_eq!(run(b".\r\nRSET\r\n", BareNewline::Reject), (3, DataOutcome::Message(vec![])));
+        assert_eq!(
+            run(b".\r\nRSET\r\n", BareNewline::Reject),
+            (3, DataOutcome::Message(vec![]))
+        );
     }
 
     #[test]
     fn smuggling_sequences_do_not_end_data() {
         let cases: [&[u8]; 11] = [
-            b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r", b"\r.\r\n", b"\n.\r", b"\r\n.\r",
-            b"\r\n.\n", b"\r\n\x00.\r\n", b"\r\n.\r\r\n", b"\r\r\n.\r\r\n",
+            b"\n.\n",
+            b"\n.\r\n",
+            b"\r.\n",
+            b"\r.\r",
+            b"\r.\r\n",
+            b"\n.\r",
+            b"\r\n.\r",
+            b"\r\n.\n",
+            b"\r\n\x00.\r\n",
+            b"\r\n.\r\r\n",
+            b"\r\r\n.\r\r\n",
         ];
         for seq in cases {
             for policy in [BareNewline::Normalize, BareNewline::Reject] {
@@ -387,7 +410,9 @@ mod tests {
                 assert!(d.is_done());
                 let out = d.finish();
                 if policy == BareNewline::Normalize {
-                    let DataOutcome::Message(m) = out else { panic!("{seq:?}: {out:?}") };
+                    let DataOutcome::Message(m) = out else {
+                        panic!("{seq:?}: {out:?}")
+                    };
                     assert!(m.ends_with(b"MAIL FROM:<evil@x>\r\n\r\n"), "{seq:?}");
                     assert_no_bare_newlines(&m);
                 } else if seq != b"\r\n\x00.\r\n" {
@@ -410,18 +435,30 @@ mod tests {
 
     #[test]
     fn bare_newlines_are_normalized() {
-        assert_eq!(message(b"a\nb\rc\r\r\nd\r\n.\r\n"), b"a\r\nb\r\nc\r\n\r\nd\r\n");
+        assert_eq!(
+            message(b"a\nb\rc\r\r\nd\r\n.\r\n"),
+            b"a\r\nb\r\nc\r\n\r\nd\r\n"
+        );
         assert_eq!(message(b"x\r\n\ny\r\n.\r\n"), b"x\r\n\r\ny\r\n");
         // After a bare LF, ".CRLF" is content, not the end.
-        assert_eq!(run(b"x\r\n\n.\r\n", BareNewline::Normalize), (7, DataOutcome::Incomplete));
+        assert_eq!(
+            run(b"x\r\n\n.\r\n", BareNewline::Normalize),
+            (7, DataOutcome::Incomplete)
+        );
     }
 
     #[test]
     fn bare_newlines_are_rejected_but_consumed_to_the_marker() {
         let input = b"a\nb\r\n.\r\nNOOP\r\n";
-        assert_eq!(run(input, BareNewline::Reject), (input.len() - 6, DataOutcome::BareNewline));
+        assert_eq!(
+            run(input, BareNewline::Reject),
+            (input.len() - 6, DataOutcome::BareNewline)
+        );
         let clean = b"a\r\nb\r\n.\r\n";
-        assert_eq!(run(clean, BareNewline::Reject).1, DataOutcome::Message(b"a\r\nb\r\n".to_vec()));
+        assert_eq!(
+            run(clean, BareNewline::Reject).1,
+            DataOutcome::Message(b"a\r\nb\r\n".to_vec())
+        );
     }
 
     #[test]
@@ -446,7 +483,10 @@ mod tests {
         for split in 0..=input.len() {
             assert_eq!(
                 run_split(input, &[split], BareNewline::Reject),
-                (input.len(), DataOutcome::Message(b"line one\r\n.two\r\n".to_vec())),
+                (
+                    input.len(),
+                    DataOutcome::Message(b"line one\r\n.two\r\n".to_vec())
+                ),
                 "split at {split}"
             );
         }
@@ -474,7 +514,11 @@ mod tests {
                         let got = {
                             let mut d = DataDecoder::new(12, policy);
                             let a = d.feed(&input[..split]);
-                            let b = if d.is_done() { 0 } else { d.feed(&input[split..]) };
+                            let b = if d.is_done() {
+                                0
+                            } else {
+                                d.feed(&input[split..])
+                            };
                             (a + b, d.finish())
                         };
                         assert_eq!(got, expected, "{input:?} split at {split}");
@@ -490,7 +534,10 @@ mod tests {
     fn size_limit_counts_output_bytes_and_keeps_reading() {
         // "..x\r\n" decodes to 4 bytes: the stuffed dot does not count.
         let input = b"..x\r\n.\r\n";
-        assert_eq!(run_limited(input, 4), DataOutcome::Message(b".x\r\n".to_vec()));
+        assert_eq!(
+            run_limited(input, 4),
+            DataOutcome::Message(b".x\r\n".to_vec())
+        );
         assert_eq!(run_limited(input, 3), DataOutcome::TooLarge);
         let big = [b"y".repeat(10_000).as_slice(), b"\r\n.\r\nQUIT\r\n"].concat();
         let mut d = DataDecoder::new(100, BareNewline::Normalize);
@@ -514,7 +561,9 @@ mod tests {
         }
         assert!(d.out.capacity() <= 5000);
         d.feed(b"\r\n.\r\n");
-        let DataOutcome::Message(m) = d.finish() else { panic!() };
+        let DataOutcome::Message(m) = d.finish() else {
+            panic!()
+        };
         assert_eq!(m.len(), 4902);
     }
 

@@ -64,7 +64,9 @@ impl Shared {
                 max_bad_commands: s.max_bad_commands,
                 starttls,
                 bare_newline: match s.bare_newline {
-                    crate::config::BareNewlineSetting::Normalize => super::data::BareNewline::Normalize,
+                    crate::config::BareNewlineSetting::Normalize => {
+                        super::data::BareNewline::Normalize
+                    }
                     crate::config::BareNewlineSetting::Reject => super::data::BareNewline::Reject,
                 },
             })
@@ -93,7 +95,10 @@ impl Shared {
             return None;
         }
         *n += 1;
-        Some(IpSlot { shared: Arc::clone(self), ip })
+        Some(IpSlot {
+            shared: Arc::clone(self),
+            ip,
+        })
     }
 }
 
@@ -105,12 +110,12 @@ struct IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.shared.per_ip.lock() {
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
+        if let Ok(mut map) = self.shared.per_ip.lock()
+            && let Some(n) = map.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
             }
         }
     }
@@ -131,14 +136,23 @@ pub async fn bind(config: &Config) -> std::io::Result<Vec<Bound>> {
         let listener = TcpListener::bind(l.address).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
         })?;
-        out.push(Bound { address: listener.local_addr()?, listener, tls: l.tls });
+        out.push(Bound {
+            address: listener.local_addr()?,
+            listener,
+            tls: l.tls,
+        });
     }
     Ok(out)
 }
 
 /// Runs every listener until `shutdown` fires, then waits (up to `grace`)
 /// for open sessions to finish.
-pub async fn serve(shared: Arc<Shared>, bound: Vec<Bound>, shutdown: broadcast::Sender<()>, grace: Duration) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    bound: Vec<Bound>,
+    shutdown: broadcast::Sender<()>,
+    grace: Duration,
+) {
     let mut conns = JoinSet::new();
     let mut accepting = JoinSet::new();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, TlsMode)>(64);
@@ -179,8 +193,14 @@ pub async fn serve(shared: Arc<Shared>, bound: Vec<Bound>, shutdown: broadcast::
     if open > 0 {
         tracing::info!(open, "waiting for open sessions to finish");
     }
-    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(open = conns.len(), "shutdown deadline reached; closing remaining sessions");
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = conns.len(),
+            "shutdown deadline reached; closing remaining sessions"
+        );
         conns.shutdown().await;
     }
 }
@@ -200,7 +220,9 @@ fn admit(
         conns.spawn(async move {
             // Plain text even on an implicit-TLS port: the client gets no
             // handshake, which tells it the same thing.
-            let _ = sock.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
+            let _ = sock
+                .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                .await;
             let _ = sock.shutdown().await;
         });
         return;

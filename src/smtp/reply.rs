@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn single_line_with_enhanced_code() {
-        assert_eq!(Reply::new(250, "2.0.0", "Ok").to_bytes(), b"250 2.0.0 Ok\r\n");
+        assert_eq!(
+            Reply::new(250, "2.0.0", "Ok").to_bytes(),
+            b"250 2.0.0 Ok\r\n"
+        );
     }
 
     #[test]

@@ -63,9 +63,12 @@ pub fn server_config(source: &TlsSource, hostname: &str) -> Result<Arc<ServerCon
     Ok(Arc::new(config))
 }
 
-fn self_signed(hostname: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn self_signed(
+    hostname: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let names = vec![hostname.to_string(), "localhost".to_string()];
-    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let cert = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der())
         .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
     Ok((vec![cert.cert.der().clone()], key))
@@ -87,7 +90,14 @@ mod tests {
         let k = dir.path().join("k.pem");
         std::fs::write(&c, "not a pem").unwrap();
         std::fs::write(&k, "not a pem").unwrap();
-        let e = server_config(&TlsSource::Files { certificate: c, private_key: k }, "x").unwrap_err();
+        let e = server_config(
+            &TlsSource::Files {
+                certificate: c,
+                private_key: k,
+            },
+            "x",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("c.pem"), "{e}");
     }
 }

@@ -127,16 +127,25 @@ impl SpoolDir {
     /// Reads a message from queue/ (or dead/ when `dead`).
     pub fn read(&self, id: &str, dead: bool) -> Result<StoredMessage, SpoolError> {
         check_id(id)?;
-        let path = if dead { self.dead.join(id) } else { self.queue_path(id) };
+        let path = if dead {
+            self.dead.join(id)
+        } else {
+            self.queue_path(id)
+        };
         let (envelope, mut reader) = open_message(&path, id)?;
-        let mut data = Vec::with_capacity(usize::try_from(envelope.size).unwrap_or(0).min(64 << 20));
+        let mut data =
+            Vec::with_capacity(usize::try_from(envelope.size).unwrap_or(0).min(64 << 20));
         reader
             .read_to_end(&mut data)
             .map_err(|e| SpoolError::io("read", &path, e))?;
         if data.len() as u64 != envelope.size {
             return Err(SpoolError::Corrupt {
                 id: id.to_string(),
-                reason: format!("expected {} message bytes, found {}", envelope.size, data.len()),
+                reason: format!(
+                    "expected {} message bytes, found {}",
+                    envelope.size,
+                    data.len()
+                ),
             });
         }
         Ok(StoredMessage { envelope, data })
@@ -190,7 +199,10 @@ impl SpoolDir {
         })?;
         let body = meta.len().saturating_sub(reader.header);
         if body != envelope.size {
-            return Err(format!("expected {} message bytes, found {body}", envelope.size));
+            return Err(format!(
+                "expected {} message bytes, found {body}",
+                envelope.size
+            ));
         }
         Ok(envelope)
     }

@@ -46,9 +46,17 @@ async fn put_writes_envelope_line_then_exact_bytes_and_notifies() {
     let msg = spool.read(&id).await.unwrap();
     assert_eq!(msg.data, data);
     assert_eq!(msg.envelope.id, id);
-    let mode = fs::metadata(spool.dir().queue_dir()).unwrap().permissions().mode();
+    let mode = fs::metadata(spool.dir().queue_dir())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
-    assert!(fs::read_dir(tmp.path().join("spool/tmp")).unwrap().next().is_none());
+    assert!(
+        fs::read_dir(tmp.path().join("spool/tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -82,7 +90,10 @@ async fn failed_put_leaves_nothing_in_queue() {
     // because permissions do not stop root).
     fs::remove_dir(root.join("tmp")).unwrap();
     fs::write(root.join("tmp"), b"").unwrap();
-    let err = spool.put(envelope(&new_id()), b"x".to_vec()).await.unwrap_err();
+    let err = spool
+        .put(envelope(&new_id()), b"x".to_vec())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SpoolError::Io { op: "write", .. }), "{err}");
     assert!(queue_files(&spool).is_empty());
     fs::remove_file(root.join("tmp")).unwrap();
@@ -90,7 +101,10 @@ async fn failed_put_leaves_nothing_in_queue() {
 
     // queue/ missing: the rename fails and the temp file is cleaned up.
     fs::remove_dir(root.join("queue")).unwrap();
-    let err = spool.put(envelope(&new_id()), b"x".to_vec()).await.unwrap_err();
+    let err = spool
+        .put(envelope(&new_id()), b"x".to_vec())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SpoolError::Io { op: "rename", .. }), "{err}");
     assert!(err.to_string().contains("No such file"), "{err}");
     assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
@@ -104,7 +118,10 @@ async fn invalid_ids_are_rejected_before_touching_disk() {
     for bad in ["", "../evil", "a.retry", "a/b", "x y"] {
         let err = spool.put(envelope(bad), b"x".to_vec()).await.unwrap_err();
         assert!(matches!(err, SpoolError::InvalidId(_)), "{bad}: {err}");
-        assert!(matches!(spool.read(bad).await, Err(SpoolError::InvalidId(_))));
+        assert!(matches!(
+            spool.read(bad).await,
+            Err(SpoolError::InvalidId(_))
+        ));
     }
     assert!(!tmp.path().join("evil").exists());
     assert!(queue_files(&spool).is_empty());
@@ -115,7 +132,10 @@ fn second_open_of_a_locked_spool_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("spool");
     let first = Spool::open(root.clone()).unwrap();
-    assert!(matches!(Spool::open(root.clone()), Err(SpoolError::Locked(_))));
+    assert!(matches!(
+        Spool::open(root.clone()),
+        Err(SpoolError::Locked(_))
+    ));
     drop(first);
     Spool::open(root).unwrap();
 }
@@ -129,7 +149,10 @@ async fn recover_after_crash_finds_every_queued_message() {
         let spool = Spool::open(root.clone()).unwrap();
         for _ in 0..5 {
             let id = new_id();
-            spool.put(envelope(&id), id.as_bytes().to_vec()).await.unwrap();
+            spool
+                .put(envelope(&id), id.as_bytes().to_vec())
+                .await
+                .unwrap();
             ids.push(id);
         }
         let state = RetryState {
@@ -162,9 +185,15 @@ async fn corrupt_files_are_moved_to_dead_with_a_reason() {
     let root = tmp.path().join("spool");
     let spool = Spool::open(root.clone()).unwrap();
     let good = new_id();
-    spool.put(envelope(&good), b"hello world".to_vec()).await.unwrap();
+    spool
+        .put(envelope(&good), b"hello world".to_vec())
+        .await
+        .unwrap();
     let truncated = new_id();
-    spool.put(envelope(&truncated), b"hello world".to_vec()).await.unwrap();
+    spool
+        .put(envelope(&truncated), b"hello world".to_vec())
+        .await
+        .unwrap();
     let qt = root.join("queue").join(&truncated);
     let bytes = fs::read(&qt).unwrap();
     fs::write(&qt, &bytes[..bytes.len() - 3]).unwrap();
@@ -183,13 +212,17 @@ async fn corrupt_files_are_moved_to_dead_with_a_reason() {
         ("bad name.txt", "unexpected file name"),
     ] {
         assert!(root.join("dead").join(name).exists(), "{name}");
-        let reason: DeadReason =
-            serde_json::from_slice(&fs::read(root.join("dead").join(format!("{name}.reason"))).unwrap())
-                .unwrap();
+        let reason: DeadReason = serde_json::from_slice(
+            &fs::read(root.join("dead").join(format!("{name}.reason"))).unwrap(),
+        )
+        .unwrap();
         assert!(reason.reason.contains(expect), "{name}: {}", reason.reason);
     }
     // The truncated file kept its bytes: quarantined, not destroyed.
-    assert_eq!(fs::read(root.join("dead").join(&truncated)).unwrap(), &bytes[..bytes.len() - 3]);
+    assert_eq!(
+        fs::read(root.join("dead").join(&truncated)).unwrap(),
+        &bytes[..bytes.len() - 3]
+    );
     let err = spool.dir().read(&truncated, true).unwrap_err();
     assert!(matches!(err, SpoolError::Corrupt { .. }), "{err}");
 }
@@ -200,11 +233,17 @@ async fn complete_removes_message_and_sidecar() {
     let spool = Spool::open(tmp.path().join("spool")).unwrap();
     let id = new_id();
     spool.put(envelope(&id), b"x".to_vec()).await.unwrap();
-    spool.record_attempt(&id, RetryState::default()).await.unwrap();
+    spool
+        .record_attempt(&id, RetryState::default())
+        .await
+        .unwrap();
     assert_eq!(queue_files(&spool).len(), 2);
     spool.complete(&id).await.unwrap();
     assert!(queue_files(&spool).is_empty());
-    assert!(matches!(spool.read(&id).await, Err(SpoolError::NotFound(_))));
+    assert!(matches!(
+        spool.read(&id).await,
+        Err(SpoolError::NotFound(_))
+    ));
     // Idempotent: a second complete is not an error.
     spool.complete(&id).await.unwrap();
 }
@@ -216,7 +255,10 @@ async fn dead_letter_moves_message_and_writes_reason() {
     let spool = Spool::open(root.clone()).unwrap();
     let id = new_id();
     spool.put(envelope(&id), b"payload".to_vec()).await.unwrap();
-    spool.record_attempt(&id, RetryState::default()).await.unwrap();
+    spool
+        .record_attempt(&id, RetryState::default())
+        .await
+        .unwrap();
     let reason = DeadReason {
         reason: "HTTP 400: bad recipient".to_string(),
         attempts: 2,
@@ -259,7 +301,10 @@ async fn list_shows_queued_messages_with_retry_state() {
     };
     spool.record_attempt(&b, state.clone()).await.unwrap();
     let list = spool.list(false).await.unwrap();
-    assert_eq!(list.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [&a, &b]);
+    assert_eq!(
+        list.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [&a, &b]
+    );
     assert_eq!(list[1].retry.as_ref(), Some(&state));
     assert_eq!(list[1].envelope.as_ref().unwrap().size, 2);
     assert!(list[0].error.is_none());
@@ -274,7 +319,10 @@ fn ids_are_sortable_unique_and_filename_safe() {
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len());
     for id in &ids {
         assert_eq!(id.len(), 20);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
         store::check_id(id).unwrap();
     }
 }

@@ -74,14 +74,19 @@ impl Upstream for DirectoryUpstream {
                     "cannot write {}: {e}",
                     self.path.join(&file_name).display()
                 ))),
-                Err(join) => Err(DeliveryError::transient(format!("write task failed: {join}"))),
+                Err(join) => Err(DeliveryError::transient(format!(
+                    "write task failed: {join}"
+                ))),
             }
         })
     }
 }
 
 fn create_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o750).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(path)
 }
 
 fn write_eml(dir: &Path, id: &str, data: &[u8]) -> io::Result<()> {
@@ -132,7 +137,10 @@ mod tests {
         let got = up.deliver(&message("ABC123", &rcpt, &data)).await.unwrap();
         assert_eq!(got.upstream_id.as_deref(), Some("ABC123.eml"));
         assert_eq!(fs::read(path.join("ABC123.eml")).unwrap(), data);
-        let names: Vec<_> = fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["ABC123.eml"]);
 
         // Removed after startup: recreated on the next delivery; same id

@@ -53,7 +53,9 @@ impl FromStr for Format {
         match s {
             "raw" => Ok(Format::Raw),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format {other:?} (expected \"raw\" or \"json\")")),
+            other => Err(format!(
+                "unknown format {other:?} (expected \"raw\" or \"json\")"
+            )),
         }
     }
 }
@@ -115,7 +117,7 @@ impl HttpUpstream {
     pub fn new(name: &str, config: HttpConfig) -> Result<Self, UpstreamError> {
         let invalid = |reason: &str| UpstreamError::InvalidUrl {
             name: name.to_string(),
-            url: config.url.clone(),
+            url: redact_userinfo(&config.url),
             reason: reason.to_string(),
         };
         let url = Url::parse(&config.url).map_err(|e| invalid(&e.to_string()))?;
@@ -133,7 +135,10 @@ impl HttpUpstream {
             ));
         }
         if !https {
-            tracing::warn!(upstream = name, "upstream uses plain http: mail and credentials travel unencrypted");
+            tracing::warn!(
+                upstream = name,
+                "upstream uses plain http: mail and credentials travel unencrypted"
+            );
         }
         let tls = tls_config(name, config.ca_file.as_deref(), https)?;
         let client = reqwest::Client::builder()
@@ -167,7 +172,10 @@ impl HttpUpstream {
             Format::Raw => request
                 .header(CONTENT_TYPE, "message/rfc822")
                 .header("X-Postern-Queue-Id", header_value("queue id", msg.id)?)
-                .header("X-Postern-Mail-From", header_value("sender", msg.mail_from)?)
+                .header(
+                    "X-Postern-Mail-From",
+                    header_value("sender", msg.mail_from)?,
+                )
                 .header(
                     "X-Postern-Rcpt-To",
                     header_value("recipients", &msg.rcpt_to.join(","))?,
@@ -204,7 +212,10 @@ impl HttpUpstream {
         // strings, and it adds nothing the upstream name does not say.
         let err = err.without_url();
         let reason = if err.is_timeout() {
-            format!("no response within {}", humantime::format_duration(self.timeout))
+            format!(
+                "no response within {}",
+                humantime::format_duration(self.timeout)
+            )
         } else if err.is_connect() {
             format!("cannot connect: {}", error_chain(&err))
         } else {
@@ -243,11 +254,28 @@ fn json_body(msg: &OutboundMessage<'_>) -> Result<Vec<u8>, DeliveryError> {
         .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON body: {e}")))
 }
 
+/// `https://user:pw@host/` → `https://***@host/`, so a rejected url can be
+/// shown in an error without leaking the password it carried.
+fn redact_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
 /// UTF-8 addresses (SMTPUTF8) pass as raw bytes; control characters cannot
 /// be sent in a header, and will not become sendable by retrying.
 fn header_value(what: &str, value: &str) -> Result<HeaderValue, DeliveryError> {
     HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
-        DeliveryError::permanent(format!("{what} contains characters not allowed in an HTTP header"))
+        DeliveryError::permanent(format!(
+            "{what} contains characters not allowed in an HTTP header"
+        ))
     })
 }
 
@@ -299,17 +327,21 @@ pub(crate) fn classify(
 /// `X-Message-Id`, else `id` / `message_id` from a JSON object body.
 fn upstream_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     let clean = |s: &str| Some(sanitize(s, MAX_UPSTREAM_ID)).filter(|s| !s.is_empty());
-    if let Some(id) = headers.get("x-message-id").and_then(|v| v.to_str().ok()) {
-        if let Some(id) = clean(id) {
-            return Some(id);
-        }
+    if let Some(id) = headers
+        .get("x-message-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(clean)
+    {
+        return Some(id);
     }
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    ["id", "message_id"].iter().find_map(|key| match json.get(key)? {
-        serde_json::Value::String(s) => clean(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    ["id", "message_id"]
+        .iter()
+        .find_map(|key| match json.get(key)? {
+            serde_json::Value::String(s) => clean(s),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
 }
 
 /// RFC 9110 Retry-After: delay-seconds or an HTTP-date.

@@ -78,7 +78,8 @@ pub struct Delivered {
 
 /// Future returned by `Upstream::deliver`; boxed so the trait is dyn-safe
 /// without the async-trait crate.
-pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, DeliveryError>> + Send + 'a>>;
+pub type DeliverFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Delivered, DeliveryError>> + Send + 'a>>;
 
 /// A destination for mail (an HTTPS API, a directory, ...).
 pub trait Upstream: Send + Sync {

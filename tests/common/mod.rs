@@ -3,7 +3,7 @@
 //! private world (test CA, mock HTTPS upstream, a real `postern` process,
 //! real SMTP clients) in a few lines, and so every test is isolated from the
 //! others (own tempdir, own ports) and can run in parallel.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod ca;
 pub mod clients;

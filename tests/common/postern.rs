@@ -357,6 +357,13 @@ impl Postern {
         super::util::list_dir(&self.dead_dir())
     }
 
+    /// Waits (60 s) for `n` requests at `up`; on timeout panics with postern's log.
+    #[track_caller]
+    pub fn delivered(&self, up: &super::MockUpstream, n: usize) -> Vec<super::Recorded> {
+        up.try_wait_for(n, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}\npostern log:\n{}", self.log()))
+    }
+
     /// Waits until spool/queue is empty; panics with the log after 60 s.
     pub fn wait_queue_empty(&self) {
         let ok = super::util::wait_until(Duration::from_secs(60), || self.queue_files().is_empty());

@@ -193,22 +193,27 @@ impl MockUpstream {
         self.shared.inner.lock().unwrap().requests.len()
     }
 
-    /// Waits (up to `timeout`) until at least `n` requests arrived; panics otherwise.
-    pub fn wait_for_timeout(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+    /// Waits (up to `timeout`) until at least `n` requests arrived.
+    pub fn try_wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<Recorded>, String> {
         let deadline = Instant::now() + timeout;
         let mut g = self.shared.inner.lock().unwrap();
         while g.requests.len() < n {
             let now = Instant::now();
             if now >= deadline {
-                panic!(
+                return Err(format!(
                     "mock upstream: waited {timeout:?} for {n} request(s), got {}: {:#?}",
                     g.requests.len(),
                     g.requests
-                );
+                ));
             }
             g = self.shared.cv.wait_timeout(g, deadline - now).unwrap().0;
         }
-        g.requests.clone()
+        Ok(g.requests.clone())
+    }
+
+    /// Waits (up to `timeout`) until at least `n` requests arrived; panics otherwise.
+    pub fn wait_for_timeout(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        self.try_wait_for(n, timeout).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits generously (60 s) for at least `n` requests.

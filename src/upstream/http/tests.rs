@@ -21,6 +21,9 @@ struct Seen {
     body: Vec<u8>,
 }
 
+/// Expected outcome: Ok, or Err((permanent, reason)).
+type Expect = Result<(), (bool, &'static str)>;
+
 /// Canned answer: status, headers, body.
 type Reply = (u16, Vec<(&'static str, &'static str)>, &'static [u8]);
 
@@ -45,7 +48,9 @@ async fn server(reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> Server 
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             let tls = tls.clone();
             let reply = reply.clone();
@@ -74,7 +79,9 @@ async fn server(reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> Server 
                     Some(cfg) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                         if let Ok(stream) = acceptor.accept(tcp).await {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
                         }
                     }
                     None => {
@@ -134,7 +141,15 @@ async fn raw_format_sends_bytes_and_envelope_headers() {
 
 #[tokio::test]
 async fn json_format_sends_base64_document_with_basic_auth() {
-    let mut srv = server((200, vec![("Content-Type", "application/json")], br#"{"id":"msg-7"}"#), None).await;
+    let mut srv = server(
+        (
+            200,
+            vec![("Content-Type", "application/json")],
+            br#"{"id":"msg-7"}"#,
+        ),
+        None,
+    )
+    .await;
     let mut cfg = config(format!("http://{}/", srv.addr), Format::Json);
     cfg.auth = Some(HttpAuth::Basic {
         username: "user".to_string(),
@@ -152,7 +167,10 @@ async fn json_format_sends_base64_document_with_basic_auth() {
     let doc: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(doc["queue_id"], "0006123456789ABCDEF0");
     assert_eq!(doc["mail_from"], "app@example.com");
-    assert_eq!(doc["rcpt_to"], serde_json::json!(["one@example.net", "two@example.org"]));
+    assert_eq!(
+        doc["rcpt_to"],
+        serde_json::json!(["one@example.net", "two@example.org"])
+    );
     let raw = base64::engine::general_purpose::STANDARD
         .decode(doc["raw"].as_str().unwrap())
         .unwrap();
@@ -162,17 +180,30 @@ async fn json_format_sends_base64_document_with_basic_auth() {
 #[tokio::test]
 async fn status_codes_map_to_outcomes_over_the_wire() {
     let rcpt = rcpts();
-    let cases: [(Reply, Result<(), (bool, &str)>); 5] = [
+    let cases: [(Reply, Expect); 5] = [
         ((204, vec![], b""), Ok(())),
-        ((503, vec![("Retry-After", "120")], b"maintenance"), Err((false, "HTTP 503: maintenance"))),
-        ((429, vec![], b"slow down"), Err((false, "HTTP 429: slow down"))),
-        ((400, vec![], b"{\"error\":\"bad rcpt\"}"), Err((true, "HTTP 400: {\"error\":\"bad rcpt\"}"))),
-        ((401, vec![], b"bad token"), Err((true, "HTTP 401: bad token"))),
+        (
+            (503, vec![("Retry-After", "120")], b"maintenance"),
+            Err((false, "HTTP 503: maintenance")),
+        ),
+        (
+            (429, vec![], b"slow down"),
+            Err((false, "HTTP 429: slow down")),
+        ),
+        (
+            (400, vec![], b"{\"error\":\"bad rcpt\"}"),
+            Err((true, "HTTP 400: {\"error\":\"bad rcpt\"}")),
+        ),
+        (
+            (401, vec![], b"bad token"),
+            Err((true, "HTTP 401: bad token")),
+        ),
     ];
     for (reply, expect) in cases {
         let status = reply.0;
         let srv = server(reply, None).await;
-        let up = HttpUpstream::new("api", config(format!("http://{}/", srv.addr), Format::Raw)).unwrap();
+        let up =
+            HttpUpstream::new("api", config(format!("http://{}/", srv.addr), Format::Raw)).unwrap();
         let got = up.deliver(&message(&rcpt)).await;
         match (got, expect) {
             (Ok(d), Ok(())) => assert_eq!(d.upstream_id, None),
@@ -180,7 +211,9 @@ async fn status_codes_map_to_outcomes_over_the_wire() {
                 assert_eq!(e.is_permanent(), permanent, "{status}: {e}");
                 assert_eq!(e.reason(), reason);
                 if status == 503 {
-                    assert!(matches!(e, DeliveryError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(120)));
+                    assert!(
+                        matches!(e, DeliveryError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(120))
+                    );
                 }
             }
             (got, expect) => panic!("{status}: got {got:?}, expected {expect:?}"),
@@ -228,7 +261,8 @@ async fn https_with_private_ca_negotiates_h2() {
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p
     };
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
@@ -243,7 +277,11 @@ async fn https_with_private_ca_negotiates_h2() {
         .with_single_cert(vec![leaf.der().clone()], key)
         .unwrap();
     server_cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut srv = server((200, vec![], b"{\"message_id\":\"abc\"}"), Some(Arc::new(server_cfg))).await;
+    let mut srv = server(
+        (200, vec![], b"{\"message_id\":\"abc\"}"),
+        Some(Arc::new(server_cfg)),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -273,7 +311,10 @@ async fn https_with_private_ca_negotiates_h2() {
 fn bad_configs_fail_at_build() {
     for url in ["ftp://x/", "not a url", "https://user:pw@example.com/"] {
         let err = HttpUpstream::new("api", config(url.to_string(), Format::Raw)).unwrap_err();
-        assert!(matches!(err, UpstreamError::InvalidUrl { .. }), "{url}: {err}");
+        assert!(
+            matches!(err, UpstreamError::InvalidUrl { .. }),
+            "{url}: {err}"
+        );
         assert!(!err.to_string().contains("pw@"), "{err}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -304,36 +345,76 @@ fn classify_without_network() {
     let mut headers = HeaderMap::new();
     let ok = classify(StatusCode::OK, &headers, br#"{"message_id": 12}"#, now).unwrap();
     assert_eq!(ok.upstream_id.as_deref(), Some("12"));
-    assert_eq!(classify(StatusCode::CREATED, &headers, b"not json", now).unwrap().upstream_id, None);
+    assert_eq!(
+        classify(StatusCode::CREATED, &headers, b"not json", now)
+            .unwrap()
+            .upstream_id,
+        None
+    );
 
-    headers.insert(RETRY_AFTER, HeaderValue::from_static("Tue, 14 Nov 2023 22:14:20 GMT"));
+    headers.insert(
+        RETRY_AFTER,
+        HeaderValue::from_static("Tue, 14 Nov 2023 22:30:00 GMT"),
+    );
     match classify(StatusCode::SERVICE_UNAVAILABLE, &headers, b"", now) {
-        Err(DeliveryError::Transient { reason, retry_after }) => {
+        Err(DeliveryError::Transient {
+            reason,
+            retry_after,
+        }) => {
             assert_eq!(reason, "HTTP 503");
             assert_eq!(retry_after, Some(Duration::from_secs(1000)));
         }
         other => panic!("{other:?}"),
     }
     let long = "x".repeat(2000) + "\n\rinjected";
-    let err = classify(StatusCode::UNPROCESSABLE_ENTITY, &HeaderMap::new(), long.as_bytes(), now).unwrap_err();
+    let err = classify(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &HeaderMap::new(),
+        long.as_bytes(),
+        now,
+    )
+    .unwrap_err();
     assert!(err.is_permanent());
-    assert!(err.reason().chars().count() <= "HTTP 422: ".len() + MAX_REASON_BODY + 1, "{}", err.reason().len());
+    assert!(
+        err.reason().chars().count() <= "HTTP 422: ".len() + MAX_REASON_BODY + 1,
+        "{}",
+        err.reason().len()
+    );
     assert!(!err.reason().contains('\n'));
 
     let mut redirect = HeaderMap::new();
-    redirect.insert(reqwest::header::LOCATION, HeaderValue::from_static("https://elsewhere/"));
+    redirect.insert(
+        reqwest::header::LOCATION,
+        HeaderValue::from_static("https://elsewhere/"),
+    );
     let err = classify(StatusCode::MOVED_PERMANENTLY, &redirect, b"", now).unwrap_err();
-    assert!(err.is_permanent() && err.reason().contains("https://elsewhere/"), "{err}");
-    assert!(!classify(StatusCode::REQUEST_TIMEOUT, &HeaderMap::new(), b"", now).unwrap_err().is_permanent());
+    assert!(
+        err.is_permanent() && err.reason().contains("https://elsewhere/"),
+        "{err}"
+    );
+    assert!(
+        !classify(StatusCode::REQUEST_TIMEOUT, &HeaderMap::new(), b"", now)
+            .unwrap_err()
+            .is_permanent()
+    );
 }
 
 #[test]
 fn retry_after_forms() {
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    assert_eq!(parse_retry_after(" 30 ", now), Some(Duration::from_secs(30)));
-    assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:13:21 GMT", now), Some(Duration::from_secs(1)));
+    assert_eq!(
+        parse_retry_after(" 30 ", now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        parse_retry_after("Tue, 14 Nov 2023 22:13:21 GMT", now),
+        Some(Duration::from_secs(1))
+    );
     // A date in the past means "now".
-    assert_eq!(parse_retry_after("Tue, 14 Nov 2023 00:00:00 GMT", now), Some(Duration::ZERO));
+    assert_eq!(
+        parse_retry_after("Tue, 14 Nov 2023 00:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
     assert_eq!(parse_retry_after("soon", now), None);
     assert_eq!(parse_retry_after("-5", now), None);
     assert_eq!(

@@ -1,0 +1,166 @@
+//! Loader tests: every error names file, line and key.
+
+use super::*;
+use std::path::Path;
+
+const BASE: &str = r#"
+[server]
+state_dir = "state"
+
+[[listeners]]
+address = "127.0.0.1:2525"
+tls = "none"
+
+[credentials.lan]
+networks = ["127.0.0.0/8"]
+allowed_senders = ["*@example.com"]
+
+[routes.default]
+upstreams = ["out"]
+
+[upstreams.out]
+kind = "directory"
+path = "outbox"
+"#;
+
+fn errors_of(text: &str) -> Vec<String> {
+    match load_str(Path::new("/etc/p/main.toml"), text) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn base_loads_and_resolves_relative_paths() {
+    let c = load_str(Path::new("/etc/p/main.toml"), BASE).unwrap();
+    assert_eq!(c.server.state_dir, Path::new("/etc/p/state"));
+    assert!(
+        matches!(&c.upstreams["out"], Upstream::Directory { path } if path == Path::new("/etc/p/outbox"))
+    );
+    assert_eq!(c.credentials["lan"].route, "default");
+    assert_eq!(c.server.max_message_size, 25 << 20);
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let e = errors_of(&BASE.replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nhostnme = \"x\"",
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("/etc/p/main.toml:4:1: error: key `server.hostnme`"),
+        "{e:?}"
+    );
+    assert!(e[0].contains("unknown field"), "{e:?}");
+}
+
+#[test]
+fn wrong_type_names_key() {
+    let e = errors_of(&BASE.replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nmax_recipients = \"many\"",
+    ));
+    assert!(e[0].starts_with("/etc/p/main.toml:4:"), "{e:?}");
+    assert!(e[0].contains("`server.max_recipients`"), "{e:?}");
+}
+
+#[test]
+fn dangling_references_are_located() {
+    let e = errors_of(&BASE.replace("upstreams = [\"out\"]", "upstreams = [\"nope\"]"));
+    assert!(
+        e.iter().any(|e| e.starts_with("/etc/p/main.toml:14:")
+            && e.contains("routes.default.upstreams")
+            && e.contains("\"nope\"")),
+        "{e:?}"
+    );
+    let e = errors_of(&BASE.replace(
+        "allowed_senders = [\"*@example.com\"]",
+        "allowed_senders = [\"*@example.com\"]\nroute = \"bulk\"",
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains(":12:") && e.contains("credentials.lan.route")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn literal_secret_is_refused_with_fix() {
+    let text = format!(
+        "{BASE}\n[upstreams.api]\nkind = \"http\"\nurl = \"https://x/\"\nbearer_token = \"hunter2\"\n"
+    );
+    let e = errors_of(&text);
+    assert!(
+        e.iter().any(|e| e.contains("upstreams.api.bearer_token")
+            && e.contains("env:NAME")
+            && e.contains(":23:")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_units_and_cidrs() {
+    let e = errors_of(&BASE.replace("state_dir = \"state\"", "command_timeout = \"soon\""));
+    assert!(
+        e[0].contains("server.command_timeout") && e[0].contains("invalid duration"),
+        "{e:?}"
+    );
+    let e = errors_of(&BASE.replace("state_dir = \"state\"", "max_message_size = \"12 parsecs\""));
+    assert!(e[0].contains("server.max_message_size"), "{e:?}");
+    let e = errors_of(&BASE.replace("127.0.0.0/8", "127.0.0.0/99"));
+    assert!(
+        e[0].contains("credentials.lan.networks") && e[0].contains(":10:"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn tls_listener_needs_tls_section() {
+    let e = errors_of(&BASE.replace("tls = \"none\"", "tls = \"starttls\""));
+    assert!(
+        e[0].contains("listeners.tls") && e[0].contains("[tls]"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn includes_merge_and_refuse_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/app.toml"),
+        "[credentials.app]\nnetworks = [\"10.0.0.0/8\"]\nallowed_senders = [\"*\"]\n",
+    )
+    .unwrap();
+    let main = dir.path().join("main.toml");
+    let text = format!("include = [\"conf.d/*.toml\"]\n{BASE}");
+    let c = load_str(&main, &text).unwrap();
+    assert!(c.credentials.contains_key("app"));
+    assert_eq!(c.files.len(), 2);
+
+    std::fs::write(
+        dir.path().join("conf.d/dup.toml"),
+        "[credentials.lan]\nnetworks = [\"10.0.0.0/8\"]\nallowed_senders = [\"*\"]\n",
+    )
+    .unwrap();
+    let e = load_str(&main, &text).unwrap_err().to_string();
+    assert!(
+        e.contains("dup.toml:1:") && e.contains("credentials.lan") && e.contains("already defined"),
+        "{e}"
+    );
+
+    let e = load_str(&main, &format!("include = [\"missing.toml\"]\n{BASE}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("main.toml:1:") && e.contains("does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let e = errors_of(&BASE.replace("upstreams = [\"out\"]", "upstreams = [\"a\", \"b\"]"));
+    assert_eq!(e.len(), 2, "{e:?}");
+}

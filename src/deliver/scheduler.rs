@@ -1,0 +1,211 @@
+//! In-memory timer queue of spooled message ids.
+//!
+//! Exists so workers take messages in due order and so one message is never
+//! held by two workers: an id is either waiting (in the heap) or in flight,
+//! and a second `add` of a known id is ignored. The spool on disk stays the
+//! source of truth; this is rebuilt from it on every start.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// A message a worker should attempt now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Job {
+    pub id: String,
+    /// Failed attempts so far.
+    pub failures: u32,
+}
+
+struct Entry {
+    /// Matches the heap item that is current for this id; older heap items
+    /// (superseded by a retry) are skipped when popped.
+    seq: u64,
+    in_flight: bool,
+    failures: u32,
+}
+
+#[derive(Default)]
+struct State {
+    heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    entries: HashMap<String, Entry>,
+    next_seq: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Scheduler {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; recover anyway rather than
+        // stop delivering mail.
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Schedules a message unless it is already known (waiting or in
+    /// flight). Returns whether it was added.
+    pub fn add(&self, id: String, due: Instant, failures: u32) -> bool {
+        let mut st = self.lock();
+        if st.entries.contains_key(&id) {
+            return false;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.entries.insert(
+            id.clone(),
+            Entry {
+                seq,
+                in_flight: false,
+                failures,
+            },
+        );
+        st.heap.push(Reverse((due, seq, id)));
+        drop(st);
+        self.wake.notify_waiters();
+        true
+    }
+
+    /// Puts an in-flight message back to wait until `due`.
+    pub fn retry(&self, id: &str, due: Instant, failures: u32) {
+        let mut st = self.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let Some(entry) = st.entries.get_mut(id) else {
+            return;
+        };
+        entry.seq = seq;
+        entry.in_flight = false;
+        entry.failures = failures;
+        st.heap.push(Reverse((due, seq, id.to_string())));
+        drop(st);
+        self.wake.notify_waiters();
+    }
+
+    /// Forgets a message (delivered, dead-lettered or gone from disk).
+    pub fn remove(&self, id: &str) {
+        self.lock().entries.remove(id);
+    }
+
+    /// Messages waiting or in flight.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Waits for the earliest due message and marks it in flight.
+    /// Cancel-safe: a job is only taken in the same poll that returns it.
+    pub async fn next(&self) -> Job {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so an add between the look and
+            // the wait still wakes us.
+            notified.as_mut().enable();
+            let wait_until = {
+                let mut st = self.lock();
+                match pop_due(&mut st, Instant::now()) {
+                    Ok(job) => return job,
+                    Err(next) => next,
+                }
+            };
+            match wait_until {
+                Some(at) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// Takes the first due, current, waiting item; otherwise returns when the
+/// earliest one is due (None if nothing waits).
+fn pop_due(st: &mut State, now: Instant) -> Result<Job, Option<Instant>> {
+    while let Some(Reverse((due, seq, id))) = st.heap.peek() {
+        let current = st
+            .entries
+            .get(id)
+            .is_some_and(|e| e.seq == *seq && !e.in_flight);
+        if !current {
+            st.heap.pop();
+            continue;
+        }
+        if *due > now {
+            return Err(Some(*due));
+        }
+        let Some(Reverse((_, _, id))) = st.heap.pop() else {
+            break;
+        };
+        let Some(entry) = st.entries.get_mut(&id) else {
+            continue;
+        };
+        entry.in_flight = true;
+        let failures = entry.failures;
+        return Ok(Job { id, failures });
+    }
+    Err(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn due_order_dedup_and_no_double_handout() {
+        let s = Scheduler::default();
+        let now = Instant::now();
+        assert!(s.add("late".into(), now + Duration::from_millis(300), 0));
+        assert!(s.add("first".into(), now, 2));
+        assert!(s.add("second".into(), now + Duration::from_millis(1), 0));
+        assert!(!s.add("first".into(), now, 0), "duplicate add ignored");
+
+        assert_eq!(
+            s.next().await,
+            Job {
+                id: "first".into(),
+                failures: 2
+            }
+        );
+        // In flight: a re-add (late notification) does not hand it out again.
+        assert!(!s.add("first".into(), now, 0));
+        assert_eq!(s.next().await.id, "second");
+        s.retry("first", Instant::now() + Duration::from_millis(5), 3);
+        assert_eq!(
+            s.next().await,
+            Job {
+                id: "first".into(),
+                failures: 3
+            }
+        );
+        s.remove("first");
+        assert_eq!(s.next().await.id, "late");
+        assert_eq!(s.len(), 2, "second and late are in flight");
+        s.remove("second");
+        s.remove("late");
+        assert_eq!(s.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_worker_wakes_on_add() {
+        let s = std::sync::Arc::new(Scheduler::default());
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.next().await }
+        });
+        tokio::task::yield_now().await;
+        s.add("x".into(), Instant::now(), 0);
+        assert_eq!(waiter.await.unwrap().id, "x");
+    }
+}

@@ -10,6 +10,7 @@ use crate::config::{self, Config, TlsMode};
 use crate::deliver::{Delivery, RetryPolicy, Router};
 use crate::inspect;
 use crate::smtp::listener::{self, MessageSink, Shared};
+use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
 use crate::upstream::http::{Format, HttpAuth, HttpConfig};
@@ -136,7 +137,7 @@ impl MessageSink for SpoolSink {
         &'a self,
         tx: Transaction,
         peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>> {
         Box::pin(async move {
             let id = spool::new_id();
             let trace = inspect::Trace {
@@ -177,10 +178,11 @@ impl MessageSink for SpoolSink {
                 }
                 Err(e) => {
                     tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
-                    Err(
-                        "Insufficient system storage, message not accepted; try again later"
-                            .to_string(),
-                    )
+                    Err(Reply::new(
+                        452,
+                        "4.3.1",
+                        "Insufficient system storage, message not accepted; try again later",
+                    ))
                 }
             }
         })
@@ -286,8 +288,8 @@ async fn run(config: Config) -> Result<(), String> {
 fn build_router(config: &Config) -> Result<Router, String> {
     let mut upstreams = HashMap::new();
     for (name, u) in &config.upstreams {
-        let c = match u {
-            config::Upstream::Http(h) => UpstreamConfig::Http(HttpConfig {
+        let c = match &u.kind {
+            config::UpstreamKind::Http(h) => UpstreamConfig::Http(HttpConfig {
                 url: h.url.clone(),
                 format: match h.format {
                     config::HttpFormat::Raw => Format::Raw,
@@ -303,7 +305,7 @@ fn build_router(config: &Config) -> Result<Router, String> {
                 timeout: h.timeout,
                 ca_file: h.ca_file.clone(),
             }),
-            config::Upstream::Directory { path } => {
+            config::UpstreamKind::Directory { path } => {
                 UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
             }
         };

@@ -10,7 +10,11 @@ use common::*;
 #[test]
 fn hash_secret_prints_argon2id_phc() {
     let out = postern_cmd(&["hash-secret"], b"s3cret\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.trim_end_matches('\n');
     assert!(line.starts_with("$argon2id$"), "{stdout:?}");
@@ -18,7 +22,10 @@ fn hash_secret_prints_argon2id_phc() {
     // Fresh salt every time.
     let again = hash_secret("s3cret");
     assert!(again.starts_with("$argon2id$"));
-    assert_ne!(again, line, "two hashes of the same password must differ (salt)");
+    assert_ne!(
+        again, line,
+        "two hashes of the same password must differ (salt)"
+    );
 }
 
 /// Extracts (token, TOML block) from `token new` output.
@@ -56,21 +63,37 @@ fn first_allowed_sender(block: &str) -> String {
 fn token_new_block_authenticates_end_to_end() {
     let out = postern_cmd(&["token", "new", "crm"], b"");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (token, block) = parse_token_output(&stdout);
     // 256 bits of base64url without padding = 43 characters.
     let body = token.strip_prefix("pst_").expect("pst_ prefix");
     assert_eq!(body.len(), 43, "token {token:?}");
-    assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token:?}");
+    assert!(
+        body.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{token:?}"
+    );
     assert!(block.starts_with("[credentials.crm]"), "block:\n{block}");
     assert!(block.contains("$argon2id$"), "block:\n{block}");
-    assert!(!block.contains(&token), "the block must hold the hash, not the token:\n{block}");
+    assert!(
+        !block.contains(&token),
+        "the block must hold the hash, not the token:\n{block}"
+    );
     let username = block
         .lines()
         .find_map(|l| {
             let l = l.trim();
-            l.strip_prefix("username")
-                .map(|r| r.trim_start().trim_start_matches('=').trim().trim_matches('"').to_string())
+            l.strip_prefix("username").map(|r| {
+                r.trim_start()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"')
+                    .to_string()
+            })
         })
         .unwrap_or_else(|| panic!("no username in block:\n{block}"));
 
@@ -88,15 +111,18 @@ fn token_new_block_authenticates_end_to_end() {
 
     let mut c = SmtpClient::connect(p.port(0));
     c.greet_starttls(&ca);
-    c.auth_plain(&username, "pst_wrong").expect(535, "5.7.8", "wrong token");
-    c.auth_plain(&username, &token).expect(235, "2.7.0", "AUTH with the printed token");
+    c.auth_plain(&username, "pst_wrong")
+        .expect(535, "5.7.8", "wrong token");
+    c.auth_plain(&username, &token)
+        .expect(235, "2.7.0", "AUTH with the printed token");
     let from = if block.contains("allowed_senders") {
         first_allowed_sender(&block)
     } else {
         "app@crm.example.com".to_string()
     };
     let msg = simple_message(&from, "bob@dest.test", "token");
-    c.send_message(&from, &["bob@dest.test"], &msg).expect(250, "2.0.0", "send with token");
+    c.send_message(&from, &["bob@dest.test"], &msg)
+        .expect(250, "2.0.0", "send with token");
     let reqs = p.delivered(&up, 1);
     assert_eq!(reqs[0].one_header("x-postern-mail-from"), from.as_str());
     assert_forwarded(&reqs[0].body, &msg);

@@ -60,7 +60,11 @@ ca_file = {ca}
 
 /// Replaces exactly one occurrence of `from` in `text`.
 fn edit(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "fixture edit target {from:?} must be unique");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "fixture edit target {from:?} must be unique"
+    );
     text.replacen(from, to, 1)
 }
 
@@ -86,7 +90,12 @@ fn check_config(path: &Path) -> std::process::Output {
 
 /// Writes `main` (+ `includes` relative to its directory), runs check-config
 /// and asserts exit 1 with `PATH:LINE:` + `key` on one stderr line.
-fn expect_error(name: &str, edit_fn: impl Fn(String) -> String, includes: &[(&str, String)], key: &str) {
+fn expect_error(
+    name: &str,
+    edit_fn: impl Fn(String) -> String,
+    includes: &[(&str, String)],
+    key: &str,
+) {
     let ca = TestCa::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let main_text = edit_fn(base(&ca, &dir.path().join("state")));
@@ -100,7 +109,11 @@ fn expect_error(name: &str, edit_fn: impl Fn(String) -> String, includes: &[(&st
         let p = dir.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, text).expect("write include");
-        blame.extend(marked(text).into_iter().map(|l| format!("{}:{l}:", p.display())));
+        blame.extend(
+            marked(text)
+                .into_iter()
+                .map(|l| format!("{}:{l}:", p.display())),
+        );
     }
     assert!(!blame.is_empty(), "{name}: fixture has no `# <-` marker");
 
@@ -125,7 +138,10 @@ fn expect_error(name: &str, edit_fn: impl Fn(String) -> String, includes: &[(&st
 fn valid_config_passes() {
     let ca = TestCa::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("include = [\"conf.d/*.toml\"]\n{}", base(&ca, &dir.path().join("state")));
+    let text = format!(
+        "include = [\"conf.d/*.toml\"]\n{}",
+        base(&ca, &dir.path().join("state"))
+    );
     let path = dir.path().join("postern.toml");
     std::fs::write(&path, text).expect("write");
     std::fs::create_dir_all(dir.path().join("conf.d")).expect("mkdir");
@@ -145,22 +161,52 @@ fn valid_config_passes() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(&format!("config OK: {}", path.display())), "stdout: {stdout}");
+    assert!(
+        stdout.contains(&format!("config OK: {}", path.display())),
+        "stdout: {stdout}"
+    );
 }
 
 #[test]
 fn unknown_key() {
-    expect_error("unknown key", |t| edit(&t, "max_recipients = 50\n", "max_recipients = 50\nhostnme = \"typo\"  # <-\n"), &[], "hostnme");
+    expect_error(
+        "unknown key",
+        |t| {
+            edit(
+                &t,
+                "max_recipients = 50\n",
+                "max_recipients = 50\nhostnme = \"typo\"  # <-\n",
+            )
+        },
+        &[],
+        "hostnme",
+    );
 }
 
 #[test]
 fn wrong_type() {
-    expect_error("wrong type", |t| edit(&t, "max_recipients = 50\n", "max_recipients = \"fifty\"  # <-\n"), &[], "max_recipients");
+    expect_error(
+        "wrong type",
+        |t| {
+            edit(
+                &t,
+                "max_recipients = 50\n",
+                "max_recipients = \"fifty\"  # <-\n",
+            )
+        },
+        &[],
+        "max_recipients",
+    );
 }
 
 #[test]
 fn missing_include_file() {
-    expect_error("missing include", |t| format!("include = [\"conf.d/missing.toml\"]  # <-\n{t}"), &[], "include");
+    expect_error(
+        "missing include",
+        |t| format!("include = [\"conf.d/missing.toml\"]  # <-\n{t}"),
+        &[],
+        "include",
+    );
 }
 
 #[test]
@@ -168,8 +214,16 @@ fn unreadable_certificate_path() {
     expect_error(
         "unreadable certificate",
         |t| {
-            let line = t.lines().find(|l| l.starts_with("certificate = ")).expect("cert line").to_string();
-            edit(&t, &line, "certificate = \"/nonexistent/postern-test/fullchain.pem\"  # <-")
+            let line = t
+                .lines()
+                .find(|l| l.starts_with("certificate = "))
+                .expect("cert line")
+                .to_string();
+            edit(
+                &t,
+                &line,
+                "certificate = \"/nonexistent/postern-test/fullchain.pem\"  # <-",
+            )
         },
         &[],
         "certificate",
@@ -178,18 +232,38 @@ fn unreadable_certificate_path() {
 
 #[test]
 fn dangling_route() {
-    expect_error("dangling route", |t| edit(&t, "route = \"default\"\n", "route = \"nosuch\"  # <-\n"), &[], "route");
+    expect_error(
+        "dangling route",
+        |t| edit(&t, "route = \"default\"\n", "route = \"nosuch\"  # <-\n"),
+        &[],
+        "route",
+    );
 }
 
 #[test]
 fn dangling_upstream_in_route() {
-    expect_error("dangling upstream", |t| edit(&t, "upstreams = [\"api\"]\n", "upstreams = [\"api\", \"nosuch\"]  # <-\n"), &[], "upstreams");
+    expect_error(
+        "dangling upstream",
+        |t| {
+            edit(
+                &t,
+                "upstreams = [\"api\"]\n",
+                "upstreams = [\"api\", \"nosuch\"]  # <-\n",
+            )
+        },
+        &[],
+        "upstreams",
+    );
 }
 
 #[test]
 fn literal_secret() {
     let ca_free_check = |t: String| {
-        edit(&t, &format!("bearer_token = \"env:{TOKEN_VAR}\"\n"), "bearer_token = \"hunter2\"  # <-\n")
+        edit(
+            &t,
+            &format!("bearer_token = \"env:{TOKEN_VAR}\"\n"),
+            "bearer_token = \"hunter2\"  # <-\n",
+        )
     };
     expect_error("literal secret", ca_free_check, &[], "bearer_token");
 }
@@ -198,7 +272,13 @@ fn literal_secret() {
 fn env_secret_not_set() {
     expect_error(
         "unset env secret",
-        |t| edit(&t, &format!("bearer_token = \"env:{TOKEN_VAR}\"\n"), &format!("bearer_token = \"env:{UNSET_VAR}\"  # <-\n")),
+        |t| {
+            edit(
+                &t,
+                &format!("bearer_token = \"env:{TOKEN_VAR}\"\n"),
+                &format!("bearer_token = \"env:{UNSET_VAR}\"  # <-\n"),
+            )
+        },
         &[],
         "bearer_token",
     );
@@ -206,17 +286,50 @@ fn env_secret_not_set() {
 
 #[test]
 fn bad_duration() {
-    expect_error("bad duration", |t| edit(&t, "command_timeout = \"5m\"\n", "command_timeout = \"soonish\"  # <-\n"), &[], "command_timeout");
+    expect_error(
+        "bad duration",
+        |t| {
+            edit(
+                &t,
+                "command_timeout = \"5m\"\n",
+                "command_timeout = \"soonish\"  # <-\n",
+            )
+        },
+        &[],
+        "command_timeout",
+    );
 }
 
 #[test]
 fn bad_size() {
-    expect_error("bad size", |t| edit(&t, "max_message_size = \"10MiB\"\n", "max_message_size = \"10 parsecs\"  # <-\n"), &[], "max_message_size");
+    expect_error(
+        "bad size",
+        |t| {
+            edit(
+                &t,
+                "max_message_size = \"10MiB\"\n",
+                "max_message_size = \"10 parsecs\"  # <-\n",
+            )
+        },
+        &[],
+        "max_message_size",
+    );
 }
 
 #[test]
 fn bad_cidr() {
-    expect_error("bad CIDR", |t| edit(&t, "networks = [\"192.168.10.0/24\"]\n", "networks = [\"192.168.10.0/33\"]  # <-\n"), &[], "networks");
+    expect_error(
+        "bad CIDR",
+        |t| {
+            edit(
+                &t,
+                "networks = [\"192.168.10.0/24\"]\n",
+                "networks = [\"192.168.10.0/33\"]  # <-\n",
+            )
+        },
+        &[],
+        "networks",
+    );
 }
 
 #[test]
@@ -243,7 +356,12 @@ fn duplicate_credential_across_include() {
     );
     expect_error(
         "duplicate credential",
-        |t| format!("include = [\"conf.d/*.toml\"]\n{}", edit(&t, "[credentials.erp]\n", "[credentials.erp]  # <-\n")),
+        |t| {
+            format!(
+                "include = [\"conf.d/*.toml\"]\n{}",
+                edit(&t, "[credentials.erp]\n", "[credentials.erp]  # <-\n")
+            )
+        },
         &[("conf.d/erp.toml", dup.clone())],
         "erp",
     );
@@ -265,5 +383,8 @@ fn literal_secret_message_says_how_to_fix() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("literal secret"), "{stderr}");
     assert!(stderr.contains("env:NAME"), "{stderr}");
-    assert!(!stderr.contains("hunter2"), "the secret itself must not be echoed: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the secret itself must not be echoed: {stderr}"
+    );
 }

@@ -7,7 +7,9 @@ mod common;
 use common::*;
 
 fn start(ca: &TestCa, up: &MockUpstream, server_lines: &[&str]) -> Postern {
-    let mut cfg = Config::new(&up.url()).listeners(&["none"]).with_loopback_network();
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network();
     for l in server_lines {
         cfg = cfg.server(l);
     }
@@ -21,7 +23,7 @@ fn control(p: &Postern, up: &MockUpstream, c: &mut SmtpClient) {
     r.expect(250, "2.0.0", "control message");
     let id = r.queue_id().expect("queue id");
     c.quit();
-    let reqs = p.delivered(&up, 1);
+    let reqs = p.delivered(up, 1);
     assert_eq!(reqs[0].one_header("x-postern-queue-id"), id);
     assert_eq!(reqs[0].one_header("x-postern-rcpt-to"), "bob@dest.test");
     assert_forwarded(&reqs[0].body, &msg);
@@ -41,14 +43,20 @@ fn oversize_message_gets_552_for_size_param_and_for_data() {
         ehlo.ehlo_keywords().iter().any(|k| k == "SIZE 10240"),
         "EHLO should announce SIZE 10240: {ehlo:?}"
     );
-    c.cmd("MAIL FROM:<app@example.com> SIZE=20000")
-        .expect(552, "5.3.4", "MAIL with SIZE over the limit");
+    c.cmd("MAIL FROM:<app@example.com> SIZE=20000").expect(
+        552,
+        "5.3.4",
+        "MAIL with SIZE over the limit",
+    );
 
-    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect_code(250, "MAIL");
     c.cmd("RCPT TO:<bob@dest.test>").expect_code(250, "RCPT");
     let mut big = b"From: <app@example.com>\r\nSubject: big\r\n\r\n".to_vec();
     while big.len() < 20 * 1024 {
-        big.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n");
+        big.extend_from_slice(
+            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n",
+        );
     }
     c.data(&big).expect(552, "5.3.4", "oversize DATA");
     // The same session goes on with a normal message.
@@ -63,11 +71,14 @@ fn too_many_recipients_gets_452() {
 
     let mut c = SmtpClient::connect(p.port(0));
     c.greet();
-    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect_code(250, "MAIL");
     for i in 1..=3 {
-        c.cmd(&format!("RCPT TO:<r{i}@dest.test>")).expect_code(250, "RCPT within limit");
+        c.cmd(&format!("RCPT TO:<r{i}@dest.test>"))
+            .expect_code(250, "RCPT within limit");
     }
-    c.cmd("RCPT TO:<r4@dest.test>").expect(452, "4.5.3", "4th RCPT");
+    c.cmd("RCPT TO:<r4@dest.test>")
+        .expect(452, "4.5.3", "4th RCPT");
     c.cmd("RSET").expect_code(250, "RSET");
     control(&p, &up, &mut c);
 }
@@ -98,7 +109,8 @@ fn idle_client_gets_421_and_is_disconnected() {
 
     let mut c = SmtpClient::connect(p.port(0));
     c.greet();
-    c.cmd("MAIL FROM:<app@example.com>").expect_code(250, "MAIL");
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect_code(250, "MAIL");
     // Say nothing more: the server must give up on us.
     let r = c.read_reply();
     r.expect(421, "4.4.2", "idle timeout");

@@ -34,9 +34,23 @@ fn swaks_delivers(auth: &str) {
     let file = data_file(&p, "msg.eml", SWAKS_FILE);
     let server = format!("127.0.0.1:{}", p.port(0));
     let run = swaks(&[
-        "--server", &server, "--tls", "--auth", auth, "--auth-user", "app",
-        "--auth-password", PASSWORD, "--ehlo", "client.test", "--from", "app@example.com",
-        "--to", "bob@dest.test,carol@dest.test", "--data", &file,
+        "--server",
+        &server,
+        "--tls",
+        "--auth",
+        auth,
+        "--auth-user",
+        "app",
+        "--auth-password",
+        PASSWORD,
+        "--ehlo",
+        "client.test",
+        "--from",
+        "app@example.com",
+        "--to",
+        "bob@dest.test,carol@dest.test",
+        "--data",
+        &file,
     ]);
     run.assert_ok();
     assert!(
@@ -48,7 +62,13 @@ fn swaks_delivers(auth: &str) {
     let reqs = p.delivered(&up, 1);
     let mut sent = SWAKS_FILE.to_vec();
     sent.extend_from_slice(b"\r\n");
-    check_raw_request(&reqs[0], &id, "app@example.com", "bob@dest.test, carol@dest.test", &sent);
+    check_raw_request(
+        &reqs[0],
+        &id,
+        "app@example.com",
+        "bob@dest.test, carol@dest.test",
+        &sent,
+    );
     p.wait_queue_empty();
     assert_eq!(up.count(), 1, "exactly one upstream request");
 }
@@ -63,17 +83,40 @@ fn swaks_starttls_auth_login_delivers_exact_bytes() {
     swaks_delivers("LOGIN");
 }
 
-fn run_smtplib(ca: &TestCa, p: &Postern, port: u16, mode: &str, attach: usize, out: &str) -> String {
+fn run_smtplib(
+    ca: &TestCa,
+    p: &Postern,
+    port: u16,
+    mode: &str,
+    attach: usize,
+    out: &str,
+) -> String {
     let out_path = p.dir().join(out);
     let port = port.to_string();
     let attach = attach.to_string();
     let o = python(
         "send_mail.py",
         &[
-            "--port", &port, "--mode", mode, "--cafile", &ca.ca_pem.to_string_lossy(),
-            "--user", "app", "--password", PASSWORD, "--sender", "app@example.com",
-            "--to", "bob@dest.test", "--attach-size", &attach, "--out",
-            &out_path.to_string_lossy(), "--subject", mode,
+            "--port",
+            &port,
+            "--mode",
+            mode,
+            "--cafile",
+            &ca.ca_pem.to_string_lossy(),
+            "--user",
+            "app",
+            "--password",
+            PASSWORD,
+            "--sender",
+            "app@example.com",
+            "--to",
+            "bob@dest.test",
+            "--attach-size",
+            &attach,
+            "--out",
+            &out_path.to_string_lossy(),
+            "--subject",
+            mode,
         ],
     );
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -84,7 +127,10 @@ fn run_smtplib(ca: &TestCa, p: &Postern, port: u16, mode: &str, attach: usize, o
         String::from_utf8_lossy(&o.stderr),
         p.log()
     );
-    assert!(stdout.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "), "{stdout}");
+    assert!(
+        stdout.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "),
+        "{stdout}"
+    );
     queue_id_in_text(&stdout)
 }
 
@@ -99,7 +145,10 @@ fn python_smtplib_starttls_binary_attachment_delivers_exact_bytes() {
     let p = Postern::start(&ca, &Config::new(&up.url()));
     let id = run_smtplib(&ca, &p, p.port(0), "starttls", 100_000, "sent.eml");
     let sent = std::fs::read(p.dir().join("sent.eml")).expect("sent.eml");
-    assert!(contains(&sent, b"Content-Disposition: attachment; filename=\"blob.bin\""));
+    assert!(contains(
+        &sent,
+        b"Content-Disposition: attachment; filename=\"blob.bin\""
+    ));
     let reqs = p.delivered(&up, 1);
     check_raw_request(&reqs[0], &id, "app@example.com", "bob@dest.test", &sent);
     p.wait_queue_empty();
@@ -110,7 +159,10 @@ fn python_smtplib_starttls_binary_attachment_delivers_exact_bytes() {
 fn implicit_tls_listener_delivers_exact_bytes() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
-    let p = Postern::start(&ca, &Config::new(&up.url()).listeners(&["starttls", "implicit"]));
+    let p = Postern::start(
+        &ca,
+        &Config::new(&up.url()).listeners(&["starttls", "implicit"]),
+    );
 
     // Python over implicit TLS on the second listener.
     let py_id = run_smtplib(&ca, &p, p.port(1), "implicit", 3000, "py.eml");
@@ -120,9 +172,21 @@ fn implicit_tls_listener_delivers_exact_bytes() {
     let file = data_file(&p, "swaks.eml", SWAKS_FILE);
     let server = format!("127.0.0.1:{}", p.port(1));
     let run = swaks(&[
-        "--server", &server, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", "app",
-        "--auth-password", PASSWORD, "--from", "app@example.com", "--to", "dave@dest.test",
-        "--data", &file,
+        "--server",
+        &server,
+        "--tls-on-connect",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "app",
+        "--auth-password",
+        PASSWORD,
+        "--from",
+        "app@example.com",
+        "--to",
+        "dave@dest.test",
+        "--data",
+        &file,
     ]);
     run.assert_ok();
     let swaks_id = run.queue_id().expect("queue id");
@@ -135,8 +199,20 @@ fn implicit_tls_listener_delivers_exact_bytes() {
             .find(|r| r.header("x-postern-queue-id") == Some(id))
             .unwrap_or_else(|| panic!("no upstream request for {id}: {reqs:#?}"))
     };
-    check_raw_request(by_id(&py_id), &py_id, "app@example.com", "bob@dest.test", &py_sent);
-    check_raw_request(by_id(&swaks_id), &swaks_id, "app@example.com", "dave@dest.test", &swaks_sent);
+    check_raw_request(
+        by_id(&py_id),
+        &py_id,
+        "app@example.com",
+        "bob@dest.test",
+        &py_sent,
+    );
+    check_raw_request(
+        by_id(&swaks_id),
+        &swaks_id,
+        "app@example.com",
+        "dave@dest.test",
+        &swaks_sent,
+    );
     p.wait_queue_empty();
     assert_eq!(up.count(), 2);
 }
@@ -152,9 +228,14 @@ fn json_format_with_bearer_token() {
 
     let mut c = SmtpClient::connect(p.port(0));
     c.greet_starttls(&ca);
-    c.auth_plain("app", PASSWORD).expect(235, "2.7.0", "AUTH PLAIN");
+    c.auth_plain("app", PASSWORD)
+        .expect(235, "2.7.0", "AUTH PLAIN");
     let sent = simple_message("app@example.com", "bob@dest.test", "json format");
-    let r = c.send_message("app@example.com", &["bob@dest.test", "erin@dest.test"], &sent);
+    let r = c.send_message(
+        "app@example.com",
+        &["bob@dest.test", "erin@dest.test"],
+        &sent,
+    );
     r.expect(250, "2.0.0", "end of data");
     let id = r.queue_id().expect("queue id");
     c.quit();
@@ -165,7 +246,10 @@ fn json_format_with_bearer_token() {
     assert_eq!(req.path, "/send");
     assert_eq!(req.one_header("authorization"), "Bearer tok-Zm9vYmFy.42");
     let ct = req.one_header("content-type");
-    assert!(ct == "application/json" || ct.starts_with("application/json;"), "content-type {ct}");
+    assert!(
+        ct == "application/json" || ct.starts_with("application/json;"),
+        "content-type {ct}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&req.body).expect("JSON body");
     let obj = v.as_object().expect("JSON object");
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -173,7 +257,10 @@ fn json_format_with_bearer_token() {
     assert_eq!(keys, ["mail_from", "queue_id", "raw", "rcpt_to"]);
     assert_eq!(obj["queue_id"], serde_json::json!(id));
     assert_eq!(obj["mail_from"], serde_json::json!("app@example.com"));
-    assert_eq!(obj["rcpt_to"], serde_json::json!(["bob@dest.test", "erin@dest.test"]));
+    assert_eq!(
+        obj["rcpt_to"],
+        serde_json::json!(["bob@dest.test", "erin@dest.test"])
+    );
     let raw = base64::engine::general_purpose::STANDARD
         .decode(obj["raw"].as_str().expect("raw is a string"))
         .expect("raw is base64");

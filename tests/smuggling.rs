@@ -95,19 +95,29 @@ fn smuggling_sequences_stay_one_message_when_normalizing() {
     }
     let reqs = p.delivered(&up, ids.len());
     p.wait_queue_empty();
-    assert_eq!(up.count(), ids.len(), "one upstream request per accepted message");
+    assert_eq!(
+        up.count(),
+        ids.len(),
+        "one upstream request per accepted message"
+    );
     for (name, id) in &ids {
         let matching: Vec<_> = reqs
             .iter()
             .filter(|r| r.header("x-postern-queue-id") == Some(id.as_str()))
             .collect();
         if matching.len() != 1 {
-            failures.push(format!("{name}: {} upstream requests for {id}", matching.len()));
+            failures.push(format!(
+                "{name}: {} upstream requests for {id}",
+                matching.len()
+            ));
             continue;
         }
         let req = matching[0];
         if req.header("x-postern-rcpt-to") != Some("rcpt@dest.test") {
-            failures.push(format!("{name}: rcpt {:?}", req.header("x-postern-rcpt-to")));
+            failures.push(format!(
+                "{name}: rcpt {:?}",
+                req.header("x-postern-rcpt-to")
+            ));
         }
         if let Some(at) = bare_newline(&req.body) {
             failures.push(format!(
@@ -117,10 +127,16 @@ fn smuggling_sequences_stay_one_message_when_normalizing() {
         }
         let (_, rest) = split_received(&req.body);
         if !contains(rest, b"MAIL FROM:<a@x>") || !contains(rest, b"smuggled") {
-            failures.push(format!("{name}: smuggled text missing from the message:\n{}", show(rest)));
+            failures.push(format!(
+                "{name}: smuggled text missing from the message:\n{}",
+                show(rest)
+            ));
         }
         if !rest.ends_with(b"smuggled\r\n\r\n") {
-            failures.push(format!("{name}: message does not end where the client ended it:\n{}", show(rest)));
+            failures.push(format!(
+                "{name}: message does not end where the client ended it:\n{}",
+                show(rest)
+            ));
         }
     }
     assert!(
@@ -165,7 +181,11 @@ fn smuggling_sequences_are_refused_when_rejecting() {
     c.quit();
     let reqs = p.delivered(&up, accepted.len());
     p.wait_queue_empty();
-    assert_eq!(up.count(), accepted.len(), "refused messages must not be forwarded");
+    assert_eq!(
+        up.count(),
+        accepted.len(),
+        "refused messages must not be forwarded"
+    );
     for req in &reqs {
         let id = req.header("x-postern-queue-id").unwrap_or("");
         if !accepted.iter().any(|a| a == id) {
@@ -181,5 +201,28 @@ fn smuggling_sequences_are_refused_when_rejecting() {
         failures.len(),
         failures.join("\n"),
         p.log()
+    );
+}
+
+#[test]
+fn bare_lf_in_body_is_normalized_to_crlf() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, "normalize");
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect_code(250, "MAIL");
+    c.cmd("RCPT TO:<rcpt@dest.test>").expect_code(250, "RCPT");
+    c.cmd("DATA").expect_code(354, "DATA");
+    c.send(b"Subject: lf\nX-Test: 1\r\n\r\nline1\nline2\r\n\n.\r\n");
+    // `\n.\r\n` is not the end of data; the real end follows.
+    c.send(b"line3\r\n.\r\n");
+    c.read_reply().expect(250, "2.0.0", "end of data");
+    c.quit();
+    let reqs = p.delivered(&up, 1);
+    assert_forwarded(
+        &reqs[0].body,
+        b"Subject: lf\r\nX-Test: 1\r\n\r\nline1\r\nline2\r\n\r\n.\r\nline3\r\n",
     );
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::*;
 
 fn networked(url: &str) -> Config {
-    Config::new(url).listeners(&["none"]).with_loopback_network()
+    Config::new(url)
+        .listeners(&["none"])
+        .with_loopback_network()
 }
 
 /// Sends one message over the plain networks listener; returns (queue id, content).
@@ -44,7 +46,10 @@ fn kill9_after_accept_delivers_exactly_once_after_restart() {
         p.queue_files()
     );
     p.kill9();
-    assert!(p.queue_files().iter().any(|f| f == &id), "message lost by kill -9");
+    assert!(
+        p.queue_files().iter().any(|f| f == &id),
+        "message lost by kill -9"
+    );
 
     let healthy = MockUpstream::start(&ca);
     p.restart(&networked(&healthy.url()));
@@ -53,8 +58,17 @@ fn kill9_after_accept_delivers_exactly_once_after_restart() {
     assert_forwarded(&reqs[0].body, &msg);
     p.wait_queue_empty();
     settle();
-    assert_eq!(healthy.count(), 1, "delivered more than once: {:#?}", healthy.requests());
-    assert!(p.dead_files().is_empty(), "dead letters: {:?}", p.dead_files());
+    assert_eq!(
+        healthy.count(),
+        1,
+        "delivered more than once: {:#?}",
+        healthy.requests()
+    );
+    assert!(
+        p.dead_files().is_empty(),
+        "dead letters: {:?}",
+        p.dead_files()
+    );
 }
 
 #[test]
@@ -69,11 +83,45 @@ fn upstream_503_then_200_is_retried() {
         assert_eq!(r.one_header("x-postern-queue-id"), id);
         assert_forwarded(&r.body, &msg);
     }
-    assert_eq!(reqs[0].body, reqs[1].body, "the retry must send the same bytes");
+    assert_eq!(
+        reqs[0].body, reqs[1].body,
+        "the retry must send the same bytes"
+    );
     p.wait_queue_empty();
     settle();
-    assert_eq!(up.count(), 2, "one failure + one success: {:#?}", up.requests());
-    assert!(p.dead_files().is_empty(), "dead letters: {:?}", p.dead_files());
+    assert_eq!(
+        up.count(),
+        2,
+        "one failure + one success: {:#?}",
+        up.requests()
+    );
+    assert!(
+        p.dead_files().is_empty(),
+        "dead letters: {:?}",
+        p.dead_files()
+    );
+}
+
+#[test]
+fn upstream_that_hangs_times_out_and_is_retried() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    up.push(Scripted::hang());
+    let mut cfg = networked(&up.url());
+    cfg.upstream_timeout = "1s".into();
+    let p = Postern::start(&ca, &cfg);
+    let (id, msg) = submit(&p, "hanging upstream");
+    let reqs = p.delivered(&up, 2);
+    for r in &reqs[..2] {
+        assert_eq!(r.one_header("x-postern-queue-id"), id);
+        assert_forwarded(&r.body, &msg);
+    }
+    p.wait_queue_empty();
+    assert!(
+        p.dead_files().is_empty(),
+        "dead letters: {:?}",
+        p.dead_files()
+    );
 }
 
 #[test]
@@ -86,15 +134,23 @@ fn upstream_400_dead_letters_with_reason_and_no_retry() {
     p.delivered(&up, 1);
     let reason_path = p.dead_dir().join(format!("{id}.reason"));
     let ok = wait_until(Duration::from_secs(60), || reason_path.exists());
-    assert!(ok, "no {}; dead/: {:?}\nlog:\n{}", reason_path.display(), p.dead_files(), p.log());
+    assert!(
+        ok,
+        "no {}; dead/: {:?}\nlog:\n{}",
+        reason_path.display(),
+        p.dead_files(),
+        p.log()
+    );
     p.wait_queue_empty();
 
-    let reason: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&reason_path).expect("read reason"),
-    )
-    .expect("reason file is JSON");
+    let reason: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reason_path).expect("read reason"))
+            .expect("reason file is JSON");
     let text = reason["reason"].as_str().expect("\"reason\" is a string");
-    assert!(text.contains("XYZZY-42"), "reason does not carry the upstream body: {text:?}");
+    assert!(
+        text.contains("XYZZY-42"),
+        "reason does not carry the upstream body: {text:?}"
+    );
     let (_, raw) = read_spool_file(&p.dead_dir().join(&id));
     assert_forwarded(&raw, &msg);
     settle();
@@ -116,7 +172,9 @@ fn sigterm_with_upstream_down_keeps_message_queued_and_exits_0() {
     let files = p.queue_files();
     assert!(files.contains(&id), "spool/queue after shutdown: {files:?}");
     assert!(
-        files.iter().all(|f| f == &id || f.starts_with(&format!("{id}."))),
+        files
+            .iter()
+            .all(|f| f == &id || f.starts_with(&format!("{id}."))),
         "unexpected files in spool/queue: {files:?}"
     );
     let (env, raw) = read_spool_file(&p.queue_dir().join(&id));

@@ -185,7 +185,7 @@ fuzz_target!(|input: &[u8]| {
                     check_transaction(&tx, trusted, &session);
                     queued += 1;
                     let result = if queued % 3 == 0 {
-                        Err("Spool\r\nfull".to_string())
+                        Err(Reply::new(452, "4.3.1", "Spool\r\nfull"))
                     } else {
                         Ok(format!("ID{queued}"))
                     };

@@ -20,20 +20,20 @@ pub const DEMO_CONFIG: &str = include_str!("../../config.demo.toml");
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// One parsed file and what is needed to report positions in it.
-struct File {
-    path: Arc<Path>,
-    source: Arc<str>,
-    raw: RawFile,
+pub(super) struct File {
+    pub(super) path: Arc<Path>,
+    pub(super) source: Arc<str>,
+    pub(super) raw: RawFile,
 }
 
 impl File {
-    fn loc<T>(&self, s: &Spanned<T>) -> Loc {
+    pub(super) fn loc<T>(&self, s: &Spanned<T>) -> Loc {
         Loc::from_offset(&self.path, &self.source, s.span().start)
     }
 
     /// Relative paths in a file are relative to that file's directory, so a
     /// config tree can be moved as a whole.
-    fn resolve_path(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         match self.path.parent() {
             Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
@@ -158,7 +158,7 @@ fn parse_tree(
 }
 
 /// Takes a singleton table from whichever file sets it, refusing a second one.
-fn singleton<'a, T>(
+pub(super) fn singleton<'a, T>(
     files: &'a [File],
     key: &str,
     get: impl Fn(&RawFile) -> Option<&Spanned<T>>,
@@ -182,7 +182,7 @@ fn singleton<'a, T>(
 }
 
 /// Collects a named table (`[credentials.X]` ...) across files.
-fn named<'a, T>(
+pub(super) fn named<'a, T>(
     files: &'a [File],
     key: &str,
     get: impl Fn(&RawFile) -> &BTreeMap<String, Spanned<T>>,
@@ -289,6 +289,9 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
     }
 
     Config {
+        dkim: super::dkim::build(files, errors),
+        inspect: super::inspect::build(files, errors),
+        validation: super::validation::build(files, errors),
         server,
         tls,
         listeners,
@@ -555,6 +558,13 @@ fn build_credential(
             Err(e) => errors.push(ConfigError::new(f.loc(p), key("allowed_senders"), e)),
         }
     }
+    let mut allowed_from = Vec::new();
+    for p in &raw.allowed_from {
+        match sender_pattern(p.get_ref()) {
+            Ok(p) => allowed_from.push(p),
+            Err(e) => errors.push(ConfigError::new(f.loc(p), key("allowed_from"), e)),
+        }
+    }
     if raw.allowed_senders.is_empty() {
         errors.push(ConfigError::new(
             f.loc(c),
@@ -584,6 +594,7 @@ fn build_credential(
         login,
         networks,
         allowed_senders,
+        allowed_from,
         route,
     })
 }

@@ -5,12 +5,15 @@
 //! validated types only, so a running daemon never meets a dangling route or
 //! an unresolved secret.
 
+pub mod dkim;
 mod error;
+pub mod inspect;
 mod load;
 mod schema;
 pub mod secret;
 pub mod units;
 mod upstreams;
+pub mod validation;
 
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
@@ -37,6 +40,9 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credential>,
     pub routes: BTreeMap<String, Route>,
     pub upstreams: BTreeMap<String, Upstream>,
+    pub dkim: dkim::DkimConfig,
+    pub inspect: inspect::InspectConfig,
+    pub validation: validation::ValidationConfig,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
 }
@@ -97,6 +103,8 @@ pub struct Credential {
     pub networks: Vec<IpNet>,
     /// Envelope-sender patterns: `user@domain`, `*@domain`, or `*` for any.
     pub allowed_senders: Vec<String>,
+    /// From-header patterns (same syntax); empty means `allowed_senders`.
+    pub allowed_from: Vec<String>,
     pub route: String,
 }
 
@@ -112,8 +120,18 @@ pub struct Route {
     pub upstreams: Vec<String>,
 }
 
+/// One configured upstream: its kind-specific settings plus options every
+/// kind shares.
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub struct Upstream {
+    pub kind: UpstreamKind,
+    /// Deliver postern's DKIM signatures through this upstream (default
+    /// true; false for APIs that rebuild the message and sign themselves).
+    pub dkim: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
     Http(HttpUpstream),
     Directory { path: PathBuf },
 }

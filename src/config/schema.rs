@@ -27,6 +27,11 @@ pub struct RawFile {
     pub routes: BTreeMap<String, Spanned<RawRoute>>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub dkim: Vec<Spanned<super::dkim::RawDkimKey>>,
+    pub dkim_policy: Option<Spanned<super::dkim::RawDkimPolicy>>,
+    pub inspect: Option<Spanned<super::inspect::RawInspect>>,
+    pub validation: Option<Spanned<super::validation::RawValidation>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +117,9 @@ pub struct RawCredential {
     pub networks: Vec<Spanned<String>>,
     #[serde(default)]
     pub allowed_senders: Vec<Spanned<String>>,
+    /// From-header address patterns; when empty, `allowed_senders` applies.
+    #[serde(default)]
+    pub allowed_from: Vec<Spanned<String>>,
     pub route: Option<Spanned<String>>,
 }
 
@@ -136,4 +144,7 @@ pub struct RawUpstream {
     pub timeout: Option<Dur>,
     pub ca_file: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// Whether messages through this upstream carry postern's DKIM
+    /// signatures (false for APIs that rebuild the message).
+    pub dkim: Option<bool>,
 }

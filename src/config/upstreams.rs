@@ -5,7 +5,7 @@
 
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::schema::RawUpstream;
-use super::{HttpAuth, HttpFormat, HttpUpstream, Secret, Upstream, secret};
+use super::{HttpAuth, HttpFormat, HttpUpstream, Secret, Upstream, UpstreamKind, secret};
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
@@ -69,7 +69,7 @@ pub(super) fn build(
     };
     let upstream = match kind {
         "directory" => match &raw.path {
-            Some(p) => Some(Upstream::Directory {
+            Some(p) => Some(UpstreamKind::Directory {
                 path: resolve(p.get_ref()),
             }),
             None => {
@@ -142,7 +142,7 @@ pub(super) fn build(
                 }
                 p
             });
-            Some(Upstream::Http(HttpUpstream {
+            Some(UpstreamKind::Http(HttpUpstream {
                 url,
                 format,
                 auth,
@@ -151,6 +151,10 @@ pub(super) fn build(
             }))
         }
     };
+    let upstream = upstream.map(|kind| Upstream {
+        kind,
+        dkim: raw.dkim.unwrap_or(true),
+    });
     if errors.0.len() > before {
         None
     } else {

@@ -6,6 +6,7 @@
 //! each connection is its own task (`conn.rs`).
 
 use super::conn::Conn;
+use super::reply::Reply;
 use super::session::{Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::config::{Config, TlsMode};
@@ -23,13 +24,14 @@ use tokio_rustls::TlsAcceptor;
 
 /// Where accepted messages go. Implemented by the daemon's wiring (spool);
 /// keeps the SMTP side ignorant of storage. Ok is the queue id, Err the
-/// reason for a temporary failure.
+/// reply that refuses the message (452 4.3.1 for storage trouble, 5xx for
+/// a policy rejection found while inspecting it).
 pub trait MessageSink: Send + Sync + 'static {
     fn accept<'a>(
         &'a self,
         tx: Transaction,
         peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>>;
 }
 
 /// State every connection of every listener shares.

@@ -299,14 +299,16 @@ impl Session {
     }
 
     /// Result of spooling the transaction from [`Step::Queue`].
-    pub fn queued(&mut self, result: Result<String, String>) -> Step {
+    /// `Err` carries the refusal to send: `452 4.3.1` when the spool
+    /// could not store the message, or a policy reply from inspection.
+    pub fn queued(&mut self, result: Result<String, Reply>) -> Step {
         if !matches!(self.phase, Phase::Queueing) {
             return self.out_of_order();
         }
         self.phase = Phase::Command;
         match result {
             Ok(id) => Step::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
-            Err(reason) => Step::Reply(Reply::new(452, "4.3.1", reason)),
+            Err(reply) => Step::Reply(reply),
         }
     }
 
@@ -1220,7 +1222,7 @@ mod tests {
         send(&mut s, "RCPT TO:<b@example.com>");
         queue(&mut s, b"x\r\n.\r\n");
         assert_eq!(
-            wire(&s.queued(Err("Spool full".into()))),
+            wire(&s.queued(Err(Reply::new(452, "4.3.1", "Spool full")))),
             "452 4.3.1 Spool full\r\n"
         );
         assert!(send(&mut s, "MAIL FROM:<a@example.com>").starts_with("250"));

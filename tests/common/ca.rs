@@ -59,7 +59,8 @@ impl TestCa {
         ])
         .expect("server params");
         leaf.distinguished_name = rcgen::DistinguishedName::new();
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf.is_ca = IsCa::NoCa;
         leaf.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -67,7 +68,9 @@ impl TestCa {
         ];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         leaf.use_authority_key_identifier_extension = true;
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("sign server cert");
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &issuer)
+            .expect("sign server cert");
 
         let ca_pem = dir.path().join("ca.pem");
         let cert_pem = dir.path().join("server.pem");

@@ -99,7 +99,9 @@ fn swaks_path() -> &'static str {
             return p;
         }
     }
-    panic!("swaks is not installed; run `apt-get install -y swaks` (the README's test command does)")
+    panic!(
+        "swaks is not installed; run `apt-get install -y swaks` (the README's test command does)"
+    )
 }
 
 /// Runs swaks with `args` (a generous `--timeout` is added).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::clients::{password_hash, postern_bin};
 use super::TestCa;
+use super::clients::{password_hash, postern_bin};
 
 /// TOML basic string literal for `s`.
 pub fn toml_str(s: &str) -> String {
@@ -46,6 +46,8 @@ pub struct Config {
     /// Raw TOML credential blocks.
     pub credentials: Vec<String>,
     pub upstream_url: String,
+    /// `timeout` of `[upstreams.api]`.
+    pub upstream_timeout: String,
     /// Extra lines for `[upstreams.api]`.
     pub upstream: Vec<String>,
     /// Raw TOML appended at the end.
@@ -65,6 +67,7 @@ impl Config {
             ],
             credentials: vec![Self::password_credential("app", "app", &["*@example.com"])],
             upstream_url: upstream_url.into(),
+            upstream_timeout: "10s".into(),
             upstream: Vec::new(),
             extra: String::new(),
         }
@@ -76,7 +79,11 @@ impl Config {
             "[credentials.{name}]\nusername = {}\nsecret_hash = {}\nallowed_senders = [{}]\n",
             toml_str(username),
             toml_str(password_hash()),
-            senders.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", ")
+            senders
+                .iter()
+                .map(|s| toml_str(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 
@@ -84,8 +91,16 @@ impl Config {
     pub fn networks_credential(name: &str, cidrs: &[&str], senders: &[&str]) -> String {
         format!(
             "[credentials.{name}]\nnetworks = [{}]\nallowed_senders = [{}]\n",
-            cidrs.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", "),
-            senders.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", ")
+            cidrs
+                .iter()
+                .map(|s| toml_str(s))
+                .collect::<Vec<_>>()
+                .join(", "),
+            senders
+                .iter()
+                .map(|s| toml_str(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 
@@ -128,19 +143,31 @@ impl Config {
         let mut t = String::new();
         t.push_str("[server]\n");
         t.push_str(&format!("hostname = {}\n", toml_str(&self.hostname)));
-        t.push_str(&format!("state_dir = {}\n", toml_str(&state_dir.to_string_lossy())));
+        t.push_str(&format!(
+            "state_dir = {}\n",
+            toml_str(&state_dir.to_string_lossy())
+        ));
         for l in &self.server {
             t.push_str(l);
             t.push('\n');
         }
         if self.tls {
             t.push_str("\n[tls]\n");
-            t.push_str(&format!("certificate = {}\n", toml_str(&ca.cert.to_string_lossy())));
-            t.push_str(&format!("private_key = {}\n", toml_str(&ca.key.to_string_lossy())));
+            t.push_str(&format!(
+                "certificate = {}\n",
+                toml_str(&ca.cert.to_string_lossy())
+            ));
+            t.push_str(&format!(
+                "private_key = {}\n",
+                toml_str(&ca.key.to_string_lossy())
+            ));
         }
         for (mode, port) in self.listeners.iter().zip(ports) {
             t.push_str("\n[[listeners]]\n");
-            t.push_str(&format!("address = \"127.0.0.1:{port}\"\ntls = {}\n", toml_str(mode)));
+            t.push_str(&format!(
+                "address = \"127.0.0.1:{port}\"\ntls = {}\n",
+                toml_str(mode)
+            ));
         }
         t.push_str("\n[delivery]\nworkers = 4\n");
         for l in &self.delivery {
@@ -155,7 +182,11 @@ impl Config {
         t.push_str("\n[routes.default]\nupstreams = [\"api\"]\n");
         t.push_str("\n[upstreams.api]\nkind = \"http\"\n");
         t.push_str(&format!("url = {}\n", toml_str(&self.upstream_url)));
-        t.push_str(&format!("ca_file = {}\ntimeout = \"10s\"\n", toml_str(&ca.ca.to_string_lossy())));
+        t.push_str(&format!(
+            "ca_file = {}\ntimeout = {}\n",
+            toml_str(&ca.ca.to_string_lossy()),
+            toml_str(&self.upstream_timeout)
+        ));
         for l in &self.upstream {
             t.push_str(l);
             t.push('\n');
@@ -214,7 +245,10 @@ impl Postern {
             log_path: dir.path().join("postern.log"),
             state_dir,
             ports: cfg.listeners.iter().map(|_| free_port()).collect(),
-            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ca: CaPaths {
                 ca: ca.ca_pem.clone(),
                 cert: ca.cert_pem.clone(),
@@ -282,10 +316,20 @@ impl Postern {
                     );
                 }
                 if Instant::now() > deadline {
-                    panic!("postern did not listen on port {port} within 60s; log:\n{}", self.log());
+                    panic!(
+                        "postern did not listen on port {port} within 60s; log:\n{}",
+                        self.log()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+        // A port picked by another test could answer for us; make sure ours is alive.
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.child = None;
+            panic!("postern exited right after startup ({status}); log:\n{}", self.log());
         }
     }
 
@@ -328,7 +372,10 @@ impl Postern {
                 return st;
             }
             if Instant::now() > deadline {
-                panic!("postern did not exit within {timeout:?}; log:\n{}", self.log());
+                panic!(
+                    "postern did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -367,7 +414,12 @@ impl Postern {
     /// Waits until spool/queue is empty; panics with the log after 60 s.
     pub fn wait_queue_empty(&self) {
         let ok = super::util::wait_until(Duration::from_secs(60), || self.queue_files().is_empty());
-        assert!(ok, "spool/queue never emptied: {:?}\nlog:\n{}", self.queue_files(), self.log());
+        assert!(
+            ok,
+            "spool/queue never emptied: {:?}\nlog:\n{}",
+            self.queue_files(),
+            self.log()
+        );
     }
 }
 

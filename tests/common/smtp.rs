@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
 
-use super::util::{dot_stuff, show};
 use super::TestCa;
+use super::util::{dot_stuff, show};
 
 /// One (possibly multi-line) SMTP reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,10 @@ pub struct Reply {
 impl Reply {
     /// Text of the first line after `CODE` and separator.
     pub fn text(&self) -> &str {
-        self.lines.first().map(|l| l.get(4..).unwrap_or("")).unwrap_or("")
+        self.lines
+            .first()
+            .map(|l| l.get(4..).unwrap_or(""))
+            .unwrap_or("")
     }
 
     /// Enhanced status code of the first line (`5.7.1`), if present.
@@ -31,7 +34,9 @@ impl Reply {
         let t = self.text();
         let first = t.split_whitespace().next()?;
         let ok = first.split('.').count() == 3
-            && first.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            && first
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         ok.then_some(first)
     }
 
@@ -53,7 +58,11 @@ impl Reply {
     /// Panics unless the reply has basic code `code` (any enhanced status).
     #[track_caller]
     pub fn expect_code(&self, code: u16, ctx: &str) {
-        assert_eq!(self.code, code, "{ctx}: expected {code}, got {:?}", self.lines);
+        assert_eq!(
+            self.code, code,
+            "{ctx}: expected {code}, got {:?}",
+            self.lines
+        );
     }
 
     /// Keywords of an EHLO reply (`STARTTLS`, `AUTH PLAIN LOGIN`, ...), upper-cased.
@@ -88,12 +97,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 fn tcp(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to postern");
     s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
     s.set_nodelay(true).expect("nodelay");
     s
 }
 
-fn handshake(ca: &TestCa, mut sock: TcpStream) -> std::io::Result<StreamOwned<ClientConnection, TcpStream>> {
+fn handshake(
+    ca: &TestCa,
+    mut sock: TcpStream,
+) -> std::io::Result<StreamOwned<ClientConnection, TcpStream>> {
     let mut conn = ClientConnection::new(ca.client_config(), TestCa::server_name())
         .map_err(std::io::Error::other)?;
     while conn.is_handshaking() {
@@ -188,7 +201,8 @@ impl SmtpClient {
     /// Reads one reply; panics on EOF.
     #[track_caller]
     pub fn read_reply(&mut self) -> Reply {
-        self.try_read_reply().unwrap_or_else(|e| panic!("reading SMTP reply: {e}"))
+        self.try_read_reply()
+            .unwrap_or_else(|e| panic!("reading SMTP reply: {e}"))
     }
 
     /// Sends `line` + CRLF and reads the reply.
@@ -204,7 +218,12 @@ impl SmtpClient {
             match self.fill() {
                 Ok(0) => return Ok(std::mem::take(&mut self.buf)),
                 Ok(_) => {}
-                Err(e) => return Err(format!("read error before EOF: {e}; got {}", show(&self.buf))),
+                Err(e) => {
+                    return Err(format!(
+                        "read error before EOF: {e}; got {}",
+                        show(&self.buf)
+                    ));
+                }
             }
         }
     }
@@ -280,7 +299,10 @@ impl SmtpClient {
     pub fn data(&mut self, content: &[u8]) -> Reply {
         let r = self.cmd("DATA");
         assert_eq!(r.code, 354, "DATA: {r:?}");
-        assert!(content.ends_with(b"\r\n"), "message content must end with CRLF");
+        assert!(
+            content.ends_with(b"\r\n"),
+            "message content must end with CRLF"
+        );
         let mut wire = dot_stuff(content);
         wire.extend_from_slice(b".\r\n");
         self.send(&wire);

@@ -47,7 +47,11 @@ impl Recorded {
     /// The value of a header that must be present exactly once.
     pub fn one_header(&self, name: &str) -> &str {
         let all = self.header_all(name);
-        assert_eq!(all.len(), 1, "header {name} must appear exactly once in {self:?}");
+        assert_eq!(
+            all.len(),
+            1,
+            "header {name} must appear exactly once in {self:?}"
+        );
         all[0]
     }
 }
@@ -213,7 +217,8 @@ impl MockUpstream {
 
     /// Waits (up to `timeout`) until at least `n` requests arrived; panics otherwise.
     pub fn wait_for_timeout(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
-        self.try_wait_for(n, timeout).unwrap_or_else(|e| panic!("{e}"))
+        self.try_wait_for(n, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits generously (60 s) for at least `n` requests.

@@ -1,0 +1,264 @@
+//! `loadgen`: drives postern with `--sessions` concurrent SMTP sessions that
+//! each reuse one connection for many messages (as a busy ERP would), until
+//! `--count` messages of `--size` bytes were accepted. Mode `plain` relies on a
+//! `networks` credential; mode `starttls` upgrades and does AUTH PLAIN.
+//! Prints throughput and the acceptance latency distribution (time from
+//! sending the final "." to receiving the 250), as `key=value` lines.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use postern_loadgen::{Error, arg, arg_or, args};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Conn<S> {
+    io: S,
+    buf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn reply(&mut self) -> Result<(u16, String), Error> {
+        let mut text = String::new();
+        loop {
+            if let Some(nl) = self.buf.iter().position(|&c| c == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                let code: u16 = line
+                    .get(..3)
+                    .and_then(|c| c.parse().ok())
+                    .ok_or_else(|| format!("bad reply line {line:?}"))?;
+                text.push_str(&line);
+                text.push('\n');
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return Ok((code, text));
+                }
+                continue;
+            }
+            let mut tmp = [0u8; 4096];
+            let n = tokio::time::timeout(IO_TIMEOUT, self.io.read(&mut tmp)).await??;
+            if n == 0 {
+                return Err(format!("connection closed; partial reply {text:?}").into());
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    async fn send(&mut self, b: &[u8]) -> Result<(), Error> {
+        tokio::time::timeout(IO_TIMEOUT, self.io.write_all(b)).await??;
+        Ok(())
+    }
+
+    async fn cmd(&mut self, line: &str, want: u16) -> Result<String, Error> {
+        self.send(format!("{line}\r\n").as_bytes()).await?;
+        let (code, text) = self.reply().await?;
+        if code != want {
+            return Err(format!("{line:?}: expected {want}, got {text:?}").into());
+        }
+        Ok(text)
+    }
+}
+
+struct Setup {
+    port: u16,
+    starttls: bool,
+    user: String,
+    pass: String,
+    tls: TlsConnector,
+}
+
+async fn open(s: &Setup) -> Result<Conn<Box<dyn Io>>, Error> {
+    let tcp = TcpStream::connect(("127.0.0.1", s.port)).await?;
+    tcp.set_nodelay(true)?;
+    let mut c = Conn {
+        io: tcp,
+        buf: Vec::new(),
+    };
+    let (code, text) = c.reply().await?;
+    if code != 220 {
+        return Err(format!("greeting {text:?}").into());
+    }
+    c.cmd("EHLO loadgen.bench", 250).await?;
+    if !s.starttls {
+        return Ok(Conn {
+            io: Box::new(c.io),
+            buf: c.buf,
+        });
+    }
+    c.cmd("STARTTLS", 220).await?;
+    if !c.buf.is_empty() {
+        return Err("plaintext after STARTTLS reply".into());
+    }
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let tls = s.tls.connect(name, c.io).await?;
+    let mut c: Conn<Box<dyn Io>> = Conn {
+        io: Box::new(tls),
+        buf: Vec::new(),
+    };
+    c.cmd("EHLO loadgen.bench", 250).await?;
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{}\0{}", s.user, s.pass));
+    c.cmd(&format!("AUTH PLAIN {token}"), 235).await?;
+    Ok(c)
+}
+
+fn message(session: usize, n: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: <bench@example.com>\r\nTo: <sink@dest.test>\r\nSubject: bench {session}-{n}\r\nMessage-ID: <{session}-{n}@bench.example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstu\r\n";
+    while m.len() + line.len() + 2 <= size {
+        m.extend_from_slice(line);
+    }
+    while m.len() + 2 < size {
+        m.push(b'x');
+    }
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+struct SessionResult {
+    latencies_us: Vec<u32>,
+    errors: Vec<String>,
+}
+
+async fn session(
+    id: usize,
+    s: Arc<Setup>,
+    next: Arc<AtomicUsize>,
+    count: usize,
+    size: usize,
+) -> SessionResult {
+    let mut r = SessionResult {
+        latencies_us: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut conn: Option<Conn<Box<dyn Io>>> = None;
+    loop {
+        if r.errors.len() > 5 {
+            return r;
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match open(&s).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    r.errors.push(format!("session {id} connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= count {
+            let _ = c.cmd("QUIT", 221).await;
+            return r;
+        }
+        match one_message(c, id, n, size).await {
+            Ok(lat) => r
+                .latencies_us
+                .push(lat.as_micros().min(u32::MAX as u128) as u32),
+            Err(e) => {
+                r.errors.push(format!("session {id} message {n}: {e}"));
+                conn = None;
+            }
+        }
+    }
+}
+
+async fn one_message(
+    c: &mut Conn<Box<dyn Io>>,
+    session: usize,
+    n: usize,
+    size: usize,
+) -> Result<Duration, Error> {
+    c.cmd("MAIL FROM:<bench@example.com>", 250).await?;
+    c.cmd("RCPT TO:<sink@dest.test>", 250).await?;
+    c.cmd("DATA", 354).await?;
+    c.send(&message(session, n, size)).await?;
+    let t0 = Instant::now();
+    c.send(b".\r\n").await?;
+    let (code, text) = c.reply().await?;
+    let lat = t0.elapsed();
+    if code != 250 {
+        return Err(format!("end of data: {text:?}").into());
+    }
+    Ok(lat)
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let a = args()?;
+    let mode: String = arg(&a, "mode")?;
+    let certs: String = arg(&a, "certs")?;
+    let setup = Arc::new(Setup {
+        port: arg(&a, "port")?,
+        starttls: match mode.as_str() {
+            "plain" => false,
+            "starttls" => true,
+            m => return Err(format!("--mode {m}: use plain or starttls").into()),
+        },
+        user: arg_or(&a, "user", String::new())?,
+        pass: arg_or(&a, "pass", String::new())?,
+        tls: TlsConnector::from(postern_loadgen::client_config(Path::new(&certs))?),
+    });
+    let sessions: usize = arg_or(&a, "sessions", 20)?;
+    let count: usize = arg_or(&a, "count", 20_000)?;
+    let size: usize = arg_or(&a, "size", 4096)?;
+
+    let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for id in 0..sessions {
+        tasks.push(tokio::spawn(session(
+            id,
+            setup.clone(),
+            next.clone(),
+            count,
+            size,
+        )));
+    }
+    let mut lat = Vec::with_capacity(count);
+    let mut errors = Vec::new();
+    for t in tasks {
+        let r = t.await?;
+        lat.extend(r.latencies_us);
+        errors.extend(r.errors);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!("mode={mode}");
+    println!("start_unix_ns={start_unix_ns}");
+    println!("accepted={}", lat.len());
+    println!("errors={}", errors.len());
+    for e in errors.iter().take(5) {
+        println!("error: {e}");
+    }
+    println!("elapsed_s={elapsed:.3}");
+    println!("msgs_per_s={:.0}", lat.len() as f64 / elapsed);
+    println!("latency_p50_ms={:.2}", pct(&lat, 0.50));
+    println!("latency_p99_ms={:.2}", pct(&lat, 0.99));
+    println!("latency_max_ms={:.2}", pct(&lat, 1.0));
+    if lat.len() < count {
+        return Err(format!("only {} of {count} messages accepted", lat.len()).into());
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@
 # messages/second, p50/p99 acceptance latency, end-to-end time until the sink
 # received every message, and postern's peak RSS (VmHWM).
 #
-# Usage: bench/run.sh            (env: COUNT=20000 SESSIONS=20 SIZE=4096 MODES="plain starttls")
+# Usage: bench/run.sh   (env: COUNT=20000 SESSIONS=20 SIZE=4096 MODES="plain starttls" SKIP_BUILD=)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,8 +16,10 @@ SIZE="${SIZE:-4096}"
 MODES="${MODES:-plain starttls}"
 WAIT_S="${WAIT_S:-600}"          # upper bound for draining the spool into the sink
 
-echo "== building (release)" >&2
-(cd "$ROOT" && cargo build --release --quiet)
+if [ -z "${SKIP_BUILD:-}" ]; then    # SKIP_BUILD=1 reuses target/release/postern as is
+    echo "== building (release)" >&2
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
 (cd "$ROOT/bench/loadgen" && cargo build --release --quiet)
 POSTERN="$ROOT/target/release/postern"
 LG="$ROOT/bench/loadgen/target/release"

@@ -13,8 +13,7 @@ use crate::smtp::listener::{self, MessageSink, Shared};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
-use crate::upstream::http::{Format, HttpAuth, HttpConfig};
-use crate::upstream::{self, DirectoryConfig, UpstreamConfig};
+use crate::upstream;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
@@ -23,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// `postern check-config`: exit 0 when the configuration (including TLS
 /// material) would start, otherwise print every error and exit 1.
@@ -130,6 +128,10 @@ struct SpoolSink {
     spool: Arc<Spool>,
     access: Arc<Access>,
     hostname: String,
+    /// Inspection and repair before signing.
+    inspector: Arc<inspect::Inspector>,
+    /// DKIM: signs after inspection, before the spool.
+    signer: Arc<crate::dkim::Signer>,
 }
 
 impl MessageSink for SpoolSink {
@@ -140,19 +142,21 @@ impl MessageSink for SpoolSink {
     ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>> {
         Box::pin(async move {
             let id = spool::new_id();
-            let trace = inspect::Trace {
-                helo: &tx.helo,
-                peer: peer.ip(),
-                hostname: &self.hostname,
-                tls: tx.tls,
-                authenticated: tx.authenticated,
-                queue_id: &id,
-                rcpt_to: &tx.rcpt_to,
-            };
-            let received = inspect::received_header(&trace, SystemTime::now());
-            let mut data = Vec::with_capacity(received.len() + tx.data.len());
-            data.extend_from_slice(received.as_bytes());
-            data.extend_from_slice(&tx.data);
+            // Inspection and repair (policy checks, header fixes, Received:);
+            // a refusal is the reply to the final dot.
+            let mut tx = tx;
+            let cred = self.access.credential(&tx.credential);
+            let sub =
+                inspect::Submission::new(&tx, cred.map(|c| &**c), peer.ip(), &self.hostname, &id);
+            let data = self
+                .inspector
+                .run(sub, std::mem::take(&mut tx.data))
+                .await
+                .map_err(|e| e.reply())?;
+            // End of inspection.
+            // DKIM signing: last change to the bytes, so the spool stores
+            // (and upstreams receive) exactly what was signed.
+            let data = crate::dkim::sign_message(&self.signer, data, &id).await?;
             let size = data.len();
             let envelope = Envelope {
                 id: id.clone(),
@@ -265,6 +269,8 @@ async fn run(config: Config) -> Result<(), String> {
         spool: Arc::clone(&spool),
         access: Arc::clone(&access),
         hostname: config.server.hostname.clone(),
+        inspector: Arc::new(inspect::Inspector::new(config.inspect.clone())),
+        signer: Arc::new(crate::dkim::Signer::from_config(&config.dkim)),
     });
     let shared = Shared::new(&config, access, tls, sink);
     let bound = listener::bind(&config).await.map_err(|e| e.to_string())?;
@@ -288,28 +294,10 @@ async fn run(config: Config) -> Result<(), String> {
 fn build_router(config: &Config) -> Result<Router, String> {
     let mut upstreams = HashMap::new();
     for (name, u) in &config.upstreams {
-        let c = match &u.kind {
-            config::UpstreamKind::Http(h) => UpstreamConfig::Http(HttpConfig {
-                url: h.url.clone(),
-                format: match h.format {
-                    config::HttpFormat::Raw => Format::Raw,
-                    config::HttpFormat::Json => Format::Json,
-                },
-                auth: h.auth.as_ref().map(|a| match a {
-                    config::HttpAuth::Bearer(t) => HttpAuth::Bearer(t.expose().to_string()),
-                    config::HttpAuth::Basic { username, password } => HttpAuth::Basic {
-                        username: username.clone(),
-                        password: password.expose().to_string(),
-                    },
-                }),
-                timeout: h.timeout,
-                ca_file: h.ca_file.clone(),
-            }),
-            config::UpstreamKind::Directory { path } => {
-                UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
-            }
-        };
-        let built = upstream::build(name, c).map_err(|e| format!("upstream {name:?}: {e}"))?;
+        let mut built = upstream::from_config(name, &u.kind).map_err(|e| e.to_string())?;
+        if !u.dkim {
+            built = crate::dkim::WithoutSignatures::wrap(built);
+        }
         upstreams.insert(name.clone(), built);
     }
     Router::from_names(

@@ -42,6 +42,30 @@ enum Command {
     /// Manage application tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Subcommand)]
+enum DkimCommand {
+    /// Write a new private key (mode 0600) and print its DNS TXT record and [[dkim]] block.
+    Keygen {
+        /// Signing domain (d=), e.g. example.com.
+        #[arg(long)]
+        domain: String,
+        /// Selector (s=); the record goes to SELECTOR._domainkey.DOMAIN.
+        #[arg(long)]
+        selector: String,
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// RSA key size (2048 to 4096; default 2048).
+        #[arg(long)]
+        bits: Option<usize>,
+        /// Directory for DOMAIN.SELECTOR.pem (created with mode 0700 if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,5 +86,18 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => postern::daemon::check_config(&config),
         Command::HashSecret => postern::daemon::hash_secret_cmd(),
         Command::Token(TokenCommand::New { name }) => postern::daemon::token_new_cmd(&name),
+        Command::Dkim(DkimCommand::Keygen {
+            domain,
+            selector,
+            algorithm,
+            bits,
+            out,
+        }) => postern::dkim::keygen_cmd(&postern::dkim::KeygenRequest {
+            domain: &domain,
+            selector: &selector,
+            algorithm: &algorithm,
+            bits,
+            out: &out,
+        }),
     }
 }

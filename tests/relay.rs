@@ -15,7 +15,7 @@ fn data_file(p: &Postern, name: &str, content: &[u8]) -> String {
 }
 
 /// swaks (file without trailing newline) sends the file + CRLF, dot-stuffed.
-const SWAKS_FILE: &[u8] = b"From: App <app@example.com>\r\nTo: Bob <bob@dest.test>\r\nSubject: swaks exact bytes\r\nMessage-ID: <swaks-1@example.com>\r\n\r\nHello from swaks.\r\n.this line starts with a dot\r\n\r\ntab\there\r\nlast line";
+const SWAKS_FILE: &[u8] = b"From: App <app@example.com>\r\nTo: Bob <bob@dest.test>\r\nSubject: swaks exact bytes\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <swaks-1@example.com>\r\n\r\nHello from swaks.\r\n.this line starts with a dot\r\n\r\ntab\there\r\nlast line";
 
 fn check_raw_request(req: &Recorded, id: &str, from: &str, rcpts: &str, sent: &[u8]) {
     assert_eq!(req.method, "POST");

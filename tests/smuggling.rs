@@ -27,7 +27,8 @@ const SMUGGLED: &[u8] = b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nsmuggled\r
 
 fn payload(name: &str, seq: &[u8]) -> Vec<u8> {
     let mut p = format!(
-        "From: <app@example.com>\r\nTo: <rcpt@dest.test>\r\nSubject: smuggle {name}\r\n\r\nbefore"
+        "From: <app@example.com>\r\nTo: <rcpt@dest.test>\r\nSubject: smuggle {name}\r\n\
+         Date: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <smuggle@example.com>\r\n\r\nbefore"
     )
     .into_bytes();
     p.extend_from_slice(seq);
@@ -215,7 +216,7 @@ fn bare_lf_in_body_is_normalized_to_crlf() {
         .expect_code(250, "MAIL");
     c.cmd("RCPT TO:<rcpt@dest.test>").expect_code(250, "RCPT");
     c.cmd("DATA").expect_code(354, "DATA");
-    c.send(b"Subject: lf\nX-Test: 1\r\n\r\nline1\nline2\r\n\n.\r\n");
+    c.send(b"From: <app@example.com>\nSubject: lf\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <lf@example.com>\nX-Test: 1\r\n\r\nline1\nline2\r\n\n.\r\n");
     // `\n.\r\n` is not the end of data; the real end follows.
     c.send(b"line3\r\n.\r\n");
     c.read_reply().expect(250, "2.0.0", "end of data");
@@ -223,6 +224,6 @@ fn bare_lf_in_body_is_normalized_to_crlf() {
     let reqs = p.delivered(&up, 1);
     assert_forwarded(
         &reqs[0].body,
-        b"Subject: lf\r\nX-Test: 1\r\n\r\nline1\r\nline2\r\n\r\n.\r\nline3\r\n",
+        b"From: <app@example.com>\r\nSubject: lf\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <lf@example.com>\r\nX-Test: 1\r\n\r\nline1\r\nline2\r\n\r\n.\r\nline3\r\n",
     );
 }

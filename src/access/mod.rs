@@ -23,6 +23,10 @@ pub struct Access {
     /// sha256(username NUL password NUL phc) of recent successful logins.
     /// Keyed on the PHC string too, so a changed hash invalidates entries.
     cache: Mutex<verify::Cache>,
+    /// argon2id needs ~19 MiB per check; bounding concurrent checks to the
+    /// CPU count keeps a burst of logins (or a password-guessing flood)
+    /// from turning into gigabytes of memory.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Access {
@@ -43,6 +47,9 @@ impl Access {
             by_username,
             names,
             cache: Mutex::new(verify::Cache::new(4096)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -89,6 +96,9 @@ impl Access {
             return self.names.get(&cred.name).cloned();
         }
         let password = password.to_string();
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return None;
+        };
         let ok = tokio::task::spawn_blocking(move || verify::check(phc.as_deref(), &password))
             .await
             .unwrap_or(false);

@@ -1,20 +1,370 @@
 //! `[[dkim]]` signing keys and `[dkim_policy]`.
+//!
+//! Keys are read and parsed here, at load time, so `check-config` catches a
+//! bad PEM file, a key of the wrong algorithm or a duplicate selector at its
+//! line, and the running daemon never meets an unusable key.
 
-use super::error::ConfigErrors;
-use super::load::File;
+use super::error::{ConfigError, ConfigErrors, Loc};
+use super::load::{File, singleton};
+use super::secret;
+use crate::dkim::{Algorithm, PrivateKey};
 use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use toml::Spanned;
+use toml::value::{Datetime, Offset};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDkimKey {}
+pub struct RawDkimKey {
+    pub domain: Spanned<String>,
+    pub selector: Spanned<String>,
+    pub algorithm: Spanned<String>,
+    /// Secret reference (`file:`, `env:`, `credential:`) to PEM text.
+    pub private_key: Spanned<String>,
+    pub not_before: Option<Spanned<Datetime>>,
+    pub not_after: Option<Spanned<Datetime>>,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawDkimPolicy {}
+pub struct RawDkimPolicy {
+    pub unsigned: Option<UnsignedPolicy>,
+}
+
+/// What happens to mail whose From domain has no key valid now.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsignedPolicy {
+    /// Pass it on unsigned.
+    #[default]
+    Allow,
+    /// Answer `550 5.7.1 No DKIM key for domain D`.
+    Reject,
+}
+
+/// One `[[dkim]]` entry, key loaded.
+#[derive(Debug, Clone)]
+pub struct DkimKey {
+    /// Lower-case A-label form.
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: Algorithm,
+    pub key: Arc<PrivateKey>,
+    /// Inclusive start of the key's validity; evaluated for each message.
+    pub not_before: Option<SystemTime>,
+    /// Exclusive end of the key's validity.
+    pub not_after: Option<SystemTime>,
+}
 
 #[derive(Debug, Clone, Default)]
-pub struct DkimConfig {}
+pub struct DkimConfig {
+    /// In configuration order (main file first, then includes).
+    pub keys: Vec<DkimKey>,
+    pub unsigned: UnsignedPolicy,
+}
 
-pub(super) fn build(_files: &[File], _errors: &mut ConfigErrors) -> DkimConfig {
-    DkimConfig::default()
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> DkimConfig {
+    let policy = singleton(files, "dkim_policy", |r| r.dkim_policy.as_ref(), errors);
+    let unsigned = policy.and_then(|(_, p)| p.unsigned).unwrap_or_default();
+    let mut keys: Vec<(DkimKey, Loc)> = Vec::new();
+    for f in files {
+        for entry in &f.raw.dkim {
+            if let Some(k) = build_key(f, entry.get_ref(), &keys, errors) {
+                keys.push((k, f.loc(entry)));
+            }
+        }
+    }
+    let any_entry = files.iter().any(|f| !f.raw.dkim.is_empty());
+    if unsigned == UnsignedPolicy::Reject
+        && !any_entry
+        && let Some((f, _)) = policy
+    {
+        let loc = files
+            .iter()
+            .find_map(|g| g.raw.dkim_policy.as_ref().map(|p| g.loc(p)))
+            .unwrap_or_else(|| Loc::file_start(&f.path));
+        errors.push(ConfigError::new(
+            loc,
+            "dkim_policy.unsigned",
+            "unsigned = \"reject\" but no [[dkim]] keys are configured: every message would be rejected",
+        ));
+    }
+    DkimConfig {
+        keys: keys.into_iter().map(|(k, _)| k).collect(),
+        unsigned,
+    }
+}
+
+fn build_key(
+    f: &File,
+    raw: &RawDkimKey,
+    earlier: &[(DkimKey, Loc)],
+    errors: &mut ConfigErrors,
+) -> Option<DkimKey> {
+    let before = errors.0.len();
+    let domain = crate::dkim::normalize_domain(raw.domain.get_ref())
+        .map_err(|e| errors.push(ConfigError::new(f.loc(&raw.domain), "dkim.domain", e)))
+        .ok();
+    let selector = crate::dkim::check_selector(raw.selector.get_ref())
+        .map_err(|e| errors.push(ConfigError::new(f.loc(&raw.selector), "dkim.selector", e)))
+        .ok();
+    let algorithm = Algorithm::parse(raw.algorithm.get_ref());
+    if algorithm.is_none() {
+        errors.push(ConfigError::new(
+            f.loc(&raw.algorithm),
+            "dkim.algorithm",
+            format!(
+                "unknown algorithm {:?}; use \"rsa\" or \"ed25519\"",
+                raw.algorithm.get_ref()
+            ),
+        ));
+    }
+    let key = match (algorithm, secret::resolve(raw.private_key.get_ref())) {
+        (_, Err(e)) => {
+            errors.push(ConfigError::new(
+                f.loc(&raw.private_key),
+                "dkim.private_key",
+                e,
+            ));
+            None
+        }
+        (Some(alg), Ok(pem)) => PrivateKey::from_pem(alg, pem.expose())
+            .map_err(|e| {
+                errors.push(ConfigError::new(
+                    f.loc(&raw.private_key),
+                    "dkim.private_key",
+                    e.to_string(),
+                ))
+            })
+            .ok(),
+        (None, Ok(_)) => None,
+    };
+    let mut time = |t: &Option<Spanned<Datetime>>, k: &str| -> Option<SystemTime> {
+        let t = t.as_ref()?;
+        to_system_time(t.get_ref())
+            .map_err(|e| errors.push(ConfigError::new(f.loc(t), format!("dkim.{k}"), e)))
+            .ok()
+    };
+    let not_before = time(&raw.not_before, "not_before");
+    let not_after = time(&raw.not_after, "not_after");
+    if let (Some(b), Some(a), Some(loc)) = (not_before, not_after, raw.not_after.as_ref())
+        && a <= b
+    {
+        errors.push(ConfigError::new(
+            f.loc(loc),
+            "dkim.not_after",
+            "not_after must be later than not_before",
+        ));
+    }
+    if let (Some(d), Some(s)) = (&domain, &selector)
+        && let Some((_, loc)) = earlier
+            .iter()
+            .find(|(k, _)| &k.domain == d && k.selector.eq_ignore_ascii_case(s))
+    {
+        errors.push(ConfigError::new(
+            f.loc(&raw.selector),
+            "dkim.selector",
+            format!("selector {s:?} of domain {d} is already configured at {loc}; one DNS name holds one key"),
+        ));
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(DkimKey {
+        domain: domain?,
+        selector: selector?,
+        algorithm: algorithm?,
+        key: Arc::new(key?),
+        not_before,
+        not_after,
+    })
+}
+
+/// A TOML datetime as an instant. A date alone means 00:00 UTC; a local
+/// date-time without offset is refused because the key would switch at a
+/// different moment depending on the server's time zone.
+fn to_system_time(dt: &Datetime) -> Result<SystemTime, String> {
+    let Some(date) = dt.date else {
+        return Err(
+            "a time without a date is not an instant; write e.g. 2026-07-01T00:00:00Z".into(),
+        );
+    };
+    let offset_minutes: i64 = match (dt.time, dt.offset) {
+        (None, _) => 0,
+        (Some(_), Some(Offset::Z)) => 0,
+        (Some(_), Some(Offset::Custom { minutes })) => i64::from(minutes),
+        (Some(_), None) => {
+            return Err(
+                "add a UTC offset (e.g. 2026-07-01T00:00:00Z or ...T02:00:00+02:00) so the key switches at the same instant on every server"
+                    .into(),
+            );
+        }
+    };
+    let days = days_from_civil(i64::from(date.year), date.month.into(), date.day.into());
+    let secs_of_day = dt.time.map_or(0, |t| {
+        i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second)
+    });
+    let unix = days * 86400 + secs_of_day - offset_minutes * 60;
+    let unix =
+        u64::try_from(unix).map_err(|_| "dates before 1970 are not supported".to_string())?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(unix))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// algorithm); toml has already checked the date is valid.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = "[[listeners]]\naddress = \"127.0.0.1:2525\"\ntls = \"none\"\n\
+        [credentials.lan]\nnetworks = [\"127.0.0.0/8\"]\nallowed_senders = [\"*\"]\n\
+        [routes.default]\nupstreams = [\"out\"]\n\
+        [upstreams.out]\nkind = \"directory\"\npath = \"outbox\"\n";
+
+    fn load(extra: &str) -> Result<DkimConfig, Vec<String>> {
+        crate::config::load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
+            .map(|c| c.dkim)
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    fn key_file(dir: &Path, alg: Algorithm) -> String {
+        let p = dir.join(format!("{alg}.pem"));
+        std::fs::write(&p, crate::dkim::generate_pem(alg, None).unwrap()).unwrap();
+        format!("file:{}", p.display())
+    }
+
+    #[test]
+    fn keys_load_with_windows_and_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let ed = key_file(dir.path(), Algorithm::Ed25519);
+        let c = load(&format!(
+            "[dkim_policy]\nunsigned = \"reject\"\n\
+             [[dkim]]\ndomain = \"Example.COM\"\nselector = \"e1\"\nalgorithm = \"ed25519\"\n\
+             private_key = \"{ed}\"\nnot_before = 2026-01-01T00:00:00Z\nnot_after = 2027-01-01\n"
+        ))
+        .unwrap();
+        assert_eq!(c.unsigned, UnsignedPolicy::Reject);
+        assert_eq!(c.keys.len(), 1);
+        let k = &c.keys[0];
+        assert_eq!(
+            (k.domain.as_str(), k.selector.as_str()),
+            ("example.com", "e1")
+        );
+        assert_eq!(k.algorithm, Algorithm::Ed25519);
+        assert_eq!(
+            k.not_before,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        );
+        assert_eq!(
+            k.not_after,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600))
+        );
+        assert_eq!(load("").unwrap().unsigned, UnsignedPolicy::Allow);
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ed = key_file(dir.path(), Algorithm::Ed25519);
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a key\n").unwrap();
+        // BASE has 11 lines; the first [[dkim]] starts on line 12.
+        let e = load(&format!(
+            "[[dkim]]\ndomain = \"example.com\"\nselector = \"a\"\nalgorithm = \"rsa\"\nprivate_key = \"{ed}\"\n\
+             [[dkim]]\ndomain = \"example.com\"\nselector = \"b\"\nalgorithm = \"ed25519\"\nprivate_key = \"file:{}\"\n\
+             [[dkim]]\ndomain = \"bad domain\"\nselector = \"c\"\nalgorithm = \"dsa\"\nprivate_key = \"literal\"\n\
+             not_after = 2026-01-01T00:00:00\n\
+             [[dkim]]\ndomain = \"example.com\"\nselector = \"d\"\nalgorithm = \"ed25519\"\nprivate_key = \"{ed}\"\n\
+             [[dkim]]\ndomain = \"example.com\"\nselector = \"d\"\nalgorithm = \"ed25519\"\nprivate_key = \"{ed}\"\n\
+             not_before = 2027-01-01\nnot_after = 2026-01-01\n",
+            garbage.display()
+        ))
+        .unwrap_err();
+        let want = [
+            (
+                "main.toml:16:15: error: key `dkim.private_key`",
+                "is an ed25519 key but algorithm = \"rsa\"",
+            ),
+            (
+                "main.toml:21:15: error: key `dkim.private_key`",
+                "no private key found",
+            ),
+            (
+                "main.toml:23:10: error: key `dkim.domain`",
+                "not a valid domain",
+            ),
+            (
+                "main.toml:25:13: error: key `dkim.algorithm`",
+                "unknown algorithm \"dsa\"",
+            ),
+            (
+                "main.toml:26:15: error: key `dkim.private_key`",
+                "literal secrets are not allowed",
+            ),
+            (
+                "main.toml:27:13: error: key `dkim.not_after`",
+                "add a UTC offset",
+            ),
+            (
+                "main.toml:39:13: error: key `dkim.not_after`",
+                "later than not_before",
+            ),
+            (
+                "main.toml:35:12: error: key `dkim.selector`",
+                "already configured at /etc/p/main.toml:28:1",
+            ),
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for ((at, what), got) in want.iter().zip(&e) {
+            assert!(
+                got.contains(at) && got.contains(what),
+                "want {at} .. {what}, got {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn reject_without_any_key_is_an_error() {
+        let e = load("[dkim_policy]\nunsigned = \"reject\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("main.toml:12:1: error: key `dkim_policy.unsigned`"),
+            "{e:?}"
+        );
+        let e = load("[dkim_policy]\nunsigned = \"maybe\"\n").unwrap_err();
+        assert!(e[0].contains("main.toml:13:"), "{e:?}");
+    }
+
+    fn at(s: &str) -> Result<u64, String> {
+        let dt: Datetime = s.parse().unwrap();
+        to_system_time(&dt).map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())
+    }
+
+    #[test]
+    fn datetimes_become_instants() {
+        assert_eq!(at("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(at("2000-03-01T00:00:00Z"), Ok(951_868_800));
+        assert_eq!(at("2026-07-01"), Ok(1_782_864_000));
+        assert_eq!(at("2026-07-01T02:00:00+02:00"), Ok(1_782_864_000));
+        assert_eq!(at("2024-02-29T12:30:15-01:30"), Ok(1_709_215_215));
+        assert!(
+            at("2026-07-01T00:00:00")
+                .unwrap_err()
+                .contains("UTC offset")
+        );
+        assert!(at("12:00:00").is_err());
+        assert!(at("1969-12-31T23:59:59Z").is_err());
+    }
 }

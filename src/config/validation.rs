@@ -1,16 +1,367 @@
 //! `[validation]`: recipient address and domain checks.
+//!
+//! ```toml
+//! [validation]
+//! allowed_recipient_domains = ["example.com", "*.example.com"]   # empty: any
+//! denied_recipient_domains = ["competitor.example"]              # wins over allowed
+//! check_recipient_domain = true      # domain must have MX or A/AAAA records
+//! dns_timeout = "5s"
+//! resolver = "127.0.0.1:53"          # default: the system resolver (/etc/resolv.conf)
+//!
+//! [validation.hook]                  # real-time address verification service
+//! url = "https://verify.example/check"
+//! timeout = "3s"
+//! on_error = "accept"                # or "tempfail" (451 4.4.3)
+//! bearer_token = "env:VERIFY_TOKEN"
+//! ca_file = "/etc/postern/verify-ca.pem"
+//! ```
+//!
+//! Everything that can be checked without the network (patterns, url,
+//! resolver address, secret, CA file) is checked here so a typo fails
+//! `check-config` instead of turning into 4xx replies at run time.
 
-use super::error::ConfigErrors;
-use super::load::File;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors, Loc};
+use super::load::{File, singleton};
+use super::secret::{self, Secret};
+use super::units::Dur;
+use crate::validate::domains::DomainPattern;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawValidation {}
+pub struct RawValidation {
+    #[serde(default)]
+    pub allowed_recipient_domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub denied_recipient_domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub check_recipient_domain: bool,
+    pub dns_timeout: Option<Dur>,
+    pub resolver: Option<Spanned<String>>,
+    pub hook: Option<Spanned<RawHook>>,
+}
 
-#[derive(Debug, Clone, Default)]
-pub struct ValidationConfig {}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    pub url: Spanned<String>,
+    pub timeout: Option<Dur>,
+    pub on_error: Option<OnError>,
+    pub bearer_token: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+}
 
-pub(super) fn build(_files: &[File], _errors: &mut ConfigErrors) -> ValidationConfig {
-    ValidationConfig::default()
+/// What to answer when the hook cannot give a verdict.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Accept the recipient (verification is best effort).
+    #[default]
+    Accept,
+    /// `451 4.4.3`, so the client retries later.
+    Tempfail,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidationConfig {
+    pub allowed_recipient_domains: Vec<DomainPattern>,
+    pub denied_recipient_domains: Vec<DomainPattern>,
+    pub check_recipient_domain: bool,
+    /// Upper bound for one recipient's DNS check (all queries together).
+    pub dns_timeout: Duration,
+    /// One DNS server for all lookups instead of the system's.
+    pub resolver: Option<SocketAddr>,
+    pub hook: Option<HookConfig>,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            allowed_recipient_domains: Vec::new(),
+            denied_recipient_domains: Vec::new(),
+            check_recipient_domain: false,
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
+            resolver: None,
+            hook: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HookConfig {
+    /// An `https://` URL.
+    pub url: String,
+    pub timeout: Duration,
+    pub on_error: OnError,
+    pub bearer_token: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+}
+
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `"127.0.0.1:5353"`, `"[::1]:53"` or a bare IP (port 53).
+pub fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    t.parse::<SocketAddr>()
+        .or_else(|_| t.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!("{t:?} is not a DNS server address like \"127.0.0.1:53\" or \"[::1]:53\"")
+        })
+}
+
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> ValidationConfig {
+    let mut out = ValidationConfig::default();
+    let Some((f, v)) = singleton(files, "validation", |r| r.validation.as_ref(), errors) else {
+        return out;
+    };
+    let mut patterns = |list: &[Spanned<String>], key: &str| -> Vec<DomainPattern> {
+        list.iter()
+            .filter_map(|p| {
+                DomainPattern::parse(p.get_ref())
+                    .map_err(|e| {
+                        errors.push(ConfigError::new(f.loc(p), format!("validation.{key}"), e))
+                    })
+                    .ok()
+            })
+            .collect()
+    };
+    out.allowed_recipient_domains =
+        patterns(&v.allowed_recipient_domains, "allowed_recipient_domains");
+    out.denied_recipient_domains =
+        patterns(&v.denied_recipient_domains, "denied_recipient_domains");
+    out.check_recipient_domain = v.check_recipient_domain;
+    if let Some(d) = v.dns_timeout {
+        out.dns_timeout = d.0;
+    }
+    if out.dns_timeout.is_zero() {
+        errors.push(ConfigError::new(
+            Loc::file_start(&f.path),
+            "validation.dns_timeout",
+            "dns_timeout must be longer than 0s",
+        ));
+    }
+    if let Some(r) = &v.resolver {
+        match parse_resolver(r.get_ref()) {
+            Ok(addr) => out.resolver = Some(addr),
+            Err(e) => errors.push(ConfigError::new(f.loc(r), "validation.resolver", e)),
+        }
+    }
+    out.hook = v.hook.as_ref().and_then(|h| build_hook(f, h, errors));
+    out
+}
+
+fn build_hook(f: &File, h: &Spanned<RawHook>, errors: &mut ConfigErrors) -> Option<HookConfig> {
+    let before = errors.0.len();
+    let raw = h.get_ref();
+    let url = raw.url.get_ref().trim().to_string();
+    match reqwest::Url::parse(&url) {
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {
+            if !u.username().is_empty() || u.password().is_some() {
+                errors.push(ConfigError::new(
+                    f.loc(&raw.url),
+                    "validation.hook.url",
+                    "credentials in the url are not allowed; use bearer_token",
+                ));
+            }
+        }
+        Ok(_) => errors.push(ConfigError::new(
+            f.loc(&raw.url),
+            "validation.hook.url",
+            "url must start with https:// (addresses are personal data)",
+        )),
+        Err(e) => errors.push(ConfigError::new(
+            f.loc(&raw.url),
+            "validation.hook.url",
+            format!("invalid url: {e}"),
+        )),
+    }
+    let timeout = raw.timeout.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0);
+    if timeout.is_zero() {
+        errors.push(ConfigError::new(
+            f.loc(h),
+            "validation.hook.timeout",
+            "timeout must be longer than 0s",
+        ));
+    }
+    let bearer_token = raw.bearer_token.as_ref().and_then(|t| {
+        secret::resolve(t.get_ref())
+            .map_err(|e| {
+                errors.push(ConfigError::new(
+                    f.loc(t),
+                    "validation.hook.bearer_token",
+                    e,
+                ))
+            })
+            .ok()
+    });
+    let ca_file = raw.ca_file.as_ref().map(|c| {
+        let p = f.resolve_path(c.get_ref());
+        if let Err(e) = pem_certificates(&p) {
+            errors.push(ConfigError::new(f.loc(c), "validation.hook.ca_file", e));
+        }
+        p
+    });
+    (errors.0.len() == before).then_some(HookConfig {
+        url,
+        timeout,
+        on_error: raw.on_error.unwrap_or_default(),
+        bearer_token,
+        ca_file,
+    })
+}
+
+/// The same test the HTTP client applies when it loads the file.
+fn pem_certificates(path: &std::path::Path) -> Result<(), String> {
+    let mut n = 0;
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    for cert in iter {
+        cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(format!("{}: no PEM certificates found", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[[listeners]]
+address = "127.0.0.1:2525"
+tls = "none"
+
+[credentials.lan]
+networks = ["127.0.0.0/8"]
+allowed_senders = ["*@example.com"]
+
+[routes.default]
+upstreams = ["out"]
+
+[upstreams.out]
+kind = "directory"
+path = "outbox"
+"#;
+
+    fn load(extra: &str) -> Result<ValidationConfig, Vec<String>> {
+        crate::config::load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
+            .map(|c| c.validation)
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn absent_section_means_no_checks() {
+        let v = load("").unwrap();
+        assert!(v.allowed_recipient_domains.is_empty() && !v.check_recipient_domain);
+        assert!(v.hook.is_none() && v.resolver.is_none());
+        assert_eq!(v.dns_timeout, DEFAULT_DNS_TIMEOUT);
+    }
+
+    #[test]
+    fn full_section_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("POSTERN_TEST_HOOK_TOKEN", "t0ken") };
+        let v = load(&format!(
+            r#"
+[validation]
+allowed_recipient_domains = ["example.com", "*.Bücher.example"]
+denied_recipient_domains = ["bad.example.com"]
+check_recipient_domain = true
+dns_timeout = "2s"
+resolver = "127.0.0.1:5353"
+
+[validation.hook]
+url = "https://127.0.0.1:8443/verify"
+timeout = "1s"
+on_error = "tempfail"
+bearer_token = "env:POSTERN_TEST_HOOK_TOKEN"
+ca_file = "{}"
+"#,
+            ca.display()
+        ))
+        .unwrap();
+        let shown: Vec<String> = v
+            .allowed_recipient_domains
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(shown, ["example.com", "*.xn--bcher-kva.example"]);
+        assert_eq!(v.denied_recipient_domains.len(), 1);
+        assert!(v.check_recipient_domain);
+        assert_eq!(v.dns_timeout, Duration::from_secs(2));
+        assert_eq!(v.resolver, Some("127.0.0.1:5353".parse().unwrap()));
+        let h = v.hook.unwrap();
+        assert_eq!(h.on_error, OnError::Tempfail);
+        assert_eq!(h.timeout, Duration::from_secs(1));
+        assert_eq!(h.bearer_token.unwrap().expose(), "t0ken");
+        assert_eq!(h.ca_file.as_deref(), Some(ca.as_path()));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = load(
+            "\n[validation]\nallowed_recipient_domains = [\"ex*ample.com\"]\nresolver = \"dns.example\"\nchek = true\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("validation.chek"), "{e:?}");
+        let e = load(
+            "\n[validation]\nallowed_recipient_domains = [\"ex*ample.com\"]\nresolver = \"dns.example\"\n\n[validation.hook]\nurl = \"http://x.example/\"\nbearer_token = \"literal\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        )
+        .unwrap_err();
+        let line = BASE.lines().count();
+        let want = [
+            (
+                line + 3,
+                "validation.allowed_recipient_domains",
+                "invalid domain pattern",
+            ),
+            (line + 4, "validation.resolver", "not a DNS server address"),
+            (line + 7, "validation.hook.url", "https://"),
+            (line + 8, "validation.hook.bearer_token", "literal secrets"),
+            (line + 9, "validation.hook.ca_file", "/nonexistent/ca.pem"),
+        ];
+        assert_eq!(e.len(), want.len(), "{e:?}");
+        for (got, (l, key, text)) in e.iter().zip(want) {
+            assert!(
+                got.starts_with(&format!("/etc/p/main.toml:{l}:")),
+                "{got} (want line {l})"
+            );
+            assert!(
+                got.contains(&format!("`{key}`")) && got.contains(text),
+                "{got}"
+            );
+        }
+    }
+
+    #[test]
+    fn resolver_addresses() {
+        assert_eq!(
+            parse_resolver("127.0.0.1:5353"),
+            Ok("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(parse_resolver("::1"), Ok("[::1]:53".parse().unwrap()));
+        assert!(
+            parse_resolver("dns.example:53")
+                .unwrap_err()
+                .contains("127.0.0.1:53")
+        );
+    }
 }

@@ -1,99 +1,271 @@
-//! Message inspection and header fixes applied before spooling.
+//! Message inspection and repair, between the end of DATA and the spool.
 //!
-//! For now: the trace header every relay must add (RFC 5321 4.4). Parsing,
-//! policy checks and repairs (issue 3) will live here too.
+//! Every message is checked before postern answers 250 (refusals are the
+//! reply to the final dot, never a bounce later) and repaired where legacy
+//! clients leave it incomplete. One pass over the raw header block
+//! ([`headers`]) enforces header sanity and finds the byte ranges the repairs
+//! edit; one mail-parser parse serves the From policy ([`policy`]) and the
+//! attachment policy ([`attachments`]); [`repair`] then edits the raw bytes,
+//! so everything not repaired stays byte-identical. Parsing a 25 MiB message
+//! takes real CPU time, so it runs on the blocking pool, a bounded number
+//! at a time.
 
+pub mod attachments;
+pub mod headers;
+pub mod policy;
+mod received;
+pub mod repair;
+
+pub use received::{Trace, private_received_header, received_header, rfc5322_date};
+
+use crate::config::Credential;
+use crate::config::inspect::InspectConfig;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::Transaction;
+use attachments::AttachmentError;
+use headers::HeaderError;
+use mail_parser::MessageParser;
+use policy::FromError;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::Semaphore;
 
-/// What the trace header says about the submission.
-pub struct Trace<'a> {
-    pub helo: &'a str,
+/// Why a message is refused or could not be inspected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error(transparent)]
+    From(#[from] FromError),
+    #[error(transparent)]
+    Attachment(#[from] AttachmentError),
+    #[error("Message has no header section")]
+    NoHeaders,
+    /// A failure of postern itself: the client should try again.
+    #[error("Temporary failure while inspecting the message; try again later")]
+    Internal(String),
+}
+
+impl InspectError {
+    /// The SMTP reply to the final dot of DATA.
+    pub fn reply(&self) -> Reply {
+        let (code, enhanced) = match self {
+            InspectError::From(FromError::NotAllowed { .. }) => (550, "5.7.1"),
+            InspectError::Attachment(AttachmentError::Blocked { .. }) => (554, "5.7.1"),
+            InspectError::Attachment(AttachmentError::TooLarge { .. }) => (552, "5.7.1"),
+            InspectError::Internal(_) => (451, "4.3.0"),
+            _ => (554, "5.6.0"),
+        };
+        Reply::new(code, enhanced, self.to_string())
+    }
+}
+
+/// One submission as inspection needs it. Owned, so the work can move to
+/// the blocking pool.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub credential: String,
+    /// `allowed_from` of the credential, or its `allowed_senders` when
+    /// `allowed_from` is empty.
+    pub from_patterns: Vec<String>,
+    pub smtputf8: bool,
+    pub helo: String,
     pub peer: IpAddr,
-    pub hostname: &'a str,
+    /// This relay's name, for `Received:` and `Message-ID:`.
+    pub hostname: String,
     pub tls: bool,
     pub authenticated: bool,
-    pub queue_id: &'a str,
-    pub rcpt_to: &'a [String],
+    pub queue_id: String,
+    pub rcpt_to: Vec<String>,
 }
 
-/// Builds the `Received:` header (CRLF-terminated, folded) that is
-/// prepended to the message. The protocol keyword follows RFC 3848.
-pub fn received_header(t: &Trace<'_>, now: SystemTime) -> String {
-    let proto = match (t.tls, t.authenticated) {
-        (true, true) => "ESMTPSA",
-        (true, false) => "ESMTPS",
-        (false, true) => "ESMTPA",
-        (false, false) => "ESMTP",
-    };
-    let helo = sanitize(t.helo);
-    let peer = match t.peer {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => format!("IPv6:{v6}"),
-        },
-        v4 => v4.to_string(),
-    };
-    // Naming the recipient only when there is one keeps a multi-recipient
-    // message from disclosing its whole envelope to every reader.
-    let for_clause = match t.rcpt_to {
-        [one] => format!("\r\n\tfor <{}>", sanitize(one)),
-        _ => String::new(),
-    };
-    let date = httpdate::fmt_http_date(now).replace(" GMT", " +0000");
-    format!(
-        "Received: from {helo} ([{peer}])\r\n\tby {host} (postern) with {proto} id {id}{for_clause};\r\n\t{date}\r\n",
-        host = sanitize(t.hostname),
-        id = t.queue_id,
-    )
+impl Submission {
+    /// What inspection needs from a finished SMTP transaction (`data` is
+    /// passed separately, by value). `credential` is the sender's
+    /// credential; if it vanished, no From address is allowed.
+    pub fn new(
+        tx: &Transaction,
+        credential: Option<&Credential>,
+        peer: IpAddr,
+        hostname: &str,
+        queue_id: &str,
+    ) -> Submission {
+        let from_patterns = credential.map_or_else(Vec::new, |c| {
+            if c.allowed_from.is_empty() {
+                c.allowed_senders.clone()
+            } else {
+                c.allowed_from.clone()
+            }
+        });
+        Submission {
+            credential: tx.credential.to_string(),
+            from_patterns,
+            smtputf8: tx.smtputf8,
+            helo: tx.helo.clone(),
+            peer,
+            hostname: hostname.to_string(),
+            tls: tx.tls,
+            authenticated: tx.authenticated,
+            queue_id: queue_id.to_string(),
+            rcpt_to: tx.rcpt_to.clone(),
+        }
+    }
+
+    fn trace(&self) -> Trace<'_> {
+        Trace {
+            helo: &self.helo,
+            peer: self.peer,
+            hostname: &self.hostname,
+            tls: self.tls,
+            authenticated: self.authenticated,
+            queue_id: &self.queue_id,
+            rcpt_to: &self.rcpt_to,
+        }
+    }
 }
 
-/// Keeps client-supplied text from breaking the header: printable ASCII
-/// only, bounded length.
-fn sanitize(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    if cleaned.is_empty() {
-        "unknown".to_string()
-    } else {
-        cleaned
+/// Applies the `[inspect]` policy to messages.
+pub struct Inspector {
+    config: InspectConfig,
+    /// Parsing allocates several times the message size; bounding how many
+    /// run at once bounds that memory and keeps blocking threads for others.
+    permits: Semaphore,
+}
+
+impl Inspector {
+    pub fn new(config: InspectConfig) -> Inspector {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Inspector {
+            config,
+            permits: Semaphore::new(cpus.max(2)),
+        }
+    }
+
+    /// Inspects and repairs `data` on the blocking pool; returns the bytes
+    /// to spool. Refusals are logged here with the queue id.
+    pub async fn run(
+        self: &Arc<Self>,
+        sub: Submission,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, InspectError> {
+        let queue_id = sub.queue_id.clone();
+        let credential = sub.credential.clone();
+        let result = match self.permits.acquire().await {
+            Ok(_permit) => {
+                let this = Arc::clone(self);
+                tokio::task::spawn_blocking(move || this.check(&sub, &data, SystemTime::now()))
+                    .await
+                    .unwrap_or_else(|e| Err(InspectError::Internal(e.to_string())))
+            }
+            Err(e) => Err(InspectError::Internal(e.to_string())),
+        };
+        match &result {
+            Err(InspectError::Internal(detail)) => {
+                tracing::error!(queue_id = %queue_id, error = %detail, "inspection failed; answered 451");
+            }
+            Err(e) => {
+                tracing::info!(queue_id = %queue_id, credential = %credential, reason = %e, "message refused by inspection");
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// The whole inspection, synchronously: header sanity, From policy,
+    /// attachment policy, then repairs. Returns the bytes to spool.
+    pub fn check(
+        &self,
+        sub: &Submission,
+        data: &[u8],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, InspectError> {
+        let c = &self.config;
+        let section = headers::scan(
+            data,
+            headers::Limits {
+                max_count: c.max_header_count,
+                max_size: c.max_header_size,
+                smtputf8: sub.smtputf8,
+            },
+        )?;
+        if section.fields.is_empty() {
+            return Err(InspectError::NoHeaders);
+        }
+        let msg = MessageParser::new()
+            .parse(data)
+            .ok_or(InspectError::NoHeaders)?;
+        // The raw scan and the parser must agree on where the body starts;
+        // otherwise they do not agree on which lines are headers either.
+        let body_start = if section.end < data.len() {
+            section.end + 2
+        } else {
+            data.len()
+        };
+        let parsed_start = msg.parts.first().map(|p| p.offset_body as usize);
+        if parsed_start != Some(body_start) {
+            return Err(HeaderError::Ambiguous.into());
+        }
+        let from = policy::from_address(&msg, section.count(data, "from"))?;
+        policy::check_allowed(&from, &sub.from_patterns, &sub.credential)?;
+        let messages = attachments::flatten(msg);
+        attachments::check(
+            &messages,
+            attachments::Policy {
+                blocked_extensions: &c.blocked_extensions,
+                max_size: c.max_attachment_size,
+            },
+        )?;
+        drop(messages);
+        Ok(repair::apply(
+            data,
+            &section,
+            &self.plan(sub, data, &section, now),
+        ))
+    }
+
+    fn plan(
+        &self,
+        sub: &Submission,
+        data: &[u8],
+        section: &headers::Section,
+        now: SystemTime,
+    ) -> repair::Plan {
+        let c = &self.config;
+        let mut plan = repair::Plan::default();
+        if c.add_received {
+            let trace = sub.trace();
+            plan.prepend = Some(if c.received_privacy {
+                private_received_header(&trace, now)
+            } else {
+                received_header(&trace, now)
+            });
+        }
+        if c.remove_bcc {
+            plan.remove
+                .extend(["bcc".to_string(), "resent-bcc".to_string()]);
+        }
+        plan.remove.extend(c.strip_headers.iter().cloned());
+        let kept = |name: &str| {
+            if plan.remove.iter().any(|r| r == name) {
+                0
+            } else {
+                section.count(data, name)
+            }
+        };
+        let (dates, ids) = (kept("date"), kept("message-id"));
+        if c.add_date && dates == 0 {
+            plan.append.push(format!("Date: {}\r\n", rfc5322_date(now)));
+        }
+        if c.add_message_id && ids == 0 {
+            plan.append.push(format!(
+                "Message-ID: {}\r\n",
+                repair::new_message_id(&sub.hostname, &sub.queue_id)
+            ));
+        }
+        plan
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn received_header_shape() {
-        let rcpt = vec!["b@example.net".to_string()];
-        let t = Trace {
-            helo: "client\r\nInjected: yes",
-            peer: "::ffff:192.0.2.7".parse().unwrap(),
-            hostname: "relay.test",
-            tls: true,
-            authenticated: true,
-            queue_id: "ABC123",
-            rcpt_to: &rcpt,
-        };
-        let h = received_header(&t, SystemTime::UNIX_EPOCH);
-        assert_eq!(
-            h,
-            "Received: from clientInjected:yes ([192.0.2.7])\r\n\tby relay.test (postern) with ESMTPSA id ABC123\r\n\tfor <b@example.net>;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
-        );
-        let two = vec!["a@x".to_string(), "b@y".to_string()];
-        let h = received_header(
-            &Trace {
-                rcpt_to: &two,
-                tls: false,
-                authenticated: false,
-                ..t
-            },
-            SystemTime::UNIX_EPOCH,
-        );
-        assert!(h.contains("with ESMTP id ABC123;") && !h.contains("for <"));
-    }
-}
+mod tests;

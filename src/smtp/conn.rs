@@ -221,6 +221,10 @@ impl Conn {
                         }
                     }
                 }
+                Step::CheckRecipient { address } => {
+                    let result = self.shared.validator.check_recipient(&address).await;
+                    self.session.recipient_checked(result)
+                }
                 Step::Queue(tx) => {
                     let result = self.shared.sink.accept(*tx, self.peer).await;
                     self.session.queued(result)

@@ -10,6 +10,7 @@ use super::reply::Reply;
 use super::session::{Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::config::{Config, TlsMode};
+use crate::validate::Validator;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +43,8 @@ pub struct Shared {
     pub access: Arc<Access>,
     pub tls: Option<TlsAcceptor>,
     pub sink: Arc<dyn MessageSink>,
+    /// `[validation]` checks that need I/O (recipient DNS, hook).
+    pub validator: Arc<Validator>,
     pub max_line_length: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
@@ -58,6 +61,7 @@ impl Shared {
         sink: Arc<dyn MessageSink>,
     ) -> Arc<Shared> {
         let s = &config.server;
+        let validator = Arc::new(Validator::new(&config.validation));
         let base = |starttls| {
             Arc::new(SessionConfig {
                 hostname: s.hostname.clone(),
@@ -71,6 +75,7 @@ impl Shared {
                     }
                     crate::config::BareNewlineSetting::Reject => super::data::BareNewline::Reject,
                 },
+                validation: validator.rules(),
             })
         };
         Arc::new(Shared {
@@ -80,6 +85,7 @@ impl Shared {
             access,
             tls: tls.map(TlsAcceptor::from),
             sink,
+            validator,
             max_line_length: s.max_line_length,
             command_timeout: s.command_timeout,
             data_timeout: s.data_timeout,

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod data;
 pub mod listener;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 pub mod stream;
 pub mod tls;

@@ -178,7 +178,7 @@ impl HttpUpstream {
                 )
                 .header(
                     "X-Postern-Rcpt-To",
-                    header_value("recipients", &msg.rcpt_to.join(","))?,
+                    header_value("recipients", &msg.rcpt_to.join(", "))?,
                 )
                 .body(msg.data.to_vec()),
             Format::Json => request
@@ -357,7 +357,7 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 /// "outer: inner: root cause", because reqwest's own Display hides the
 /// part an operator needs ("Connection refused", "certificate expired").
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -373,7 +373,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// rustls config with the system roots plus `ca_file`, ring as the crypto
 /// provider (reqwest is built without one), ALPN h2 then http/1.1.
-fn tls_config(
+pub(crate) fn tls_config(
     name: &str,
     ca_file: Option<&Path>,
     need_roots: bool,

@@ -124,6 +124,37 @@ pub fn build(name: &str, config: UpstreamConfig) -> Result<Arc<dyn Upstream>, Up
     })
 }
 
+/// Builds an upstream from its validated `[upstreams.NAME]` table, moving
+/// resolved secrets into the provider's own config type.
+pub fn from_config(
+    name: &str,
+    kind: &crate::config::UpstreamKind,
+) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    use crate::config::{self, UpstreamKind};
+    let c = match kind {
+        UpstreamKind::Http(h) => UpstreamConfig::Http(HttpConfig {
+            url: h.url.clone(),
+            format: match h.format {
+                config::HttpFormat::Raw => http::Format::Raw,
+                config::HttpFormat::Json => http::Format::Json,
+            },
+            auth: h.auth.as_ref().map(|a| match a {
+                config::HttpAuth::Bearer(t) => http::HttpAuth::Bearer(t.expose().to_string()),
+                config::HttpAuth::Basic { username, password } => http::HttpAuth::Basic {
+                    username: username.clone(),
+                    password: password.expose().to_string(),
+                },
+            }),
+            timeout: h.timeout,
+            ca_file: h.ca_file.clone(),
+        }),
+        UpstreamKind::Directory { path } => {
+            UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
+        }
+    };
+    build(name, c)
+}
+
 /// Shortens text from a remote system for logs and dead-letter reasons:
 /// at most `max` chars, control characters replaced, so a hostile response
 /// cannot forge log lines.

@@ -128,9 +128,17 @@ pub fn py_script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The interpreter: `$POSTERN_PYTHON` (the venv tests/run.sh makes) or `python3`.
+pub fn python_bin() -> String {
+    std::env::var("POSTERN_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_string())
+}
+
 /// Runs `python3 tests/py/SCRIPT ARGS`; returns the finished output.
 pub fn python(script: &str, args: &[&str]) -> Output {
-    Command::new("python3")
+    Command::new(python_bin())
         .arg(py_script(script))
         .args(args)
         .stdin(Stdio::null())

@@ -329,7 +329,10 @@ impl Postern {
             && let Ok(Some(status)) = child.try_wait()
         {
             self.child = None;
-            panic!("postern exited right after startup ({status}); log:\n{}", self.log());
+            panic!(
+                "postern exited right after startup ({status}); log:\n{}",
+                self.log()
+            );
         }
     }
 

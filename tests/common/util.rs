@@ -137,7 +137,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// A simple well-formed test message (CRLF line endings, ends with CRLF).
 pub fn simple_message(from: &str, to: &str, subject: &str) -> Vec<u8> {
     format!(
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{}@example.com>\r\n\r\nHello.\r\n.A line that starts with a dot.\r\nBye.\r\n",
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <{}@example.com>\r\n\r\nHello.\r\n.A line that starts with a dot.\r\nBye.\r\n",
         subject.replace(' ', "-")
     )
     .into_bytes()

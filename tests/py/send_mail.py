@@ -35,6 +35,7 @@ def main() -> int:
     msg["From"] = a.sender
     msg["To"] = ", ".join(rcpts)
     msg["Subject"] = a.subject
+    msg["Date"] = "Mon, 02 Mar 2026 10:00:00 +0000"
     msg["Message-ID"] = "<smtplib-%d@example.com>" % a.port
     msg.set_content("Hello from smtplib.\n.this line starts with a dot\n..and this with two\n")
     if a.attach_size:

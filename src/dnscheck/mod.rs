@@ -1,0 +1,342 @@
+//! `postern dns-check DOMAIN`: checks the DNS records receivers use to judge
+//! mail from DOMAIN (SPF, DKIM, DMARC) against what postern is configured
+//! to send, before the first message bounces or lands in spam.
+//!
+//! Each check produces [`Finding`]s (`PASS` / `WARN` / `FAIL`, with a fix
+//! hint); the command prints one line per finding, or JSON for scripts, and
+//! exits 1 if anything FAILed. The checks read records through the small
+//! [`Txt`] trait so their logic is unit tested without a DNS server; the
+//! command itself uses hickory-resolver, optionally pointed at one server
+//! with `--resolver`.
+
+mod dkim;
+mod dmarc;
+mod spf;
+
+pub use spf::UPSTREAM_SPF;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use serde::Serialize;
+
+use crate::config::{self, Config, UpstreamKind};
+use crate::validate::dns::{build_resolver, fqdn};
+
+/// How long one DNS query may take before the check reports it as failed.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        })
+    }
+}
+
+/// One result line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: String,
+    pub status: Status,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    pub(crate) fn new(check: &str, status: Status, detail: impl Into<String>) -> Finding {
+        Finding {
+            check: check.to_string(),
+            status,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    pub(crate) fn fix(mut self, fix: impl Into<String>) -> Finding {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.check, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " [fix: {fix}]")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type TxtFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send + 'a>>;
+
+/// TXT lookups: `Ok(empty)` when the name or the record does not exist,
+/// `Err` when the question could not be answered (timeout, SERVFAIL).
+pub(crate) trait Txt: Sync {
+    fn txt<'a>(&'a self, name: &'a str) -> TxtFuture<'a>;
+}
+
+struct Dns(TokioResolver);
+
+impl Txt for Dns {
+    fn txt<'a>(&'a self, name: &'a str) -> TxtFuture<'a> {
+        Box::pin(async move {
+            let lookup = match self.0.lookup(fqdn(name), RecordType::TXT).await {
+                Ok(l) => l,
+                Err(e) if e.is_no_records_found() => return Ok(Vec::new()),
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    // A record's character-strings are one value (RFC 7208 §3.3).
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+}
+
+/// What the config says about DOMAIN.
+#[derive(Default)]
+pub(crate) struct Context {
+    /// `[[dkim]]` keys whose domain is DOMAIN.
+    pub keys: Vec<config::dkim::DkimKey>,
+    /// (upstream name, kind name) of every configured upstream.
+    pub upstreams: Vec<(String, &'static str)>,
+}
+
+/// The name a kind is configured with (`kind = "..."`), for the SPF table.
+fn kind_name(kind: &UpstreamKind) -> &'static str {
+    match kind {
+        UpstreamKind::Http(_) => "http",
+        UpstreamKind::Directory { .. } => "directory",
+    }
+}
+
+fn context(config: &Config, domain: &str) -> Context {
+    Context {
+        keys: config
+            .dkim
+            .keys
+            .iter()
+            .filter(|k| k.domain == domain)
+            .cloned()
+            .collect(),
+        upstreams: config
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.clone(), kind_name(&u.kind)))
+            .collect(),
+    }
+}
+
+/// Runs every check for `domain` (A-label form).
+pub(crate) async fn check_domain(dns: &dyn Txt, domain: &str, ctx: &Context) -> Vec<Finding> {
+    let mut out = spf::check(dns, domain, &ctx.upstreams).await;
+    out.extend(dkim::check(dns, domain, &ctx.keys).await);
+    out.extend(dmarc::check(dns, domain).await);
+    out
+}
+
+/// Command-line options of `postern dns-check`.
+pub struct Options {
+    pub domain: String,
+    /// None: the default path, which may be absent.
+    pub config: Option<PathBuf>,
+    pub json: bool,
+    pub resolver: Option<String>,
+}
+
+/// `postern dns-check`: prints the findings, returns the exit code.
+pub fn command(opts: &Options) -> ExitCode {
+    match run(opts) {
+        Ok(findings) => {
+            if opts.json {
+                match serde_json::to_string_pretty(&findings) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("postern: cannot encode JSON: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                for f in &findings {
+                    println!("{f}");
+                }
+            }
+            if findings.iter().any(|f| f.status == Status::Fail) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<Vec<Finding>, String> {
+    let domain = crate::validate::address::normalize_domain(&opts.domain)
+        .map_err(|e| format!("{:?} is not a domain name: {e}", opts.domain))?;
+    let server: Option<SocketAddr> = opts
+        .resolver
+        .as_deref()
+        .map(config::validation::parse_resolver)
+        .transpose()
+        .map_err(|e| format!("--resolver: {e}"))?;
+    let mut findings = Vec::new();
+    let ctx = match load_config(opts.config.as_deref())? {
+        Some(c) => context(&c, &domain),
+        None => {
+            findings.push(
+                Finding::new(
+                    "config",
+                    Status::Warn,
+                    format!(
+                        "{} not found: DKIM selectors and upstreams are not checked",
+                        config::DEFAULT_PATH
+                    ),
+                )
+                .fix("pass --config PATH"),
+            );
+            Context::default()
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start async runtime: {e}"))?;
+    runtime.block_on(async {
+        let dns = Dns(build_resolver(server, QUERY_TIMEOUT)?);
+        findings.extend(check_domain(&dns, &domain, &ctx).await);
+        Ok(findings)
+    })
+}
+
+/// An explicit `--config` must load; the default path may be missing.
+fn load_config(path: Option<&Path>) -> Result<Option<Config>, String> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(config::DEFAULT_PATH), false),
+    };
+    if !explicit && !path.exists() {
+        return Ok(None);
+    }
+    config::load(&path).map(Some).map_err(|e| e.to_string())
+}
+
+/// `tag=value; tag=value` records (DKIM, DMARC): lower-case tag names,
+/// values trimmed; None on a part without `=`.
+pub(crate) fn tags(record: &str) -> Option<Vec<(String, String)>> {
+    record
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// TXT records by name; names listed in `broken` fail like a SERVFAIL.
+    #[derive(Default)]
+    pub struct FakeDns {
+        pub records: HashMap<String, Vec<String>>,
+        pub broken: Vec<String>,
+    }
+
+    impl FakeDns {
+        pub fn with(mut self, name: &str, value: &str) -> FakeDns {
+            self.records
+                .entry(name.to_string())
+                .or_default()
+                .push(value.to_string());
+            self
+        }
+    }
+
+    impl Txt for FakeDns {
+        fn txt<'a>(&'a self, name: &'a str) -> TxtFuture<'a> {
+            let result = if self.broken.iter().any(|b| b == name) {
+                Err("SERVFAIL".to_string())
+            } else {
+                Ok(self.records.get(name).cloned().unwrap_or_default())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    pub fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("test runtime")
+            .block_on(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_format_and_json_shape() {
+        let f = Finding::new("spf", Status::Fail, "no SPF record").fix("add one");
+        assert_eq!(f.to_string(), "FAIL spf: no SPF record [fix: add one]");
+        assert_eq!(
+            Finding::new("dmarc", Status::Pass, "ok").to_string(),
+            "PASS dmarc: ok"
+        );
+        let json = serde_json::to_value([&f]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"check": "spf", "status": "FAIL", "detail": "no SPF record", "fix": "add one"}])
+        );
+    }
+
+    #[test]
+    fn tag_lists() {
+        assert_eq!(
+            tags(" v=DKIM1; K=rsa ;p=AB CD; "),
+            Some(vec![
+                ("v".into(), "DKIM1".into()),
+                ("k".into(), "rsa".into()),
+                ("p".into(), "AB CD".into())
+            ])
+        );
+        assert_eq!(tags("v=DMARC1; nonsense"), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! The top-level header section as raw byte ranges, and its sanity checks.
+//!
+//! Repairs must leave every byte they do not touch exactly as the client
+//! sent it (and as a DKIM signature will cover it), so they work on byte
+//! ranges of the original header block, never on a re-serialized message.
+//! The same single pass enforces the limits that keep a hostile header
+//! block from reaching the parser or a downstream system: NUL, overlong
+//! lines, too many or too large headers, 8-bit text without SMTPUTF8, and
+//! lines that are not header fields at all (which parsers disagree about,
+//! the classic way to smuggle a second From past a filter).
+
+use std::ops::Range;
+
+/// RFC 5322 2.1.1: a line is at most 998 octets, excluding the CRLF.
+pub const MAX_LINE: usize = 998;
+
+/// Why a header section is refused (`554 5.6.0`). Line numbers are 1-based
+/// message lines, so an operator can find them in the client's output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("Header line {line} contains a NUL byte")]
+    Nul { line: usize },
+    #[error("Header line {line} is {len} octets long; the limit is 998 (RFC 5322)")]
+    LineTooLong { line: usize, len: usize },
+    #[error("Too many header fields (more than {max})")]
+    TooMany { max: usize },
+    #[error("Header section is larger than {max} octets")]
+    TooLarge { max: usize },
+    #[error("Header line {line} contains 8-bit characters; use SMTPUTF8 or encode them (RFC 2047)")]
+    EightBit { line: usize },
+    #[error("Header line {line} is not valid UTF-8")]
+    NotUtf8 { line: usize },
+    #[error("Header line {line} has a bare CR or LF")]
+    BareNewline { line: usize },
+    #[error("Header line {line} is not a header field (no name and colon)")]
+    NotAField { line: usize },
+    #[error("Header line {line} has an invalid field name")]
+    BadName { line: usize },
+    /// The raw scan and mail-parser disagree on where the body starts.
+    #[error("Header section cannot be parsed unambiguously")]
+    Ambiguous,
+}
+
+/// Limits applied while scanning.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_count: usize,
+    pub max_size: usize,
+    /// The client announced SMTPUTF8, so UTF-8 header text is allowed.
+    pub smtputf8: bool,
+}
+
+/// One header field: its (trimmed) name and its whole extent including
+/// continuation lines and the final CRLF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: Range<usize>,
+    pub range: Range<usize>,
+}
+
+/// The header section of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub fields: Vec<Field>,
+    /// Offset of the empty line that ends the section (or the message length
+    /// when there is none): the body, with its separator, starts here.
+    pub end: usize,
+}
+
+impl Section {
+    pub fn name<'a>(&self, data: &'a [u8], f: &Field) -> &'a [u8] {
+        data.get(f.name.clone()).unwrap_or_default()
+    }
+
+    /// How many fields are called `name` (ASCII case-insensitive).
+    pub fn count(&self, data: &[u8], name: &str) -> usize {
+        self.fields
+            .iter()
+            .filter(|f| self.name(data, f).eq_ignore_ascii_case(name.as_bytes()))
+            .count()
+    }
+}
+
+/// Splits and checks the header section of `data` (CRLF line endings).
+pub fn scan(data: &[u8], limits: Limits) -> Result<Section, HeaderError> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut pos = 0;
+    let mut line = 0;
+    loop {
+        if pos >= data.len() {
+            return Ok(Section {
+                fields,
+                end: data.len(),
+            });
+        }
+        let rest = &data[pos..];
+        let (content_len, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => (nl, pos + nl + 1),
+            None => (rest.len(), data.len()),
+        };
+        line += 1;
+        let mut content = &rest[..content_len];
+        if content_len < rest.len() {
+            // A line ended by LF must have its CR; anything else is a bare LF.
+            match content.split_last() {
+                Some((b'\r', c)) => content = c,
+                _ => return Err(HeaderError::BareNewline { line }),
+            }
+        }
+        if content.is_empty() {
+            return Ok(Section { fields, end: pos });
+        }
+        if next > limits.max_size {
+            return Err(HeaderError::TooLarge {
+                max: limits.max_size,
+            });
+        }
+        check_line(content, line, limits)?;
+        if matches!(content[0], b' ' | b'\t') {
+            match fields.last_mut() {
+                Some(f) => f.range.end = next,
+                None => return Err(HeaderError::NotAField { line }),
+            }
+        } else {
+            let colon = content
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or(HeaderError::NotAField { line })?;
+            let name = trim_end_wsp(&content[..colon]);
+            if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
+                return Err(HeaderError::BadName { line });
+            }
+            if fields.len() >= limits.max_count {
+                return Err(HeaderError::TooMany {
+                    max: limits.max_count,
+                });
+            }
+            fields.push(Field {
+                name: pos..pos + name.len(),
+                range: pos..next,
+            });
+        }
+        pos = next;
+    }
+}
+
+fn check_line(content: &[u8], line: usize, limits: Limits) -> Result<(), HeaderError> {
+    if content.len() > MAX_LINE {
+        return Err(HeaderError::LineTooLong {
+            line,
+            len: content.len(),
+        });
+    }
+    if content.contains(&0) {
+        return Err(HeaderError::Nul { line });
+    }
+    if content.contains(&b'\r') {
+        return Err(HeaderError::BareNewline { line });
+    }
+    if !content.is_ascii() {
+        if !limits.smtputf8 {
+            return Err(HeaderError::EightBit { line });
+        }
+        if std::str::from_utf8(content).is_err() {
+            return Err(HeaderError::NotUtf8 { line });
+        }
+    }
+    Ok(())
+}
+
+fn trim_end_wsp(b: &[u8]) -> &[u8] {
+    let keep = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(0, |i| i + 1);
+    &b[..keep]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_count: 10,
+        max_size: 4096,
+        smtputf8: false,
+    };
+
+    fn names(data: &[u8], s: &Section) -> Vec<String> {
+        s.fields
+            .iter()
+            .map(|f| String::from_utf8_lossy(s.name(data, f)).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn splits_fields_with_continuations() {
+        let m = b"From : a@x\r\nSubject: one\r\n two\r\n\tthree\r\nTo: b@y\r\n\r\nbody\r\n";
+        let s = scan(m, LIMITS).unwrap();
+        assert_eq!(names(m, &s), ["From", "Subject", "To"]);
+        assert_eq!(
+            &m[s.fields[1].range.clone()],
+            b"Subject: one\r\n two\r\n\tthree\r\n"
+        );
+        assert_eq!(&m[s.end..], b"\r\nbody\r\n");
+        assert_eq!(s.count(m, "from"), 1);
+        assert_eq!(s.count(m, "SUBJECT"), 1);
+        assert_eq!(s.count(m, "date"), 0);
+    }
+
+    #[test]
+    fn message_without_body_or_headers() {
+        let m = b"From: a@x\r\n";
+        assert_eq!(scan(m, LIMITS).unwrap().end, m.len());
+        let m = b"\r\nbody only\r\n";
+        let s = scan(m, LIMITS).unwrap();
+        assert!(s.fields.is_empty());
+        assert_eq!(s.end, 0);
+    }
+
+    #[test]
+    fn whitespace_only_line_continues_a_field() {
+        let m = b"Subject: x\r\n \r\nFrom: a@x\r\n\r\n";
+        let s = scan(m, LIMITS).unwrap();
+        assert_eq!(names(m, &s), ["Subject", "From"]);
+    }
+
+    #[test]
+    fn refusals() {
+        let long = format!("Subject: {}\r\n\r\n", "a".repeat(MAX_LINE - 9));
+        assert!(scan(long.as_bytes(), LIMITS).is_ok());
+        let long = format!("Subject: {}\r\n\r\n", "a".repeat(MAX_LINE - 8));
+        assert_eq!(
+            scan(long.as_bytes(), LIMITS),
+            Err(HeaderError::LineTooLong { line: 1, len: 999 })
+        );
+        let cases: &[(&[u8], HeaderError)] = &[
+            (
+                b"From: a@x\r\nX: a\0b\r\n\r\n",
+                HeaderError::Nul { line: 2 },
+            ),
+            (
+                b"From: a@x\r\nSubject: caf\xc3\xa9\r\n\r\n",
+                HeaderError::EightBit { line: 2 },
+            ),
+            (
+                b"From: a@x\nX: y\r\n\r\n",
+                HeaderError::BareNewline { line: 1 },
+            ),
+            (
+                b"From: a@x\r\nX: y\rz\r\n\r\n",
+                HeaderError::BareNewline { line: 2 },
+            ),
+            (
+                b"From: a@x\r\njunk line\r\n\r\n",
+                HeaderError::NotAField { line: 2 },
+            ),
+            (b" From: a@x\r\n\r\n", HeaderError::NotAField { line: 1 }),
+            (
+                b"From: a@x\r\nFr om: b@y\r\n\r\n",
+                HeaderError::BadName { line: 2 },
+            ),
+            (b": b@y\r\n\r\n", HeaderError::BadName { line: 1 }),
+        ];
+        for (m, want) in cases {
+            assert_eq!(
+                scan(m, LIMITS).as_ref(),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        // The body is not the header section: none of this applies there.
+        assert!(scan(b"From: a@x\r\n\r\n\0\xff junk\r\n", LIMITS).is_ok());
+    }
+
+    #[test]
+    fn utf8_headers_need_smtputf8() {
+        let m = b"From: a@x\r\nSubject: caf\xc3\xa9\r\n\r\n";
+        let utf8 = Limits {
+            smtputf8: true,
+            ..LIMITS
+        };
+        assert!(scan(m, utf8).is_ok());
+        let latin1 = b"From: a@x\r\nSubject: caf\xe9\r\n\r\n";
+        assert_eq!(scan(latin1, utf8), Err(HeaderError::NotUtf8 { line: 2 }));
+    }
+
+    #[test]
+    fn count_and_size_limits() {
+        let mut m = Vec::new();
+        for i in 0..10 {
+            m.extend_from_slice(format!("X-N: {i}\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"\r\n");
+        assert!(scan(&m, LIMITS).is_ok());
+        let mut more = b"X-N: 10\r\n".to_vec();
+        more.extend_from_slice(&m);
+        assert_eq!(scan(&more, LIMITS), Err(HeaderError::TooMany { max: 10 }));
+        let small = Limits {
+            max_size: 40,
+            ..LIMITS
+        };
+        assert_eq!(scan(&m, small), Err(HeaderError::TooLarge { max: 40 }));
+    }
+}

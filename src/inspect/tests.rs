@@ -1,0 +1,269 @@
+//! End-to-end tests of `Inspector::check`: which reply each refusal gets,
+//! and that repairs change nothing but what they document.
+
+use super::*;
+use std::time::Duration;
+
+const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+
+fn sub() -> Submission {
+    Submission {
+        credential: "erp".into(),
+        from_patterns: vec!["billing@example.com".into(), "*@erp.example.com".into()],
+        smtputf8: false,
+        helo: "client.lan".into(),
+        peer: "192.0.2.7".parse().unwrap(),
+        hostname: "relay.test".into(),
+        tls: true,
+        authenticated: true,
+        queue_id: "Q1".into(),
+        rcpt_to: vec!["bob@dest.test".into()],
+    }
+}
+
+fn inspector(f: impl FnOnce(&mut InspectConfig)) -> Inspector {
+    let mut c = InspectConfig::default();
+    f(&mut c);
+    Inspector::new(c)
+}
+
+fn check(data: &[u8]) -> Result<Vec<u8>, InspectError> {
+    inspector(|_| {}).check(&sub(), data, NOW)
+}
+
+fn reply_of(data: &[u8]) -> (u16, String, String) {
+    let r = check(data).unwrap_err().reply();
+    (
+        r.code,
+        r.enhanced.clone().unwrap_or_default(),
+        r.lines.join("\n"),
+    )
+}
+
+const COMPLETE: &[u8] = b"From: Billing <billing@example.com>\r\nTo: bob@dest.test\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <1@example.com>\r\nSubject: ok\r\n\r\nHello.\r\n";
+
+#[test]
+fn complete_message_only_gets_received() {
+    let out = check(COMPLETE).unwrap();
+    let received = received_header(&sub().trace(), NOW);
+    assert_eq!(&out[..received.len()], received.as_bytes());
+    assert_eq!(&out[received.len()..], COMPLETE);
+}
+
+#[test]
+fn repairs_add_date_and_message_id_and_drop_bcc() {
+    let sent = b"From: billing@example.com\r\nTo: bob@dest.test\r\nBcc: hidden@dest.test,\r\n  other@dest.test\r\nSubject: repairs\r\nX-Originating-IP: [10.1.2.3]\r\n\r\nBody line.\r\nBcc: not a header here\r\n";
+    let i = inspector(|c| c.strip_headers = vec!["x-originating-ip".into()]);
+    let out = i.check(&sub(), sent, NOW).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "Body line.\r\nBcc: not a header here\r\n");
+    let head = head
+        .strip_prefix(&received_header(&sub().trace(), NOW))
+        .unwrap();
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "From: billing@example.com",
+            "To: bob@dest.test",
+            "Subject: repairs",
+            "Date: Thu, 01 Jan 1970 00:00:00 +0000"
+        ]
+    );
+    let id = lines[4].strip_prefix("Message-ID: <").unwrap();
+    assert!(id.ends_with("@relay.test>"), "{id}");
+    assert_eq!(lines.len(), 5);
+}
+
+#[test]
+fn each_repair_can_be_switched_off() {
+    let sent = b"From: billing@example.com\r\nBcc: x@y\r\n\r\nbody\r\n";
+    let i = inspector(|c| {
+        c.add_date = false;
+        c.add_message_id = false;
+        c.remove_bcc = false;
+        c.add_received = false;
+    });
+    assert_eq!(i.check(&sub(), sent, NOW).unwrap(), sent);
+}
+
+#[test]
+fn privacy_received_omits_client() {
+    let i = inspector(|c| c.received_privacy = true);
+    let out = i.check(&sub(), COMPLETE, NOW).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("Received: by relay.test (postern) with ESMTPSA id Q1"));
+    assert!(
+        !text.contains("192.0.2.7") && !text.contains("client.lan"),
+        "{text}"
+    );
+}
+
+#[test]
+fn stripped_date_is_replaced_when_add_date_is_on() {
+    let i = inspector(|c| {
+        c.strip_headers = vec!["date".into()];
+        c.add_received = false;
+    });
+    let out = i.check(&sub(), COMPLETE, NOW).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("Mon, 2 Mar 2026"));
+    assert!(text.contains("Subject: ok\r\nDate: Thu, 01 Jan 1970 00:00:00 +0000\r\n\r\nHello."));
+}
+
+#[test]
+fn from_refusals() {
+    assert_eq!(
+        reply_of(b"From: x@evil.example\r\n\r\nhi\r\n"),
+        (
+            550,
+            "5.7.1".into(),
+            "From <x@evil.example> not allowed for credential \"erp\"".into()
+        )
+    );
+    let (code, enh, text) =
+        reply_of(b"From: billing@example.com\r\nFrom: x@evil.example\r\n\r\nhi\r\n");
+    assert_eq!((code, enh.as_str()), (554, "5.6.0"));
+    assert!(text.contains("2 From headers"), "{text}");
+    assert_eq!(reply_of(b"To: a@b\r\n\r\nhi\r\n").0, 554);
+    assert_eq!(reply_of(b"From: nobody\r\n\r\nhi\r\n").1, "5.6.0");
+    assert_eq!(
+        reply_of(b"\r\nno headers\r\n").2,
+        "Message has no header section"
+    );
+}
+
+#[test]
+fn allowed_from_patterns_come_from_the_submission() {
+    let mut s = sub();
+    s.from_patterns = vec!["*@erp.example.com".into()];
+    let i = inspector(|_| {});
+    assert!(
+        i.check(&s, b"From: a@erp.example.com\r\n\r\nx\r\n", NOW)
+            .is_ok()
+    );
+    assert!(i.check(&s, COMPLETE, NOW).is_err());
+}
+
+#[test]
+fn header_sanity_refusals_are_554_560() {
+    let long = format!(
+        "From: billing@example.com\r\nX-Long: {}\r\n\r\nx\r\n",
+        "a".repeat(991)
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"From: billing@example.com\r\nX: a\0b\r\n\r\nx\r\n".to_vec(),
+            "NUL",
+        ),
+        (long.into_bytes(), "999 octets"),
+        (
+            b"From: billing@example.com\r\nSubject: caf\xc3\xa9\r\n\r\nx\r\n".to_vec(),
+            "8-bit",
+        ),
+        (
+            b"From: billing@example.com\r\nnot a header\r\n\r\nx\r\n".to_vec(),
+            "not a header field",
+        ),
+    ];
+    for (data, want) in cases {
+        let (code, enh, text) = reply_of(&data);
+        assert_eq!((code, enh.as_str()), (554, "5.6.0"), "{text}");
+        assert!(text.contains(want), "{text} should mention {want}");
+    }
+    let mut utf8 = sub();
+    utf8.smtputf8 = true;
+    let ok = inspector(|_| {}).check(
+        &utf8,
+        b"From: billing@example.com\r\nSubject: caf\xc3\xa9\r\n\r\nx\r\n",
+        NOW,
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
+fn header_count_and_size_limits() {
+    let mut many = b"From: billing@example.com\r\n".to_vec();
+    for i in 0..10 {
+        many.extend_from_slice(format!("X-N: {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\nx\r\n");
+    let few = inspector(|c| c.max_header_count = 10);
+    let e = few.check(&sub(), &many, NOW).unwrap_err();
+    assert_eq!(e, InspectError::Header(HeaderError::TooMany { max: 10 }));
+    let small = inspector(|c| c.max_header_size = 100);
+    let e = small.check(&sub(), &many, NOW).unwrap_err();
+    assert_eq!(e.reply().code, 554);
+    assert!(inspector(|_| {}).check(&sub(), &many, NOW).is_ok());
+}
+
+#[test]
+fn attachment_refusals() {
+    let msg = |disposition: &str, body: &str| {
+        format!(
+            "From: billing@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {disposition}\r\n\r\n{body}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    };
+    assert_eq!(
+        reply_of(&msg("attachment; filename=\"invoice.exe\"", "MZ")),
+        (
+            554,
+            "5.7.1".into(),
+            "Attachment \"invoice.exe\" blocked (extension .exe)".into()
+        )
+    );
+    let big = inspector(|c| c.max_attachment_size = Some(4));
+    let r = big
+        .check(&sub(), &msg("attachment; filename=data.bin", "12345"), NOW)
+        .unwrap_err()
+        .reply();
+    assert_eq!((r.code, r.enhanced.as_deref()), (552, Some("5.7.1")));
+    assert_eq!(
+        r.lines[0],
+        "Attachment \"data.bin\" is 5 bytes; the limit is 4 bytes"
+    );
+    assert!(
+        big.check(&sub(), &msg("attachment; filename=data.bin", "1234"), NOW)
+            .is_ok()
+    );
+    let none = inspector(|c| c.blocked_extensions.clear());
+    assert!(
+        none.check(&sub(), &msg("attachment; filename=a.exe", "MZ"), NOW)
+            .is_ok()
+    );
+}
+
+#[test]
+fn internal_errors_are_temporary() {
+    let r = InspectError::Internal("boom".into()).reply();
+    assert_eq!((r.code, r.enhanced.as_deref()), (451, Some("4.3.0")));
+}
+
+#[tokio::test]
+async fn run_uses_the_blocking_pool_and_returns_the_bytes() {
+    let i = Arc::new(inspector(|c| c.add_received = false));
+    let out = i.run(sub(), COMPLETE.to_vec()).await.unwrap();
+    assert_eq!(out, COMPLETE);
+    let e = i.run(sub(), b"From: x@evil.example\r\n\r\n".to_vec()).await;
+    assert!(matches!(
+        e,
+        Err(InspectError::From(FromError::NotAllowed { .. }))
+    ));
+    // `Date` is added from the wall clock in `run`.
+    let out = i
+        .run(sub(), b"From: billing@example.com\r\n\r\nx\r\n".to_vec())
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+    let year: u32 = date.split(' ').nth(3).unwrap().parse().unwrap();
+    let now_year = 1970
+        + SystemTime::now()
+            .duration_since(NOW)
+            .unwrap_or(Duration::ZERO)
+            .as_secs()
+            / 31_557_600;
+    assert!(u64::from(year).abs_diff(now_year) <= 1, "{date}");
+}

@@ -1,0 +1,94 @@
+//! Recipient-domain patterns of `[validation]`: `example.com` (that domain)
+//! and `*.example.com` (any subdomain, not the domain itself).
+//!
+//! Patterns are normalized the same way envelope domains are (A-labels,
+//! lower case), so an operator may write `bücher.example` and it matches the
+//! `xn--bcher-kva.example` that the envelope carries.
+
+use std::fmt;
+
+use super::address::normalize_domain;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainPattern {
+    /// A-label form of the domain part.
+    domain: String,
+    /// `*.` prefix: matches strict subdomains only.
+    subdomains: bool,
+}
+
+impl DomainPattern {
+    /// Parses one pattern, or says why it is not one (for a config error).
+    pub fn parse(text: &str) -> Result<DomainPattern, String> {
+        let t = text.trim();
+        let (subdomains, rest) = match t.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        if rest.contains('*') {
+            return Err(format!(
+                "invalid domain pattern {t:?}: `*` is only allowed as a leading `*.` (\"*.example.com\")"
+            ));
+        }
+        let domain =
+            normalize_domain(rest).map_err(|e| format!("invalid domain pattern {t:?}: {e}"))?;
+        Ok(DomainPattern { domain, subdomains })
+    }
+
+    /// `domain` must already be normalized (A-labels, lower case).
+    pub fn matches(&self, domain: &str) -> bool {
+        if self.subdomains {
+            domain.len() > self.domain.len() + 1
+                && domain.ends_with(&self.domain)
+                && domain.as_bytes()[domain.len() - self.domain.len() - 1] == b'.'
+        } else {
+            domain == self.domain
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subdomains {
+            f.write_str("*.")?;
+        }
+        f.write_str(&self.domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_subdomain_patterns() {
+        let exact = DomainPattern::parse("Example.COM").unwrap();
+        assert!(exact.matches("example.com"));
+        assert!(!exact.matches("mail.example.com"));
+        assert!(!exact.matches("badexample.com"));
+        let sub = DomainPattern::parse(" *.example.com ").unwrap();
+        assert_eq!(sub.to_string(), "*.example.com");
+        assert!(sub.matches("mail.example.com"));
+        assert!(sub.matches("a.b.example.com"));
+        assert!(!sub.matches("example.com"));
+        assert!(!sub.matches("badexample.com"));
+        let idn = DomainPattern::parse("*.bücher.example").unwrap();
+        assert!(idn.matches("shop.xn--bcher-kva.example"));
+    }
+
+    #[test]
+    fn bad_patterns_are_explained() {
+        for bad in [
+            "",
+            "*",
+            "ex*mple.com",
+            "*.*.example.com",
+            "a..b",
+            "*example.com",
+            "@x.com",
+        ] {
+            let e = DomainPattern::parse(bad).unwrap_err();
+            assert!(e.contains("invalid domain pattern"), "{bad}: {e}");
+        }
+    }
+}

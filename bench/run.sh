@@ -7,6 +7,7 @@
 # received every message, and postern's peak RSS (VmHWM).
 #
 # Usage: bench/run.sh   (env: COUNT=20000 SESSIONS=20 SIZE=4096 MODES="plain starttls" SKIP_BUILD=)
+#        EXTRA_CONFIG=FILE appends FILE to each generated postern.toml (bench/dkim.sh uses it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -100,6 +101,7 @@ kind = "http"
 url = "https://127.0.0.1:$sink_port/send"
 ca_file = "$WORK/certs/ca.pem"
 TOML
+    if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG" >>"$dir/postern.toml"; fi
 
     "$POSTERN" run --config "$dir/postern.toml" 2>"$dir/postern.log" &
     local postern_pid=$!

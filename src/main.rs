@@ -45,6 +45,21 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Check DOMAIN's SPF, DKIM and DMARC records against the configuration.
+    DnsCheck {
+        /// The sending domain, e.g. example.com.
+        domain: String,
+        /// Configuration to read DKIM selectors and upstreams from
+        /// (default /etc/postern/postern.toml, skipped with a WARN if absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print a JSON array of {check, status, detail, fix}.
+        #[arg(long)]
+        json: bool,
+        /// Ask this DNS server (IP:PORT) instead of the system resolver.
+        #[arg(long, value_name = "IP:PORT")]
+        resolver: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +101,17 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => postern::daemon::check_config(&config),
         Command::HashSecret => postern::daemon::hash_secret_cmd(),
         Command::Token(TokenCommand::New { name }) => postern::daemon::token_new_cmd(&name),
+        Command::DnsCheck {
+            domain,
+            config,
+            json,
+            resolver,
+        } => postern::dnscheck::command(&postern::dnscheck::Options {
+            domain,
+            config,
+            json,
+            resolver,
+        }),
         Command::Dkim(DkimCommand::Keygen {
             domain,
             selector,

@@ -292,6 +292,8 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         dkim: super::dkim::build(files, errors),
         inspect: super::inspect::build(files, errors),
         validation: super::validation::build(files, errors),
+        quota: super::quota::build(files, errors),
+        abuse: super::quota::build_abuse(files, errors),
         server,
         tls,
         listeners,
@@ -589,6 +591,10 @@ fn build_credential(
             format!("route {route:?} is not defined{hint}"),
         ));
     }
+    let quota = raw
+        .quota
+        .as_ref()
+        .map(|q| super::quota::build_credential_quota(f, q, &key("quota"), errors));
     Some(Credential {
         name: name.to_string(),
         login,
@@ -596,5 +602,6 @@ fn build_credential(
         allowed_senders,
         allowed_from,
         route,
+        quota,
     })
 }

@@ -9,9 +9,12 @@ pub mod dkim;
 mod error;
 pub mod inspect;
 mod load;
+pub mod quota;
 mod schema;
 pub mod secret;
 pub mod units;
+mod upstream_api;
+mod upstream_oauth;
 mod upstreams;
 pub mod validation;
 
@@ -43,6 +46,10 @@ pub struct Config {
     pub dkim: dkim::DkimConfig,
     pub inspect: inspect::InspectConfig,
     pub validation: validation::ValidationConfig,
+    /// `[quota]`: rate limits per credential, sender, domain, IP.
+    pub quota: quota::QuotaConfig,
+    /// `[abuse]`: AUTH lockout and connection rate.
+    pub abuse: quota::AbuseConfig,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
 }
@@ -106,6 +113,8 @@ pub struct Credential {
     /// From-header patterns (same syntax); empty means `allowed_senders`.
     pub allowed_from: Vec<String>,
     pub route: String,
+    /// `quota = { ... }`: overrides `[quota.credential]` for this credential.
+    pub quota: Option<quota::Limits>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,12 +137,23 @@ pub struct Upstream {
     /// Deliver postern's DKIM signatures through this upstream (default
     /// true; false for APIs that rebuild the message and sign themselves).
     pub dkim: bool,
+    /// At most this many requests in flight to this upstream.
+    pub max_concurrency: Option<usize>,
+    /// At most this many messages per period, evenly spaced.
+    pub rate: Option<crate::quota::Rate>,
 }
 
 #[derive(Debug, Clone)]
 pub enum UpstreamKind {
     Http(HttpUpstream),
     Directory { path: PathBuf },
+    Ses(SesUpstream),
+    Sendgrid(SendgridUpstream),
+    Mailgun(MailgunUpstream),
+    Postmark(PostmarkUpstream),
+    Resend(ResendUpstream),
+    Msgraph(MsgraphUpstream),
+    Gmail(GmailUpstream),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +175,94 @@ pub struct HttpUpstream {
     pub auth: Option<HttpAuth>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+}
+
+/// Where and how a provider API is reached (every provider kind has one).
+#[derive(Debug, Clone)]
+pub struct ApiEndpoint {
+    /// API root without trailing slash: the provider's default (for its
+    /// region) or the `base_url` override.
+    pub base_url: String,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `kind = "ses"`: Amazon SES v2 with a raw MIME message.
+#[derive(Debug, Clone)]
+pub struct SesUpstream {
+    pub endpoint: ApiEndpoint,
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub configuration_set: Option<String>,
+}
+
+/// `kind = "sendgrid"`.
+#[derive(Debug, Clone)]
+pub struct SendgridUpstream {
+    pub endpoint: ApiEndpoint,
+    pub api_key: Secret,
+    pub categories: Vec<String>,
+}
+
+/// `kind = "mailgun"`; the region is folded into `endpoint.base_url`.
+#[derive(Debug, Clone)]
+pub struct MailgunUpstream {
+    pub endpoint: ApiEndpoint,
+    pub domain: String,
+    pub api_key: Secret,
+}
+
+/// `kind = "postmark"`.
+#[derive(Debug, Clone)]
+pub struct PostmarkUpstream {
+    pub endpoint: ApiEndpoint,
+    pub server_token: Secret,
+    pub message_stream: Option<String>,
+}
+
+/// `kind = "resend"`.
+#[derive(Debug, Clone)]
+pub struct ResendUpstream {
+    pub endpoint: ApiEndpoint,
+    pub api_key: Secret,
+}
+
+/// `kind = "msgraph"`: Microsoft Graph, OAuth client credentials.
+#[derive(Debug, Clone)]
+pub struct MsgraphUpstream {
+    /// Default `https://graph.microsoft.com`.
+    pub endpoint: ApiEndpoint,
+    /// Default `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`.
+    pub token_url: Option<String>,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub credential: MsgraphCredential,
+    /// Send as this mailbox; default: the message's From address.
+    pub mailbox: Option<String>,
+    pub save_to_sent_items: bool,
+}
+
+/// How a msgraph upstream proves its identity to Entra ID.
+#[derive(Debug, Clone)]
+pub enum MsgraphCredential {
+    Secret(Secret),
+    /// PEM certificate registered with the app, and its private key.
+    Certificate { certificate: PathBuf, key: Secret },
+}
+
+/// `kind = "gmail"`: Gmail API, service account with domain-wide delegation.
+#[derive(Debug, Clone)]
+pub struct GmailUpstream {
+    /// Default `https://gmail.googleapis.com`.
+    pub endpoint: ApiEndpoint,
+    /// Default: the key's `token_uri`.
+    pub token_url: Option<String>,
+    /// The service account's JSON key file contents.
+    pub service_account_key: Secret,
+    /// The Workspace user to send as (`sub` of the assertion).
+    pub user: String,
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct RawFile {
     pub dkim_policy: Option<Spanned<super::dkim::RawDkimPolicy>>,
     pub inspect: Option<Spanned<super::inspect::RawInspect>>,
     pub validation: Option<Spanned<super::validation::RawValidation>>,
+    pub quota: Option<Spanned<super::quota::RawQuota>>,
+    pub abuse: Option<Spanned<super::quota::RawAbuse>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,6 +123,8 @@ pub struct RawCredential {
     #[serde(default)]
     pub allowed_from: Vec<Spanned<String>>,
     pub route: Option<Spanned<String>>,
+    /// Overrides of `[quota.credential]` for this credential.
+    pub quota: Option<Spanned<super::quota::RawLimits>>,
 }
 
 #[derive(Deserialize)]
@@ -147,4 +151,34 @@ pub struct RawUpstream {
     /// Whether messages through this upstream carry postern's DKIM
     /// signatures (false for APIs that rebuild the message).
     pub dkim: Option<bool>,
+    /// API root override for the provider kinds (tests, proxies, regions).
+    pub base_url: Option<Spanned<String>>,
+    /// ses: AWS region; mailgun: "us" or "eu".
+    pub region: Option<Spanned<String>>,
+    pub access_key_id: Option<Spanned<String>>,
+    pub secret_access_key: Option<Spanned<String>>,
+    pub session_token: Option<Spanned<String>>,
+    pub configuration_set: Option<Spanned<String>>,
+    /// sendgrid, mailgun, resend.
+    pub api_key: Option<Spanned<String>>,
+    pub categories: Option<Spanned<Vec<String>>>,
+    pub domain: Option<Spanned<String>>,
+    pub server_token: Option<Spanned<String>>,
+    pub message_stream: Option<Spanned<String>>,
+    /// msgraph and gmail: OAuth token endpoint override.
+    pub token_url: Option<Spanned<String>>,
+    /// msgraph: Entra app registration and the mailbox to send as.
+    pub tenant_id: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub client_certificate: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub mailbox: Option<Spanned<String>>,
+    pub save_to_sent_items: Option<bool>,
+    /// gmail: service account JSON key (secret reference) and the user to send as.
+    pub service_account_key: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    /// Outbound pacing (any kind): requests in flight, and `"30/min"`.
+    pub max_concurrency: Option<Spanned<i64>>,
+    pub rate: Option<Spanned<String>>,
 }

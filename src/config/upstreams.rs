@@ -10,7 +10,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
-pub const KINDS: &[&str] = &["http", "directory"];
+pub const KINDS: &[&str] = &[
+    "http",
+    "directory",
+    "ses",
+    "sendgrid",
+    "mailgun",
+    "postmark",
+    "resend",
+    "msgraph",
+    "gmail",
+];
 
 type LocFn<'a> = &'a dyn Fn(&Spanned<String>) -> Loc;
 
@@ -25,14 +35,53 @@ pub(super) fn build(
     let key = |k: &str| format!("upstreams.{name}.{k}");
     let kind = raw.kind.get_ref().as_str();
     // (key, present) for every kind-specific option, to refuse strays.
-    let present: [(&str, bool, &[&str]); 7] = [
+    const API: &[&str] = super::upstream_api::KINDS;
+    const OAUTH: &[&str] = super::upstream_oauth::KINDS;
+    let present: &[(&str, bool, &[&str])] = &[
         ("url", raw.url.is_some(), &["http"]),
         ("format", raw.format.is_some(), &["http"]),
         ("bearer_token", raw.bearer_token.is_some(), &["http"]),
         ("basic_username", raw.basic_username.is_some(), &["http"]),
         ("basic_password", raw.basic_password.is_some(), &["http"]),
-        ("ca_file", raw.ca_file.is_some(), &["http"]),
+        (
+            "ca_file",
+            raw.ca_file.is_some(),
+            &[
+                "http", "ses", "sendgrid", "mailgun", "postmark", "resend", "msgraph", "gmail",
+            ],
+        ),
         ("path", raw.path.is_some(), &["directory"]),
+        (
+            "base_url",
+            raw.base_url.is_some(),
+            &[
+                "ses", "sendgrid", "mailgun", "postmark", "resend", "msgraph", "gmail",
+            ],
+        ),
+        ("region", raw.region.is_some(), &["ses", "mailgun"]),
+        ("access_key_id", raw.access_key_id.is_some(), &["ses"]),
+        ("secret_access_key", raw.secret_access_key.is_some(), &["ses"]),
+        ("session_token", raw.session_token.is_some(), &["ses"]),
+        ("configuration_set", raw.configuration_set.is_some(), &["ses"]),
+        (
+            "api_key",
+            raw.api_key.is_some(),
+            &["sendgrid", "mailgun", "resend"],
+        ),
+        ("categories", raw.categories.is_some(), &["sendgrid"]),
+        ("domain", raw.domain.is_some(), &["mailgun"]),
+        ("server_token", raw.server_token.is_some(), &["postmark"]),
+        ("message_stream", raw.message_stream.is_some(), &["postmark"]),
+        ("token_url", raw.token_url.is_some(), OAUTH),
+        ("tenant_id", raw.tenant_id.is_some(), &["msgraph"]),
+        ("client_id", raw.client_id.is_some(), &["msgraph"]),
+        ("client_secret", raw.client_secret.is_some(), &["msgraph"]),
+        ("client_certificate", raw.client_certificate.is_some(), &["msgraph"]),
+        ("client_key", raw.client_key.is_some(), &["msgraph"]),
+        ("mailbox", raw.mailbox.is_some(), &["msgraph"]),
+        ("save_to_sent_items", raw.save_to_sent_items.is_some(), &["msgraph"]),
+        ("service_account_key", raw.service_account_key.is_some(), &["gmail"]),
+        ("user", raw.user.is_some(), &["gmail"]),
     ];
     if !KINDS.contains(&kind) {
         errors.push(ConfigError::new(
@@ -46,7 +95,7 @@ pub(super) fn build(
         return None;
     }
     let before = errors.0.len();
-    for (k, is_set, kinds) in present {
+    for &(k, is_set, kinds) in present {
         if is_set && !kinds.contains(&kind) {
             errors.push(ConfigError::new(
                 table.clone(),
@@ -68,6 +117,12 @@ pub(super) fn build(
             .ok()
     };
     let upstream = match kind {
+        k if API.contains(&k) => {
+            super::upstream_api::build(name, table.clone(), raw, resolve, loc, errors)
+        }
+        k if OAUTH.contains(&k) => {
+            super::upstream_oauth::build(name, table.clone(), raw, resolve, loc, errors)
+        }
         "directory" => match &raw.path {
             Some(p) => Some(UpstreamKind::Directory {
                 path: resolve(p.get_ref()),
@@ -151,13 +206,49 @@ pub(super) fn build(
             }))
         }
     };
+    let rebuilds = super::upstream_api::REBUILDS_MESSAGE.contains(&kind)
+        || super::upstream_oauth::OWN_DKIM.contains(&kind);
+    let (max_concurrency, rate) = pacing(name, &table, raw, loc, errors);
     let upstream = upstream.map(|kind| Upstream {
         kind,
-        dkim: raw.dkim.unwrap_or(true),
+        dkim: raw.dkim.unwrap_or(!rebuilds),
+        max_concurrency,
+        rate,
     });
     if errors.0.len() > before {
         None
     } else {
         upstream
     }
+}
+
+/// `max_concurrency` and `rate`, which every kind accepts.
+fn pacing(
+    name: &str,
+    table: &Loc,
+    raw: &RawUpstream,
+    loc: LocFn<'_>,
+    errors: &mut ConfigErrors,
+) -> (Option<usize>, Option<crate::quota::Rate>) {
+    let max_concurrency = raw.max_concurrency.as_ref().and_then(|n| {
+        let v = *n.get_ref();
+        if (1..=1024).contains(&v) {
+            usize::try_from(v).ok()
+        } else {
+            errors.push(ConfigError::new(
+                table.clone(),
+                format!("upstreams.{name}.max_concurrency"),
+                format!("{v} is not between 1 and 1024"),
+            ));
+            None
+        }
+    });
+    let rate = raw.rate.as_ref().and_then(|r| {
+        crate::quota::Rate::parse(r.get_ref())
+            .map_err(|e| {
+                errors.push(ConfigError::new(loc(r), format!("upstreams.{name}.rate"), e));
+            })
+            .ok()
+    });
+    (max_concurrency, rate)
 }

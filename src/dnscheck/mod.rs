@@ -21,9 +21,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::Serialize;
 
@@ -86,7 +88,8 @@ impl fmt::Display for Finding {
     }
 }
 
-pub(crate) type TxtFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send + 'a>>;
+pub(crate) type TxtFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send + 'a>>;
 
 /// TXT lookups: `Ok(empty)` when the name or the record does not exist,
 /// `Err` when the question could not be answered (timeout, SERVFAIL).
@@ -94,15 +97,32 @@ pub(crate) trait Txt: Sync {
     fn txt<'a>(&'a self, name: &'a str) -> TxtFuture<'a>;
 }
 
-struct Dns(TokioResolver);
+/// The real resolver. After a query gets no answer at all (timeout, no
+/// connection), later queries fail at once instead of each waiting out its
+/// own timeout: the server is not going to answer those either.
+struct Dns {
+    resolver: TokioResolver,
+    silent: AtomicBool,
+}
 
 impl Txt for Dns {
     fn txt<'a>(&'a self, name: &'a str) -> TxtFuture<'a> {
         Box::pin(async move {
-            let lookup = match self.0.lookup(fqdn(name), RecordType::TXT).await {
+            if self.silent.load(Ordering::Relaxed) {
+                return Err("skipped: the DNS server did not answer an earlier query".to_string());
+            }
+            let lookup = match self.resolver.lookup(fqdn(name), RecordType::TXT).await {
                 Ok(l) => l,
                 Err(e) if e.is_no_records_found() => return Ok(Vec::new()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    if matches!(
+                        e,
+                        NetError::Timeout | NetError::NoConnections | NetError::Io(_)
+                    ) {
+                        self.silent.store(true, Ordering::Relaxed);
+                    }
+                    return Err(e.to_string());
+                }
             };
             Ok(lookup
                 .answers()
@@ -128,15 +148,19 @@ pub(crate) struct Context {
     /// `[[dkim]]` keys whose domain is DOMAIN.
     pub keys: Vec<config::dkim::DkimKey>,
     /// (upstream name, kind name) of every configured upstream.
-    pub upstreams: Vec<(String, &'static str)>,
+    pub upstreams: Vec<(String, String)>,
 }
 
-/// The name a kind is configured with (`kind = "..."`), for the SPF table.
-fn kind_name(kind: &UpstreamKind) -> &'static str {
-    match kind {
-        UpstreamKind::Http(_) => "http",
-        UpstreamKind::Directory { .. } => "directory",
-    }
+/// The name a kind is configured with (`kind = "ses"`), for the SPF
+/// table. Each variant of `UpstreamKind` is named after its kind, so the
+/// name is read off the variant (through Debug) instead of a match here
+/// that every new provider would have to extend.
+fn kind_name(kind: &UpstreamKind) -> String {
+    format!("{kind:?}")
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 fn context(config: &Config, domain: &str) -> Context {
@@ -235,7 +259,10 @@ fn run(opts: &Options) -> Result<Vec<Finding>, String> {
         .build()
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
     runtime.block_on(async {
-        let dns = Dns(build_resolver(server, QUERY_TIMEOUT)?);
+        let dns = Dns {
+            resolver: build_resolver(server, QUERY_TIMEOUT)?,
+            silent: AtomicBool::new(false),
+        };
         findings.extend(check_domain(&dns, &domain, &ctx).await);
         Ok(findings)
     })
@@ -325,6 +352,22 @@ mod tests {
             json,
             serde_json::json!([{"check": "spf", "status": "FAIL", "detail": "no SPF record", "fix": "add one"}])
         );
+    }
+
+    #[test]
+    fn kind_names_follow_the_config_spelling() {
+        let dir = UpstreamKind::Directory {
+            path: PathBuf::from("/x"),
+        };
+        assert_eq!(kind_name(&dir), "directory");
+        let http = UpstreamKind::Http(config::HttpUpstream {
+            url: "https://x.example/".into(),
+            format: config::HttpFormat::Raw,
+            auth: None,
+            timeout: Duration::from_secs(1),
+            ca_file: None,
+        });
+        assert_eq!(kind_name(&http), "http");
     }
 
     #[test]

@@ -192,9 +192,15 @@ impl Inspector {
         if section.fields.is_empty() {
             return Err(InspectError::NoHeaders);
         }
-        let msg = MessageParser::new()
+        // Flattened at once: a deeply nested parse tree must never be
+        // dropped as a tree, not even on an early return.
+        let messages = MessageParser::new()
             .parse(data)
-            .ok_or(InspectError::NoHeaders)?;
+            .map(attachments::flatten)
+            .unwrap_or_default();
+        let Some((_, root)) = messages.first() else {
+            return Err(InspectError::NoHeaders);
+        };
         // The raw scan and the parser must agree on where the body starts;
         // otherwise they do not agree on which lines are headers either.
         let body_start = if section.end < data.len() {
@@ -202,13 +208,12 @@ impl Inspector {
         } else {
             data.len()
         };
-        let parsed_start = msg.parts.first().map(|p| p.offset_body as usize);
+        let parsed_start = root.parts.first().map(|p| p.offset_body as usize);
         if parsed_start != Some(body_start) {
             return Err(HeaderError::Ambiguous.into());
         }
-        let from = policy::from_address(&msg, section.count(data, "from"))?;
+        let from = policy::from_address(root, section.count(data, "from"))?;
         policy::check_allowed(&from, &sub.from_patterns, &sub.credential)?;
-        let messages = attachments::flatten(msg);
         attachments::check(
             &messages,
             attachments::Policy {

@@ -267,3 +267,21 @@ async fn run_uses_the_blocking_pool_and_returns_the_bytes() {
             / 31_557_600;
     assert!(u64::from(year).abs_diff(now_year) <= 1, "{date}");
 }
+
+#[test]
+fn deep_nesting_with_an_early_refusal_does_not_overflow() {
+    let mut raw = b"From: x@evil.example\r\n".to_vec();
+    for _ in 0..100_000 {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"Subject: end\r\n\r\nhi\r\n");
+    // A small stack, as on the blocking pool: dropping the parse tree
+    // recursively would abort the process here.
+    let e = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(move || check(&raw).unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(e.reply().code, 550);
+}

@@ -5,8 +5,20 @@
 //! or not (`Permanent`). Upstreams know nothing about the spool, retries or
 //! SMTP; the delivery workers own those decisions.
 
+pub mod api;
+pub mod convert;
 pub mod directory;
+pub mod gmail;
 pub mod http;
+pub mod jwt;
+pub mod mailgun;
+pub mod msgraph;
+pub mod oauth;
+pub mod postmark;
+pub mod recipients;
+pub mod resend;
+pub mod sendgrid;
+pub mod ses;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,7 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use directory::{DirectoryConfig, DirectoryUpstream};
+pub use gmail::{GmailConfig, GmailUpstream};
+pub use msgraph::{MsGraphAuth, MsGraphConfig, MsGraphUpstream};
 pub use http::{Format, HttpAuth, HttpConfig, HttpUpstream};
+pub use mailgun::{MailgunConfig, MailgunUpstream};
+pub use postmark::{PostmarkConfig, PostmarkUpstream};
+pub use resend::{ResendConfig, ResendUpstream};
+pub use sendgrid::{SendgridConfig, SendgridUpstream};
+pub use ses::{SesConfig, SesUpstream};
 
 /// One message as handed to an upstream; borrowed so a retry does not copy.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +105,10 @@ pub trait Upstream: Send + Sync {
     /// The config name (`[upstreams.NAME]`), used in logs and dead letters.
     fn name(&self) -> &str;
     fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a>;
+    /// The largest message (raw bytes) the provider accepts, if it has a limit.
+    fn max_message_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Provider settings, one variant per `kind`, with secrets already resolved.
@@ -93,6 +116,13 @@ pub trait Upstream: Send + Sync {
 pub enum UpstreamConfig {
     Http(HttpConfig),
     Directory(DirectoryConfig),
+    Msgraph(MsGraphConfig),
+    Gmail(GmailConfig),
+    Ses(SesConfig),
+    Sendgrid(SendgridConfig),
+    Mailgun(MailgunConfig),
+    Postmark(PostmarkConfig),
+    Resend(ResendConfig),
 }
 
 /// Errors building an upstream from its configuration (reported at startup).
@@ -121,6 +151,13 @@ pub fn build(name: &str, config: UpstreamConfig) -> Result<Arc<dyn Upstream>, Up
     Ok(match config {
         UpstreamConfig::Http(c) => Arc::new(HttpUpstream::new(name, c)?),
         UpstreamConfig::Directory(c) => Arc::new(DirectoryUpstream::new(name, c)?),
+        UpstreamConfig::Msgraph(c) => Arc::new(MsGraphUpstream::new(name, c)?),
+        UpstreamConfig::Gmail(c) => Arc::new(GmailUpstream::new(name, c)?),
+        UpstreamConfig::Ses(c) => Arc::new(SesUpstream::new(name, c)?),
+        UpstreamConfig::Sendgrid(c) => Arc::new(SendgridUpstream::new(name, c)?),
+        UpstreamConfig::Mailgun(c) => Arc::new(MailgunUpstream::new(name, c)?),
+        UpstreamConfig::Postmark(c) => Arc::new(PostmarkUpstream::new(name, c)?),
+        UpstreamConfig::Resend(c) => Arc::new(ResendUpstream::new(name, c)?),
     })
 }
 
@@ -151,6 +188,13 @@ pub fn from_config(
         UpstreamKind::Directory { path } => {
             UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
         }
+        UpstreamKind::Msgraph(g) => UpstreamConfig::Msgraph(MsGraphConfig::from_config(name, g)?),
+        UpstreamKind::Gmail(g) => UpstreamConfig::Gmail(GmailConfig::from_config(g)),
+        UpstreamKind::Ses(c) => UpstreamConfig::Ses(SesConfig::from_config(c)),
+        UpstreamKind::Sendgrid(c) => UpstreamConfig::Sendgrid(SendgridConfig::from_config(c)),
+        UpstreamKind::Mailgun(c) => UpstreamConfig::Mailgun(MailgunConfig::from_config(c)),
+        UpstreamKind::Postmark(c) => UpstreamConfig::Postmark(PostmarkConfig::from_config(c)),
+        UpstreamKind::Resend(c) => UpstreamConfig::Resend(ResendConfig::from_config(c)),
     };
     build(name, c)
 }

@@ -36,9 +36,11 @@ pub fn build_resolver(
         None => Resolver::builder(provider)
             .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
     };
+    // One try per query: the UDP client already retransmits within the
+    // timeout, and callers bound the whole check anyway.
     let opts = builder.options_mut();
     opts.timeout = timeout;
-    opts.attempts = 1;
+    opts.attempts = 0;
     builder
         .build()
         .map_err(|e| format!("cannot set up the DNS resolver: {e}"))

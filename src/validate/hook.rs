@@ -60,9 +60,9 @@ struct Response {
 }
 
 impl Hook {
-    /// Never fails: a client that cannot be built (checked already by the
-    /// config loader, so this is rare) makes every call an error, which
-    /// `on_error` then answers.
+    /// Fails only on a url the config loader refuses anyway. A client that
+    /// cannot be built (an unusable CA file, also checked at load time)
+    /// makes every call an error, which `on_error` then answers.
     pub fn new(cfg: &HookConfig) -> Result<Hook, String> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("hook url: {e}"))?;
         let client = tls_config("validation.hook", cfg.ca_file.as_deref(), true)

@@ -1,0 +1,451 @@
+//! `[quota]`, `[[quota.rules]]`, a credential's `quota = { ... }` and `[abuse]`.
+//!
+//! Limits are layered: `[quota.credential|sender|domain|ip]` hold the
+//! defaults for each kind of key, a credential's `quota` table overrides the
+//! credential defaults key by key, and a `[[quota.rules]]` entry overrides the
+//! sender defaults for the senders it matches. A key left out inherits; the
+//! string `"unlimited"` lifts an inherited limit. Zero is refused rather than
+//! read as either "unlimited" or "blocked": both readings are plausible, and
+//! blocking a sender is `allowed_senders`' job.
+
+use super::error::{ConfigError, ConfigErrors};
+use super::load::{File, sender_pattern, singleton};
+use super::units::Dur;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+use toml::Spanned;
+
+/// An integer or the string `"unlimited"`, checked in `build` where the
+/// error can name its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSetting {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive integer or \"unlimited\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSetting, E> {
+                Ok(RawSetting::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSetting, E> {
+                Ok(RawSetting::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSetting, E> {
+                Ok(RawSetting::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+type RawOpt = Option<Spanned<RawSetting>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub per_minute: RawOpt,
+    pub per_hour: RawOpt,
+    pub per_day: RawOpt,
+    pub burst: RawOpt,
+    pub recipients_per_minute: RawOpt,
+    pub recipients_per_hour: RawOpt,
+    pub recipients_per_day: RawOpt,
+    pub recipients_burst: RawOpt,
+}
+
+/// serde cannot combine `flatten` with `deny_unknown_fields`, so the limit
+/// keys are repeated here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Spanned<String>,
+    pub senders: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub shared: bool,
+    pub per_minute: RawOpt,
+    pub per_hour: RawOpt,
+    pub per_day: RawOpt,
+    pub burst: RawOpt,
+    pub recipients_per_minute: RawOpt,
+    pub recipients_per_hour: RawOpt,
+    pub recipients_per_day: RawOpt,
+    pub recipients_burst: RawOpt,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub credential: Option<Spanned<RawLimits>>,
+    pub sender: Option<Spanned<RawLimits>>,
+    pub domain: Option<Spanned<RawLimits>>,
+    pub ip: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAbuse {
+    pub auth_failures: RawOpt,
+    pub auth_window: Option<Spanned<Dur>>,
+    pub lockout: Option<Spanned<Dur>>,
+    pub lockout_max: Option<Spanned<Dur>>,
+    pub max_auth_attempts_per_connection: RawOpt,
+    pub auth_failure_delay: Option<Spanned<Dur>>,
+    pub connections_per_ip_per_minute: RawOpt,
+}
+
+/// One limit key after validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Setting {
+    /// Not written here: the layer below decides.
+    #[default]
+    Inherit,
+    Unlimited,
+    Max(NonZeroU32),
+}
+
+impl Setting {
+    /// `self` unless it inherits, then `below`.
+    pub fn or(self, below: Setting) -> Setting {
+        if self == Setting::Inherit { below } else { self }
+    }
+
+    /// The effective maximum; `None` when there is no limit.
+    pub fn max(self) -> Option<NonZeroU32> {
+        match self {
+            Setting::Max(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Minute, hour and day limits for one unit (messages or recipients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Windows {
+    pub per_minute: Setting,
+    pub per_hour: Setting,
+    pub per_day: Setting,
+    /// How many may go back to back before `per_minute` pacing applies;
+    /// default: `per_minute` itself.
+    pub burst: Setting,
+}
+
+impl Windows {
+    pub fn over(self, below: Windows) -> Windows {
+        Windows {
+            per_minute: self.per_minute.or(below.per_minute),
+            per_hour: self.per_hour.or(below.per_hour),
+            per_day: self.per_day.or(below.per_day),
+            burst: self.burst.or(below.burst),
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.per_minute.max().is_none() && self.per_hour.max().is_none() && self.per_day.max().is_none()
+    }
+}
+
+/// A set of limits (one layer, or the merged result of several).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub messages: Windows,
+    pub recipients: Windows,
+}
+
+impl Limits {
+    /// This layer's keys on top of `below`.
+    pub fn over(&self, below: &Limits) -> Limits {
+        Limits {
+            messages: self.messages.over(below.messages),
+            recipients: self.recipients.over(below.recipients),
+        }
+    }
+}
+
+/// `[[quota.rules]]`: different sender limits for senders matching a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaRule {
+    pub name: String,
+    /// Lower-cased `user@domain`, `*@domain` or `*`.
+    pub senders: Vec<String>,
+    /// One counter for all matching senders instead of one per address.
+    pub shared: bool,
+    pub limits: Limits,
+}
+
+/// The validated `[quota]` section. Everything defaults to unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuotaConfig {
+    pub credential: Limits,
+    pub sender: Limits,
+    pub domain: Limits,
+    pub ip: Limits,
+    /// In configuration order.
+    pub rules: Vec<QuotaRule>,
+}
+
+/// The validated `[abuse]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbuseConfig {
+    /// Failed AUTH attempts (per IP, per username) that trigger a lockout;
+    /// `None` disables lockout.
+    pub auth_failures: Option<NonZeroU32>,
+    pub auth_window: Duration,
+    /// First lockout; each further lockout of the same key doubles it.
+    pub lockout: Duration,
+    pub lockout_max: Duration,
+    pub max_auth_attempts_per_connection: Option<NonZeroU32>,
+    pub auth_failure_delay: Duration,
+    pub connections_per_ip_per_minute: Option<NonZeroU32>,
+}
+
+impl Default for AbuseConfig {
+    fn default() -> Self {
+        AbuseConfig {
+            auth_failures: NonZeroU32::new(5),
+            auth_window: Duration::from_secs(600),
+            lockout: Duration::from_secs(900),
+            lockout_max: Duration::from_secs(86400),
+            max_auth_attempts_per_connection: NonZeroU32::new(3),
+            auth_failure_delay: Duration::from_secs(1),
+            connections_per_ip_per_minute: NonZeroU32::new(60),
+        }
+    }
+}
+
+/// Longest accepted `auth_failure_delay`: the delay holds a connection open.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(30);
+
+fn setting(f: &File, v: &RawOpt, key: &str, errors: &mut ConfigErrors) -> Setting {
+    let Some(v) = v else {
+        return Setting::Inherit;
+    };
+    match v.get_ref() {
+        RawSetting::Int(n) => match u32::try_from(*n).ok().and_then(NonZeroU32::new) {
+            Some(n) => Setting::Max(n),
+            None => {
+                let hint = if *n == 0 {
+                    "0 is not accepted: write \"unlimited\" for no limit (to stop a sender, leave it out of allowed_senders)"
+                } else {
+                    "must be a positive integer (at most 4294967295) or \"unlimited\""
+                };
+                errors.push(ConfigError::new(f.loc(v), key, hint));
+                Setting::Inherit
+            }
+        },
+        RawSetting::Text(t) if t.trim().eq_ignore_ascii_case("unlimited") => Setting::Unlimited,
+        RawSetting::Text(t) => {
+            errors.push(ConfigError::new(
+                f.loc(v),
+                key,
+                format!("{t:?} is not a limit: use a positive integer or \"unlimited\""),
+            ));
+            Setting::Inherit
+        }
+    }
+}
+
+/// The eight limit keys of a table, in file order.
+type Fields<'a> = [(&'static str, &'a RawOpt); 8];
+
+fn fields_of_limits(r: &RawLimits) -> Fields<'_> {
+    [
+        ("per_minute", &r.per_minute),
+        ("per_hour", &r.per_hour),
+        ("per_day", &r.per_day),
+        ("burst", &r.burst),
+        ("recipients_per_minute", &r.recipients_per_minute),
+        ("recipients_per_hour", &r.recipients_per_hour),
+        ("recipients_per_day", &r.recipients_per_day),
+        ("recipients_burst", &r.recipients_burst),
+    ]
+}
+
+fn fields_of_rule(r: &RawRule) -> Fields<'_> {
+    [
+        ("per_minute", &r.per_minute),
+        ("per_hour", &r.per_hour),
+        ("per_day", &r.per_day),
+        ("burst", &r.burst),
+        ("recipients_per_minute", &r.recipients_per_minute),
+        ("recipients_per_hour", &r.recipients_per_hour),
+        ("recipients_per_day", &r.recipients_per_day),
+        ("recipients_burst", &r.recipients_burst),
+    ]
+}
+
+fn build_fields(f: &File, fields: Fields<'_>, prefix: &str, errors: &mut ConfigErrors) -> Limits {
+    let mut s = [Setting::Inherit; 8];
+    for (i, (name, v)) in fields.iter().enumerate() {
+        s[i] = setting(f, v, &format!("{prefix}.{name}"), errors);
+        if matches!(s[i], Setting::Unlimited)
+            && name.ends_with("burst")
+            && let Some(v) = v
+        {
+            errors.push(ConfigError::new(
+                f.loc(v),
+                format!("{prefix}.{name}"),
+                "a burst must be a positive integer",
+            ));
+        }
+    }
+    let w = |i: usize| Windows {
+        per_minute: s[i],
+        per_hour: s[i + 1],
+        per_day: s[i + 2],
+        burst: s[i + 3],
+    };
+    Limits {
+        messages: w(0),
+        recipients: w(4),
+    }
+}
+
+/// A credential's `quota = { ... }` table (`key` is `credentials.NAME.quota`).
+pub(super) fn build_credential_quota(
+    f: &File,
+    raw: &Spanned<RawLimits>,
+    key: &str,
+    errors: &mut ConfigErrors,
+) -> Limits {
+    build_fields(f, fields_of_limits(raw.get_ref()), key, errors)
+}
+
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> QuotaConfig {
+    let mut out = QuotaConfig::default();
+    let Some((f, raw)) = singleton(files, "quota", |r| r.quota.as_ref(), errors) else {
+        return out;
+    };
+    for (name, table, slot) in [
+        ("credential", &raw.credential, &mut out.credential),
+        ("sender", &raw.sender, &mut out.sender),
+        ("domain", &raw.domain, &mut out.domain),
+        ("ip", &raw.ip, &mut out.ip),
+    ] {
+        if let Some(t) = table {
+            *slot = build_fields(f, fields_of_limits(t.get_ref()), &format!("quota.{name}"), errors);
+        }
+    }
+    for r in &raw.rules {
+        let rule = r.get_ref();
+        let name = rule.name.get_ref().trim().to_string();
+        let prefix = format!("quota.rules.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_name {
+            errors.push(ConfigError::new(
+                f.loc(&rule.name),
+                "quota.rules.name",
+                "a rule name must be non-empty and use only letters, digits, '-', '_' and '.'",
+            ));
+        } else if out.rules.iter().any(|o| o.name == name) {
+            errors.push(ConfigError::new(
+                f.loc(&rule.name),
+                "quota.rules.name",
+                format!("another [[quota.rules]] entry is already named {name:?}"),
+            ));
+        }
+        let mut senders = Vec::new();
+        for p in &rule.senders {
+            match sender_pattern(p.get_ref()) {
+                Ok(p) => senders.push(p),
+                Err(e) => errors.push(ConfigError::new(f.loc(p), format!("{prefix}.senders"), e)),
+            }
+        }
+        if rule.senders.is_empty() {
+            errors.push(ConfigError::new(
+                f.loc(r),
+                format!("{prefix}.senders"),
+                "a rule needs at least one sender pattern",
+            ));
+        }
+        out.rules.push(QuotaRule {
+            name,
+            senders,
+            shared: rule.shared,
+            limits: build_fields(f, fields_of_rule(rule), &prefix, errors),
+        });
+    }
+    out
+}
+
+pub(super) fn build_abuse(files: &[File], errors: &mut ConfigErrors) -> AbuseConfig {
+    let mut out = AbuseConfig::default();
+    let Some((f, raw)) = singleton(files, "abuse", |r| r.abuse.as_ref(), errors) else {
+        return out;
+    };
+    let mut count = |v: &RawOpt, key: &str, default: Option<NonZeroU32>| match setting(
+        f,
+        v,
+        &format!("abuse.{key}"),
+        errors,
+    ) {
+        Setting::Inherit => default,
+        Setting::Unlimited => None,
+        Setting::Max(n) => Some(n),
+    };
+    out.auth_failures = count(&raw.auth_failures, "auth_failures", out.auth_failures);
+    out.max_auth_attempts_per_connection = count(
+        &raw.max_auth_attempts_per_connection,
+        "max_auth_attempts_per_connection",
+        out.max_auth_attempts_per_connection,
+    );
+    out.connections_per_ip_per_minute = count(
+        &raw.connections_per_ip_per_minute,
+        "connections_per_ip_per_minute",
+        out.connections_per_ip_per_minute,
+    );
+    let mut positive = |v: &Option<Spanned<Dur>>, key: &str, default: Duration| match v {
+        Some(d) if d.get_ref().0.is_zero() => {
+            errors.push(ConfigError::new(
+                f.loc(d),
+                format!("abuse.{key}"),
+                "must be longer than zero",
+            ));
+            default
+        }
+        Some(d) => d.get_ref().0,
+        None => default,
+    };
+    out.auth_window = positive(&raw.auth_window, "auth_window", out.auth_window);
+    out.lockout = positive(&raw.lockout, "lockout", out.lockout);
+    out.lockout_max = positive(&raw.lockout_max, "lockout_max", out.lockout_max);
+    if out.lockout_max < out.lockout {
+        let at = raw.lockout_max.as_ref().or(raw.lockout.as_ref());
+        if let Some(d) = at {
+            errors.push(ConfigError::new(
+                f.loc(d),
+                "abuse.lockout_max",
+                "lockout_max is shorter than lockout",
+            ));
+        }
+    }
+    if let Some(d) = &raw.auth_failure_delay {
+        if d.get_ref().0 > MAX_FAILURE_DELAY {
+            errors.push(ConfigError::new(
+                f.loc(d),
+                "abuse.auth_failure_delay",
+                "at most \"30s\": a longer delay only holds connections open",
+            ));
+        }
+        out.auth_failure_delay = d.get_ref().0;
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "quota_tests.rs"]
+mod tests;

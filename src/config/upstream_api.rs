@@ -1,0 +1,376 @@
+//! Validation of the email-API provider kinds: ses, sendgrid, mailgun,
+//! postmark and resend.
+//!
+//! Kept apart from `upstreams.rs` so each provider's required keys, default
+//! API root and value checks sit in one place, and a mistake (a missing key,
+//! a literal secret, an `http://` url to a remote host) is reported at its
+//! line before the daemon starts rather than as failed deliveries later.
+
+use super::error::{ConfigError, ConfigErrors, Loc};
+use super::schema::RawUpstream;
+use super::{
+    ApiEndpoint, MailgunUpstream, PostmarkUpstream, ResendUpstream, Secret, SendgridUpstream,
+    SesUpstream, UpstreamKind, secret,
+};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The provider kinds validated here.
+pub const KINDS: &[&str] = &["ses", "sendgrid", "mailgun", "postmark", "resend"];
+
+/// Kinds that rebuild the message from its parts (JSON APIs): postern's
+/// DKIM signature could never verify there, so `dkim` defaults to false.
+pub const REBUILDS_MESSAGE: &[&str] = &["sendgrid", "postmark", "resend"];
+
+/// SendGrid refuses more categories than this, and longer ones.
+const MAX_CATEGORIES: usize = 10;
+const MAX_CATEGORY_LEN: usize = 255;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+type LocFn<'a> = &'a dyn Fn(&Spanned<String>) -> Loc;
+
+/// What every check needs: the table, how to name keys, where errors go.
+struct Ctx<'a> {
+    name: &'a str,
+    kind: &'a str,
+    table: Loc,
+    raw: &'a RawUpstream,
+    resolve: &'a dyn Fn(&str) -> PathBuf,
+    loc: LocFn<'a>,
+    errors: &'a mut ConfigErrors,
+}
+
+impl Ctx<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("upstreams.{}.{k}", self.name)
+    }
+
+    fn error_at(&mut self, loc: Loc, k: &str, message: impl Into<String>) {
+        let key = self.key(k);
+        self.errors.push(ConfigError::new(loc, key, message));
+    }
+
+    fn missing(&mut self, k: &str) {
+        let message = format!("kind = {:?} needs `{k}`", self.kind);
+        self.error_at(self.table.clone(), k, message);
+    }
+
+    /// A required secret reference.
+    fn secret(&mut self, value: Option<&Spanned<String>>, k: &str) -> Option<Secret> {
+        let Some(v) = value else {
+            self.missing(k);
+            return None;
+        };
+        self.optional_secret(Some(v), k)
+    }
+
+    fn optional_secret(&mut self, value: Option<&Spanned<String>>, k: &str) -> Option<Secret> {
+        let v = value?;
+        match secret::resolve(v.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error_at((self.loc)(v), k, e);
+                None
+            }
+        }
+    }
+
+    /// A required plain string that must be non-empty and pass `check`.
+    fn text(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        k: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let Some(v) = value else {
+            self.missing(k);
+            return None;
+        };
+        let t = v.get_ref().trim();
+        match check(t) {
+            Ok(()) => Some(t.to_string()),
+            Err(e) => {
+                self.error_at((self.loc)(v), k, e);
+                None
+            }
+        }
+    }
+
+    fn endpoint(&mut self, default_base: Option<String>) -> Option<ApiEndpoint> {
+        let base_url = match (&self.raw.base_url, default_base) {
+            (Some(u), _) => match check_base_url(u.get_ref()) {
+                Ok(url) => url,
+                Err(e) => {
+                    self.error_at((self.loc)(u), "base_url", e);
+                    return None;
+                }
+            },
+            (None, Some(d)) => d,
+            // The default needs a key that was already reported missing.
+            (None, None) => return None,
+        };
+        let ca_file = match &self.raw.ca_file {
+            Some(c) => {
+                let p = (self.resolve)(c.get_ref());
+                if let Err(e) = std::fs::File::open(&p) {
+                    let message = format!("cannot read {}: {e}", p.display());
+                    self.error_at((self.loc)(c), "ca_file", message);
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        Some(ApiEndpoint {
+            base_url,
+            timeout: self.raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            ca_file,
+        })
+    }
+}
+
+/// Builds one provider kind from its table; errors go to `errors`.
+pub(super) fn build(
+    name: &str,
+    table: Loc,
+    raw: &RawUpstream,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    loc: LocFn<'_>,
+    errors: &mut ConfigErrors,
+) -> Option<UpstreamKind> {
+    let kind = raw.kind.get_ref().as_str();
+    let mut c = Ctx {
+        name,
+        kind,
+        table,
+        raw,
+        resolve,
+        loc,
+        errors,
+    };
+    match kind {
+        "ses" => {
+            let region = c.text(raw.region.as_ref(), "region", check_aws_region);
+            let endpoint = c.endpoint(
+                region
+                    .as_ref()
+                    .map(|r| format!("https://email.{r}.amazonaws.com")),
+            );
+            let access_key_id = c.secret(raw.access_key_id.as_ref(), "access_key_id");
+            let secret_access_key = c.secret(raw.secret_access_key.as_ref(), "secret_access_key");
+            let session_token = c.optional_secret(raw.session_token.as_ref(), "session_token");
+            let configuration_set = match &raw.configuration_set {
+                Some(v) => Some(c.text(Some(v), "configuration_set", check_non_empty)?),
+                None => None,
+            };
+            Some(UpstreamKind::Ses(SesUpstream {
+                endpoint: endpoint?,
+                region: region?,
+                access_key_id: access_key_id?,
+                secret_access_key: secret_access_key?,
+                session_token,
+                configuration_set,
+            }))
+        }
+        "sendgrid" => {
+            let endpoint = c.endpoint(Some("https://api.sendgrid.com".into()));
+            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            let categories = match &raw.categories {
+                Some(list) => match check_categories(list.get_ref()) {
+                    Ok(()) => list.get_ref().clone(),
+                    Err(e) => {
+                        c.error_at(c.table.clone(), "categories", e);
+                        return None;
+                    }
+                },
+                None => Vec::new(),
+            };
+            Some(UpstreamKind::Sendgrid(SendgridUpstream {
+                endpoint: endpoint?,
+                api_key: api_key?,
+                categories,
+            }))
+        }
+        "mailgun" => {
+            let default_base = match raw.region.as_ref().map(|r| (r, r.get_ref().as_str())) {
+                None | Some((_, "us")) => "https://api.mailgun.net",
+                Some((_, "eu")) => "https://api.eu.mailgun.net",
+                Some((r, other)) => {
+                    let message = format!("unknown mailgun region {other:?}; use \"us\" or \"eu\"");
+                    c.error_at((c.loc)(r), "region", message);
+                    return None;
+                }
+            };
+            let endpoint = c.endpoint(Some(default_base.into()));
+            let domain = c.text(raw.domain.as_ref(), "domain", check_domain);
+            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            Some(UpstreamKind::Mailgun(MailgunUpstream {
+                endpoint: endpoint?,
+                domain: domain?,
+                api_key: api_key?,
+            }))
+        }
+        "postmark" => {
+            let endpoint = c.endpoint(Some("https://api.postmarkapp.com".into()));
+            let server_token = c.secret(raw.server_token.as_ref(), "server_token");
+            let message_stream = match &raw.message_stream {
+                Some(v) => Some(c.text(Some(v), "message_stream", check_non_empty)?),
+                None => None,
+            };
+            Some(UpstreamKind::Postmark(PostmarkUpstream {
+                endpoint: endpoint?,
+                server_token: server_token?,
+                message_stream,
+            }))
+        }
+        "resend" => {
+            let endpoint = c.endpoint(Some("https://api.resend.com".into()));
+            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            Some(UpstreamKind::Resend(ResendUpstream {
+                endpoint: endpoint?,
+                api_key: api_key?,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// `https://…`, or `http://` to a loopback host only (a local emulator or
+/// test server): keys and mail never cross a network in clear text.
+/// Returns the url without a trailing slash.
+pub fn check_base_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("invalid url: {e}"))?;
+    let host = url.host_str().ok_or("url has no host")?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(host) => {}
+        "http" => {
+            return Err(
+                "base_url must start with https:// (plain http is allowed only to a loopback \
+                 address such as 127.0.0.1, for local emulators)"
+                    .into(),
+            );
+        }
+        other => return Err(format!("unsupported url scheme {other:?}; use https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the url are not allowed; use the kind's key options".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("base_url is an API root; it cannot carry a query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn check_non_empty(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `cn-north-1`: it becomes part of a host name.
+fn check_aws_region(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid AWS region {v:?}; expected a region code such as \"eu-west-1\""
+        ))
+    }
+}
+
+/// The mailgun sending domain goes into the request path: a DNS name only.
+fn check_domain(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid domain {v:?}; expected the sending domain such as \"mg.example.com\""
+        ))
+    }
+}
+
+fn check_categories(list: &[String]) -> Result<(), String> {
+    if list.len() > MAX_CATEGORIES {
+        return Err(format!(
+            "SendGrid accepts at most {MAX_CATEGORIES} categories per message, got {}",
+            list.len()
+        ));
+    }
+    for c in list {
+        if c.trim().is_empty() || c.chars().count() > MAX_CATEGORY_LEN {
+            return Err(format!(
+                "category {c:?} must be 1 to {MAX_CATEGORY_LEN} characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_https_or_loopback_http_only() {
+        assert_eq!(
+            check_base_url("https://email.eu-west-1.amazonaws.com/").unwrap(),
+            "https://email.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            check_base_url("https://proxy.example/ses/").unwrap(),
+            "https://proxy.example/ses"
+        );
+        assert_eq!(
+            check_base_url("http://127.0.0.1:4566").unwrap(),
+            "http://127.0.0.1:4566"
+        );
+        assert!(check_base_url("http://[::1]:4566").is_ok());
+        assert!(check_base_url("http://localhost:4566").is_ok());
+        let e = check_base_url("http://10.0.0.5:4566").unwrap_err();
+        assert!(e.contains("https://"), "{e}");
+        assert!(check_base_url("http://127.0.0.1.example.com").is_err());
+        assert!(check_base_url("https://u:p@api.example").is_err());
+        assert!(check_base_url("https://api.example/?key=1").is_err());
+        assert!(check_base_url("ftp://api.example").is_err());
+        assert!(check_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn value_checks() {
+        assert!(check_aws_region("eu-west-1").is_ok());
+        assert!(check_aws_region("EU-West-1").is_err());
+        assert!(check_aws_region("eu-west-1.evil.example/").is_err());
+        assert!(check_domain("mg.example.com").is_ok());
+        assert!(check_domain("example.com/../x").is_err());
+        assert!(check_domain("").is_err());
+        assert!(check_categories(&std::array::from_fn::<String, 10, _>(|_| "a".into())).is_ok());
+        assert!(check_categories(&std::array::from_fn::<String, 11, _>(|_| "a".into())).is_err());
+        assert!(check_categories(&["".into()]).is_err());
+        assert!(check_categories(&["x".repeat(256)]).is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! Validation of the OAuth provider kinds: msgraph and gmail.
+//!
+//! Their credentials are key material (a certificate and private key, a
+//! service account JSON key), so they are parsed here, at load time: a
+//! wrong file or a key that cannot sign is reported at its line by
+//! `postern check-config` instead of surfacing later as deliveries stuck
+//! on "credentials rejected".
+
+use super::error::{ConfigError, ConfigErrors, Loc};
+use super::schema::RawUpstream;
+use super::{
+    ApiEndpoint, GmailUpstream, MsgraphCredential, MsgraphUpstream, Secret, UpstreamKind, secret,
+};
+use crate::upstream::{gmail, jwt, msgraph};
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The kinds validated here.
+pub const KINDS: &[&str] = &["msgraph", "gmail"];
+
+/// Kinds whose provider DKIM-signs with its own keys (and may rewrite the
+/// message): postern's signature is off by default there.
+pub const OWN_DKIM: &[&str] = &["msgraph", "gmail"];
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+type LocFn<'a> = &'a dyn Fn(&Spanned<String>) -> Loc;
+
+struct Ctx<'a> {
+    name: &'a str,
+    kind: &'a str,
+    table: Loc,
+    raw: &'a RawUpstream,
+    resolve: &'a dyn Fn(&str) -> PathBuf,
+    loc: LocFn<'a>,
+    errors: &'a mut ConfigErrors,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, loc: Loc, k: &str, message: impl Into<String>) {
+        let key = format!("upstreams.{}.{k}", self.name);
+        self.errors.push(ConfigError::new(loc, key, message));
+    }
+
+    fn error_at(&mut self, value: &Spanned<String>, k: &str, message: impl Into<String>) {
+        let loc = (self.loc)(value);
+        self.error(loc, k, message);
+    }
+
+    fn missing(&mut self, k: &str) {
+        let message = format!("kind = {:?} needs `{k}`", self.kind);
+        self.error(self.table.clone(), k, message);
+    }
+
+    fn secret(&mut self, v: &Spanned<String>, k: &str) -> Option<Secret> {
+        match secret::resolve(v.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error_at(v, k, e);
+                None
+            }
+        }
+    }
+
+    /// A required value passing `check` (trimmed).
+    fn text(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        k: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let Some(v) = v else {
+            self.missing(k);
+            return None;
+        };
+        let t = v.get_ref().trim();
+        match check(t) {
+            Ok(()) => Some(t.to_string()),
+            Err(e) => {
+                self.error_at(v, k, e);
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, v: Option<&Spanned<String>>, k: &str) -> Option<String> {
+        let v = v?;
+        match check_https_url(v.get_ref()) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.error_at(v, k, e);
+                None
+            }
+        }
+    }
+
+    fn endpoint(&mut self, default_base: &str) -> ApiEndpoint {
+        let raw = self.raw;
+        let base_url = self
+            .url(raw.base_url.as_ref(), "base_url")
+            .unwrap_or_else(|| default_base.to_string());
+        let ca_file = raw.ca_file.as_ref().map(|c| {
+            let p = (self.resolve)(c.get_ref());
+            if let Err(e) = std::fs::File::open(&p) {
+                self.error_at(c, "ca_file", format!("cannot read {}: {e}", p.display()));
+            }
+            p
+        });
+        ApiEndpoint {
+            base_url,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            ca_file,
+        }
+    }
+}
+
+/// Builds a msgraph or gmail upstream from its table; errors go to `errors`.
+pub(super) fn build(
+    name: &str,
+    table: Loc,
+    raw: &RawUpstream,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    loc: LocFn<'_>,
+    errors: &mut ConfigErrors,
+) -> Option<UpstreamKind> {
+    let mut c = Ctx {
+        name,
+        kind: raw.kind.get_ref().as_str(),
+        table,
+        raw,
+        resolve,
+        loc,
+        errors,
+    };
+    if c.kind == "msgraph" {
+        build_msgraph(&mut c)
+    } else {
+        build_gmail(&mut c)
+    }
+}
+
+fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
+    let raw = c.raw;
+    let endpoint = c.endpoint(msgraph::DEFAULT_BASE_URL);
+    let token_url = c.url(raw.token_url.as_ref(), "token_url");
+    let tenant_id = c.text(raw.tenant_id.as_ref(), "tenant_id", check_tenant);
+    let client_id = c.text(raw.client_id.as_ref(), "client_id", check_token);
+    let mailbox = match &raw.mailbox {
+        Some(m) => match check_address(m.get_ref().trim()) {
+            Ok(()) => Some(m.get_ref().trim().to_string()),
+            Err(e) => {
+                c.error_at(m, "mailbox", e);
+                None
+            }
+        },
+        None => None,
+    };
+    let credential = match (&raw.client_secret, &raw.client_certificate, &raw.client_key) {
+        (Some(s), None, None) => c.secret(s, "client_secret").map(MsgraphCredential::Secret),
+        (None, Some(cert), Some(key)) => {
+            let path = (c.resolve)(cert.get_ref());
+            let cert_ok = match std::fs::read_to_string(&path) {
+                Ok(pem) => jwt::cert_thumbprint_s256(&pem)
+                    .map_err(|e| c.error_at(cert, "client_certificate", e.to_string()))
+                    .is_ok(),
+                Err(e) => {
+                    let message = format!("cannot read {}: {e}", path.display());
+                    c.error_at(cert, "client_certificate", message);
+                    false
+                }
+            };
+            let key_secret = c.secret(key, "client_key");
+            let key_ok = key_secret.as_ref().is_some_and(|k| {
+                jwt::RsaSigner::from_pem(k.expose())
+                    .map_err(|e| c.error_at(key, "client_key", e.to_string()))
+                    .is_ok()
+            });
+            match (cert_ok, key_secret) {
+                (true, Some(key)) if key_ok => Some(MsgraphCredential::Certificate {
+                    certificate: path,
+                    key,
+                }),
+                _ => None,
+            }
+        }
+        (None, None, None) => {
+            let message = "kind = \"msgraph\" needs `client_secret`, or `client_certificate` + `client_key`";
+            c.error(c.table.clone(), "client_secret", message);
+            None
+        }
+        _ => {
+            let message = "set either `client_secret`, or `client_certificate` + `client_key` (both, not one of them)";
+            c.error(c.table.clone(), "client_secret", message);
+            None
+        }
+    };
+    Some(UpstreamKind::Msgraph(MsgraphUpstream {
+        endpoint,
+        token_url,
+        tenant_id: tenant_id?,
+        client_id: client_id?,
+        credential: credential?,
+        mailbox,
+        save_to_sent_items: raw.save_to_sent_items.unwrap_or(true),
+    }))
+}
+
+fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
+    let raw = c.raw;
+    let endpoint = c.endpoint(gmail::DEFAULT_BASE_URL);
+    let token_url = c.url(raw.token_url.as_ref(), "token_url");
+    let user = c.text(raw.user.as_ref(), "user", check_address);
+    let key = match &raw.service_account_key {
+        Some(k) => c.secret(k, "service_account_key").and_then(|s| {
+            match gmail::ServiceAccountKey::parse(s.expose()) {
+                Ok(_) => Some(s),
+                Err(e) => {
+                    c.error_at(k, "service_account_key", e);
+                    None
+                }
+            }
+        }),
+        None => {
+            c.missing("service_account_key");
+            None
+        }
+    };
+    Some(UpstreamKind::Gmail(GmailUpstream {
+        endpoint,
+        token_url,
+        service_account_key: key?,
+        user: user?,
+    }))
+}
+
+/// `https://host[:port][/path]`, no credentials, query or fragment. Tokens
+/// and mail travel here, so plain http is never accepted, not even locally.
+fn check_https_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("invalid url: {e}"))?;
+    if url.scheme() != "https" {
+        return Err("must start with https:// (tokens and mail are never sent in clear text)".into());
+    }
+    if url.host_str().is_none() {
+        return Err("url has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the url are not allowed".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the url cannot carry a query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A directory (tenant) id or verified domain: it becomes a URL path segment.
+fn check_tenant(v: &str) -> Result<(), String> {
+    if !v.is_empty()
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        Ok(())
+    } else {
+        Err("must be the directory (tenant) id or a verified domain, e.g. \"contoso.onmicrosoft.com\"".into())
+    }
+}
+
+fn check_token(v: &str) -> Result<(), String> {
+    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(())
+    } else {
+        Err("must be a non-empty value without spaces".into())
+    }
+}
+
+fn check_address(v: &str) -> Result<(), String> {
+    match v.split_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() && check_token(v).is_ok() => Ok(()),
+        _ => Err(format!("{v:?} is not an email address")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_checks() {
+        assert_eq!(
+            check_https_url("https://graph.microsoft.com/").unwrap(),
+            "https://graph.microsoft.com"
+        );
+        assert!(check_https_url("http://127.0.0.1:1/").is_err());
+        assert!(check_https_url("https://u:p@h/").is_err());
+        assert!(check_https_url("https://h/?x=1").is_err());
+        assert!(check_tenant("contoso.onmicrosoft.com").is_ok());
+        assert!(check_tenant("a/b").is_err());
+        assert!(check_address("me@example.com").is_ok());
+        assert!(check_address("me").is_err());
+        assert!(check_address("me @x.y").is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! `[abuse] connections_per_ip_per_minute`: new connections per client IP.
+//!
+//! Checked by the listener right after accept, before TLS, so a client that
+//! opens connections in a loop (a password sprayer, a broken cron job) costs
+//! one map lookup per attempt instead of a TLS handshake. This is the one
+//! limiter that uses governor's own keyed state store as is: nothing about it
+//! needs to be all-or-nothing or persisted, and a reload that changes the
+//! number may start it empty.
+
+use super::ClientKey;
+use super::clock::{GovernorClock, SharedClock, SystemClock};
+use crate::config::quota::AbuseConfig;
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, PoisonError};
+use std::time::Duration;
+
+type Keyed = RateLimiter<ClientKey, HashMapStateStore<ClientKey>, GovernorClock, NoOpMiddleware<Nanos>>;
+
+/// Idle keys are swept after this many checks, bounding the map's size
+/// under a flood of distinct addresses.
+const SWEEP_EVERY: u32 = 4096;
+
+struct Inner {
+    per_minute: Option<NonZeroU32>,
+    limiter: Option<Keyed>,
+}
+
+/// Too many new connections from one client; reply `421 4.7.0` with the
+/// Display text and close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRefusal {
+    pub key: ClientKey,
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for ConnectionRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        write!(
+            f,
+            "Too many connections from {}; try again in {} s",
+            self.key,
+            secs.max(1)
+        )
+    }
+}
+
+impl std::error::Error for ConnectionRefusal {}
+
+/// The per-IP new-connection limiter; kept by the daemon across reloads.
+pub struct ConnectionRate {
+    inner: RwLock<Inner>,
+    clock: SharedClock,
+    checks: AtomicU32,
+}
+
+fn build(per_minute: Option<NonZeroU32>, clock: &SharedClock) -> Inner {
+    Inner {
+        per_minute,
+        limiter: per_minute.map(|n| {
+            RateLimiter::new(
+                Quota::per_minute(n),
+                HashMapStateStore::default(),
+                GovernorClock(clock.clone()),
+            )
+        }),
+    }
+}
+
+impl ConnectionRate {
+    pub fn new(cfg: &AbuseConfig) -> ConnectionRate {
+        ConnectionRate::with_clock(cfg, SystemClock::shared())
+    }
+
+    pub fn with_clock(cfg: &AbuseConfig, clock: SharedClock) -> ConnectionRate {
+        ConnectionRate {
+            inner: RwLock::new(build(cfg.connections_per_ip_per_minute, &clock)),
+            clock,
+            checks: AtomicU32::new(0),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one new connection from `ip`.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ConnectionRefusal> {
+        let inner = self.read();
+        let Some(limiter) = &inner.limiter else {
+            return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
+        }
+        let key = ClientKey::of(ip);
+        limiter.check_key(&key).map_err(|not_until| {
+            let retry_after = not_until.wait_time_from(GovernorClock(self.clock.clone()).now());
+            tracing::info!(key = %key, retry_after_s = retry_after.as_secs(), "connection rate refused");
+            ConnectionRefusal { key, retry_after }
+        })
+    }
+
+    /// On reload; the counts are kept unless the limit itself changed.
+    pub fn reconfigure(&self, cfg: &AbuseConfig) {
+        if self.read().per_minute == cfg.connections_per_ip_per_minute {
+            return;
+        }
+        let fresh = build(cfg.connections_per_ip_per_minute, &self.clock);
+        *self.inner.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+    }
+
+    /// Number of client keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.read().limiter.as_ref().map_or(0, |l| l.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::clock::ManualClock;
+    use std::sync::Arc;
+
+    fn rate(n: Option<u32>) -> (ConnectionRate, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(Duration::from_secs(1_000_000)));
+        let cfg = AbuseConfig {
+            connections_per_ip_per_minute: n.and_then(NonZeroU32::new),
+            ..AbuseConfig::default()
+        };
+        (ConnectionRate::with_clock(&cfg, clock.clone()), clock)
+    }
+
+    #[test]
+    fn sixty_per_minute_then_refused_with_retry_hint() {
+        let (r, clock) = rate(Some(60));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..60 {
+            assert_eq!(r.check(ip), Ok(()), "connection {i}");
+        }
+        let e = r.check(ip).unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(1));
+        assert_eq!(e.to_string(), "Too many connections from 192.0.2.7; try again in 1 s");
+        // Another address is not affected.
+        assert_eq!(r.check("192.0.2.8".parse().unwrap()), Ok(()));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(r.check(ip), Ok(()));
+        assert!(r.check(ip).is_err());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
+        let (r, _clock) = rate(Some(2));
+        assert!(r.check("2001:db8:1:2::1".parse().unwrap()).is_ok());
+        assert!(r.check("2001:db8:1:2::ffff".parse().unwrap()).is_ok());
+        let e = r.check("2001:db8:1:2:aaaa::3".parse().unwrap()).unwrap_err();
+        assert_eq!(e.key.to_string(), "2001:db8:1:2::/64");
+        assert!(r.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
+        assert!(r.check("::ffff:192.0.2.1".parse().unwrap()).is_ok());
+        assert!(r.check("192.0.2.1".parse().unwrap()).is_ok());
+        let e = r.check("192.0.2.1".parse().unwrap()).unwrap_err();
+        assert_eq!(e.key.to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn unlimited_and_reconfigure() {
+        let (r, _clock) = rate(None);
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..1000 {
+            assert!(r.check(ip).is_ok());
+        }
+        assert!(r.is_empty());
+        let mut cfg = AbuseConfig {
+            connections_per_ip_per_minute: NonZeroU32::new(1),
+            ..AbuseConfig::default()
+        };
+        r.reconfigure(&cfg);
+        assert!(r.check(ip).is_ok());
+        assert!(r.check(ip).is_err());
+        // Same limit again: the count is kept.
+        cfg.auth_failures = NonZeroU32::new(9);
+        r.reconfigure(&cfg);
+        assert!(r.check(ip).is_err());
+        assert_eq!(r.len(), 1);
+    }
+}

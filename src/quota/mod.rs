@@ -1,0 +1,310 @@
+//! Rate limits (quotas) per credential, sender, domain and client IP.
+//!
+//! A compromised or runaway application must not be able to send without
+//! bound, so every message (at MAIL FROM) and every recipient (at RCPT TO) is
+//! counted against the limits that apply to its credential, its envelope
+//! sender (or the shared pool of a `[[quota.rules]]` entry), its sender
+//! domain and its client IP, per minute, hour and day. A check is
+//! all-or-nothing: a refusal by one key counts against none of the others.
+//!
+//! Minute limits (with burst) use governor's GCRA; hour and day limits are
+//! rolling bucket counters that are written to `state_dir` so they survive a
+//! restart (see `engine` and `window` for why). The [`Quotas`] object is kept
+//! by the daemon across reloads; [`Quotas::reconfigure`] swaps the limits and
+//! keeps every counter.
+//!
+//! Also here: the per-IP new-connection limiter ([`ConnectionRate`]) and
+//! outbound pacing per upstream ([`Pacer`]).
+
+pub mod clock;
+mod connections;
+mod engine;
+pub mod pacer;
+mod persist;
+mod window;
+
+pub use crate::config::quota::{Limits, QuotaConfig};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use connections::ConnectionRate;
+pub use pacer::{Pacer, PacerPermit, Rate};
+pub use persist::{LoadError, STATE_FILE_NAME};
+
+use engine::{Engine, Unit};
+use ipnet::IpNet;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How often [`persist_every`] saves hour and day counters by default.
+pub const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Who is sending: everything a limit can be keyed on.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// Credential name; empty to skip credential limits.
+    pub credential: &'a str,
+    /// The credential's `quota = { ... }` override, if it has one.
+    pub credential_quota: Option<&'a Limits>,
+    /// Envelope sender; empty (null sender) skips sender limits.
+    pub sender: &'a str,
+    /// From-header domain once known; empty means the sender's domain.
+    pub from_domain: &'a str,
+    pub ip: IpAddr,
+}
+
+/// A limit was reached. Display gives the SMTP reply text for
+/// `451 4.7.1`: `Rate limit "quota.sender.per_hour" exceeded for sender
+/// a@example.com; retry in 42 s`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The configuration key that set the limit, e.g.
+    /// `credentials.erp.quota.per_day` or `quota.rules.newsletters.per_hour`.
+    pub rule: String,
+    /// What was counted: `credential erp`, `sender a@example.com`,
+    /// `domain example.com`, `ip 192.0.2.1`, `rule newsletters`.
+    pub key: String,
+    pub retry_after: Duration,
+}
+
+impl Refusal {
+    /// Whole seconds to wait, rounded up, at least 1.
+    pub fn retry_secs(&self) -> u64 {
+        let d = self.retry_after;
+        (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Rate limit \"{}\" exceeded for {}; retry in {} s",
+            self.rule,
+            self.key,
+            self.retry_secs()
+        )
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The unit a client IP is counted as: the address itself for IPv4 (and
+/// IPv4-mapped IPv6), the /64 for IPv6, since one IPv6 host usually owns a
+/// whole /64 and could otherwise rotate addresses to escape every limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpNet);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> ClientKey {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let prefix = if ip.is_ipv4() { 32 } else { 64 };
+        // Both prefixes are valid for their address family.
+        let net = IpNet::new(ip, prefix).map_or(IpNet::from(ip), |n| n.trunc());
+        ClientKey(net)
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.prefix_len() == self.0.max_prefix_len() {
+            write!(f, "{}", self.0.addr())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// All quota state; shared as `Arc<Quotas>` by every session, kept across
+/// reloads.
+pub struct Quotas {
+    engine: Mutex<Engine>,
+    /// False when no `[quota]` limit exists at all, so unlimited setups skip
+    /// the lock (a credential override still counts).
+    any_limit: AtomicBool,
+    clock: SharedClock,
+    path: PathBuf,
+    /// `Engine::changes` at the last save; also serialises writers.
+    saved: Mutex<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave counters inconsistent in
+    // a way that matters more than stopping all mail would.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn has_limits(cfg: &QuotaConfig) -> bool {
+    let set = |l: &Limits| l != &Limits::default();
+    set(&cfg.credential)
+        || set(&cfg.sender)
+        || set(&cfg.domain)
+        || set(&cfg.ip)
+        || cfg.rules.iter().any(|r| set(&r.limits))
+}
+
+impl Quotas {
+    /// Loads saved hour/day counters from `state_file` (normally
+    /// `state_dir/quota-state.json`); a problem with the file is logged and
+    /// counting starts empty.
+    pub fn new(cfg: &QuotaConfig, state_file: PathBuf) -> Quotas {
+        let (q, err) = Quotas::with_clock(cfg, state_file, SystemClock::shared());
+        if let Some(e) = err {
+            tracing::warn!(error = %e, "quota state not restored");
+        }
+        q
+    }
+
+    /// Like [`Quotas::new`] on a given clock; returns the load problem
+    /// instead of logging it.
+    pub fn with_clock(
+        cfg: &QuotaConfig,
+        state_file: PathBuf,
+        clock: SharedClock,
+    ) -> (Quotas, Option<LoadError>) {
+        let mut engine = Engine::new(cfg);
+        let err = match persist::load(&state_file) {
+            Ok(records) => {
+                let skipped = engine.restore(&records);
+                if skipped > 0 {
+                    tracing::warn!(skipped, "quota state: ignored counters of an unknown shape");
+                }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        let saved = engine.changes;
+        let q = Quotas {
+            engine: Mutex::new(engine),
+            any_limit: AtomicBool::new(has_limits(cfg)),
+            clock,
+            path: state_file,
+            saved: Mutex::new(saved),
+        };
+        (q, err)
+    }
+
+    fn check(&self, s: &Subject<'_>, unit: Unit) -> Result<(), Refusal> {
+        if s.credential_quota.is_none() && !self.any_limit.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let result = lock(&self.engine).check(s, unit, 1, now);
+        if let Err(r) = &result {
+            tracing::info!(rule = %r.rule, key = %r.key, retry_after_s = r.retry_secs(), "rate limit refused");
+        }
+        result
+    }
+
+    /// At MAIL FROM: counts one message against every applicable message
+    /// limit, or refuses without counting anything.
+    pub fn check_message(&self, s: &Subject<'_>) -> Result<(), Refusal> {
+        self.check(s, Unit::Messages)
+    }
+
+    /// At each RCPT TO: counts one recipient, all-or-nothing likewise.
+    pub fn check_recipient(&self, s: &Subject<'_>) -> Result<(), Refusal> {
+        self.check(s, Unit::Recipients)
+    }
+
+    /// Gives back what a transaction counted when it ends without the
+    /// message being queued (RSET, QUIT, DATA refused), so only mail that
+    /// was accepted uses up the quota.
+    pub fn refund(&self, s: &Subject<'_>, messages: u32, recipients: u32) {
+        if messages == 0 && recipients == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let mut e = lock(&self.engine);
+        if messages > 0 {
+            e.refund(s, Unit::Messages, messages, now);
+        }
+        if recipients > 0 {
+            e.refund(s, Unit::Recipients, recipients, now);
+        }
+    }
+
+    /// On reload: new limits, same counters.
+    pub fn reconfigure(&self, cfg: &QuotaConfig) {
+        let compiled = engine::Compiled::new(cfg);
+        lock(&self.engine).compiled = compiled;
+        self.any_limit.store(has_limits(cfg), Ordering::Relaxed);
+    }
+
+    /// Number of keys currently tracked.
+    pub fn len(&self) -> usize {
+        lock(&self.engine).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops idle keys and, if any hour or day counter changed since the
+    /// last save, writes them (blocking: call from `spawn_blocking`).
+    /// Returns whether the file was written.
+    pub fn persist(&self) -> io::Result<bool> {
+        let mut saved = lock(&self.saved);
+        let now = self.clock.now();
+        let (records, changes) = {
+            let mut e = lock(&self.engine);
+            e.prune(now);
+            if e.changes == *saved {
+                return Ok(false);
+            }
+            (e.snapshot(now), e.changes)
+        };
+        persist::save(&self.path, records, now / 1_000_000_000)?;
+        *saved = changes;
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quotas").field("path", &self.path).finish()
+    }
+}
+
+/// Saves `quotas` every `every` until `shutdown` completes, then once more.
+/// Spawn it once: `tokio::spawn(persist_every(q, PERSIST_INTERVAL, stop))`.
+pub async fn persist_every(
+    quotas: Arc<Quotas>,
+    every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = &mut shutdown => true,
+        };
+        let q = Arc::clone(&quotas);
+        match tokio::task::spawn_blocking(move || q.persist()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(
+                path = %quotas.state_file().display(),
+                error = %e,
+                "cannot save quota state"
+            ),
+            Err(e) => tracing::warn!(error = %e, "quota state save task failed"),
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! The quota state file: hour and day counters that survive a restart.
+//!
+//! Written whole, to a temporary file that is fsync'd and renamed over the
+//! old one (then the directory is fsync'd), so a crash leaves either the old
+//! or the new file, never a torn one. A file that cannot be parsed is moved
+//! aside (`.corrupt`) and postern starts with empty counters: refusing to
+//! start because of rate-limit bookkeeping would stop all mail.
+
+use super::engine::Record;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The file name under `[server] state_dir`.
+pub const STATE_FILE_NAME: &str = "quota-state.json";
+
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    /// Unix seconds; informational.
+    saved_at: u64,
+    keys: Vec<Record>,
+}
+
+/// Why the saved state could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not a quota state file ({reason}); moved it to {moved} and started with empty counters")]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        moved: PathBuf,
+    },
+}
+
+/// Reads the saved records; a missing file is an empty state.
+pub(crate) fn load(path: &Path) -> Result<Vec<Record>, LoadError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let reason = match serde_json::from_slice::<StateFile>(&bytes) {
+        Ok(f) if f.version == VERSION => return Ok(f.keys),
+        Ok(f) => format!("unknown version {}", f.version),
+        Err(e) => e.to_string(),
+    };
+    let moved = side_path(path, ".corrupt");
+    // If even the move fails, the next save overwrites the file; the
+    // error below still tells the operator what happened.
+    let _ = fs::rename(path, &moved);
+    Err(LoadError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+        moved,
+    })
+}
+
+fn side_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Replaces the state file atomically and durably.
+pub(crate) fn save(path: &Path, records: Vec<Record>, saved_at: u64) -> io::Result<()> {
+    let file = StateFile {
+        version: VERSION,
+        saved_at,
+        keys: records,
+    };
+    let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let tmp = side_path(path, ".tmp");
+    {
+        // The file names senders and client addresses: owner only.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}

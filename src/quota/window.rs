@@ -1,0 +1,266 @@
+//! Rolling hour and day counters that can be written to disk.
+//!
+//! A GCRA bucket with `per_day = 5000` lets 5000 through at once and then
+//! refills continuously, so up to ~10,000 can pass within 24 hours; operators
+//! who write `per_day = 5000` mean "never more than 5000 in any 24 hours".
+//! So hour and day limits are counted in fixed-width buckets (5 minutes for
+//! the hour, 1 hour for the day) in a ring, one bucket more than the window
+//! needs: the sum then always covers at least the whole window, and a limit
+//! is never exceeded in any window of that length (at the price of
+//! forgetting an old count up to one bucket late). Bucket numbers are
+//! absolute (Unix time / width), so a saved ring means the same after a
+//! restart.
+
+use serde::{Deserialize, Serialize};
+
+/// Window length in seconds, bucket width in seconds, ring length.
+pub(crate) trait Span {
+    const WIDTH: u64;
+    const SLOTS: usize;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hour;
+impl Span for Hour {
+    const WIDTH: u64 = 300;
+    const SLOTS: usize = 13;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Day;
+impl Span for Day {
+    const WIDTH: u64 = 3600;
+    const SLOTS: usize = 25;
+}
+
+const NS: u64 = 1_000_000_000;
+
+/// One rolling counter. `counts[b % SLOTS]` holds bucket `b` for
+/// `head - SLOTS < b <= head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Window<S: Span> {
+    head: u64,
+    counts: Box<[u32]>,
+    _span: std::marker::PhantomData<S>,
+}
+
+/// A window as stored on disk: newest bucket number and the counts from
+/// oldest to newest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Saved {
+    pub head: u64,
+    pub counts: Vec<u32>,
+}
+
+impl<S: Span> Window<S> {
+    pub fn new() -> Self {
+        Window {
+            head: 0,
+            counts: vec![0; S::SLOTS].into_boxed_slice(),
+            _span: std::marker::PhantomData,
+        }
+    }
+
+    fn bucket(now: u64) -> u64 {
+        now / NS / S::WIDTH
+    }
+
+    fn slot(b: u64) -> usize {
+        // SLOTS is tiny, so the remainder always fits.
+        (b % S::SLOTS as u64) as usize
+    }
+
+    /// Drops buckets that have left the window. A clock that went back
+    /// (wall time stepped between runs) keeps counting into the head bucket.
+    fn advance(&mut self, now: u64) {
+        let b = Self::bucket(now);
+        if b <= self.head {
+            return;
+        }
+        if b - self.head >= S::SLOTS as u64 {
+            self.counts.fill(0);
+        } else {
+            for x in self.head + 1..=b {
+                self.counts[Self::slot(x)] = 0;
+            }
+        }
+        self.head = b;
+    }
+
+    pub fn total(&mut self, now: u64) -> u64 {
+        self.advance(now);
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Whether `n` more fit under `limit`; if not, nanoseconds until enough
+    /// old buckets have left the window.
+    pub fn check(&mut self, now: u64, n: u32, limit: u32) -> Result<(), u64> {
+        let total = self.total(now);
+        let allowed = u64::from(limit).saturating_sub(u64::from(n));
+        if total <= allowed {
+            return Ok(());
+        }
+        let mut excess = total - allowed;
+        let oldest = self.head.saturating_sub(S::SLOTS as u64 - 1);
+        for b in oldest..=self.head {
+            let c = u64::from(self.counts[Self::slot(b)]);
+            if c == 0 {
+                continue;
+            }
+            if c >= excess {
+                // Bucket b leaves the window when bucket b + SLOTS begins.
+                let free_at = (b + S::SLOTS as u64)
+                    .saturating_mul(S::WIDTH)
+                    .saturating_mul(NS);
+                return Err(free_at.saturating_sub(now));
+            }
+            excess -= c;
+        }
+        // `n` alone is more than the limit: it can never pass; answer with
+        // the whole window so the client backs off for long.
+        Err((S::SLOTS as u64) * S::WIDTH * NS)
+    }
+
+    pub fn add(&mut self, now: u64, n: u32) {
+        self.advance(now);
+        let s = Self::slot(self.head);
+        self.counts[s] = self.counts[s].saturating_add(n);
+    }
+
+    /// Gives back `n` counted earlier, newest buckets first.
+    pub fn remove(&mut self, now: u64, mut n: u32) {
+        self.advance(now);
+        let oldest = self.head.saturating_sub(S::SLOTS as u64 - 1);
+        for b in (oldest..=self.head).rev() {
+            let c = &mut self.counts[Self::slot(b)];
+            let take = (*c).min(n);
+            *c -= take;
+            n -= take;
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
+    pub fn is_empty(&mut self, now: u64) -> bool {
+        self.total(now) == 0
+    }
+
+    pub fn save(&self) -> Saved {
+        let oldest = self.head.saturating_sub(S::SLOTS as u64 - 1);
+        Saved {
+            head: self.head,
+            counts: (oldest..=self.head)
+                .map(|b| self.counts[Self::slot(b)])
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a saved window; `None` if it was saved with another shape.
+    pub fn restore(saved: &Saved) -> Option<Self> {
+        let len = saved.counts.len();
+        if len == 0 || len > S::SLOTS || u64::try_from(len).ok()? > saved.head + 1 {
+            return None;
+        }
+        let mut w = Self::new();
+        w.head = saved.head;
+        let oldest = saved.head + 1 - len as u64;
+        for (i, &c) in saved.counts.iter().enumerate() {
+            w.counts[Self::slot(oldest + i as u64)] = c;
+        }
+        Some(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60 * NS;
+    /// Some time well after the epoch, at a 5-minute boundary.
+    const T0: u64 = 1_800_000_000 * NS;
+
+    #[test]
+    fn hour_window_refuses_over_limit_and_tells_when_to_retry() {
+        let mut w = Window::<Hour>::new();
+        for i in 0..3 {
+            assert_eq!(w.check(T0 + i * MIN, 1, 3), Ok(()));
+            w.add(T0 + i * MIN, 1);
+        }
+        // The first count was made at T0 (bucket starting at T0); it leaves
+        // the window when the bucket 13 widths later begins: T0 + 65 min.
+        assert_eq!(w.check(T0 + 10 * MIN, 1, 3), Err(55 * MIN));
+        assert_eq!(w.check(T0 + 64 * MIN, 1, 3), Err(MIN));
+        assert_eq!(w.check(T0 + 65 * MIN, 1, 3), Ok(()));
+        assert_eq!(w.total(T0 + 65 * MIN), 0);
+    }
+
+    #[test]
+    fn never_more_than_limit_in_any_hour() {
+        // One attempt per minute for three hours against per_hour = 10:
+        // every 60-minute span must hold at most 10 accepted.
+        let mut w = Window::<Hour>::new();
+        let mut accepted = Vec::new();
+        for m in 0..180 {
+            let t = T0 + 17 * NS + m * MIN;
+            if w.check(t, 1, 10).is_ok() {
+                w.add(t, 1);
+                accepted.push(t);
+            }
+        }
+        for &start in &accepted {
+            let n = accepted
+                .iter()
+                .filter(|&&t| t >= start && t < start + 60 * MIN)
+                .count();
+            assert!(n <= 10, "{n} in the hour from {start}");
+        }
+        assert!(accepted.len() >= 25, "{}", accepted.len());
+    }
+
+    #[test]
+    fn asking_for_more_than_the_limit_waits_a_whole_window() {
+        let mut w = Window::<Day>::new();
+        assert_eq!(w.check(T0, 5, 4), Err(25 * 3600 * NS));
+    }
+
+    #[test]
+    fn remove_gives_back_newest_first() {
+        let mut w = Window::<Hour>::new();
+        w.add(T0, 2);
+        w.add(T0 + 10 * MIN, 3);
+        w.remove(T0 + 10 * MIN, 4);
+        assert_eq!(w.total(T0 + 10 * MIN), 1);
+        // What is left is the oldest bucket's count, which expires first.
+        assert_eq!(w.total(T0 + 65 * MIN), 0);
+        w.remove(T0 + 65 * MIN, 10);
+        assert_eq!(w.total(T0 + 65 * MIN), 0);
+    }
+
+    #[test]
+    fn clock_going_back_counts_into_head() {
+        let mut w = Window::<Hour>::new();
+        w.add(T0 + 30 * MIN, 1);
+        w.add(T0, 1);
+        assert_eq!(w.total(T0 + 30 * MIN), 2);
+    }
+
+    #[test]
+    fn save_and_restore_round_trip() {
+        let mut w = Window::<Day>::new();
+        w.add(T0, 7);
+        w.add(T0 + 120 * MIN, 2);
+        let saved = w.save();
+        assert_eq!(saved.counts.len(), 25);
+        assert_eq!(saved.counts.iter().sum::<u32>(), 9);
+        let mut back = Window::<Day>::restore(&saved).unwrap();
+        assert_eq!(back, w);
+        assert_eq!(back.total(T0 + 120 * MIN), 9);
+        let bad = Saved {
+            head: saved.head,
+            counts: vec![1; 26],
+        };
+        assert!(Window::<Day>::restore(&bad).is_none());
+        assert!(Window::<Hour>::restore(&Saved { head: 0, counts: vec![1, 2] }).is_none());
+    }
+}

@@ -1,0 +1,359 @@
+//! The HTTP side shared by the email-API providers (ses, sendgrid, mailgun,
+//! postmark, resend): one pooled HTTPS client per upstream, one way to read
+//! a response, one error classifier.
+//!
+//! Providers differ in how they build a request and where they put the
+//! message id and the error text; they agree on what a status means. That
+//! agreement lives here so every provider retries, alerts and dead-letters
+//! the same way:
+//!
+//! - 2xx: delivered; the provider's message id goes to the delivery log.
+//! - 408, 429, 5xx, network errors, timeouts, and the few 4xx a provider
+//!   documents as temporary (quota, paused account): transient, honouring
+//!   `Retry-After`.
+//! - 401/403: transient (mail must not be dead-lettered because a key was
+//!   rotated), with an ERROR log saying the credentials were rejected.
+//! - 3xx: transient with an ERROR log: a redirect means `base_url` is
+//!   wrong, which no message can fix and no message should pay for.
+//! - any other 4xx: permanent, with the provider's own error text as the
+//!   dead-letter reason.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode, Url};
+
+use super::http::{error_chain, parse_retry_after, tls_config};
+use super::{Delivered, DeliveryError, UpstreamError, sanitize};
+
+/// Enough of a response body for an id or an error, not enough for a
+/// hostile server to exhaust memory.
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// Longest provider text quoted in a failure reason.
+const MAX_REASON: usize = 500;
+const MAX_MESSAGE_ID: usize = 200;
+
+/// Where a provider API is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// API root without trailing slash, e.g. `https://api.sendgrid.com`.
+    pub base_url: String,
+    /// Whole-request timeout (connect, send, response).
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM), added to the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl From<&crate::config::ApiEndpoint> for Endpoint {
+    fn from(e: &crate::config::ApiEndpoint) -> Self {
+        Endpoint {
+            base_url: e.base_url.clone(),
+            timeout: e.timeout,
+            ca_file: e.ca_file.clone(),
+        }
+    }
+}
+
+/// How one provider reports results; the status classes are shared.
+pub(crate) trait ProviderResponse {
+    /// Product name for logs and reasons ("SendGrid").
+    const PROVIDER: &'static str;
+    /// The provider's id for an accepted message.
+    fn message_id(headers: &HeaderMap, body: &[u8]) -> Option<String>;
+    /// The provider's own explanation of a refusal.
+    fn error_text(headers: &HeaderMap, body: &[u8]) -> Option<String>;
+    /// A 4xx the provider documents as temporary.
+    fn is_temporary(_status: StatusCode, _headers: &HeaderMap, _body: &[u8]) -> bool {
+        false
+    }
+}
+
+/// A pooled client bound to one upstream's API root.
+pub(crate) struct ApiClient {
+    name: String,
+    base_url: String,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    pub(crate) fn new(name: &str, endpoint: &Endpoint) -> Result<ApiClient, UpstreamError> {
+        let invalid = |reason: &str| UpstreamError::InvalidUrl {
+            name: name.to_string(),
+            url: endpoint.base_url.clone(),
+            reason: reason.to_string(),
+        };
+        let url = Url::parse(&endpoint.base_url).map_err(|e| invalid(&e.to_string()))?;
+        if url.host_str().is_none() {
+            return Err(invalid("no host"));
+        }
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(invalid("scheme must be https")),
+        };
+        if !https {
+            tracing::warn!(
+                upstream = name,
+                "upstream API uses plain http (allowed for loopback emulators only)"
+            );
+        }
+        let tls = tls_config(name, endpoint.ca_file.as_deref(), https)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(60))
+            // A redirect would resend credentials elsewhere or turn the POST
+            // into a GET; it means base_url is wrong.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| UpstreamError::Other {
+                name: name.to_string(),
+                reason: format!("cannot build http client: {}", error_chain(&e)),
+            })?;
+        Ok(ApiClient {
+            name: name.to_string(),
+            base_url: endpoint.base_url.trim_end_matches('/').to_string(),
+            timeout: endpoint.timeout,
+            client,
+        })
+    }
+
+    /// `base_url` + `path` (path starts with `/`, already percent-encoded).
+    pub(crate) fn url(&self, path: &str) -> Result<Url, UpstreamError> {
+        let text = format!("{}{path}", self.base_url);
+        Url::parse(&text).map_err(|e| UpstreamError::InvalidUrl {
+            name: self.name.clone(),
+            url: text,
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) fn post(&self, url: &Url) -> RequestBuilder {
+        self.client.post(url.clone())
+    }
+
+    /// Sends `request` and maps the response or failure to an outcome.
+    pub(crate) async fn send<P: ProviderResponse>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Delivered, DeliveryError> {
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.request_error(e)),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        // A body that breaks off half way still lets the status decide.
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= MAX_RESPONSE_BODY {
+                body.truncate(MAX_RESPONSE_BODY);
+                break;
+            }
+        }
+        classify::<P>(&self.name, status, &headers, &body, SystemTime::now())
+    }
+
+    fn request_error(&self, err: reqwest::Error) -> DeliveryError {
+        // The url is config; dropping it keeps any query-string key out of logs.
+        let err = err.without_url();
+        let reason = if err.is_timeout() {
+            format!(
+                "no response within {} (the message may or may not have been sent)",
+                humantime::format_duration(self.timeout)
+            )
+        } else if err.is_connect() {
+            format!("cannot connect: {}", error_chain(&err))
+        } else {
+            format!("request failed: {}", error_chain(&err))
+        };
+        DeliveryError::transient(sanitize(&reason, MAX_REASON))
+    }
+}
+
+/// Maps a complete response to the delivery outcome (see the module doc).
+pub(crate) fn classify<P: ProviderResponse>(
+    name: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Delivered, DeliveryError> {
+    if status.is_success() {
+        let upstream_id = P::message_id(headers, body)
+            .map(|id| sanitize(&id, MAX_MESSAGE_ID))
+            .filter(|id| !id.is_empty());
+        return Ok(Delivered { upstream_id });
+    }
+    let detail = P::error_text(headers, body)
+        .or_else(|| Some(String::from_utf8_lossy(body).into_owned()))
+        .map(|t| sanitize(&t, MAX_REASON))
+        .filter(|t| !t.is_empty());
+    let mut reason = format!("{} answered HTTP {}", P::PROVIDER, status.as_u16());
+    if let Some(d) = &detail {
+        reason.push_str(": ");
+        reason.push_str(d);
+    }
+    let retry_after = || {
+        headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+    };
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        tracing::error!(
+            upstream = name,
+            status = status.as_u16(),
+            detail = detail.as_deref().unwrap_or(""),
+            "credentials rejected by {}: check this upstream's key; mail stays queued",
+            P::PROVIDER
+        );
+        return Err(DeliveryError::Transient {
+            reason: format!("{reason} (credentials rejected)"),
+            retry_after: retry_after(),
+        });
+    }
+    if status.is_redirection() {
+        tracing::error!(
+            upstream = name,
+            status = status.as_u16(),
+            "{} answered with a redirect, which is not followed: check base_url; mail stays queued",
+            P::PROVIDER
+        );
+        return Err(DeliveryError::transient(reason));
+    }
+    let transient = status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+        || P::is_temporary(status, headers, body);
+    if transient {
+        Err(DeliveryError::Transient {
+            reason,
+            retry_after: retry_after(),
+        })
+    } else {
+        Err(DeliveryError::Permanent { reason })
+    }
+}
+
+/// A string field of a JSON object body.
+pub(crate) fn json_str(body: &[u8], key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match v.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A header as text, if present and printable.
+pub(crate) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    struct Demo;
+    impl ProviderResponse for Demo {
+        const PROVIDER: &'static str = "Demo";
+        fn message_id(_: &HeaderMap, body: &[u8]) -> Option<String> {
+            json_str(body, "id")
+        }
+        fn error_text(_: &HeaderMap, body: &[u8]) -> Option<String> {
+            json_str(body, "message")
+        }
+        fn is_temporary(status: StatusCode, _: &HeaderMap, body: &[u8]) -> bool {
+            status == StatusCode::CONFLICT && json_str(body, "name").as_deref() == Some("busy")
+        }
+    }
+
+    fn run(status: u16, headers: &[(&str, &str)], body: &str) -> Result<Delivered, DeliveryError> {
+        let mut h = HeaderMap::new();
+        for (n, v) in headers {
+            h.insert(
+                reqwest::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        classify::<Demo>(
+            "up",
+            StatusCode::from_u16(status).unwrap(),
+            &h,
+            body.as_bytes(),
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn success_carries_the_provider_id() {
+        let d = run(202, &[], r#"{"id":"abc\n123"}"#).unwrap();
+        assert_eq!(d.upstream_id.as_deref(), Some("abc 123"));
+        assert_eq!(run(200, &[], "").unwrap().upstream_id, None);
+    }
+
+    #[test]
+    fn status_classes() {
+        let e = run(429, &[("retry-after", "7")], r#"{"message":"slow down"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            DeliveryError::Transient {
+                reason: "Demo answered HTTP 429: slow down".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert!(!run(500, &[], "oops").unwrap_err().is_permanent());
+        assert!(!run(503, &[], "").unwrap_err().is_permanent());
+        assert!(!run(408, &[], "").unwrap_err().is_permanent());
+        let e = run(401, &[], r#"{"message":"bad key"}"#).unwrap_err();
+        assert!(!e.is_permanent());
+        assert!(e.reason().contains("credentials rejected"), "{e}");
+        assert!(!run(403, &[], "").unwrap_err().is_permanent());
+        assert!(
+            !run(301, &[("location", "https://x/")], "")
+                .unwrap_err()
+                .is_permanent()
+        );
+        let e = run(422, &[], r#"{"message":"invalid \"to\" address"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            DeliveryError::permanent("Demo answered HTTP 422: invalid \"to\" address")
+        );
+        // Not JSON: the body text itself, sanitized.
+        let e = run(400, &[], "plain\r\nerror").unwrap_err();
+        assert_eq!(
+            e,
+            DeliveryError::permanent("Demo answered HTTP 400: plain  error")
+        );
+        assert!(
+            run(409, &[], r#"{"name":"other"}"#)
+                .unwrap_err()
+                .is_permanent()
+        );
+        assert!(
+            !run(409, &[], r#"{"name":"busy"}"#)
+                .unwrap_err()
+                .is_permanent()
+        );
+    }
+}

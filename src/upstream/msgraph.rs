@@ -1,0 +1,531 @@
+//! `kind = "msgraph"`: sends through Microsoft Graph as a Microsoft 365
+//! mailbox.
+//!
+//! Graph authenticates the app with OAuth client credentials (a client
+//! secret, or a certificate-signed assertion) and sends as a mailbox: the
+//! message's From address, or a fixed `mailbox` (shared mailboxes). A
+//! message that fits one request (Graph: 4 MB) goes as base64 MIME to
+//! `sendMail`, byte for byte. A larger one becomes a draft (the MIME minus
+//! its largest attachments), the attachments are added to it (upload
+//! sessions for the big ones), and the draft is sent; that path needs the
+//! `Mail.ReadWrite` permission besides `Mail.Send`.
+//!
+//! `save_to_sent_items = false` needs Graph's JSON form (the MIME form
+//! always saves), so such messages are converted (see `convert`).
+
+mod convert;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use mail_parser::{Message, MessageParser};
+use reqwest::Url;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap};
+use serde_json::{Value, json};
+
+use super::jwt::{RsaSigner, cert_thumbprint_s256};
+use super::oauth::{Grant, TokenCache, api_client, https_url};
+use super::recipients::with_envelope_bcc;
+use super::{
+    DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
+};
+use convert::{Offloaded, base64_len, json_message, split_for_draft};
+
+pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com";
+/// Largest base64 request body sent in one piece; Graph refuses requests
+/// over 4 MB, and JSON or headers need some room.
+const MAX_INLINE_BASE64: usize = 3 * 1024 * 1024;
+/// Attachments from this size on go through an upload session; smaller
+/// ones are posted in one request (Graph's documented split).
+const UPLOAD_SESSION_MIN: usize = 3 * 1024 * 1024;
+/// Upload chunk: a multiple of 320 KiB and under Graph's 4 MB per PUT.
+const UPLOAD_CHUNK: usize = 10 * 320 * 1024;
+/// Graph's largest attachment, and so the largest message worth accepting.
+pub const MAX_MESSAGE_SIZE: u64 = 150 * 1024 * 1024;
+const MAX_ID: usize = 300;
+
+/// How the app authenticates to Entra ID. Debug never shows secrets.
+#[derive(Clone)]
+pub enum MsGraphAuth {
+    ClientSecret(String),
+    /// PEM certificate (registered with the app) and its PEM private key.
+    Certificate {
+        certificate_pem: String,
+        key_pem: String,
+    },
+}
+
+impl fmt::Debug for MsGraphAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MsGraphAuth::ClientSecret(_) => f.write_str("ClientSecret(<redacted>)"),
+            MsGraphAuth::Certificate { .. } => f.write_str("Certificate(<key redacted>)"),
+        }
+    }
+}
+
+/// Settings of one `kind = "msgraph"` upstream, secrets resolved.
+#[derive(Debug, Clone)]
+pub struct MsGraphConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub auth: MsGraphAuth,
+    /// Send as this mailbox instead of the From address.
+    pub mailbox: Option<String>,
+    pub save_to_sent_items: bool,
+    /// API root; default `https://graph.microsoft.com`.
+    pub base_url: Option<String>,
+    /// Token endpoint; default `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
+    pub token_url: Option<String>,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl MsGraphConfig {
+    /// From the validated `[upstreams.NAME]` table; reads the certificate.
+    pub fn from_config(
+        name: &str,
+        c: &crate::config::MsgraphUpstream,
+    ) -> Result<MsGraphConfig, UpstreamError> {
+        use crate::config::MsgraphCredential;
+        let auth = match &c.credential {
+            MsgraphCredential::Secret(s) => MsGraphAuth::ClientSecret(s.expose().to_string()),
+            MsgraphCredential::Certificate { certificate, key } => MsGraphAuth::Certificate {
+                certificate_pem: std::fs::read_to_string(certificate).map_err(|e| {
+                    UpstreamError::Other {
+                        name: name.to_string(),
+                        reason: format!("client_certificate {}: {e}", certificate.display()),
+                    }
+                })?,
+                key_pem: key.expose().to_string(),
+            },
+        };
+        Ok(MsGraphConfig {
+            tenant_id: c.tenant_id.clone(),
+            client_id: c.client_id.clone(),
+            auth,
+            mailbox: c.mailbox.clone(),
+            save_to_sent_items: c.save_to_sent_items,
+            base_url: Some(c.endpoint.base_url.clone()),
+            token_url: c.token_url.clone(),
+            timeout: c.endpoint.timeout,
+            ca_file: c.endpoint.ca_file.clone(),
+        })
+    }
+}
+
+/// One Graph app registration with its token cache and connection pool.
+pub struct MsGraphUpstream {
+    name: String,
+    base: Url,
+    mailbox: Option<String>,
+    save_to_sent_items: bool,
+    client: reqwest::Client,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for MsGraphUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MsGraphUpstream")
+            .field("name", &self.name)
+            .field("base", &self.base.as_str())
+            .field("mailbox", &self.mailbox)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `.default` scope of the Graph cloud `base` belongs to: national
+/// clouds have their own Graph host; anything else (a proxy, a test
+/// server) talks to the global one.
+fn scope_for(base: &Url) -> String {
+    match base.host_str() {
+        Some(h @ ("graph.microsoft.us" | "dod-graph.microsoft.us" | "microsoftgraph.chinacloudapi.cn")) => {
+            format!("https://{h}/.default")
+        }
+        _ => format!("{DEFAULT_BASE_URL}/.default"),
+    }
+}
+
+impl MsGraphUpstream {
+    pub fn new(name: &str, config: MsGraphConfig) -> Result<Self, UpstreamError> {
+        let other = |reason: String| UpstreamError::Other {
+            name: name.to_string(),
+            reason,
+        };
+        let base = https_url(
+            name,
+            "base_url",
+            config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
+        )?;
+        let token_url = match &config.token_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
+                config.tenant_id
+            ),
+        };
+        let token_url = https_url(name, "token_url", &token_url)?;
+        let scope = scope_for(&base);
+        let grant = match config.auth {
+            MsGraphAuth::ClientSecret(secret) => Grant::ClientSecret {
+                client_id: config.client_id.clone(),
+                secret,
+                scope,
+            },
+            MsGraphAuth::Certificate {
+                certificate_pem,
+                key_pem,
+            } => Grant::ClientAssertion {
+                client_id: config.client_id.clone(),
+                signer: Arc::new(
+                    RsaSigner::from_pem(&key_pem).map_err(|e| other(format!("client_key: {e}")))?,
+                ),
+                thumbprint: cert_thumbprint_s256(&certificate_pem)
+                    .map_err(|e| other(format!("client_certificate: {e}")))?,
+                scope,
+                audience: token_url.to_string(),
+            },
+        };
+        let client = api_client(name, config.ca_file.as_deref(), config.timeout)?;
+        Ok(MsGraphUpstream {
+            name: name.to_string(),
+            base,
+            mailbox: config.mailbox,
+            save_to_sent_items: config.save_to_sent_items,
+            tokens: TokenCache::new(name, client.clone(), token_url, grant, config.timeout),
+            client,
+        })
+    }
+
+    /// `{base}/v1.0/users/{mailbox}/{rest...}`, each segment escaped.
+    fn url(&self, mailbox: &str, rest: &[&str]) -> Result<Url, DeliveryError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| DeliveryError::permanent("base_url cannot take a path"))?
+            .pop_if_empty()
+            .extend(["v1.0", "users", mailbox])
+            .extend(rest);
+        Ok(url)
+    }
+
+    /// The configured mailbox, else the From address, else the envelope sender.
+    fn mailbox_for(
+        &self,
+        parsed: Option<&Message<'_>>,
+        msg: &OutboundMessage<'_>,
+    ) -> Result<String, DeliveryError> {
+        if let Some(m) = &self.mailbox {
+            return Ok(m.clone());
+        }
+        parsed
+            .and_then(|p| p.from())
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(str::trim)
+            .filter(|a| a.contains('@') && !a.chars().any(char::is_control))
+            .or(Some(msg.mail_from).filter(|s| !s.is_empty()))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                DeliveryError::permanent(
+                    "no From address to choose the Graph mailbox; set `mailbox` on the upstream",
+                )
+            })
+    }
+
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        let parsed = MessageParser::default().parse(msg.data);
+        let mailbox = self.mailbox_for(parsed.as_ref(), msg)?;
+        let data = with_envelope_bcc(msg.data, parsed.as_ref(), msg.rcpt_to);
+        if base64_len(data.len()) <= MAX_INLINE_BASE64 {
+            match (&parsed, self.save_to_sent_items) {
+                (Some(p), false) => self.send_json(&mailbox, p, msg.rcpt_to).await,
+                _ => self.send_mime(&mailbox, &data).await,
+            }
+        } else {
+            // Offsets must refer to the bytes that are sent: parse again.
+            let Some(parsed) = MessageParser::default().parse(&data[..]) else {
+                return Err(DeliveryError::permanent(
+                    "message too large for one Graph request and not parsable into parts",
+                ));
+            };
+            self.send_large(&mailbox, &data, &parsed).await
+        }
+    }
+
+    async fn send_mime(&self, mailbox: &str, data: &[u8]) -> Result<Delivered, DeliveryError> {
+        let url = self.url(mailbox, &["sendMail"])?;
+        let body = base64::engine::general_purpose::STANDARD.encode(data);
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(body.clone())
+            })
+            .await?;
+        self.tokens.check("sendMail", &r)?;
+        Ok(Delivered {
+            upstream_id: request_id(&r.headers),
+        })
+    }
+
+    async fn send_json(
+        &self,
+        mailbox: &str,
+        parsed: &Message<'_>,
+        rcpt_to: &[String],
+    ) -> Result<Delivered, DeliveryError> {
+        let url = self.url(mailbox, &["sendMail"])?;
+        let body = json!({"message": json_message(parsed, rcpt_to), "saveToSentItems": false});
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        self.tokens.check("sendMail", &r)?;
+        Ok(Delivered {
+            upstream_id: request_id(&r.headers),
+        })
+    }
+
+    /// Draft without the big attachments, attachments one by one, send.
+    /// A failure after the draft exists deletes it, so retries do not pile
+    /// up drafts in the mailbox.
+    async fn send_large(
+        &self,
+        mailbox: &str,
+        data: &[u8],
+        parsed: &Message<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let (draft, attachments) =
+            split_for_draft(data, parsed, MAX_INLINE_BASE64).map_err(DeliveryError::permanent)?;
+        if let Some(big) = attachments
+            .iter()
+            .find(|a| a.bytes.len() as u64 > MAX_MESSAGE_SIZE)
+        {
+            return Err(DeliveryError::permanent(format!(
+                "attachment {:?} is {} MiB; Graph accepts at most {} MiB",
+                sanitize(&big.name, 100),
+                big.bytes.len() >> 20,
+                MAX_MESSAGE_SIZE >> 20
+            )));
+        }
+        let url = self.url(mailbox, &["messages"])?;
+        let body = base64::engine::general_purpose::STANDARD.encode(&draft);
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(body.clone())
+            })
+            .await?;
+        self.tokens.check("create draft", &r)?;
+        let id = r
+            .json()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+            .filter(|id| !id.is_empty() && id.len() <= MAX_ID * 4)
+            .ok_or_else(|| DeliveryError::transient("create draft: answer has no message id"))?;
+        tracing::debug!(upstream = %self.name, attachments = attachments.len(), "Graph draft created for a large message");
+        let result = self.complete_draft(mailbox, &id, &attachments).await;
+        if result.is_err() {
+            self.delete_draft(mailbox, &id).await;
+        }
+        result.map(|()| Delivered {
+            upstream_id: Some(sanitize(&id, MAX_ID)),
+        })
+    }
+
+    async fn complete_draft(
+        &self,
+        mailbox: &str,
+        id: &str,
+        attachments: &[Offloaded],
+    ) -> Result<(), DeliveryError> {
+        for a in attachments {
+            if a.bytes.len() < UPLOAD_SESSION_MIN {
+                self.post_attachment(mailbox, id, a).await?;
+            } else {
+                self.upload_attachment(mailbox, id, a).await?;
+            }
+        }
+        let url = self.url(mailbox, &["messages", id, "send"])?;
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_LENGTH, "0")
+                    .body(Vec::new())
+            })
+            .await?;
+        self.tokens.check("send draft", &r)
+    }
+
+    async fn post_attachment(
+        &self,
+        mailbox: &str,
+        id: &str,
+        a: &Offloaded,
+    ) -> Result<(), DeliveryError> {
+        let url = self.url(mailbox, &["messages", id, "attachments"])?;
+        let mut v = json!({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": a.name,
+            "contentType": a.content_type,
+            "contentBytes": base64::engine::general_purpose::STANDARD.encode(&a.bytes),
+            "isInline": a.is_inline,
+        });
+        if let Some(cid) = &a.content_id {
+            v["contentId"] = Value::from(cid.as_str());
+        }
+        let body = serde_json::to_vec(&v)
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        self.tokens.check("add attachment", &r)
+    }
+
+    async fn upload_attachment(
+        &self,
+        mailbox: &str,
+        id: &str,
+        a: &Offloaded,
+    ) -> Result<(), DeliveryError> {
+        let url = self.url(
+            mailbox,
+            &["messages", id, "attachments", "createUploadSession"],
+        )?;
+        let mut item = json!({
+            "attachmentType": "file",
+            "name": a.name,
+            "size": a.bytes.len(),
+            "contentType": a.content_type,
+            "isInline": a.is_inline,
+        });
+        if let Some(cid) = &a.content_id {
+            item["contentId"] = Value::from(cid.as_str());
+        }
+        let body = serde_json::to_vec(&json!({ "AttachmentItem": item }))
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
+        let r = self
+            .tokens
+            .send(|| {
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        self.tokens.check("create upload session", &r)?;
+        let upload_url = r
+            .json()
+            .and_then(|v| v.get("uploadUrl").and_then(Value::as_str).map(str::to_string))
+            .ok_or_else(|| DeliveryError::transient("create upload session: no uploadUrl"))?;
+        // The URL carries its own token: never shown, never sent elsewhere.
+        let upload_url = https_url(&self.name, "uploadUrl", &upload_url)
+            .map_err(|_| DeliveryError::transient("create upload session: uploadUrl is not https"))?;
+        let total = a.bytes.len();
+        let mut start = 0;
+        // Each round moves forward (or the server resets us to an earlier
+        // offset); bound the rounds so a confused server cannot loop us.
+        for _ in 0..(total / UPLOAD_CHUNK + 1) * 3 {
+            let end = (start + UPLOAD_CHUNK).min(total);
+            let r = self
+                .tokens
+                .execute(
+                    self.client
+                        .put(upload_url.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, format!("bytes {start}-{}/{total}", end - 1))
+                        .body(a.bytes[start..end].to_vec()),
+                )
+                .await?;
+            if matches!(r.status.as_u16(), 401 | 403) {
+                return Err(DeliveryError::transient(format!(
+                    "attachment upload: HTTP {} (upload session expired or refused)",
+                    r.status.as_u16()
+                )));
+            }
+            self.tokens.check("attachment upload", &r)?;
+            if r.status == reqwest::StatusCode::CREATED {
+                return Ok(());
+            }
+            start = next_expected(&r.body)
+                .filter(|&n| n < total)
+                .unwrap_or(end);
+            if end == total && start == total {
+                // All bytes sent and accepted without a 201: Graph's own
+                // completion signal is missing, but nothing is left to send.
+                return Ok(());
+            }
+        }
+        Err(DeliveryError::transient(
+            "attachment upload: server kept asking for ranges already sent",
+        ))
+    }
+
+    async fn delete_draft(&self, mailbox: &str, id: &str) {
+        let Ok(url) = self.url(mailbox, &["messages", id]) else {
+            return;
+        };
+        match self.tokens.send(|| self.client.delete(url.clone())).await {
+            Ok(r) if r.status.is_success() => {}
+            Ok(r) => {
+                tracing::warn!(upstream = %self.name, status = r.status.as_u16(), "cannot delete the unsent Graph draft; it stays in the mailbox's Drafts")
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, reason = %e, "cannot delete the unsent Graph draft; it stays in the mailbox's Drafts")
+            }
+        }
+    }
+}
+
+/// The first `nextExpectedRanges` start ("2097152-" or "2097152").
+fn next_expected(body: &[u8]) -> Option<usize> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let first = v.get("nextExpectedRanges")?.as_array()?.first()?.as_str()?;
+    first.split('-').next()?.trim().parse().ok()
+}
+
+/// Graph's `request-id` (sendMail answers 202 with no body).
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| sanitize(v, MAX_ID))
+        .filter(|v| !v.is_empty())
+}
+
+impl Upstream for MsGraphUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.send(msg))
+    }
+
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
+}

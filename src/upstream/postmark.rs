@@ -1,0 +1,305 @@
+//! `kind = "postmark"`: Postmark `POST /email`.
+//!
+//! Postmark takes JSON (From, To, Cc, Bcc, Subject, TextBody, HtmlBody,
+//! ReplyTo, Headers, Attachments, MessageStream) and builds the MIME
+//! itself, so `dkim` defaults to false for this kind. Recipients follow the
+//! envelope (`convert::Recipients`); Postmark requires a To address, so
+//! Cc-only mail is sent with those recipients as To, and a single hidden
+//! recipient becomes the To (see `Recipients::with_visible_to`).
+
+use std::fmt;
+
+use base64::Engine as _;
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use serde::Serialize;
+
+use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
+use super::convert::{self, Mailbox, ParsedMail, Recipients};
+use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+
+/// "Total message size, including attachments, can be 10 MB."
+pub const MAX_MESSAGE_SIZE: u64 = 10_000_000;
+const PATH: &str = "/email";
+const PROVIDER: &str = "Postmark";
+
+#[derive(Clone)]
+pub struct PostmarkConfig {
+    pub endpoint: Endpoint,
+    pub server_token: String,
+    /// Postmark's default stream ("outbound") when unset.
+    pub message_stream: Option<String>,
+}
+
+impl fmt::Debug for PostmarkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostmarkConfig")
+            .field("endpoint", &self.endpoint)
+            .field("server_token", &"<redacted>")
+            .field("message_stream", &self.message_stream)
+            .finish()
+    }
+}
+
+impl PostmarkConfig {
+    pub fn from_config(c: &crate::config::PostmarkUpstream) -> PostmarkConfig {
+        PostmarkConfig {
+            endpoint: (&c.endpoint).into(),
+            server_token: c.server_token.expose().to_string(),
+            message_stream: c.message_stream.clone(),
+        }
+    }
+}
+
+pub struct PostmarkUpstream {
+    name: String,
+    api: ApiClient,
+    url: Url,
+    server_token: String,
+    message_stream: Option<String>,
+}
+
+impl fmt::Debug for PostmarkUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostmarkUpstream")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("message_stream", &self.message_stream)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "Value")]
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Attachment<'a> {
+    name: &'a str,
+    content: String,
+    content_type: &'a str,
+    #[serde(rename = "ContentID", skip_serializing_if = "Option::is_none")]
+    content_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Email<'a> {
+    from: String,
+    to: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    cc: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    bcc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html_body: Option<&'a str>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reply_to: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<Header<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_stream: Option<&'a str>,
+}
+
+/// Postmark's address lists are comma-separated strings.
+fn joined(list: &[Mailbox]) -> String {
+    list.iter()
+        .map(Mailbox::display)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn permanent(e: convert::ConvertError) -> DeliveryError {
+    DeliveryError::permanent(format!("cannot convert message for {PROVIDER}: {e}"))
+}
+
+/// The `/email` document for `msg`.
+pub(crate) fn request_body(
+    mail: &ParsedMail,
+    msg: &OutboundMessage<'_>,
+    message_stream: Option<&str>,
+) -> Result<Vec<u8>, DeliveryError> {
+    let from = mail.sender(msg.mail_from).map_err(permanent)?;
+    let r = Recipients::from_envelope(mail, msg.rcpt_to)
+        .with_visible_to(PROVIDER)
+        .map_err(permanent)?;
+    if r.to.is_empty() {
+        return Err(DeliveryError::permanent("message has no recipients"));
+    }
+    let (text, html) = mail.bodies();
+    let body = Email {
+        from: from.display(),
+        to: joined(&r.to),
+        cc: joined(&r.cc),
+        bcc: joined(&r.bcc),
+        subject: mail.subject.as_deref(),
+        text_body: text,
+        html_body: html,
+        reply_to: joined(&mail.reply_to),
+        headers: mail
+            .headers
+            .iter()
+            .map(|(n, v)| Header { name: n, value: v })
+            .collect(),
+        attachments: mail
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                name: &a.filename,
+                content: base64::engine::general_purpose::STANDARD.encode(&a.content),
+                content_type: &a.content_type,
+                // Postmark writes the id with its `cid:` prefix.
+                content_id: a
+                    .content_id
+                    .as_ref()
+                    .filter(|_| a.inline)
+                    .map(|id| format!("cid:{id}")),
+            })
+            .collect(),
+        message_stream,
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| DeliveryError::permanent(format!("cannot encode {PROVIDER} request: {e}")))
+}
+
+impl PostmarkUpstream {
+    pub fn new(name: &str, config: PostmarkConfig) -> Result<PostmarkUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &config.endpoint)?;
+        let url = api.url(PATH)?;
+        Ok(PostmarkUpstream {
+            name: name.to_string(),
+            api,
+            url,
+            server_token: config.server_token,
+            message_stream: config.message_stream,
+        })
+    }
+
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        let mail = convert::parse(msg.data).map_err(permanent)?;
+        let body = request_body(&mail, msg, self.message_stream.as_deref())?;
+        let request = self
+            .api
+            .post(&self.url)
+            .header("X-Postmark-Server-Token", &self.server_token)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body);
+        self.api.send::<Postmark>(request).await
+    }
+}
+
+impl Upstream for PostmarkUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.send(msg))
+    }
+
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
+}
+
+/// `{"MessageID": ...}`; errors `{"ErrorCode": 300, "Message": ...}`.
+struct Postmark;
+
+impl ProviderResponse for Postmark {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn message_id(_: &HeaderMap, body: &[u8]) -> Option<String> {
+        json_str(body, "MessageID")
+    }
+
+    fn error_text(_: &HeaderMap, body: &[u8]) -> Option<String> {
+        let message = json_str(body, "Message")?;
+        Some(match json_str(body, "ErrorCode") {
+            Some(code) => format!("ErrorCode {code}: {message}"),
+            None => message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(data: &[u8], rcpts: &[&str]) -> Result<serde_json::Value, DeliveryError> {
+        let rcpt: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
+        let msg = OutboundMessage {
+            id: "q1",
+            mail_from: "billing@example.com",
+            rcpt_to: &rcpt,
+            data,
+        };
+        let mail = convert::parse(data).unwrap();
+        let b = request_body(&mail, &msg, Some("broadcast"))?;
+        Ok(serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn rich_message() {
+        let v = body(
+            convert::tests::RICH,
+            &["bob@dest.test", "carol@dest.test", "dave@other.test"],
+        )
+        .unwrap();
+        assert_eq!(v["From"], "\"Billing, Dept.\" <billing@example.com>");
+        assert_eq!(v["To"], "\"Bob\" <bob@dest.test>");
+        assert_eq!(v["Cc"], "\"Carol\" <carol@dest.test>");
+        assert_eq!(v["Bcc"], "dave@other.test");
+        assert_eq!(
+            v["ReplyTo"],
+            "help@example.com, \"Desk\" <desk@example.com>"
+        );
+        assert_eq!(v["Subject"], "Invoice €42");
+        assert_eq!(v["TextBody"], "Total: 42 EUR");
+        assert_eq!(v["MessageStream"], "broadcast");
+        assert_eq!(
+            v["Headers"],
+            serde_json::json!([
+                {"Name": "Message-ID", "Value": "<inv-42@example.com>"},
+                {"Name": "X-Custom", "Value": "one two"}
+            ])
+        );
+        assert_eq!(v["Attachments"][0]["ContentID"], "cid:logo@x");
+        assert_eq!(v["Attachments"][0]["Name"], "logo.png");
+        assert!(v["Attachments"][1].get("ContentID").is_none());
+    }
+
+    #[test]
+    fn several_hidden_recipients_are_refused_permanently() {
+        let e = body(
+            b"From: a@example.com\r\nTo: list@dest.test\r\n\r\nx\r\n",
+            &["x@y.test", "z@y.test"],
+        )
+        .unwrap_err();
+        assert!(e.is_permanent());
+        assert!(e.reason().contains("visible recipient"), "{e}");
+    }
+
+    #[test]
+    fn error_text_has_code() {
+        assert_eq!(
+            Postmark::error_text(
+                &HeaderMap::new(),
+                br#"{"ErrorCode":300,"Message":"Invalid 'From' address."}"#
+            )
+            .as_deref(),
+            Some("ErrorCode 300: Invalid 'From' address.")
+        );
+    }
+}

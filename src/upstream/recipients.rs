@@ -1,0 +1,112 @@
+//! Envelope recipients for APIs that take recipients from the message.
+//!
+//! Graph's MIME send and Gmail's upload read To, Cc and Bcc from the
+//! message headers; there is no separate envelope. SMTP clients routinely
+//! send to recipients that are not in the headers (that is how Bcc works),
+//! so those would silently not get the mail. postern adds each envelope
+//! recipient missing from To/Cc/Bcc to a `Bcc:` header in front of the
+//! message; both providers remove Bcc before delivering. Header recipients
+//! that are not in the envelope cannot be suppressed this way (the README
+//! says so).
+
+use std::borrow::Cow;
+
+use mail_parser::{Address, Message};
+
+/// Every address in To, Cc and Bcc, lower-cased.
+pub fn header_recipients(parsed: &Message<'_>) -> Vec<String> {
+    [parsed.to(), parsed.cc(), parsed.bcc()]
+        .into_iter()
+        .flatten()
+        .flat_map(addresses)
+        .collect()
+}
+
+fn addresses(a: &Address<'_>) -> Vec<String> {
+    a.iter()
+        .filter_map(|x| x.address())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// Envelope recipients that no To/Cc/Bcc header names, in envelope order.
+pub fn envelope_only<'a>(parsed: Option<&Message<'_>>, rcpt_to: &'a [String]) -> Vec<&'a str> {
+    let known = parsed.map(header_recipients).unwrap_or_default();
+    let mut out: Vec<&str> = Vec::new();
+    for r in rcpt_to {
+        let lower = r.to_ascii_lowercase();
+        if !known.contains(&lower) && !out.iter().any(|o| o.eq_ignore_ascii_case(r)) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// `data` with a `Bcc:` header for the envelope-only recipients prepended,
+/// or `data` itself when every recipient is already in the headers.
+pub fn with_envelope_bcc<'a>(
+    data: &'a [u8],
+    parsed: Option<&Message<'_>>,
+    rcpt_to: &[String],
+) -> Cow<'a, [u8]> {
+    let missing = envelope_only(parsed, rcpt_to);
+    if missing.is_empty() {
+        return Cow::Borrowed(data);
+    }
+    // One address per line keeps every line far below 998 octets.
+    let mut header = String::from("Bcc: ");
+    header.push_str(&missing.join(",\r\n "));
+    header.push_str("\r\n");
+    let mut out = Vec::with_capacity(header.len() + data.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::MessageParser;
+
+    const MSG: &[u8] = b"From: a@example.com\r\nTo: Bob <Bob@Dest.test>, carol@dest.test\r\nCc: dave@dest.test\r\nSubject: s\r\n\r\nhi\r\n";
+
+    #[test]
+    fn adds_only_missing_recipients_as_bcc() {
+        let parsed = MessageParser::default().parse(MSG);
+        let rcpts = vec!["bob@dest.test".to_string(), "dave@dest.test".to_string()];
+        assert!(matches!(
+            with_envelope_bcc(MSG, parsed.as_ref(), &rcpts),
+            Cow::Borrowed(_)
+        ));
+        let rcpts = vec![
+            "bob@dest.test".to_string(),
+            "eve@other.test".to_string(),
+            "frank@other.test".to_string(),
+            "EVE@other.test".to_string(),
+        ];
+        let out = with_envelope_bcc(MSG, parsed.as_ref(), &rcpts);
+        let mut want = b"Bcc: eve@other.test,\r\n frank@other.test\r\n".to_vec();
+        want.extend_from_slice(MSG);
+        assert_eq!(&*out, &want[..]);
+        let reparsed = MessageParser::default().parse(&*out).unwrap();
+        assert_eq!(
+            header_recipients(&reparsed),
+            [
+                "bob@dest.test",
+                "carol@dest.test",
+                "dave@dest.test",
+                "eve@other.test",
+                "frank@other.test"
+            ]
+        );
+    }
+
+    #[test]
+    fn unparsable_message_gets_every_recipient() {
+        let rcpts = vec!["x@y.test".to_string()];
+        assert_eq!(
+            &*with_envelope_bcc(b"garbage", None, &rcpts),
+            b"Bcc: x@y.test\r\ngarbage"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! `kind = "sendgrid"`: Twilio SendGrid v3 `POST /v3/mail/send`.
+//!
+//! SendGrid takes JSON, not MIME: the message is converted (see
+//! `convert`) into from, reply_to, subject, content, attachments and
+//! custom headers; SendGrid builds and signs the MIME itself, which is why
+//! `dkim` defaults to false for this kind. Recipients follow the envelope
+//! (`convert::Recipients`): one personalization with the visible To/Cc
+//! recipients and the hidden ones as bcc; when no envelope recipient is
+//! visible, each hidden recipient gets a personalization of its own so
+//! that nobody sees anybody else's address.
+
+use std::fmt;
+
+use base64::Engine as _;
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use serde::Serialize;
+
+use super::api::{ApiClient, Endpoint, ProviderResponse, header_str};
+use super::convert::{self, Mailbox, ParsedMail, Recipients};
+use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+
+/// "The total size of your email, including attachments, must be less
+/// than 30MB."
+pub const MAX_MESSAGE_SIZE: u64 = 30_000_000;
+const PATH: &str = "/v3/mail/send";
+/// Custom headers SendGrid refuses beyond those `convert` never passes.
+const RESERVED: &[&str] = &["x-sg-id", "x-sg-eid"];
+
+#[derive(Clone)]
+pub struct SendgridConfig {
+    pub endpoint: Endpoint,
+    pub api_key: String,
+    pub categories: Vec<String>,
+}
+
+impl fmt::Debug for SendgridConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendgridConfig")
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &"<redacted>")
+            .field("categories", &self.categories)
+            .finish()
+    }
+}
+
+impl SendgridConfig {
+    pub fn from_config(c: &crate::config::SendgridUpstream) -> SendgridConfig {
+        SendgridConfig {
+            endpoint: (&c.endpoint).into(),
+            api_key: c.api_key.expose().to_string(),
+            categories: c.categories.clone(),
+        }
+    }
+}
+
+pub struct SendgridUpstream {
+    name: String,
+    api: ApiClient,
+    url: Url,
+    api_key: String,
+    categories: Vec<String>,
+}
+
+impl fmt::Debug for SendgridUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendgridUpstream")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct Email {
+    email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl From<&Mailbox> for Email {
+    fn from(m: &Mailbox) -> Email {
+        Email {
+            email: m.address.clone(),
+            // SendGrid refuses `;` and `,` in recipient names.
+            name: m
+                .name
+                .as_ref()
+                .map(|n| n.replace([';', ','], " ").trim().to_string())
+                .filter(|n| !n.is_empty()),
+        }
+    }
+}
+
+fn emails(list: &[Mailbox]) -> Vec<Email> {
+    list.iter().map(Email::from).collect()
+}
+
+#[derive(Serialize)]
+struct Personalization {
+    to: Vec<Email>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cc: Vec<Email>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bcc: Vec<Email>,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct Attachment<'a> {
+    content: String,
+    #[serde(rename = "type")]
+    content_type: &'a str,
+    filename: &'a str,
+    disposition: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Mail<'a> {
+    personalizations: Vec<Personalization>,
+    from: Email,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<Email>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reply_to_list: Vec<Email>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    content: Vec<Content<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment<'a>>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    categories: &'a [String],
+}
+
+/// The `/v3/mail/send` document for `msg`.
+pub(crate) fn request_body(
+    mail: &ParsedMail,
+    msg: &OutboundMessage<'_>,
+    categories: &[String],
+) -> Result<Vec<u8>, DeliveryError> {
+    let from = mail.sender(msg.mail_from).map_err(permanent)?;
+    let mut r = Recipients::from_envelope(mail, msg.rcpt_to);
+    if r.to.is_empty() {
+        r.to = std::mem::take(&mut r.cc);
+    }
+    let personalizations = if !r.to.is_empty() {
+        vec![Personalization {
+            to: emails(&r.to),
+            cc: emails(&r.cc),
+            bcc: emails(&r.bcc),
+        }]
+    } else {
+        r.bcc
+            .iter()
+            .map(|b| Personalization {
+                to: vec![b.into()],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+            })
+            .collect()
+    };
+    if personalizations.is_empty() {
+        return Err(DeliveryError::permanent("message has no recipients"));
+    }
+    let (text, html) = mail.bodies();
+    let mut content = Vec::new();
+    // SendGrid wants text/plain before text/html.
+    if let Some(t) = text {
+        content.push(Content {
+            kind: "text/plain",
+            value: t,
+        });
+    }
+    if let Some(h) = html {
+        content.push(Content {
+            kind: "text/html",
+            value: h,
+        });
+    }
+    let (reply_to, reply_to_list) = match mail.reply_to.as_slice() {
+        [] => (None, Vec::new()),
+        [one] => (Some(one.into()), Vec::new()),
+        many => (None, emails(many)),
+    };
+    let body = Mail {
+        personalizations,
+        from: (&from).into(),
+        reply_to,
+        reply_to_list,
+        subject: mail.subject.as_deref(),
+        content,
+        attachments: mail
+            .attachments
+            .iter()
+            .map(|a| {
+                // Inline needs a content id to be referred to.
+                let inline = a.inline && a.content_id.is_some();
+                Attachment {
+                    content: base64::engine::general_purpose::STANDARD.encode(&a.content),
+                    content_type: &a.content_type,
+                    filename: &a.filename,
+                    disposition: if inline { "inline" } else { "attachment" },
+                    content_id: a.content_id.as_deref().filter(|_| inline),
+                }
+            })
+            .collect(),
+        headers: mail
+            .unique_headers(RESERVED)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), serde_json::Value::String(v.to_string())))
+            .collect(),
+        categories,
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| DeliveryError::permanent(format!("cannot encode SendGrid request: {e}")))
+}
+
+fn permanent(e: convert::ConvertError) -> DeliveryError {
+    DeliveryError::permanent(format!("cannot convert message for SendGrid: {e}"))
+}
+
+impl SendgridUpstream {
+    pub fn new(name: &str, config: SendgridConfig) -> Result<SendgridUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &config.endpoint)?;
+        let url = api.url(PATH)?;
+        Ok(SendgridUpstream {
+            name: name.to_string(),
+            api,
+            url,
+            api_key: config.api_key,
+            categories: config.categories,
+        })
+    }
+
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        let mail = convert::parse(msg.data).map_err(permanent)?;
+        let body = request_body(&mail, msg, &self.categories)?;
+        let request = self
+            .api
+            .post(&self.url)
+            .bearer_auth(&self.api_key)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        self.api.send::<Sendgrid>(request).await
+    }
+}
+
+impl Upstream for SendgridUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.send(msg))
+    }
+
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
+}
+
+/// 202 with `X-Message-Id`; errors as `{"errors":[{"message","field"}]}`.
+struct Sendgrid;
+
+impl ProviderResponse for Sendgrid {
+    const PROVIDER: &'static str = "SendGrid";
+
+    fn message_id(headers: &HeaderMap, _: &[u8]) -> Option<String> {
+        header_str(headers, "x-message-id")
+    }
+
+    fn error_text(_: &HeaderMap, body: &[u8]) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let list = v.get("errors")?.as_array()?;
+        let parts: Vec<String> = list
+            .iter()
+            .filter_map(|e| {
+                let message = e.get("message")?.as_str()?;
+                Some(match e.get("field").and_then(|f| f.as_str()) {
+                    Some(field) if !field.is_empty() => format!("{field}: {message}"),
+                    _ => message.to_string(),
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(data: &[u8], rcpts: &[&str]) -> serde_json::Value {
+        let rcpt: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
+        let msg = OutboundMessage {
+            id: "q1",
+            mail_from: "billing@example.com",
+            rcpt_to: &rcpt,
+            data,
+        };
+        let mail = convert::parse(data).unwrap();
+        serde_json::from_slice(&request_body(&mail, &msg, &["invoices".into()]).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rich_message() {
+        let v = body(
+            convert::tests::RICH,
+            &["bob@dest.test", "carol@dest.test", "dave@other.test"],
+        );
+        assert_eq!(
+            v["personalizations"],
+            serde_json::json!([{
+                "to": [{"email": "bob@dest.test", "name": "Bob"}],
+                "cc": [{"email": "carol@dest.test", "name": "Carol"}],
+                "bcc": [{"email": "dave@other.test"}],
+            }])
+        );
+        assert_eq!(
+            v["from"],
+            serde_json::json!({"email": "billing@example.com", "name": "Billing, Dept."})
+        );
+        assert_eq!(v["reply_to_list"].as_array().unwrap().len(), 2);
+        assert!(v.get("reply_to").is_none());
+        assert_eq!(v["subject"], "Invoice €42");
+        assert_eq!(v["content"][0]["type"], "text/plain");
+        assert_eq!(v["content"][1]["type"], "text/html");
+        assert_eq!(v["attachments"][0]["disposition"], "inline");
+        assert_eq!(v["attachments"][0]["content_id"], "logo@x");
+        assert_eq!(v["attachments"][1]["disposition"], "attachment");
+        assert!(v["attachments"][1].get("content_id").is_none());
+        assert_eq!(
+            v["headers"],
+            serde_json::json!({"Message-ID": "<inv-42@example.com>", "X-Custom": "one two"})
+        );
+        assert_eq!(v["categories"], serde_json::json!(["invoices"]));
+    }
+
+    #[test]
+    fn hidden_recipients_get_one_personalization_each() {
+        let v = body(
+            b"From: a@example.com\r\nTo: undisclosed-recipients:;\r\nSubject: s\r\n\r\nx\r\n",
+            &["x@y.test", "z@y.test"],
+        );
+        assert_eq!(
+            v["personalizations"],
+            serde_json::json!([{"to": [{"email": "x@y.test"}]}, {"to": [{"email": "z@y.test"}]}])
+        );
+    }
+
+    #[test]
+    fn no_body_gets_a_blank_text() {
+        let v = body(
+            b"From: a@example.com\r\nTo: x@y.test\r\n\r\n",
+            &["x@y.test"],
+        );
+        assert_eq!(
+            v["content"],
+            serde_json::json!([{"type": "text/plain", "value": " "}])
+        );
+        assert!(v.get("subject").is_none());
+    }
+
+    #[test]
+    fn error_text_joins_fields() {
+        let body = br#"{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":null},{"message":"x"}]}"#;
+        assert_eq!(
+            Sendgrid::error_text(&HeaderMap::new(), body).as_deref(),
+            Some("from: The from address does not match a verified Sender Identity.; x")
+        );
+    }
+}

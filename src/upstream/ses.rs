@@ -1,0 +1,448 @@
+//! `kind = "ses"`: Amazon SES v2 `SendEmail` with the raw message.
+//!
+//! SES takes the message as it is (base64 in `Content.Raw.Data`), so the
+//! bytes postern spooled, including its DKIM signature, are the bytes SES
+//! sends. The envelope recipients go in `Destination.ToAddresses` (SES
+//! delivers to exactly those and does not add header recipients), the
+//! envelope sender in `FromEmailAddress`. Requests are signed with AWS
+//! Signature V4 (service `ses`) by the `aws-sigv4` crate.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use base64::Engine as _;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+
+use super::api::{ApiClient, Endpoint, ProviderResponse, header_str, json_str};
+use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+
+/// SES v2 accepts messages up to 40 MB (attachments included).
+pub const MAX_MESSAGE_SIZE: u64 = 40_000_000;
+const SERVICE: &str = "ses";
+const PATH: &str = "/v2/email/outbound-emails";
+
+/// Settings of one `kind = "ses"` upstream; Debug hides the keys.
+#[derive(Clone)]
+pub struct SesConfig {
+    pub endpoint: Endpoint,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub configuration_set: Option<String>,
+}
+
+impl fmt::Debug for SesConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SesConfig")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("configuration_set", &self.configuration_set)
+            .finish()
+    }
+}
+
+impl SesConfig {
+    pub fn from_config(c: &crate::config::SesUpstream) -> SesConfig {
+        SesConfig {
+            endpoint: (&c.endpoint).into(),
+            region: c.region.clone(),
+            access_key_id: c.access_key_id.expose().to_string(),
+            secret_access_key: c.secret_access_key.expose().to_string(),
+            session_token: c.session_token.as_ref().map(|t| t.expose().to_string()),
+            configuration_set: c.configuration_set.clone(),
+        }
+    }
+}
+
+pub struct SesUpstream {
+    name: String,
+    api: ApiClient,
+    url: Url,
+    region: String,
+    /// Debug of `Credentials` redacts the secret parts.
+    credentials: Credentials,
+    configuration_set: Option<String>,
+}
+
+impl fmt::Debug for SesUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SesUpstream")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendEmail<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_email_address: Option<&'a str>,
+    destination: Destination<'a>,
+    content: Content,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    configuration_set_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Destination<'a> {
+    to_addresses: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Content {
+    raw: Raw,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Raw {
+    data: String,
+}
+
+impl SesUpstream {
+    pub fn new(name: &str, config: SesConfig) -> Result<SesUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &config.endpoint)?;
+        let url = api.url(PATH)?;
+        Ok(SesUpstream {
+            name: name.to_string(),
+            api,
+            url,
+            region: config.region,
+            credentials: Credentials::new(
+                config.access_key_id,
+                config.secret_access_key,
+                config.session_token,
+                None,
+                "postern-config",
+            ),
+            configuration_set: config.configuration_set,
+        })
+    }
+
+    fn body(&self, msg: &OutboundMessage<'_>) -> Result<Vec<u8>, DeliveryError> {
+        let body = SendEmail {
+            // Empty for bounces (null sender): SES then uses the From header.
+            from_email_address: Some(msg.mail_from).filter(|f| !f.is_empty()),
+            destination: Destination {
+                to_addresses: msg.rcpt_to,
+            },
+            content: Content {
+                raw: Raw {
+                    data: base64::engine::general_purpose::STANDARD.encode(msg.data),
+                },
+            },
+            configuration_set_name: self.configuration_set.as_deref(),
+        };
+        serde_json::to_vec(&body)
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode SES request: {e}")))
+    }
+
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        let body = self.body(msg)?;
+        let content_type = "application/json";
+        let signed = sign_v4(
+            &self.credentials,
+            &self.region,
+            SERVICE,
+            "POST",
+            self.url.as_str(),
+            &[("content-type", content_type)],
+            &body,
+            SystemTime::now(),
+        )
+        .map_err(|e| DeliveryError::transient(format!("cannot sign SES request: {e}")))?;
+        let mut request = self
+            .api
+            .post(&self.url)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        self.api.send::<Ses>(request).await
+    }
+}
+
+impl Upstream for SesUpstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.send(msg))
+    }
+
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
+}
+
+/// The headers (x-amz-date, authorization, x-amz-security-token) that sign
+/// a request with AWS Signature V4. `headers` are the extra headers to sign
+/// besides `host`, which comes from `url`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_v4(
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>, String> {
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let request = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _signature) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let (out, _params) = instructions.into_parts();
+    Ok(out
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
+
+/// SES v2 error documents: `{"message": ...}` with the error name in the
+/// `x-amzn-ErrorType` header (`MessageRejected:http://...`).
+struct Ses;
+
+fn error_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    header_str(headers, "x-amzn-errortype")
+        .or_else(|| json_str(body, "__type"))
+        .map(|t| {
+            let t = t.split(':').next().unwrap_or("");
+            t.rsplit('#').next().unwrap_or(t).to_string()
+        })
+        .filter(|t| !t.is_empty())
+}
+
+impl ProviderResponse for Ses {
+    const PROVIDER: &'static str = "SES";
+
+    fn message_id(_: &HeaderMap, body: &[u8]) -> Option<String> {
+        json_str(body, "MessageId")
+    }
+
+    fn error_text(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+        let message = json_str(body, "message").or_else(|| json_str(body, "Message"));
+        match (error_type(headers, body), message) {
+            (Some(t), Some(m)) => Some(format!("{t}: {m}")),
+            (t, m) => t.or(m),
+        }
+    }
+
+    /// A 400 for the daily quota or a paused account says nothing about
+    /// the message: it will go out once the account can send again.
+    fn is_temporary(_: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+        matches!(
+            error_type(headers, body).as_deref(),
+            Some(
+                "LimitExceededException"
+                    | "SendingPausedException"
+                    | "AccountSuspendedException"
+                    | "TooManyRequestsException"
+            )
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// 2015-08-30T12:36:00Z, the time of AWS's SigV4 test suite.
+    fn suite_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_440_938_160)
+    }
+
+    fn suite_credentials(token: Option<&str>) -> Credentials {
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            token.map(str::to_string),
+            None,
+            "test",
+        )
+    }
+
+    fn header<'a>(h: &'a [(&'static str, String)], name: &str) -> &'a str {
+        h.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {h:?}"))
+    }
+
+    /// AWS SigV4 test suite, case `post-vanilla`.
+    #[test]
+    fn sigv4_matches_aws_test_suite_post_vanilla() {
+        let h = sign_v4(
+            &suite_credentials(None),
+            "us-east-1",
+            "service",
+            "POST",
+            "https://example.amazonaws.com/",
+            &[],
+            b"",
+            suite_time(),
+        )
+        .unwrap();
+        assert_eq!(header(&h, "x-amz-date"), "20150830T123600Z");
+        assert_eq!(
+            header(&h, "authorization"),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, \
+             Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
+        );
+    }
+
+    /// AWS SigV4 test suite, case `get-vanilla-with-session-token`.
+    #[test]
+    fn sigv4_matches_aws_test_suite_session_token() {
+        let token = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";
+        let h = sign_v4(
+            &suite_credentials(Some(token)),
+            "us-east-1",
+            "service",
+            "GET",
+            "https://example.amazonaws.com/",
+            &[],
+            b"",
+            suite_time(),
+        )
+        .unwrap();
+        assert_eq!(header(&h, "x-amz-security-token"), token);
+        assert_eq!(
+            header(&h, "authorization"),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date;x-amz-security-token, \
+             Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8"
+        );
+    }
+
+    #[test]
+    fn ses_request_signs_content_type_and_port() {
+        let h = sign_v4(
+            &suite_credentials(None),
+            "eu-west-1",
+            SERVICE,
+            "POST",
+            "https://127.0.0.1:8443/v2/email/outbound-emails",
+            &[("content-type", "application/json")],
+            b"{}",
+            suite_time(),
+        )
+        .unwrap();
+        let auth = header(&h, "authorization");
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/eu-west-1/ses/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date, Signature="
+            ),
+            "{auth}"
+        );
+    }
+
+    #[test]
+    fn body_carries_envelope_and_raw_message() {
+        let up = SesUpstream::new(
+            "ses",
+            SesConfig {
+                endpoint: Endpoint {
+                    base_url: "https://email.eu-west-1.amazonaws.com".into(),
+                    timeout: Duration::from_secs(5),
+                    ca_file: None,
+                },
+                region: "eu-west-1".into(),
+                access_key_id: "AKID".into(),
+                secret_access_key: "sekrit".into(),
+                session_token: None,
+                configuration_set: Some("tx".into()),
+            },
+        )
+        .unwrap();
+        assert!(!format!("{up:?}").contains("sekrit"));
+        let rcpt = vec!["a@x.test".to_string(), "b@y.test".to_string()];
+        let msg = OutboundMessage {
+            id: "q1",
+            mail_from: "app@example.com",
+            rcpt_to: &rcpt,
+            data: b"Subject: s\r\n\r\nb\r\n",
+        };
+        let v: serde_json::Value = serde_json::from_slice(&up.body(&msg).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "FromEmailAddress": "app@example.com",
+                "Destination": {"ToAddresses": ["a@x.test", "b@y.test"]},
+                "Content": {"Raw": {"Data": "U3ViamVjdDogcw0KDQpiDQo="}},
+                "ConfigurationSetName": "tx",
+            })
+        );
+        let bounce = OutboundMessage {
+            mail_from: "",
+            ..msg
+        };
+        let v: serde_json::Value = serde_json::from_slice(&up.body(&bounce).unwrap()).unwrap();
+        assert!(v.get("FromEmailAddress").is_none(), "{v}");
+    }
+
+    #[test]
+    fn ses_errors() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amzn-errortype",
+            "MessageRejected:http://internal.amazon.com/coral/com.amazonaws.sesv2/"
+                .parse()
+                .unwrap(),
+        );
+        let body = br#"{"message":"Email address is not verified."}"#;
+        assert_eq!(
+            Ses::error_text(&h, body).as_deref(),
+            Some("MessageRejected: Email address is not verified.")
+        );
+        assert!(!Ses::is_temporary(StatusCode::BAD_REQUEST, &h, body));
+        let quota = br#"{"__type":"LimitExceededException","message":"Daily quota"}"#;
+        assert!(Ses::is_temporary(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            quota
+        ));
+        assert_eq!(
+            Ses::message_id(&HeaderMap::new(), br#"{"MessageId":"0100-abc"}"#).as_deref(),
+            Some("0100-abc")
+        );
+    }
+}

@@ -1,0 +1,565 @@
+//! `kind = "msgraph"` end to end: the real postern binary delivers to a
+//! local HTTPS server playing Entra's token endpoint and Microsoft Graph.
+//! Checked: the exact token requests (client secret, and a certificate
+//! assertion verified against the test certificate), the sendMail request
+//! (base64 MIME equal to the spooled message), the large-message path
+//! (draft + upload session in checked chunks + send), token lifetime,
+//! 401 handling, single-flight refresh and fault injection.
+
+mod common;
+mod common_oauth;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use common_oauth::*;
+use serde_json::json;
+
+/// Needs form escaping on purpose.
+const SECRET: &str = "s3cr+t&=/x~ y";
+const SECRET_ENV: &str = "POSTERN_TEST_GRAPH_SECRET";
+
+fn config(ca: &TestCa, mock: &ProviderMock, auth: &str, extra: &str) -> Config {
+    let mut cfg = Config::new(&format!("{}/unused", mock.base_url()));
+    cfg.credentials = vec![format!(
+        "{}route = \"mail\"\n",
+        Config::password_credential("app", "app", &["*@example.com"])
+    )];
+    cfg.extra = format!(
+        "[routes.mail]\nupstreams = [\"graph\"]\n\n[upstreams.graph]\nkind = \"msgraph\"\ntenant_id = \"tenant-1\"\nclient_id = \"client-1\"\n{auth}\nbase_url = \"{base}\"\ntoken_url = \"{base}/tenant-1/oauth2/v2.0/token\"\nca_file = \"{ca}\"\ntimeout = \"10s\"\n{extra}\n",
+        base = mock.base_url(),
+        ca = ca.ca_pem.display(),
+    );
+    cfg
+}
+
+fn secret_auth() -> String {
+    format!("client_secret = \"env:{SECRET_ENV}\"")
+}
+
+fn start(ca: &TestCa, cfg: &Config) -> Postern {
+    Postern::start_with_env(ca, cfg, &[(SECRET_ENV, SECRET)])
+}
+
+/// Submits one message over STARTTLS + AUTH; returns the queue id.
+fn submit(p: &Postern, ca: &TestCa, rcpts: &[&str], msg: &[u8]) -> String {
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet_starttls(ca);
+    c.auth_plain("app", PASSWORD).expect(235, "2.7.0", "AUTH");
+    let r = c.send_message("app@example.com", rcpts, msg);
+    r.expect_code(250, "end of DATA");
+    c.quit();
+    r.queue_id().expect("queue id")
+}
+
+fn b64_lines(data: &[u8]) -> String {
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    text.as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 31 + seed as usize) % 251) as u8)
+        .collect()
+}
+
+/// multipart/mixed with a text body and the given attachments.
+fn message(subject: &str, attachments: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut m = format!(
+        "From: App <app@example.com>\r\nTo: Bob <bob@dest.test>\r\nSubject: {subject}\r\nMessage-ID: <{}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_b\"\r\n\r\n--=_b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe body of {subject}.\r\n",
+        subject.replace(' ', "-")
+    );
+    for (name, data) in attachments {
+        m.push_str(&format!(
+            "--=_b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            b64_lines(data)
+        ));
+    }
+    m.push_str("--=_b--\r\n");
+    m.into_bytes()
+}
+
+fn api_requests(mock: &ProviderMock, part: &str) -> Vec<Recorded> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.path.contains(part))
+        .collect()
+}
+
+fn mime_of(s: &Sent) -> (&str, &[u8]) {
+    match s {
+        Sent::Mime { mailbox, mime } => (mailbox, mime),
+        other => panic!("expected a MIME sendMail, got {other:?}"),
+    }
+}
+
+#[test]
+fn client_secret_token_and_mime_send_carry_the_exact_message() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let small = pattern(5000, 1);
+    let msg = message("graph small", &[("small.bin", &small)]);
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    // Second message: one envelope recipient the headers do not name.
+    let msg2 = simple_message("app@example.com", "bob@dest.test", "second");
+    submit(&p, &ca, &["bob@dest.test", "hidden@other.test"], &msg2);
+    let sent = mock.wait_sent(2);
+    p.wait_queue_empty();
+
+    let tokens = mock.token_requests();
+    assert_eq!(tokens.len(), 1, "one token for both messages");
+    assert_eq!(tokens[0].path, "/tenant-1/oauth2/v2.0/token");
+    assert_eq!(
+        tokens[0].one_header("content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        form(&tokens[0].body),
+        [
+            ("client_id", "client-1"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("client_secret", SECRET),
+            ("grant_type", "client_credentials"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+
+    let sends = api_requests(&mock, "/sendMail");
+    assert_eq!(sends.len(), 2);
+    for r in &sends {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/v1.0/users/app@example.com/sendMail");
+        assert_eq!(r.one_header("authorization"), "Bearer tok-1");
+        assert_eq!(r.one_header("content-type"), "text/plain");
+    }
+    let (mailbox, mime) = mime_of(&sent[0]);
+    assert_eq!(mailbox, "app@example.com");
+    assert_forwarded(mime, &msg);
+    let (_, mime2) = mime_of(&sent[1]);
+    let rest = mime2
+        .strip_prefix(b"Bcc: hidden@other.test\r\n".as_slice())
+        .unwrap_or_else(|| panic!("no Bcc header first:\n{}", show(&mime2[..200])));
+    assert_forwarded(rest, &msg2);
+
+    let log = p.log();
+    assert!(log.contains("req-"), "request-id logged as upstream id:\n{log}");
+    assert!(!log.contains(SECRET) && !log.contains("tok-1"), "secret or token in the log:\n{log}");
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+}
+
+#[test]
+fn certificate_assertion_is_verifiable_with_the_certificate() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let (key_pem, public_der) = rsa_key();
+    let kp = rcgen::KeyPair::from_pem(key_pem).expect("rcgen loads the RSA key");
+    let cert = rcgen::CertificateParams::new(vec!["postern-graph-app".to_string()])
+        .expect("params")
+        .self_signed(&kp)
+        .expect("self-signed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_path = dir.path().join("app.pem");
+    let key_path = dir.path().join("app.key");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key_pem).unwrap();
+    let auth = format!(
+        "client_certificate = \"{}\"\nclient_key = \"file:{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
+    let p = start(&ca, &config(&ca, &mock, &auth, ""));
+    let msg = simple_message("app@example.com", "bob@dest.test", "cert auth");
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(1);
+    assert_forwarded(mime_of(&sent[0]).1, &msg);
+
+    let tokens = mock.token_requests();
+    assert_eq!(tokens.len(), 1);
+    let fields = form(&tokens[0].body);
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["client_id", "scope", "client_assertion_type", "client_assertion", "grant_type"]
+    );
+    assert_eq!(fields[0].1, "client-1");
+    assert_eq!(fields[1].1, "https://graph.microsoft.com/.default");
+    assert_eq!(
+        fields[2].1,
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert_eq!(fields[4].1, "client_credentials");
+
+    let (header, claims, signed, sig) = jwt_parts(&fields[3].1);
+    let thumb = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, cert.der()).as_ref());
+    assert_eq!(
+        header,
+        json!({"alg": "PS256", "typ": "JWT", "x5t#S256": thumb})
+    );
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PSS_2048_8192_SHA256,
+        public_der,
+    )
+    .verify(signed.as_bytes(), &sig)
+    .expect("assertion signature verifies with the certificate's key");
+    let token_url = format!("{}/tenant-1/oauth2/v2.0/token", mock.base_url());
+    assert_eq!(claims["aud"], token_url.as_str());
+    assert_eq!(claims["iss"], "client-1");
+    assert_eq!(claims["sub"], "client-1");
+    let jti = claims["jti"].as_str().expect("jti");
+    assert_eq!(jti.len(), 36, "jti is a GUID: {jti}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let iat = claims["iat"].as_i64().expect("iat");
+    assert!((iat - now).abs() < 600, "iat {iat} vs now {now}");
+    assert_eq!(claims["nbf"].as_i64(), Some(iat));
+    assert_eq!(claims["exp"].as_i64(), Some(iat + 600));
+    assert!(!p.log().contains("PRIVATE KEY"));
+}
+
+#[test]
+fn large_message_goes_through_draft_upload_session_and_send() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let big = pattern(6 * 1024 * 1024, 7);
+    let mid1 = pattern(1536 * 1024, 3);
+    let mid2 = pattern(1536 * 1024, 5);
+    let msg = message(
+        "graph large",
+        &[("big.bin", &big), ("mid1.bin", &mid1), ("mid2.bin", &mid2)],
+    );
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(1);
+    p.wait_queue_empty();
+    assert!(mock.violations().is_empty(), "{:?}", mock.violations());
+
+    let Sent::Draft {
+        mailbox,
+        mime,
+        attachments,
+    } = &sent[0]
+    else {
+        panic!("expected the draft path, got {:?}", sent[0]);
+    };
+    assert_eq!(mailbox, "app@example.com");
+    assert!(api_requests(&mock, "/sendMail").is_empty());
+    // The 6 MiB file went through an upload session, one 1.5 MiB file was
+    // posted, the other stayed in the draft's MIME.
+    assert_eq!(attachments.len(), 2, "{attachments:?}");
+    assert_eq!(attachments[0].via, "session");
+    assert_eq!(
+        attachments[0].meta,
+        json!({"attachmentType": "file", "name": "big.bin", "size": big.len(),
+               "contentType": "application/octet-stream", "isInline": false})
+    );
+    assert!(attachments[0].bytes == big, "reassembled upload differs");
+    assert_eq!(attachments[1].via, "post");
+    assert_eq!(attachments[1].meta["name"], "mid1.bin");
+    assert!(attachments[1].bytes == mid1, "posted attachment differs");
+
+    let puts: Vec<Recorded> = api_requests(&mock, "/upload-session/");
+    let ranges: Vec<&str> = puts.iter().map(|r| r.one_header("content-range")).collect();
+    assert_eq!(
+        ranges,
+        ["bytes 0-3276799/6291456", "bytes 3276800-6291455/6291456"]
+    );
+    assert!(puts.iter().all(|r| r.header("authorization").is_none()));
+
+    // The draft is the spooled message minus the two cut parts.
+    let (_, draft) = split_received(mime);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(draft)
+        .expect("draft parses");
+    assert_eq!(parsed.subject(), Some("graph large"));
+    assert_eq!(
+        parsed.body_text(0).as_deref(),
+        Some("The body of graph large.\r\n")
+    );
+    let names: Vec<_> = parsed
+        .attachments()
+        .map(|a| mail_parser::MimeHeaders::attachment_name(a).unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["mid2.bin"]);
+    assert!(parsed.attachment(0).unwrap().contents() == mid2.as_slice());
+    let creates = api_requests(&mock, "/messages");
+    assert_eq!(creates[0].path, "/v1.0/users/app@example.com/messages");
+    assert_eq!(creates[0].one_header("content-type"), "text/plain");
+    assert_eq!(mock.drafts_left(), 0);
+    let send = creates
+        .iter()
+        .find(|r| r.path.ends_with("/send"))
+        .expect("draft send request");
+    assert!(send.path.starts_with("/v1.0/users/app@example.com/messages/draft-"));
+    assert!(!p.log().contains("pre-auth-secret"), "upload url leaked to the log");
+}
+
+#[test]
+fn fixed_mailbox_without_sent_items_uses_json_with_envelope_recipients() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let extra = "mailbox = \"shared@example.com\"\nsave_to_sent_items = false";
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), extra));
+    let att = pattern(1000, 9);
+    let msg = message("json path", &[("a.bin", &att)]);
+    submit(&p, &ca, &["bob@dest.test", "hidden@other.test"], &msg);
+    let sent = mock.wait_sent(1);
+    let Sent::Json { mailbox, body } = &sent[0] else {
+        panic!("expected JSON sendMail, got {:?}", sent[0]);
+    };
+    assert_eq!(mailbox, "shared@example.com");
+    let r = &api_requests(&mock, "/sendMail")[0];
+    assert_eq!(r.path, "/v1.0/users/shared@example.com/sendMail");
+    assert_eq!(r.one_header("content-type"), "application/json");
+    assert_eq!(body["saveToSentItems"], false);
+    let m = &body["message"];
+    assert_eq!(m["subject"], "json path");
+    assert_eq!(
+        m["body"],
+        json!({"contentType": "Text", "content": "The body of json path.\r\n"})
+    );
+    assert_eq!(
+        m["toRecipients"],
+        json!([{"emailAddress": {"name": "Bob", "address": "bob@dest.test"}}])
+    );
+    assert_eq!(
+        m["bccRecipients"],
+        json!([{"emailAddress": {"address": "hidden@other.test"}}])
+    );
+    assert_eq!(m["attachments"][0]["name"], "a.bin");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(m["attachments"][0]["contentBytes"].as_str().unwrap())
+        .unwrap();
+    assert!(bytes == att);
+    p.wait_queue_empty();
+}
+
+#[test]
+fn expired_token_is_refreshed() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.set_expires_in(1);
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "t1"));
+    mock.wait_sent(1);
+    // Past the token's one-second lifetime.
+    std::thread::sleep(Duration::from_millis(1500));
+    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "t2"));
+    mock.wait_sent(2);
+    assert_eq!(mock.token_requests().len(), 2);
+    let auth: Vec<String> = api_requests(&mock, "/sendMail")
+        .iter()
+        .map(|r| r.one_header("authorization").to_string())
+        .collect();
+    assert_eq!(auth.len(), 2);
+    assert_ne!(auth[0], auth[1], "second send used the refreshed token");
+}
+
+#[test]
+fn api_401_forces_exactly_one_refresh_and_retry() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "a"));
+    mock.wait_sent(1);
+    mock.revoke_all();
+    let msg = simple_message("app@example.com", "bob@dest.test", "after revoke");
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(2);
+    p.wait_queue_empty();
+    assert_eq!(mock.token_requests().len(), 2, "one forced refresh");
+    let sends = api_requests(&mock, "/sendMail");
+    assert_eq!(sends.len(), 3, "1 + refused + retried");
+    assert_eq!(sends[1].one_header("authorization"), sends[0].one_header("authorization"));
+    assert_ne!(sends[2].one_header("authorization"), sends[1].one_header("authorization"));
+    assert_eq!(sent.len(), 2);
+    assert_forwarded(mime_of(&sent[1]).1, &msg);
+    let log = p.log();
+    assert!(!log.contains("credentials rejected"), "{log}");
+    assert!(!log.contains("deferred"), "the retry happened within the attempt:\n{log}");
+}
+
+#[test]
+fn concurrent_deliveries_share_one_token_request() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.close_gate();
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet_starttls(&ca);
+    c.auth_plain("app", PASSWORD).expect(235, "2.7.0", "AUTH");
+    for i in 0..6 {
+        let msg = simple_message("app@example.com", "bob@dest.test", &format!("burst {i}"));
+        c.send_message("app@example.com", &["bob@dest.test"], &msg)
+            .expect_code(250, "DATA");
+    }
+    c.quit();
+    mock.wait_gate_waiting(1);
+    // Let the four workers all reach the token cache while the fetch hangs.
+    std::thread::sleep(Duration::from_millis(500));
+    mock.open_gate();
+    mock.wait_sent(6);
+    p.wait_queue_empty();
+    assert_eq!(mock.token_requests().len(), 1, "no stampede on the token endpoint");
+    let sends = api_requests(&mock, "/sendMail");
+    assert_eq!(sends.len(), 6);
+    assert!(sends.iter().all(|r| r.one_header("authorization") == "Bearer tok-1"));
+}
+
+fn fault_then_delivered(fault: Fault, what: &str) {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.push_api_fault(fault);
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let msg = simple_message("app@example.com", "bob@dest.test", what);
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(1);
+    p.wait_queue_empty();
+    assert_eq!(sent.len(), 1, "delivered exactly once");
+    assert_eq!(api_requests(&mock, "/sendMail").len(), 2, "failed once, then delivered");
+    assert_forwarded(mime_of(&sent[0]).1, &msg);
+    assert!(p.dead_files().is_empty());
+    let log = p.log();
+    assert!(log.contains("deferred"), "{log}");
+    assert!(!log.contains("credentials rejected"), "{log}");
+}
+
+#[test]
+fn fault_429_with_retry_after_then_delivered_once() {
+    fault_then_delivered(Fault::retry_after(429, 1), "429");
+}
+
+#[test]
+fn fault_500_then_delivered_once() {
+    fault_then_delivered(
+        Fault::status(500, r#"{"error":{"code":"ErrorInternalServerError","message":"boom"}}"#),
+        "500",
+    );
+}
+
+#[test]
+fn fault_connection_reset_then_delivered_once() {
+    fault_then_delivered(Fault::Reset, "reset");
+}
+
+#[test]
+fn token_endpoint_down_is_retried_then_delivered() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.push_token_fault(Fault::status(503, ""));
+    mock.push_token_fault(Fault::Reset);
+    mock.push_token_fault(Fault::retry_after(429, 1));
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let msg = simple_message("app@example.com", "bob@dest.test", "token down");
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(1);
+    p.wait_queue_empty();
+    assert_eq!(mock.token_requests().len(), 4, "three failures, then a token");
+    assert_eq!(api_requests(&mock, "/sendMail").len(), 1);
+    assert_forwarded(mime_of(&sent[0]).1, &msg);
+    let log = p.log();
+    assert!(log.contains("token request to 127.0.0.1: HTTP 503"), "{log}");
+    assert!(!log.contains("credentials rejected"), "{log}");
+}
+
+#[test]
+fn refused_credentials_alert_once_and_recover() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let refusal = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+    for _ in 0..3 {
+        mock.push_token_fault(Fault::status(401, refusal));
+    }
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "creds"));
+    mock.wait_sent(1);
+    p.wait_queue_empty();
+    let log = p.log();
+    assert_eq!(log.matches("credentials rejected").count(), 1, "{log}");
+    assert!(log.contains("AADSTS7000215"), "{log}");
+    assert!(p.dead_files().is_empty());
+}
+
+#[test]
+fn permanent_api_error_dead_letters_with_the_provider_message() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.push_api_fault(Fault::status(
+        400,
+        r#"{"error":{"code":"ErrorInvalidRecipients","message":"At least one recipient is not valid."}}"#,
+    ));
+    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    let id = submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "perm"));
+    let reason_path = p.dead_dir().join(format!("{id}.reason"));
+    assert!(
+        wait_until(Duration::from_secs(60), || reason_path.exists()),
+        "not dead-lettered; log:\n{}",
+        p.log()
+    );
+    let reason = std::fs::read_to_string(&reason_path).unwrap();
+    assert!(
+        reason.contains("ErrorInvalidRecipients: At least one recipient is not valid."),
+        "{reason}"
+    );
+    assert_eq!(api_requests(&mock, "/sendMail").len(), 1, "no retry");
+    assert!(mock.sent().is_empty());
+}
+
+#[test]
+fn wrong_ca_is_retried_and_delivered_once_after_the_fix() {
+    let ca = TestCa::new();
+    let other = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    let mut cfg = config(&ca, &mock, &secret_auth(), "");
+    cfg.extra = cfg.extra.replace(
+        &ca.ca_pem.display().to_string(),
+        &other.ca_pem.display().to_string(),
+    );
+    let mut p = start(&ca, &cfg);
+    let msg = simple_message("app@example.com", "bob@dest.test", "wrong ca");
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    assert!(
+        wait_until(Duration::from_secs(60), || p.log().matches("deferred").count() >= 2),
+        "no retries; log:\n{}",
+        p.log()
+    );
+    assert!(mock.requests().is_empty(), "nothing got past TLS");
+    assert_eq!(p.queue_files().iter().filter(|f| !f.contains('.')).count(), 1);
+    assert!(p.dead_files().is_empty());
+    let log = p.log();
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+
+    p.restart(&config(&ca, &mock, &secret_auth(), ""));
+    let sent = mock.wait_sent(1);
+    p.wait_queue_empty();
+    assert_eq!(sent.len(), 1);
+    assert_forwarded(mime_of(&sent[0]).1, &msg);
+    assert_eq!(api_requests(&mock, "/sendMail").len(), 1);
+}
+
+#[test]
+fn check_config_reports_msgraph_mistakes_at_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    let text = "[server]\nhostname = \"r.test\"\nstate_dir = \"/tmp/x\"\n[tls]\nself_signed = true\n[[listeners]]\naddress = \"127.0.0.1:2525\"\ntls = \"starttls\"\n[routes.default]\nupstreams = [\"graph\"]\n[upstreams.graph]\nkind = \"msgraph\"\ntenant_id = \"a/b\"\nclient_id = \"c\"\nclient_secret = \"env:POSTERN_TEST_SURELY_UNSET\"\nclient_key = \"env:X\"\nbase_url = \"http://graph.example\"\nuser = \"x@y.z\"\n";
+    std::fs::write(&path, text).unwrap();
+    let out = common::clients::postern_cmd(&["check-config", "--config", path.to_str().unwrap()], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for key in [
+        "upstreams.graph.tenant_id",
+        "upstreams.graph.client_secret",
+        "upstreams.graph.base_url",
+        "upstreams.graph.user",
+    ] {
+        assert!(err.contains(key), "no error for {key}:\n{err}");
+    }
+}

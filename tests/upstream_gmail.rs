@@ -81,7 +81,7 @@ fn assertion_and_upload_are_exact() {
     let ca = TestCa::new();
     let mock = ProviderMock::start(&ca);
     let p = start(&ca, &mock);
-    let msg = b"From: App <app@example.com>\r\nTo: Bob <bob@dest.test>, carol@dest.test\r\nSubject: gmail exact\r\nMessage-ID: <g1@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello Gmail.\r\n--b\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Disposition: attachment; filename=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+    let msg = b"Date: Mon, 2 Mar 2026 10:00:00 +0000\r\nFrom: App <app@example.com>\r\nTo: Bob <bob@dest.test>, carol@dest.test\r\nSubject: gmail exact\r\nMessage-ID: <g1@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello Gmail.\r\n--b\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Disposition: attachment; filename=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
     let id = submit(&p, &ca, &["bob@dest.test", "carol@dest.test"], msg);
     let sent = mock.wait_sent(1);
     p.wait_queue_empty();
@@ -114,7 +114,10 @@ fn assertion_and_upload_are_exact() {
     );
     assert_eq!(fields[1].0, "assertion");
     let (header, claims, signed, sig) = jwt_parts(&fields[1].1);
-    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT", "kid": "kid-123"}));
+    assert_eq!(
+        header,
+        json!({"alg": "RS256", "typ": "JWT", "kid": "kid-123"})
+    );
     ring::signature::UnparsedPublicKey::new(
         &ring::signature::RSA_PKCS1_2048_8192_SHA256,
         &rsa_key().1,
@@ -123,7 +126,10 @@ fn assertion_and_upload_are_exact() {
     .expect("assertion verifies with the service account's public key");
     assert_eq!(claims["iss"], "relay@postern-test.iam.gserviceaccount.com");
     assert_eq!(claims["sub"], USER);
-    assert_eq!(claims["scope"], "https://www.googleapis.com/auth/gmail.send");
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/gmail.send"
+    );
     assert_eq!(claims["aud"], "https://oauth2.googleapis.com/token");
     let iat = claims["iat"].as_i64().expect("iat");
     let exp = claims["exp"].as_i64().expect("exp");
@@ -132,7 +138,10 @@ fn assertion_and_upload_are_exact() {
     let log = p.log();
     assert!(log.contains("gm-"), "Gmail message id logged:\n{log}");
     assert!(log.contains(&id));
-    assert!(!log.contains("PRIVATE KEY") && !log.contains("tok-1"), "{log}");
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains("tok-1"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -140,7 +149,7 @@ fn envelope_only_recipient_becomes_bcc() {
     let ca = TestCa::new();
     let mock = ProviderMock::start(&ca);
     let p = start(&ca, &mock);
-    let msg = simple_message("app@example.com", "bob@dest.test", "gmail bcc");
+    let msg = dated_message("app@example.com", "bob@dest.test", "gmail bcc");
     submit(&p, &ca, &["bob@dest.test", "hidden@other.test"], &msg);
     let sent = mock.wait_sent(1);
     let mime = gmail_of(&sent[0]);
@@ -155,10 +164,20 @@ fn api_401_refreshes_once_and_403_alerts() {
     let ca = TestCa::new();
     let mock = ProviderMock::start(&ca);
     let p = start(&ca, &mock);
-    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "g1"));
+    submit(
+        &p,
+        &ca,
+        &["bob@dest.test"],
+        &dated_message("app@example.com", "bob@dest.test", "g1"),
+    );
     mock.wait_sent(1);
     mock.revoke_all();
-    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "g2"));
+    submit(
+        &p,
+        &ca,
+        &["bob@dest.test"],
+        &dated_message("app@example.com", "bob@dest.test", "g2"),
+    );
     mock.wait_sent(2);
     assert_eq!(mock.token_requests().len(), 2);
     assert_eq!(uploads(&mock).len(), 3);
@@ -170,7 +189,12 @@ fn api_401_refreshes_once_and_403_alerts() {
             r#"{"error":{"code":403,"message":"Delegation denied","errors":[{"reason":"forbidden"}]}}"#,
         ));
     }
-    submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "g3"));
+    submit(
+        &p,
+        &ca,
+        &["bob@dest.test"],
+        &dated_message("app@example.com", "bob@dest.test", "g3"),
+    );
     mock.wait_sent(3);
     p.wait_queue_empty();
     let log = p.log();
@@ -192,7 +216,7 @@ fn rate_limit_and_server_errors_are_retried_then_delivered_once() {
     mock.push_api_fault(Fault::Reset);
     mock.push_token_fault(Fault::status(503, ""));
     let p = start(&ca, &mock);
-    let msg = simple_message("app@example.com", "bob@dest.test", "gmail faults");
+    let msg = dated_message("app@example.com", "bob@dest.test", "gmail faults");
     submit(&p, &ca, &["bob@dest.test"], &msg);
     let sent = mock.wait_sent(1);
     p.wait_queue_empty();
@@ -200,7 +224,10 @@ fn rate_limit_and_server_errors_are_retried_then_delivered_once() {
     assert_forwarded(gmail_of(&sent[0]), &msg);
     assert_eq!(uploads(&mock).len(), 5, "four failures, then delivered");
     let log = p.log();
-    assert!(!log.contains("credentials rejected"), "rate limits are not a credentials problem:\n{log}");
+    assert!(
+        !log.contains("credentials rejected"),
+        "rate limits are not a credentials problem:\n{log}"
+    );
     assert!(p.dead_files().is_empty());
 }
 
@@ -213,7 +240,12 @@ fn permanent_error_keeps_googles_message() {
         r#"{"error":{"code":400,"message":"Invalid To header","status":"INVALID_ARGUMENT"}}"#,
     ));
     let p = start(&ca, &mock);
-    let id = submit(&p, &ca, &["bob@dest.test"], &simple_message("app@example.com", "bob@dest.test", "bad"));
+    let id = submit(
+        &p,
+        &ca,
+        &["bob@dest.test"],
+        &dated_message("app@example.com", "bob@dest.test", "bad"),
+    );
     let reason_path = p.dead_dir().join(format!("{id}.reason"));
     assert!(
         wait_until(Duration::from_secs(60), || reason_path.exists()),

@@ -476,8 +476,10 @@ fn resend_request_is_exact_with_idempotency_key() {
     assert!(!String::from_utf8_lossy(&req.body).contains("list@dest.test"));
 }
 
-/// multipart/form-data parts as (name, filename, content type, body).
-fn form_parts(req: &Recorded) -> Vec<(String, Option<String>, Option<String>, Vec<u8>)> {
+/// One multipart/form-data part: (name, filename, content type, body).
+type FormPart = (String, Option<String>, Option<String>, Vec<u8>);
+
+fn form_parts(req: &Recorded) -> Vec<FormPart> {
     let ct = req.one_header("content-type");
     let boundary = ct
         .split("boundary=")

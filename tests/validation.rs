@@ -64,7 +64,7 @@ fn bad_syntax_is_501_and_idn_reaches_the_upstream_as_a_labels() {
         ("<app@example..com>", "empty label"),
     ] {
         let r = c.cmd(&format!("MAIL FROM:{from}"));
-        r.expect(501, "5.1.7", from);
+        r.expect(501, "5.1.3", from);
         assert!(r.text().contains(why), "{from}: {:?}", r.lines);
     }
     c.cmd("MAIL FROM:<app@example.com> SMTPUTF8")

@@ -94,6 +94,7 @@ fuzz_target!(|input: &[u8]| {
         } else {
             BareNewline::Normalize
         },
+        validation: Default::default(),
     };
     let trusted = knobs & 4 != 0;
     let implicit_tls = knobs & 8 != 0;
@@ -181,6 +182,7 @@ fuzz_target!(|input: &[u8]| {
                     decoder = Some(session.new_data_decoder());
                     break;
                 }
+                Step::CheckRecipient { .. } => step = session.recipient_checked(Ok(())),
                 Step::Queue(tx) => {
                     check_transaction(&tx, trusted, &session);
                     queued += 1;

@@ -6,6 +6,7 @@
 //! use argon2id off the async runtime; successful checks are cached so a
 //! client that logs in for every message does not pay ~40 ms each time.
 
+pub mod lockout;
 mod verify;
 
 pub use verify::{hash_secret, new_token};

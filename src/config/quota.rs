@@ -11,8 +11,8 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::load::{File, sender_pattern, singleton};
 use super::units::Dur;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -118,7 +118,11 @@ pub enum Setting {
 impl Setting {
     /// `self` unless it inherits, then `below`.
     pub fn or(self, below: Setting) -> Setting {
-        if self == Setting::Inherit { below } else { self }
+        if self == Setting::Inherit {
+            below
+        } else {
+            self
+        }
     }
 
     /// The effective maximum; `None` when there is no limit.
@@ -152,7 +156,9 @@ impl Windows {
     }
 
     pub fn is_unlimited(&self) -> bool {
-        self.per_minute.max().is_none() && self.per_hour.max().is_none() && self.per_day.max().is_none()
+        self.per_minute.max().is_none()
+            && self.per_hour.max().is_none()
+            && self.per_day.max().is_none()
     }
 }
 
@@ -334,7 +340,12 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> QuotaConfig {
         ("ip", &raw.ip, &mut out.ip),
     ] {
         if let Some(t) = table {
-            *slot = build_fields(f, fields_of_limits(t.get_ref()), &format!("quota.{name}"), errors);
+            *slot = build_fields(
+                f,
+                fields_of_limits(t.get_ref()),
+                &format!("quota.{name}"),
+                errors,
+            );
         }
     }
     for r in &raw.rules {

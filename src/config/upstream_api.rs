@@ -334,6 +334,108 @@ fn check_categories(list: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, load_str};
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[server]
+state_dir = "state"
+
+[[listeners]]
+address = "127.0.0.1:2525"
+tls = "none"
+
+[credentials.lan]
+networks = ["127.0.0.0/8"]
+allowed_senders = ["*@example.com"]
+
+[routes.default]
+upstreams = ["p"]
+"#;
+
+    /// Loads BASE + `upstream` with every `SECRET` replaced by a file secret.
+    fn load(upstream: &str) -> Result<Config, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("key");
+        std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+        let text = format!(
+            "{BASE}\n[upstreams.p]\n{}",
+            upstream.replace("SECRET", &format!("file:{}", secret.display()))
+        );
+        load_str(Path::new("/etc/p/main.toml"), &text)
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn provider_kinds_load_with_defaults() {
+        let c = load(
+            "kind = \"ses\"\nregion = \"eu-west-1\"\naccess_key_id = \"SECRET\"\n\
+             secret_access_key = \"SECRET\"\n",
+        )
+        .unwrap();
+        let u = &c.upstreams["p"];
+        assert!(u.dkim, "ses keeps postern's DKIM signature by default");
+        let UpstreamKind::Ses(s) = &u.kind else {
+            panic!("{u:?}")
+        };
+        assert_eq!(s.endpoint.base_url, "https://email.eu-west-1.amazonaws.com");
+        assert_eq!(s.secret_access_key.expose(), "s3cr3t-value");
+        assert_eq!(s.endpoint.timeout, DEFAULT_TIMEOUT);
+        assert!(!format!("{u:?}").contains("s3cr3t"));
+
+        for kind in ["sendgrid", "resend"] {
+            let c = load(&format!("kind = \"{kind}\"\napi_key = \"SECRET\"\n")).unwrap();
+            assert!(
+                !c.upstreams["p"].dkim,
+                "{kind} rebuilds the message: dkim off"
+            );
+        }
+        let c = load("kind = \"postmark\"\nserver_token = \"SECRET\"\ndkim = true\n").unwrap();
+        assert!(c.upstreams["p"].dkim, "explicit dkim wins");
+
+        let c = load(
+            "kind = \"mailgun\"\napi_key = \"SECRET\"\ndomain = \"mg.example.com\"\n\
+             region = \"eu\"\n",
+        )
+        .unwrap();
+        let UpstreamKind::Mailgun(m) = &c.upstreams["p"].kind else {
+            panic!()
+        };
+        assert_eq!(m.endpoint.base_url, "https://api.eu.mailgun.net");
+        assert!(c.upstreams["p"].dkim);
+    }
+
+    #[test]
+    fn provider_errors_name_line_key_and_fix() {
+        let e = load("kind = \"ses\"\n").unwrap_err();
+        let all = e.join("\n");
+        for k in ["region", "access_key_id", "secret_access_key"] {
+            assert!(
+                all.contains(&format!(
+                    "key `upstreams.p.{k}`: kind = \"ses\" needs `{k}`"
+                )),
+                "{all}"
+            );
+        }
+        let e = load("kind = \"sendgrid\"\napi_key = \"SG.literal\"\n").unwrap_err();
+        assert!(e[0].starts_with("/etc/p/main.toml:18:11: "), "{e:?}");
+        assert!(e[0].contains("literal secrets are not allowed"), "{e:?}");
+        let e = load(
+            "kind = \"resend\"\napi_key = \"SECRET\"\nbase_url = \"http://api.resend.example\"\n",
+        )
+        .unwrap_err();
+        assert!(e[0].contains("upstreams.p.base_url"), "{e:?}");
+        assert!(e[0].contains("loopback"), "{e:?}");
+        let e = load("kind = \"postmark\"\nserver_token = \"SECRET\"\napi_key = \"SECRET\"\n")
+            .unwrap_err();
+        assert!(
+            e[0].contains("`api_key` is not an option of kind = \"postmark\""),
+            "{e:?}"
+        );
+        let e = load("kind = \"mailgun\"\napi_key = \"SECRET\"\ndomain = \"mg.example.com\"\nregion = \"asia\"\n")
+            .unwrap_err();
+        assert!(e[0].contains("use \"us\" or \"eu\""), "{e:?}");
+    }
 
     #[test]
     fn base_url_https_or_loopback_http_only() {

@@ -185,7 +185,8 @@ fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
             }
         }
         (None, None, None) => {
-            let message = "kind = \"msgraph\" needs `client_secret`, or `client_certificate` + `client_key`";
+            let message =
+                "kind = \"msgraph\" needs `client_secret`, or `client_certificate` + `client_key`";
             c.error(c.table.clone(), "client_secret", message);
             None
         }
@@ -239,7 +240,9 @@ fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
 fn check_https_url(text: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("invalid url: {e}"))?;
     if url.scheme() != "https" {
-        return Err("must start with https:// (tokens and mail are never sent in clear text)".into());
+        return Err(
+            "must start with https:// (tokens and mail are never sent in clear text)".into(),
+        );
     }
     if url.host_str().is_none() {
         return Err("url has no host".into());
@@ -256,8 +259,7 @@ fn check_https_url(text: &str) -> Result<String, String> {
 /// A directory (tenant) id or verified domain: it becomes a URL path segment.
 fn check_tenant(v: &str) -> Result<(), String> {
     if !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     {
         Ok(())

@@ -15,6 +15,7 @@ use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::Semaphore;
 
 /// Headers signed when present (RFC 6376 5.4.1's recommendations plus the
 /// RFC 8058 one-click unsubscribe pair, which must be signed to count).
@@ -84,10 +85,19 @@ pub struct Signed {
 }
 
 /// All keys by domain, and what to do with mail that no key covers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Signer {
     by_domain: BTreeMap<String, Vec<KeySlot>>,
     reject_unsigned: bool,
+    /// Signing is pure CPU work: more concurrent signers than cores only
+    /// adds blocking-pool threads that steal CPU from the sessions.
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Signer {
+    fn default() -> Signer {
+        Signer::new(Vec::new(), UnsignedPolicy::Allow)
+    }
 }
 
 impl Signer {
@@ -96,9 +106,11 @@ impl Signer {
         for s in slots {
             by_domain.entry(s.domain.clone()).or_default().push(s);
         }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Signer {
             by_domain,
             reject_unsigned: unsigned == UnsignedPolicy::Reject,
+            permits: Arc::new(Semaphore::new(cpus.max(2))),
         }
     }
 
@@ -182,12 +194,14 @@ impl Signer {
         }))
     }
 
-    /// Runs [`Signer::sign`] on tokio's blocking pool and hands the message
-    /// back with the result.
+    /// Runs [`Signer::sign`] on tokio's blocking pool (at most one signing
+    /// per core at a time) and hands the message back with the result.
     pub async fn sign_blocking(
         self: &Arc<Self>,
         message: Vec<u8>,
     ) -> (Vec<u8>, Result<Option<Signed>, SignError>) {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.permits.acquire().await.ok();
         let signer = Arc::clone(self);
         let now = SystemTime::now();
         let task = tokio::task::spawn_blocking(move || {

@@ -63,6 +63,10 @@ impl Upstream for WithoutSignatures {
         self.inner.name()
     }
 
+    fn max_message_size(&self) -> Option<u64> {
+        self.inner.max_message_size()
+    }
+
     fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
         Box::pin(async move {
             let stripped = OutboundMessage {

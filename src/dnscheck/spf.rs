@@ -401,11 +401,10 @@ mod tests {
             )
             .with("amazonses.com", "v=spf1 ip4:199.255.192.0/22 -all");
         dns.broken.push("gone.example".into());
-        let ups = vec![
-            ("ses".to_string(), "ses"),
-            ("graph".to_string(), "msgraph"),
-            ("api".to_string(), "http"),
-        ];
+        let ups: Vec<(String, String)> = [("ses", "ses"), ("graph", "msgraph"), ("api", "http")]
+            .iter()
+            .map(|(n, k)| (n.to_string(), k.to_string()))
+            .collect();
         let f = block_on(check(&dns, "example.com", &ups));
         assert_eq!(
             statuses(&f),

@@ -19,10 +19,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-type Keyed = RateLimiter<ClientKey, HashMapStateStore<ClientKey>, GovernorClock, NoOpMiddleware<Nanos>>;
+type Keyed =
+    RateLimiter<ClientKey, HashMapStateStore<ClientKey>, GovernorClock, NoOpMiddleware<Nanos>>;
 
 /// Idle keys are swept after this many checks, bounding the map's size
 /// under a flood of distinct addresses.
@@ -152,7 +153,10 @@ mod tests {
         }
         let e = r.check(ip).unwrap_err();
         assert_eq!(e.retry_after, Duration::from_secs(1));
-        assert_eq!(e.to_string(), "Too many connections from 192.0.2.7; try again in 1 s");
+        assert_eq!(
+            e.to_string(),
+            "Too many connections from 192.0.2.7; try again in 1 s"
+        );
         // Another address is not affected.
         assert_eq!(r.check("192.0.2.8".parse().unwrap()), Ok(()));
         clock.advance(Duration::from_secs(1));
@@ -165,7 +169,9 @@ mod tests {
         let (r, _clock) = rate(Some(2));
         assert!(r.check("2001:db8:1:2::1".parse().unwrap()).is_ok());
         assert!(r.check("2001:db8:1:2::ffff".parse().unwrap()).is_ok());
-        let e = r.check("2001:db8:1:2:aaaa::3".parse().unwrap()).unwrap_err();
+        let e = r
+            .check("2001:db8:1:2:aaaa::3".parse().unwrap())
+            .unwrap_err();
         assert_eq!(e.key.to_string(), "2001:db8:1:2::/64");
         assert!(r.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
         assert!(r.check("::ffff:192.0.2.1".parse().unwrap()).is_ok());

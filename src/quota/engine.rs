@@ -44,7 +44,13 @@ pub(crate) enum Dim {
 }
 
 impl Dim {
-    const ALL: [Dim; 5] = [Dim::Credential, Dim::Sender, Dim::Domain, Dim::Ip, Dim::Rule];
+    const ALL: [Dim; 5] = [
+        Dim::Credential,
+        Dim::Sender,
+        Dim::Domain,
+        Dim::Ip,
+        Dim::Rule,
+    ];
     fn index(self) -> usize {
         self as usize
     }
@@ -219,7 +225,10 @@ impl Compiled {
         };
         let credential = (!s.credential.is_empty()).then(|| {
             let (limits, layer) = match s.credential_quota {
-                Some(q) => (q.over(&self.cfg.credential), Layer::Credential(s.credential, q)),
+                Some(q) => (
+                    q.over(&self.cfg.credential),
+                    Layer::Credential(s.credential, q),
+                ),
                 None => (self.cfg.credential, Layer::Default(Dim::Credential)),
             };
             Target {
@@ -447,7 +456,9 @@ impl Engine {
             let counter = state.counter(unit);
             if let Some(max) = w.per_minute.max() {
                 let step = nanos(minute_quota(max, None).replenish_interval());
-                let back = counter.tat.saturating_sub(step.saturating_mul(u64::from(n)));
+                let back = counter
+                    .tat
+                    .saturating_sub(step.saturating_mul(u64::from(n)));
                 counter.tat = back.max(now.min(counter.tat));
             }
             if let Some(win) = &mut counter.hour {
@@ -501,9 +512,7 @@ impl Engine {
     pub fn restore(&mut self, records: &[Record]) -> usize {
         let mut skipped = 0;
         for r in records {
-            let k = self.tables[r.dim.index()]
-                .entry(r.key.clone())
-                .or_default();
+            let k = self.tables[r.dim.index()].entry(r.key.clone()).or_default();
             let ok = restore_window(&mut k.messages.hour, &r.messages_hour)
                 & restore_window(&mut k.recipients.hour, &r.recipients_hour)
                 & restore_window(&mut k.messages.day, &r.messages_day)
@@ -518,7 +527,11 @@ impl Engine {
 
 fn save_window<S: WindowSpan>(w: &mut Option<Window<S>>, now: u64) -> Option<Saved> {
     let w = w.as_mut()?;
-    if w.is_empty(now) { None } else { Some(w.save()) }
+    if w.is_empty(now) {
+        None
+    } else {
+        Some(w.save())
+    }
 }
 
 /// False if a saved window has the wrong shape (it is then left empty).

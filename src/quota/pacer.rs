@@ -36,7 +36,9 @@ impl Rate {
         let bad = |why: &str| {
             format!("invalid rate {text:?}: {why} (examples: \"30/min\", \"5/s\", \"1000/h\")")
         };
-        let (n, unit) = text.split_once('/').ok_or_else(|| bad("expected COUNT/PERIOD"))?;
+        let (n, unit) = text
+            .split_once('/')
+            .ok_or_else(|| bad("expected COUNT/PERIOD"))?;
         let count = n
             .trim()
             .parse::<u32>()
@@ -52,7 +54,11 @@ impl Rate {
             other if other.starts_with(|c: char| c.is_ascii_digit()) => {
                 humantime::parse_duration(other).map_err(|e| bad(&e.to_string()))?
             }
-            _ => return Err(bad("the period must be s, min, h, day or a duration like 90s")),
+            _ => {
+                return Err(bad(
+                    "the period must be s, min, h, day or a duration like 90s",
+                ));
+            }
         };
         let rate = Rate { count, per };
         if rate.interval().is_zero() {
@@ -119,7 +125,12 @@ pub struct PacerPermit {
 impl Pacer {
     /// A pacer on real time; `None` for either setting means no bound.
     pub fn new(max_concurrency: Option<usize>, rate: Option<Rate>) -> Pacer {
-        Pacer::with_time(max_concurrency, rate, SystemClock::shared(), Arc::new(TokioSleep))
+        Pacer::with_time(
+            max_concurrency,
+            rate,
+            SystemClock::shared(),
+            Arc::new(TokioSleep),
+        )
     }
 
     pub fn with_time(
@@ -210,11 +221,26 @@ mod tests {
         assert_eq!(r("1000/h"), Ok((1000, 3600)));
         assert_eq!(r(" 20000 / day "), Ok((20000, 86400)));
         assert_eq!(r("10/90s"), Ok((10, 90)));
-        assert_eq!(Rate::parse("30/min").unwrap().interval(), Duration::from_secs(2));
-        for bad in ["30", "0/min", "-1/s", "x/min", "30/fortnight", "30/", "4294967296/s"] {
+        assert_eq!(
+            Rate::parse("30/min").unwrap().interval(),
+            Duration::from_secs(2)
+        );
+        for bad in [
+            "30",
+            "0/min",
+            "-1/s",
+            "x/min",
+            "30/fortnight",
+            "30/",
+            "4294967296/s",
+        ] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
-        assert!(Rate::parse("30/fortnight").unwrap_err().contains("\"30/fortnight\""));
+        assert!(
+            Rate::parse("30/fortnight")
+                .unwrap_err()
+                .contains("\"30/fortnight\"")
+        );
         assert_eq!(Rate::parse("30/minute").unwrap().to_string(), "30/min");
         assert_eq!(Rate::parse("10/90s").unwrap().to_string(), "10/1m 30s");
     }
@@ -252,10 +278,8 @@ mod tests {
 
     /// Polls once; true if the future is still pending.
     async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> bool {
-        std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(Pin::new(&mut f).poll(cx).is_pending())
-        })
-        .await
+        std::future::poll_fn(|cx| std::task::Poll::Ready(Pin::new(&mut f).poll(cx).is_pending()))
+            .await
     }
 
     #[tokio::test]

@@ -31,7 +31,9 @@ struct StateFile {
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path} is not a quota state file ({reason}); moved it to {moved} and started with empty counters")]
+    #[error(
+        "{path} is not a quota state file ({reason}); moved it to {moved} and started with empty counters"
+    )]
     Corrupt {
         path: PathBuf,
         reason: String,

@@ -48,7 +48,11 @@ fn fixture(cfg: &QuotaConfig) -> Fixture {
     let clock = start_clock();
     let (q, err) = Quotas::with_clock(cfg, dir.path().join(STATE_FILE_NAME), clock.clone());
     assert!(err.is_none(), "{err:?}");
-    Fixture { q, clock, _dir: dir }
+    Fixture {
+        q,
+        clock,
+        _dir: dir,
+    }
 }
 
 fn subject<'a>(credential: &'a str, sender: &'a str, ip: &str) -> Subject<'a> {
@@ -84,7 +88,10 @@ fn sixth_message_in_a_minute_is_refused_with_retry_hint() {
     assert_eq!(f.q.check_message(&s), Ok(()));
     assert!(f.q.check_message(&s).is_err());
     // Another credential has its own counter.
-    assert_eq!(f.q.check_message(&subject("crm", "billing@example.com", "192.0.2.1")), Ok(()));
+    assert_eq!(
+        f.q.check_message(&subject("crm", "billing@example.com", "192.0.2.1")),
+        Ok(())
+    );
 }
 
 #[test]
@@ -104,7 +111,10 @@ fn a_refusal_by_one_key_counts_against_no_other() {
     assert_eq!(f.q.check_message(&subject("", "b@x.test", ip)), Ok(()));
     assert_eq!(f.q.check_message(&subject("", "c@x.test", ip)), Ok(()));
     let r = f.q.check_message(&subject("", "d@x.test", ip)).unwrap_err();
-    assert_eq!((r.rule.as_str(), r.key.as_str()), ("quota.ip.per_minute", "ip 198.51.100.9"));
+    assert_eq!(
+        (r.rule.as_str(), r.key.as_str()),
+        ("quota.ip.per_minute", "ip 198.51.100.9")
+    );
 }
 
 #[test]
@@ -177,8 +187,18 @@ fn sender_rules_override_defaults_most_specific_first() {
         sender: limits(&[("per_hour", 1), ("per_minute", 100)]),
         rules: vec![
             rule("catchall", &["*"], false, limits(&[("per_hour", 2)])),
-            rule("newsletters", &["*@news.example.com"], false, limits(&[("per_hour", 3)])),
-            rule("ceo", &["ceo@news.example.com"], false, limits(&[("per_hour", 4)])),
+            rule(
+                "newsletters",
+                &["*@news.example.com"],
+                false,
+                limits(&[("per_hour", 3)]),
+            ),
+            rule(
+                "ceo",
+                &["ceo@news.example.com"],
+                false,
+                limits(&[("per_hour", 4)]),
+            ),
         ],
         ..QuotaConfig::default()
     };
@@ -194,10 +214,22 @@ fn sender_rules_override_defaults_most_specific_first() {
         };
         (n, refusal.rule)
     };
-    assert_eq!(count("a@news.example.com"), (3, "quota.rules.newsletters.per_hour".into()));
-    assert_eq!(count("B@News.Example.com"), (3, "quota.rules.newsletters.per_hour".into()));
-    assert_eq!(count("ceo@news.example.com"), (4, "quota.rules.ceo.per_hour".into()));
-    assert_eq!(count("x@other.test"), (2, "quota.rules.catchall.per_hour".into()));
+    assert_eq!(
+        count("a@news.example.com"),
+        (3, "quota.rules.newsletters.per_hour".into())
+    );
+    assert_eq!(
+        count("B@News.Example.com"),
+        (3, "quota.rules.newsletters.per_hour".into())
+    );
+    assert_eq!(
+        count("ceo@news.example.com"),
+        (4, "quota.rules.ceo.per_hour".into())
+    );
+    assert_eq!(
+        count("x@other.test"),
+        (2, "quota.rules.catchall.per_hour".into())
+    );
 }
 
 #[test]
@@ -207,9 +239,17 @@ fn sender_defaults_apply_without_rules_and_keys_ignore_case() {
         ..QuotaConfig::default()
     };
     let f = fixture(&cfg);
-    assert_eq!(f.q.check_message(&subject("", "Billing@Example.COM", "192.0.2.1")), Ok(()));
-    assert_eq!(f.q.check_message(&subject("", "billing@example.com", "192.0.2.2")), Ok(()));
-    let r = f.q.check_message(&subject("", "BILLING@example.com", "192.0.2.3")).unwrap_err();
+    assert_eq!(
+        f.q.check_message(&subject("", "Billing@Example.COM", "192.0.2.1")),
+        Ok(())
+    );
+    assert_eq!(
+        f.q.check_message(&subject("", "billing@example.com", "192.0.2.2")),
+        Ok(())
+    );
+    let r =
+        f.q.check_message(&subject("", "BILLING@example.com", "192.0.2.3"))
+            .unwrap_err();
     assert_eq!(r.key, "sender billing@example.com");
     // The null sender has no sender key.
     assert_eq!(f.q.check_message(&subject("", "", "192.0.2.1")), Ok(()));
@@ -218,16 +258,33 @@ fn sender_defaults_apply_without_rules_and_keys_ignore_case() {
 #[test]
 fn shared_rule_pools_its_senders() {
     let cfg = QuotaConfig {
-        rules: vec![rule("bulk", &["*@news.example.com"], true, limits(&[("per_hour", 3)]))],
+        rules: vec![rule(
+            "bulk",
+            &["*@news.example.com"],
+            true,
+            limits(&[("per_hour", 3)]),
+        )],
         ..QuotaConfig::default()
     };
     let f = fixture(&cfg);
-    for s in ["a@news.example.com", "b@news.example.com", "c@news.example.com"] {
+    for s in [
+        "a@news.example.com",
+        "b@news.example.com",
+        "c@news.example.com",
+    ] {
         assert_eq!(f.q.check_message(&subject("", s, "192.0.2.1")), Ok(()));
     }
-    let r = f.q.check_message(&subject("", "d@news.example.com", "192.0.2.1")).unwrap_err();
-    assert_eq!((r.rule.as_str(), r.key.as_str()), ("quota.rules.bulk.per_hour", "rule bulk"));
-    assert_eq!(f.q.check_message(&subject("", "a@other.test", "192.0.2.1")), Ok(()));
+    let r =
+        f.q.check_message(&subject("", "d@news.example.com", "192.0.2.1"))
+            .unwrap_err();
+    assert_eq!(
+        (r.rule.as_str(), r.key.as_str()),
+        ("quota.rules.bulk.per_hour", "rule bulk")
+    );
+    assert_eq!(
+        f.q.check_message(&subject("", "a@other.test", "192.0.2.1")),
+        Ok(())
+    );
 }
 
 #[test]
@@ -237,13 +294,18 @@ fn domain_limit_uses_from_domain_or_the_senders_domain() {
         ..QuotaConfig::default()
     };
     let f = fixture(&cfg);
-    assert_eq!(f.q.check_message(&subject("", "a@Example.com", "192.0.2.1")), Ok(()));
+    assert_eq!(
+        f.q.check_message(&subject("", "a@Example.com", "192.0.2.1")),
+        Ok(())
+    );
     let s = Subject {
         from_domain: "EXAMPLE.COM",
         ..subject("", "bounce@mailer.test", "192.0.2.1")
     };
     assert_eq!(f.q.check_message(&s), Ok(()));
-    let r = f.q.check_message(&subject("", "b@example.com", "192.0.2.1")).unwrap_err();
+    let r =
+        f.q.check_message(&subject("", "b@example.com", "192.0.2.1"))
+            .unwrap_err();
     assert_eq!(r.key, "domain example.com");
 }
 
@@ -313,12 +375,18 @@ fn reconfigure_keeps_counters() {
         ..QuotaConfig::default()
     });
     // The minute state was kept (a fresh one would let this through).
-    assert_eq!(f.q.check_message(&s).unwrap_err().rule, "quota.sender.per_minute");
+    assert_eq!(
+        f.q.check_message(&s).unwrap_err().rule,
+        "quota.sender.per_minute"
+    );
     f.clock.advance(MIN);
     assert_eq!(f.q.check_message(&s), Ok(()));
     assert_eq!(f.q.check_message(&s), Ok(()));
     // The day count was kept too: 4 in all under the new per_day = 4.
-    assert_eq!(f.q.check_message(&s).unwrap_err().rule, "quota.sender.per_day");
+    assert_eq!(
+        f.q.check_message(&s).unwrap_err().rule,
+        "quota.sender.per_day"
+    );
     f.q.reconfigure(&QuotaConfig::default());
     assert_eq!(f.q.check_message(&s), Ok(()));
 }
@@ -335,12 +403,15 @@ fn day_counters_survive_a_restart() {
         assert_eq!(f.q.check_message(&s), Ok(()));
     }
     assert_eq!(f.q.check_recipient(&s), Ok(()));
-    assert_eq!(f.q.persist().unwrap(), true);
+    assert!(f.q.persist().unwrap());
     // Nothing new: nothing written.
-    assert_eq!(f.q.persist().unwrap(), false);
+    assert!(!f.q.persist().unwrap());
     let path = f.q.state_file().to_path_buf();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(!path.with_extension("json.tmp").exists());
 
     // "Restart" two hours later with the same file.
@@ -368,8 +439,14 @@ fn a_corrupt_state_file_is_moved_aside_and_counting_starts_empty() {
     let (q, err) = Quotas::with_clock(&QuotaConfig::default(), path.clone(), start_clock());
     let err = err.unwrap();
     assert!(matches!(err, LoadError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("quota-state.json.corrupt"), "{err}");
-    assert_eq!(std::fs::read(dir.path().join("quota-state.json.corrupt")).unwrap(), b"{not json");
+    assert!(
+        err.to_string().contains("quota-state.json.corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("quota-state.json.corrupt")).unwrap(),
+        b"{not json"
+    );
     assert!(!path.exists());
     assert!(q.is_empty());
 }
@@ -379,11 +456,17 @@ fn unlimited_configuration_tracks_nothing() {
     let f = fixture(&QuotaConfig::default());
     for i in 0..1000 {
         let sender = format!("s{i}@x.test");
-        assert_eq!(f.q.check_message(&subject("erp", &sender, "192.0.2.1")), Ok(()));
-        assert_eq!(f.q.check_recipient(&subject("erp", &sender, "192.0.2.1")), Ok(()));
+        assert_eq!(
+            f.q.check_message(&subject("erp", &sender, "192.0.2.1")),
+            Ok(())
+        );
+        assert_eq!(
+            f.q.check_recipient(&subject("erp", &sender, "192.0.2.1")),
+            Ok(())
+        );
     }
     assert!(f.q.is_empty());
-    assert_eq!(f.q.persist().unwrap(), false);
+    assert!(!f.q.persist().unwrap());
 }
 
 #[test]
@@ -395,7 +478,10 @@ fn idle_keys_are_pruned_on_persist() {
     let f = fixture(&cfg);
     for i in 0..50 {
         let sender = format!("s{i}@x.test");
-        assert_eq!(f.q.check_message(&subject("", &sender, "192.0.2.1")), Ok(()));
+        assert_eq!(
+            f.q.check_message(&subject("", &sender, "192.0.2.1")),
+            Ok(())
+        );
     }
     assert_eq!(f.q.len(), 50);
     f.clock.advance(MIN);
@@ -429,11 +515,18 @@ async fn persister_saves_on_shutdown() {
     };
     let f = fixture(&cfg);
     let q = Arc::new(f.q);
-    assert_eq!(q.check_message(&subject("", "a@x.test", "192.0.2.1")), Ok(()));
+    assert_eq!(
+        q.check_message(&subject("", "a@x.test", "192.0.2.1")),
+        Ok(())
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(persist_every(Arc::clone(&q), Duration::from_secs(3600), async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(persist_every(
+        Arc::clone(&q),
+        Duration::from_secs(3600),
+        async {
+            let _ = rx.await;
+        },
+    ));
     tx.send(()).unwrap();
     task.await.unwrap();
     let text = std::fs::read_to_string(q.state_file()).unwrap();

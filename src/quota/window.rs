@@ -95,8 +95,13 @@ impl<S: Span> Window<S> {
     /// Whether `n` more fit under `limit`; if not, nanoseconds until enough
     /// old buckets have left the window.
     pub fn check(&mut self, now: u64, n: u32, limit: u32) -> Result<(), u64> {
+        if n > limit {
+            // Can never pass; answer with the whole window so the client
+            // backs off for long.
+            return Err((S::SLOTS as u64) * S::WIDTH * NS);
+        }
         let total = self.total(now);
-        let allowed = u64::from(limit).saturating_sub(u64::from(n));
+        let allowed = u64::from(limit - n);
         if total <= allowed {
             return Ok(());
         }
@@ -116,8 +121,7 @@ impl<S: Span> Window<S> {
             }
             excess -= c;
         }
-        // `n` alone is more than the limit: it can never pass; answer with
-        // the whole window so the client backs off for long.
+        // Unreachable in practice: the buckets summed to more than `excess`.
         Err((S::SLOTS as u64) * S::WIDTH * NS)
     }
 
@@ -261,6 +265,12 @@ mod tests {
             counts: vec![1; 26],
         };
         assert!(Window::<Day>::restore(&bad).is_none());
-        assert!(Window::<Hour>::restore(&Saved { head: 0, counts: vec![1, 2] }).is_none());
+        assert!(
+            Window::<Hour>::restore(&Saved {
+                head: 0,
+                counts: vec![1, 2]
+            })
+            .is_none()
+        );
     }
 }

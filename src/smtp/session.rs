@@ -557,7 +557,7 @@ fn parse_error_reply(e: &ParseError) -> Reply {
     match e {
         ParseError::UnknownCommand => Reply::new(500, "5.5.2", "Command unrecognized"),
         ParseError::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
-        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Invalid sender address"),
+        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.3", "Invalid sender address"),
         ParseError::InvalidRecipientAddress => {
             Reply::new(501, "5.1.3", "Invalid recipient address")
         }

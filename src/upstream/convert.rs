@@ -177,7 +177,9 @@ impl ParsedMail {
     /// (text, html) for APIs that require a body: a message without one
     /// (a scanner's attachment-only mail) gets a one-space text body.
     pub fn bodies(&self) -> (Option<&str>, Option<&str>) {
-        match (self.text.as_deref(), self.html.as_deref()) {
+        let text = self.text.as_deref().filter(|t| !t.is_empty());
+        let html = self.html.as_deref().filter(|h| !h.is_empty());
+        match (text, html) {
             (None, None) => (Some(" "), None),
             other => other,
         }

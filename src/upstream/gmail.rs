@@ -154,7 +154,15 @@ impl GmailUpstream {
                 reason: "base_url cannot take a path".to_string(),
             })?
             .pop_if_empty()
-            .extend(["upload", "gmail", "v1", "users", &config.user, "messages", "send"]);
+            .extend([
+                "upload",
+                "gmail",
+                "v1",
+                "users",
+                &config.user,
+                "messages",
+                "send",
+            ]);
         send_url.set_query(Some("uploadType=media"));
         // The assertion's audience is the endpoint Google issued the key
         // for; `token_url` only changes where it is posted.
@@ -200,7 +208,11 @@ impl GmailUpstream {
         self.tokens.check("messages.send", &r)?;
         let id = r
             .json()
-            .and_then(|v| v.get("id").and_then(Value::as_str).map(|s| sanitize(s, 200)))
+            .and_then(|v| {
+                v.get("id")
+                    .and_then(Value::as_str)
+                    .map(|s| sanitize(s, 200))
+            })
             .filter(|s| !s.is_empty());
         Ok(Delivered { upstream_id: id })
     }

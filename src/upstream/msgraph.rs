@@ -143,7 +143,11 @@ impl fmt::Debug for MsGraphUpstream {
 /// server) talks to the global one.
 fn scope_for(base: &Url) -> String {
     match base.host_str() {
-        Some(h @ ("graph.microsoft.us" | "dod-graph.microsoft.us" | "microsoftgraph.chinacloudapi.cn")) => {
+        Some(
+            h @ ("graph.microsoft.us"
+            | "dod-graph.microsoft.us"
+            | "microsoftgraph.chinacloudapi.cn"),
+        ) => {
             format!("https://{h}/.default")
         }
         _ => format!("{DEFAULT_BASE_URL}/.default"),
@@ -439,11 +443,16 @@ impl MsGraphUpstream {
         self.tokens.check("create upload session", &r)?;
         let upload_url = r
             .json()
-            .and_then(|v| v.get("uploadUrl").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| {
+                v.get("uploadUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .ok_or_else(|| DeliveryError::transient("create upload session: no uploadUrl"))?;
         // The URL carries its own token: never shown, never sent elsewhere.
-        let upload_url = https_url(&self.name, "uploadUrl", &upload_url)
-            .map_err(|_| DeliveryError::transient("create upload session: uploadUrl is not https"))?;
+        let upload_url = https_url(&self.name, "uploadUrl", &upload_url).map_err(|_| {
+            DeliveryError::transient("create upload session: uploadUrl is not https")
+        })?;
         let total = a.bytes.len();
         let mut start = 0;
         // Each round moves forward (or the server resets us to an earlier
@@ -466,13 +475,19 @@ impl MsGraphUpstream {
                     r.status.as_u16()
                 )));
             }
-            self.tokens.check("attachment upload", &r)?;
+            // A refused range is a hiccup of this session, not a verdict on
+            // the message (createUploadSession already judged that): the
+            // whole message is tried again with a new draft.
+            if let Err(e) = self.tokens.check("attachment upload", &r) {
+                return Err(match e {
+                    DeliveryError::Permanent { reason } => DeliveryError::transient(reason),
+                    transient => transient,
+                });
+            }
             if r.status == reqwest::StatusCode::CREATED {
                 return Ok(());
             }
-            start = next_expected(&r.body)
-                .filter(|&n| n < total)
-                .unwrap_or(end);
+            start = next_expected(&r.body).filter(|&n| n < total).unwrap_or(end);
             if end == total && start == total {
                 // All bytes sent and accepted without a 201: Graph's own
                 // completion signal is missing, but nothing is left to send.

@@ -15,20 +15,25 @@
 //! it is where credential trouble (401/403) turns into an operator alert.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::http::{error_chain, parse_retry_after, tls_config};
+use super::http::parse_retry_after;
 use super::jwt::{JwtAlg, RsaSigner, random_uuid};
-use super::{DeliveryError, UpstreamError, sanitize};
+use super::{DeliveryError, sanitize};
+use client::is_rate_limit;
+
+mod client;
+pub use client::{
+    ApiResponse, api_client, https_url, provider_message, read_response, request_error,
+};
 
 /// Response bodies are read only this far: enough for ids and error
 /// messages, not enough for a hostile server to exhaust memory.
@@ -45,51 +50,6 @@ const FAILURE_HOLD: Duration = Duration::from_secs(1);
 /// Lifetime of the assertions postern signs (Entra: 5-10 minutes; Google: at most 1 h).
 const ASSERTION_LIFETIME: u64 = 600;
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
-/// An HTTPS client for one upstream: system roots plus `ca_file`, no
-/// redirects (a redirect would resend credentials elsewhere), a timeout per
-/// request.
-pub fn api_client(
-    name: &str,
-    ca_file: Option<&Path>,
-    timeout: Duration,
-) -> Result<reqwest::Client, UpstreamError> {
-    let tls = tls_config(name, ca_file, true)?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| UpstreamError::Other {
-            name: name.to_string(),
-            reason: format!("cannot build http client: {}", error_chain(&e)),
-        })
-}
-
-/// Parses an `https://` URL from config (or `http://` only on loopback,
-/// which nothing but a test would use).
-pub fn https_url(name: &str, what: &str, url: &str) -> Result<Url, UpstreamError> {
-    let invalid = |reason: &str| UpstreamError::InvalidUrl {
-        name: name.to_string(),
-        url: url.to_string(),
-        reason: format!("{what}: {reason}"),
-    };
-    let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-    if parsed.scheme() != "https" {
-        return Err(invalid("must be https"));
-    }
-    if parsed.host_str().is_none() {
-        return Err(invalid("no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("credentials in the url are not allowed"));
-    }
-    Ok(parsed)
-}
 
 /// How an upstream proves its identity to the token endpoint.
 pub enum Grant {
@@ -239,21 +199,6 @@ struct State {
     current: Option<Cached>,
     generation: u64,
     last_failure: Option<(Instant, DeliveryError)>,
-}
-
-/// A response read into memory (bounded).
-#[derive(Debug)]
-pub struct ApiResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl ApiResponse {
-    /// The JSON body, if it is JSON.
-    pub fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
 }
 
 /// Tokens for one upstream, plus the credential alarm.
@@ -450,7 +395,10 @@ impl TokenCache {
             .await
             .map_err(|e| DeliveryError::transient(format!("token request: {e}")))?
             .map_err(|e| DeliveryError::transient(format!("cannot sign token request: {e}")))?;
-        let what = format!("token request to {}", self.token_url.host_str().unwrap_or(""));
+        let what = format!(
+            "token request to {}",
+            self.token_url.host_str().unwrap_or("")
+        );
         let response = self
             .execute(
                 self.client
@@ -522,90 +470,6 @@ fn form_encode(fields: &[(&str, String)]) -> String {
     url.query_pairs_mut()
         .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())));
     url.query().unwrap_or("").to_string()
-}
-
-/// Reads status, headers and at most [`MAX_RESPONSE_BODY`] bytes. A body
-/// that breaks off is kept as far as it came: the status still decides.
-pub async fn read_response(mut response: reqwest::Response) -> ApiResponse {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_RESPONSE_BODY {
-            body.truncate(MAX_RESPONSE_BODY);
-            break;
-        }
-    }
-    ApiResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// A transport failure (connect, TLS, timeout, reset) as a transient error.
-pub fn request_error(err: reqwest::Error, timeout: Duration) -> DeliveryError {
-    // without_url: upload URLs carry a pre-authenticated token.
-    let err = err.without_url();
-    let reason = if err.is_timeout() {
-        format!("no response within {}", humantime::format_duration(timeout))
-    } else if err.is_connect() {
-        format!("cannot connect: {}", error_chain(&err))
-    } else {
-        format!("request failed: {}", error_chain(&err))
-    };
-    DeliveryError::transient(sanitize(&reason, MAX_REASON))
-}
-
-/// The provider's own words: `{"error":{"code","message"}}` (Graph, Google
-/// APIs) or `{"error","error_description"}` (token endpoints); else the
-/// body text.
-pub fn provider_message(body: &[u8]) -> Option<String> {
-    let text = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match v.get("error") {
-            Some(Value::Object(e)) => {
-                let code = e.get("code").map(|c| match c {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
-                let msg = e.get("message").and_then(Value::as_str);
-                match (code, msg) {
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    (None, Some(m)) => m.to_string(),
-                    (Some(c), None) => c,
-                    (None, None) => String::from_utf8_lossy(body).into_owned(),
-                }
-            }
-            Some(Value::String(code)) => match v.get("error_description").and_then(Value::as_str)
-            {
-                Some(d) => format!("{code}: {d}"),
-                None => code.clone(),
-            },
-            _ => String::from_utf8_lossy(body).into_owned(),
-        },
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    };
-    Some(sanitize(&text, MAX_REASON)).filter(|t| !t.is_empty())
-}
-
-/// Google answers some rate limits with 403; those are not a credentials
-/// problem and must not raise the alarm.
-fn is_rate_limit(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return false;
-    };
-    let reasons = v
-        .pointer("/error/errors")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("reason").and_then(Value::as_str));
-    let status = v.pointer("/error/status").and_then(Value::as_str);
-    status == Some("RESOURCE_EXHAUSTED")
-        || reasons
-            .into_iter()
-            .any(|r| r.contains("RateLimitExceeded") || r.contains("rateLimitExceeded") || r == "quotaExceeded")
 }
 
 #[cfg(test)]

@@ -78,22 +78,34 @@ struct Email {
     name: Option<String>,
 }
 
-impl From<&Mailbox> for Email {
-    fn from(m: &Mailbox) -> Email {
+impl Email {
+    fn sender(m: &Mailbox) -> Email {
         Email {
             email: m.address.clone(),
-            // SendGrid refuses `;` and `,` in recipient names.
+            name: m.name.clone(),
+        }
+    }
+
+    /// SendGrid refuses `;` and `,` in recipient (to, cc, bcc) names.
+    fn recipient(m: &Mailbox) -> Email {
+        Email {
+            email: m.address.clone(),
             name: m
                 .name
                 .as_ref()
-                .map(|n| n.replace([';', ','], " ").trim().to_string())
+                .map(|n| {
+                    n.replace([';', ','], " ")
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .filter(|n| !n.is_empty()),
         }
     }
 }
 
 fn emails(list: &[Mailbox]) -> Vec<Email> {
-    list.iter().map(Email::from).collect()
+    list.iter().map(Email::recipient).collect()
 }
 
 #[derive(Serialize)]
@@ -163,7 +175,7 @@ pub(crate) fn request_body(
         r.bcc
             .iter()
             .map(|b| Personalization {
-                to: vec![b.into()],
+                to: vec![Email::recipient(b)],
                 cc: Vec::new(),
                 bcc: Vec::new(),
             })
@@ -189,12 +201,12 @@ pub(crate) fn request_body(
     }
     let (reply_to, reply_to_list) = match mail.reply_to.as_slice() {
         [] => (None, Vec::new()),
-        [one] => (Some(one.into()), Vec::new()),
-        many => (None, emails(many)),
+        [one] => (Some(Email::sender(one)), Vec::new()),
+        many => (None, many.iter().map(Email::sender).collect()),
     };
     let body = Mail {
         personalizations,
-        from: (&from).into(),
+        from: Email::sender(&from),
         reply_to,
         reply_to_list,
         subject: mail.subject.as_deref(),
@@ -369,6 +381,16 @@ mod tests {
             serde_json::json!([{"type": "text/plain", "value": " "}])
         );
         assert!(v.get("subject").is_none());
+    }
+
+    #[test]
+    fn recipient_names_lose_commas_and_semicolons() {
+        let v = body(
+            b"From: \"Doe, Jane\" <a@example.com>\r\nTo: \"Smith, Bob; Jr\" <bob@dest.test>\r\n\r\nx\r\n",
+            &["bob@dest.test"],
+        );
+        assert_eq!(v["personalizations"][0]["to"][0]["name"], "Smith Bob Jr");
+        assert_eq!(v["from"]["name"], "Doe, Jane");
     }
 
     #[test]

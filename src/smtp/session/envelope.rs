@@ -89,14 +89,15 @@ impl Session {
         let Some(path) = path else {
             return self.reply(syntax("MAIL FROM:<reverse-path> [parameters]"));
         };
-        // RFC 3463: X.1.7 is the sender's counterpart of X.1.3.
+        // 5.1.3 for bad syntax in either path, as documented; RFC 3463's
+        // sender-specific X.1.7 is rarely handled differently by clients.
         let address = match parse_path(path) {
             Ok(Path::Null) => String::new(),
             Ok(Path::Mailbox(a)) => a.to_string(),
             Err(e) => {
                 return self.reply(Reply::new(
                     501,
-                    "5.1.7",
+                    "5.1.3",
                     format!("Invalid sender address: {e}"),
                 ));
             }

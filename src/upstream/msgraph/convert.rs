@@ -77,7 +77,12 @@ fn part_content_type(part: &mail_parser::MessagePart<'_>) -> String {
 
 fn part_content_id(part: &mail_parser::MessagePart<'_>) -> Option<String> {
     part.content_id()
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        .map(|id| {
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
         .filter(|id| !id.is_empty())
 }
 
@@ -213,7 +218,10 @@ fn email_address(name: Option<&str>, address: &str) -> Value {
 fn find_name<'a>(header: Option<&'a Address<'a>>, address: &str) -> Option<Option<&'a str>> {
     header?
         .iter()
-        .find(|a| a.address().is_some_and(|x| x.trim().eq_ignore_ascii_case(address)))
+        .find(|a| {
+            a.address()
+                .is_some_and(|x| x.trim().eq_ignore_ascii_case(address))
+        })
         .map(|a| a.name())
 }
 

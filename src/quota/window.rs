@@ -150,11 +150,16 @@ impl<S: Span> Window<S> {
         self.total(now) == 0
     }
 
+    /// The counts from the oldest non-zero bucket to the head (leading
+    /// zeros left out: most keys are active for a short while only).
     pub fn save(&self) -> Saved {
         let oldest = self.head.saturating_sub(S::SLOTS as u64 - 1);
+        let first = (oldest..=self.head)
+            .find(|&b| self.counts[Self::slot(b)] != 0)
+            .unwrap_or(self.head);
         Saved {
             head: self.head,
-            counts: (oldest..=self.head)
+            counts: (first..=self.head)
                 .map(|b| self.counts[Self::slot(b)])
                 .collect(),
         }
@@ -255,11 +260,19 @@ mod tests {
         w.add(T0, 7);
         w.add(T0 + 120 * MIN, 2);
         let saved = w.save();
-        assert_eq!(saved.counts.len(), 25);
-        assert_eq!(saved.counts.iter().sum::<u32>(), 9);
+        // From the first non-zero bucket (7) to the head (2), 2 h later.
+        assert_eq!(saved.counts, [7, 0, 2]);
         let mut back = Window::<Day>::restore(&saved).unwrap();
         assert_eq!(back, w);
         assert_eq!(back.total(T0 + 120 * MIN), 9);
+        let full = Saved {
+            head: saved.head,
+            counts: vec![1; 25],
+        };
+        assert_eq!(
+            Window::<Day>::restore(&full).unwrap().total(T0 + 120 * MIN),
+            25
+        );
         let bad = Saved {
             head: saved.head,
             counts: vec![1; 26],

@@ -30,6 +30,8 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
+#[cfg(test)]
+use std::net::IpAddr;
 
 /// What a key identifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -564,5 +566,37 @@ impl Record {
             && self.messages_day.is_none()
             && self.recipients_hour.is_none()
             && self.recipients_day.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tmp_timing {
+    use super::*;
+    use crate::config::quota::Setting;
+    #[test]
+    #[ignore]
+    fn timing() {
+        let m = Setting::Max(NonZeroU32::new(1_000_000).unwrap());
+        let w = Windows { per_minute: m, per_hour: m, per_day: m, burst: Setting::Inherit };
+        let l = Limits { messages: w, recipients: w };
+        let cfg = QuotaConfig { credential: l, sender: l, domain: l, ip: l, rules: vec![] };
+        let mut e = Engine::new(&cfg);
+        let now = 1_800_000_000_000_000_000u64;
+        let senders: Vec<String> = (0..10000).map(|i| format!("user{i}@dept{}.example.com", i % 100)).collect();
+        for (i, snd) in senders.iter().enumerate() {
+            let s = Subject { credential: "app", credential_quota: None, sender: snd, from_domain: "", ip: IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]) };
+            e.check(&s, Unit::Messages, 1, now).unwrap();
+            e.check(&s, Unit::Recipients, 1, now).unwrap();
+        }
+        let t = std::time::Instant::now();
+        e.prune(now + 1);
+        let p = t.elapsed();
+        let t = std::time::Instant::now();
+        let r = e.snapshot(now + 1);
+        let sn = t.elapsed();
+        let t = std::time::Instant::now();
+        let bytes = serde_json::to_vec(&r).unwrap();
+        let ser = t.elapsed();
+        println!("keys {} prune {p:?} snapshot {sn:?} serialize {ser:?} ({} bytes)", e.len(), bytes.len());
     }
 }

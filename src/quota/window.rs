@@ -30,17 +30,21 @@ impl Span for Hour {
 pub(crate) struct Day;
 impl Span for Day {
     const WIDTH: u64 = 3600;
-    const SLOTS: usize = 25;
+    const SLOTS: usize = MAX_SLOTS;
 }
 
 const NS: u64 = 1_000_000_000;
+
+/// Ring capacity shared by both spans; counts are stored inline (no
+/// allocation per key) so that a lookup or a snapshot touches one place.
+const MAX_SLOTS: usize = 25;
 
 /// One rolling counter. `counts[b % SLOTS]` holds bucket `b` for
 /// `head - SLOTS < b <= head`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Window<S: Span> {
     head: u64,
-    counts: Box<[u32]>,
+    counts: [u32; MAX_SLOTS],
     _span: std::marker::PhantomData<S>,
 }
 
@@ -56,7 +60,7 @@ impl<S: Span> Window<S> {
     pub fn new() -> Self {
         Window {
             head: 0,
-            counts: vec![0; S::SLOTS].into_boxed_slice(),
+            counts: [0; MAX_SLOTS],
             _span: std::marker::PhantomData,
         }
     }

@@ -138,7 +138,7 @@ impl SpoolError {
 
 /// Number of group-commit writer threads. More than one lets the kernel merge
 /// their journal commits while a batch is being fsync'd.
-const WRITER_THREADS: usize = 4;
+const WRITER_THREADS: usize = 8;
 
 /// State shared by every clone of `Spool` and by the writer threads.
 struct Shared {

@@ -245,8 +245,22 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let spool =
         Arc::new(Spool::open(config.server.state_dir.join("spool")).map_err(|e| e.to_string())?);
-    let access = Arc::new(Access::new(&config));
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
+    // Hour and day counters live in state_dir so a restart does not hand a
+    // runaway application a fresh day.
+    let quotas = Arc::new(crate::quota::Quotas::new(
+        &config.quota,
+        config.server.state_dir.join("quota-state.json"),
+    ));
+    let mut stop_quota = shutdown.subscribe();
+    let persister = tokio::spawn(crate::quota::persist_every(
+        Arc::clone(&quotas),
+        crate::quota::PERSIST_INTERVAL,
+        async move {
+            let _ = stop_quota.recv().await;
+        },
+    ));
+    let access = Arc::new(Access::new(&config).with_quotas(quotas));
     let router = build_router(&config)?;
     let retry = RetryPolicy {
         initial: config.delivery.retry_initial,
@@ -286,6 +300,7 @@ async fn run(config: Config) -> Result<(), String> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signals.abort();
     delivery.wait(config.server.shutdown_timeout).await;
+    let _ = persister.await;
     tracing::info!("stopped");
     Ok(())
 }

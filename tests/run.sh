@@ -29,4 +29,5 @@ export POSTERN_PYTHON="$PWD/.venv/bin/python"
 
 echo "==> cargo test"
 cargo build --all-targets
-cargo test --all-targets -- --test-threads="${POSTERN_TEST_THREADS:-4}"
+# Benches (bench/) are built above but not run: they are measurements, not tests.
+cargo test --lib --bins --tests -- --test-threads="${POSTERN_TEST_THREADS:-4}"

@@ -28,6 +28,9 @@ pub struct Access {
     /// CPU count keeps a burst of logins (or a password-guessing flood)
     /// from turning into gigabytes of memory.
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Rate limits; owned by the daemon so counters outlive a config
+    /// generation.
+    quotas: Option<Arc<crate::quota::Quotas>>,
 }
 
 impl Access {
@@ -51,7 +54,44 @@ impl Access {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            quotas: None,
         }
+    }
+
+    /// Enforces `quotas` on MAIL FROM and RCPT TO.
+    pub fn with_quotas(mut self, quotas: Arc<crate::quota::Quotas>) -> Access {
+        self.quotas = Some(quotas);
+        self
+    }
+
+    /// Runs one quota check and turns a refusal into the SMTP reply.
+    fn admit(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+        check: impl Fn(&crate::quota::Quotas, &crate::quota::Subject<'_>) -> Result<(), crate::quota::Refusal>,
+    ) -> Result<(), crate::smtp::reply::Reply> {
+        let Some(quotas) = &self.quotas else {
+            return Ok(());
+        };
+        let subject = crate::quota::Subject {
+            credential,
+            credential_quota: self.by_name.get(credential).and_then(|c| c.quota.as_ref()),
+            sender: mail_from,
+            from_domain: "",
+            ip: canonical_ip(peer),
+        };
+        check(quotas, &subject).map_err(|refusal| {
+            tracing::warn!(
+                credential,
+                rule = %refusal.rule,
+                key = %refusal.key,
+                retry_after_s = refusal.retry_secs(),
+                "rate limit refusal"
+            );
+            crate::smtp::reply::Reply::new(451, "4.7.1", refusal.to_string())
+        })
     }
 
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
@@ -167,6 +207,14 @@ impl crate::smtp::session::Policy for Access {
 
     fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
         Access::check_sender(self, credential, mail_from)
+    }
+
+    fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), crate::smtp::reply::Reply> {
+        self.admit(credential, mail_from, peer, |q, s| q.check_message(s))
+    }
+
+    fn admit_recipient(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), crate::smtp::reply::Reply> {
+        self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
     }
 }
 

@@ -187,33 +187,10 @@ fn extension(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load_str;
-    use std::path::Path;
-
-    const BASE: &str = r#"
-[server]
-state_dir = "state"
-
-[[listeners]]
-address = "127.0.0.1:2525"
-tls = "none"
-
-[credentials.lan]
-networks = ["127.0.0.0/8"]
-allowed_senders = ["*@example.com"]
-
-[routes.default]
-upstreams = ["out"]
-
-[upstreams.out]
-kind = "directory"
-path = "outbox"
-"#;
+    use crate::config::test_util::{BASE, load_text};
 
     fn load(extra: &str) -> Result<InspectConfig, Vec<String>> {
-        load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
-            .map(|c| c.inspect)
-            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+        load_text(&format!("{BASE}{extra}")).map(|c| c.inspect)
     }
 
     #[test]

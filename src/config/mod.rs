@@ -14,6 +14,7 @@ mod schema;
 pub mod secret;
 pub mod units;
 mod upstream_api;
+mod upstream_ctx;
 mod upstream_oauth;
 mod upstreams;
 pub mod validation;
@@ -265,5 +266,7 @@ pub struct GmailUpstream {
     pub user: String,
 }
 
+#[cfg(test)]
+mod test_util;
 #[cfg(test)]
 mod tests;

@@ -1,29 +1,12 @@
 //! `[quota]`, credential `quota`, `[abuse]` and upstream pacing keys.
 
 use super::*;
+use crate::config::test_util::{BASE, errors_of, load_text};
 use crate::config::{Config, load_str};
 use std::path::Path;
 
-const BASE: &str = r#"
-[[listeners]]
-address = "127.0.0.1:2525"
-tls = "none"
-
-[credentials.lan]
-networks = ["127.0.0.0/8"]
-allowed_senders = ["*@example.com"]
-
-[routes.default]
-upstreams = ["out"]
-
-[upstreams.out]
-kind = "directory"
-path = "outbox"
-"#;
-
 fn load(extra: &str) -> Result<Config, Vec<String>> {
-    load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
-        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    load_text(&format!("{BASE}{extra}"))
 }
 
 fn n(v: u32) -> Setting {
@@ -266,12 +249,7 @@ fn upstream_pacing_keys() {
         "kind = \"directory\"",
         "kind = \"directory\"\nmax_concurrency = 0\nrate = \"30 per minute\"",
     );
-    let e: Vec<String> = load_str(Path::new("/etc/p/main.toml"), &text)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let e = errors_of(&text);
     let all = e.join("\n");
     assert!(
         all.contains("key `upstreams.out.max_concurrency`: 0 is not between 1 and 1024"),

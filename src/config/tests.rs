@@ -1,34 +1,8 @@
 //! Loader tests: every error names file, line and key.
 
+use super::test_util::{BASE, errors_of};
 use super::*;
 use std::path::Path;
-
-const BASE: &str = r#"
-[server]
-state_dir = "state"
-
-[[listeners]]
-address = "127.0.0.1:2525"
-tls = "none"
-
-[credentials.lan]
-networks = ["127.0.0.0/8"]
-allowed_senders = ["*@example.com"]
-
-[routes.default]
-upstreams = ["out"]
-
-[upstreams.out]
-kind = "directory"
-path = "outbox"
-"#;
-
-fn errors_of(text: &str) -> Vec<String> {
-    match load_str(Path::new("/etc/p/main.toml"), text) {
-        Ok(_) => vec![],
-        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
-    }
-}
 
 #[test]
 fn base_loads_and_resolves_relative_paths() {

@@ -6,16 +6,15 @@
 //! a literal secret, an `http://` url to a remote host) is reported at its
 //! line before the daemon starts rather than as failed deliveries later.
 
-use super::error::{ConfigError, ConfigErrors, Loc};
+use super::error::{ConfigErrors, Loc};
 use super::schema::RawUpstream;
+use super::upstream_ctx::{Ctx, LocFn};
 use super::{
-    ApiEndpoint, MailgunUpstream, PostmarkUpstream, ResendUpstream, Secret, SendgridUpstream,
-    SesUpstream, UpstreamKind, secret,
+    ApiEndpoint, MailgunUpstream, PostmarkUpstream, ResendUpstream, SendgridUpstream, SesUpstream,
+    UpstreamKind,
 };
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-use toml::Spanned;
 
 /// The provider kinds validated here.
 pub const KINDS: &[&str] = &["ses", "sendgrid", "mailgun", "postmark", "resend"];
@@ -28,83 +27,13 @@ pub const REBUILDS_MESSAGE: &[&str] = &["sendgrid", "postmark", "resend"];
 const MAX_CATEGORIES: usize = 10;
 const MAX_CATEGORY_LEN: usize = 255;
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-type LocFn<'a> = &'a dyn Fn(&Spanned<String>) -> Loc;
-
-/// What every check needs: the table, how to name keys, where errors go.
-struct Ctx<'a> {
-    name: &'a str,
-    kind: &'a str,
-    table: Loc,
-    raw: &'a RawUpstream,
-    resolve: &'a dyn Fn(&str) -> PathBuf,
-    loc: LocFn<'a>,
-    errors: &'a mut ConfigErrors,
-}
-
 impl Ctx<'_> {
-    fn key(&self, k: &str) -> String {
-        format!("upstreams.{}.{k}", self.name)
-    }
-
-    fn error_at(&mut self, loc: Loc, k: &str, message: impl Into<String>) {
-        let key = self.key(k);
-        self.errors.push(ConfigError::new(loc, key, message));
-    }
-
-    fn missing(&mut self, k: &str) {
-        let message = format!("kind = {:?} needs `{k}`", self.kind);
-        self.error_at(self.table.clone(), k, message);
-    }
-
-    /// A required secret reference.
-    fn secret(&mut self, value: Option<&Spanned<String>>, k: &str) -> Option<Secret> {
-        let Some(v) = value else {
-            self.missing(k);
-            return None;
-        };
-        self.optional_secret(Some(v), k)
-    }
-
-    fn optional_secret(&mut self, value: Option<&Spanned<String>>, k: &str) -> Option<Secret> {
-        let v = value?;
-        match secret::resolve(v.get_ref()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.error_at((self.loc)(v), k, e);
-                None
-            }
-        }
-    }
-
-    /// A required plain string that must be non-empty and pass `check`.
-    fn text(
-        &mut self,
-        value: Option<&Spanned<String>>,
-        k: &str,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
-        let Some(v) = value else {
-            self.missing(k);
-            return None;
-        };
-        let t = v.get_ref().trim();
-        match check(t) {
-            Ok(()) => Some(t.to_string()),
-            Err(e) => {
-                self.error_at((self.loc)(v), k, e);
-                None
-            }
-        }
-    }
-
-    fn endpoint(&mut self, default_base: Option<String>) -> Option<ApiEndpoint> {
+    fn api_endpoint(&mut self, default_base: Option<String>) -> Option<ApiEndpoint> {
         let base_url = match (&self.raw.base_url, default_base) {
             (Some(u), _) => match check_base_url(u.get_ref()) {
                 Ok(url) => url,
                 Err(e) => {
-                    self.error_at((self.loc)(u), "base_url", e);
+                    self.error_at(u, "base_url", e);
                     return None;
                 }
             },
@@ -112,22 +41,7 @@ impl Ctx<'_> {
             // The default needs a key that was already reported missing.
             (None, None) => return None,
         };
-        let ca_file = match &self.raw.ca_file {
-            Some(c) => {
-                let p = (self.resolve)(c.get_ref());
-                if let Err(e) = std::fs::File::open(&p) {
-                    let message = format!("cannot read {}: {e}", p.display());
-                    self.error_at((self.loc)(c), "ca_file", message);
-                }
-                Some(p)
-            }
-            None => None,
-        };
-        Some(ApiEndpoint {
-            base_url,
-            timeout: self.raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            ca_file,
-        })
+        Some(self.endpoint_at(base_url))
     }
 }
 
@@ -153,14 +67,18 @@ pub(super) fn build(
     match kind {
         "ses" => {
             let region = c.text(raw.region.as_ref(), "region", check_aws_region);
-            let endpoint = c.endpoint(
+            let endpoint = c.api_endpoint(
                 region
                     .as_ref()
                     .map(|r| format!("https://email.{r}.amazonaws.com")),
             );
-            let access_key_id = c.secret(raw.access_key_id.as_ref(), "access_key_id");
-            let secret_access_key = c.secret(raw.secret_access_key.as_ref(), "secret_access_key");
-            let session_token = c.optional_secret(raw.session_token.as_ref(), "session_token");
+            let access_key_id = c.required_secret(raw.access_key_id.as_ref(), "access_key_id");
+            let secret_access_key =
+                c.required_secret(raw.secret_access_key.as_ref(), "secret_access_key");
+            let session_token = raw
+                .session_token
+                .as_ref()
+                .and_then(|v| c.secret(v, "session_token"));
             let configuration_set = match &raw.configuration_set {
                 Some(v) => Some(c.text(Some(v), "configuration_set", check_non_empty)?),
                 None => None,
@@ -175,13 +93,13 @@ pub(super) fn build(
             }))
         }
         "sendgrid" => {
-            let endpoint = c.endpoint(Some("https://api.sendgrid.com".into()));
-            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            let endpoint = c.api_endpoint(Some("https://api.sendgrid.com".into()));
+            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
             let categories = match &raw.categories {
                 Some(list) => match check_categories(list.get_ref()) {
                     Ok(()) => list.get_ref().clone(),
                     Err(e) => {
-                        c.error_at(c.table.clone(), "categories", e);
+                        c.error(c.table.clone(), "categories", e);
                         return None;
                     }
                 },
@@ -199,13 +117,13 @@ pub(super) fn build(
                 Some((_, "eu")) => "https://api.eu.mailgun.net",
                 Some((r, other)) => {
                     let message = format!("unknown mailgun region {other:?}; use \"us\" or \"eu\"");
-                    c.error_at((c.loc)(r), "region", message);
+                    c.error_at(r, "region", message);
                     return None;
                 }
             };
-            let endpoint = c.endpoint(Some(default_base.into()));
+            let endpoint = c.api_endpoint(Some(default_base.into()));
             let domain = c.text(raw.domain.as_ref(), "domain", check_domain);
-            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
             Some(UpstreamKind::Mailgun(MailgunUpstream {
                 endpoint: endpoint?,
                 domain: domain?,
@@ -213,8 +131,8 @@ pub(super) fn build(
             }))
         }
         "postmark" => {
-            let endpoint = c.endpoint(Some("https://api.postmarkapp.com".into()));
-            let server_token = c.secret(raw.server_token.as_ref(), "server_token");
+            let endpoint = c.api_endpoint(Some("https://api.postmarkapp.com".into()));
+            let server_token = c.required_secret(raw.server_token.as_ref(), "server_token");
             let message_stream = match &raw.message_stream {
                 Some(v) => Some(c.text(Some(v), "message_stream", check_non_empty)?),
                 None => None,
@@ -226,8 +144,8 @@ pub(super) fn build(
             }))
         }
         "resend" => {
-            let endpoint = c.endpoint(Some("https://api.resend.com".into()));
-            let api_key = c.secret(raw.api_key.as_ref(), "api_key");
+            let endpoint = c.api_endpoint(Some("https://api.resend.com".into()));
+            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
             Some(UpstreamKind::Resend(ResendUpstream {
                 endpoint: endpoint?,
                 api_key: api_key?,
@@ -334,8 +252,9 @@ fn check_categories(list: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, load_str};
-    use std::path::Path;
+    use crate::config::Config;
+    use crate::config::test_util::load_text;
+    use crate::config::upstream_ctx::DEFAULT_TIMEOUT;
 
     const BASE: &str = r#"
 [server]
@@ -362,8 +281,7 @@ upstreams = ["p"]
             "{BASE}\n[upstreams.p]\n{}",
             upstream.replace("SECRET", &format!("file:{}", secret.display()))
         );
-        load_str(Path::new("/etc/p/main.toml"), &text)
-            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+        load_text(&text)
     }
 
     #[test]

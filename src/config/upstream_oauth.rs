@@ -6,14 +6,12 @@
 //! `postern check-config` instead of surfacing later as deliveries stuck
 //! on "credentials rejected".
 
-use super::error::{ConfigError, ConfigErrors, Loc};
+use super::error::{ConfigErrors, Loc};
 use super::schema::RawUpstream;
-use super::{
-    ApiEndpoint, GmailUpstream, MsgraphCredential, MsgraphUpstream, Secret, UpstreamKind, secret,
-};
+use super::upstream_ctx::{Ctx, LocFn};
+use super::{ApiEndpoint, GmailUpstream, MsgraphCredential, MsgraphUpstream, UpstreamKind};
 use crate::upstream::{gmail, jwt, msgraph};
 use std::path::PathBuf;
-use std::time::Duration;
 use toml::Spanned;
 
 /// The kinds validated here.
@@ -23,67 +21,7 @@ pub const KINDS: &[&str] = &["msgraph", "gmail"];
 /// message): postern's signature is off by default there.
 pub const OWN_DKIM: &[&str] = &["msgraph", "gmail"];
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-type LocFn<'a> = &'a dyn Fn(&Spanned<String>) -> Loc;
-
-struct Ctx<'a> {
-    name: &'a str,
-    kind: &'a str,
-    table: Loc,
-    raw: &'a RawUpstream,
-    resolve: &'a dyn Fn(&str) -> PathBuf,
-    loc: LocFn<'a>,
-    errors: &'a mut ConfigErrors,
-}
-
 impl Ctx<'_> {
-    fn error(&mut self, loc: Loc, k: &str, message: impl Into<String>) {
-        let key = format!("upstreams.{}.{k}", self.name);
-        self.errors.push(ConfigError::new(loc, key, message));
-    }
-
-    fn error_at(&mut self, value: &Spanned<String>, k: &str, message: impl Into<String>) {
-        let loc = (self.loc)(value);
-        self.error(loc, k, message);
-    }
-
-    fn missing(&mut self, k: &str) {
-        let message = format!("kind = {:?} needs `{k}`", self.kind);
-        self.error(self.table.clone(), k, message);
-    }
-
-    fn secret(&mut self, v: &Spanned<String>, k: &str) -> Option<Secret> {
-        match secret::resolve(v.get_ref()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.error_at(v, k, e);
-                None
-            }
-        }
-    }
-
-    /// A required value passing `check` (trimmed).
-    fn text(
-        &mut self,
-        v: Option<&Spanned<String>>,
-        k: &str,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
-        let Some(v) = v else {
-            self.missing(k);
-            return None;
-        };
-        let t = v.get_ref().trim();
-        match check(t) {
-            Ok(()) => Some(t.to_string()),
-            Err(e) => {
-                self.error_at(v, k, e);
-                None
-            }
-        }
-    }
-
     fn url(&mut self, v: Option<&Spanned<String>>, k: &str) -> Option<String> {
         let v = v?;
         match check_https_url(v.get_ref()) {
@@ -95,23 +33,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn endpoint(&mut self, default_base: &str) -> ApiEndpoint {
-        let raw = self.raw;
+    fn oauth_endpoint(&mut self, default_base: &str) -> ApiEndpoint {
         let base_url = self
-            .url(raw.base_url.as_ref(), "base_url")
+            .url(self.raw.base_url.as_ref(), "base_url")
             .unwrap_or_else(|| default_base.to_string());
-        let ca_file = raw.ca_file.as_ref().map(|c| {
-            let p = (self.resolve)(c.get_ref());
-            if let Err(e) = std::fs::File::open(&p) {
-                self.error_at(c, "ca_file", format!("cannot read {}: {e}", p.display()));
-            }
-            p
-        });
-        ApiEndpoint {
-            base_url,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            ca_file,
-        }
+        self.endpoint_at(base_url)
     }
 }
 
@@ -142,7 +68,7 @@ pub(super) fn build(
 
 fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
     let raw = c.raw;
-    let endpoint = c.endpoint(msgraph::DEFAULT_BASE_URL);
+    let endpoint = c.oauth_endpoint(msgraph::DEFAULT_BASE_URL);
     let token_url = c.url(raw.token_url.as_ref(), "token_url");
     let tenant_id = c.text(raw.tenant_id.as_ref(), "tenant_id", check_tenant);
     let client_id = c.text(raw.client_id.as_ref(), "client_id", check_token);
@@ -209,7 +135,7 @@ fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
 
 fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
     let raw = c.raw;
-    let endpoint = c.endpoint(gmail::DEFAULT_BASE_URL);
+    let endpoint = c.oauth_endpoint(gmail::DEFAULT_BASE_URL);
     let token_url = c.url(raw.token_url.as_ref(), "token_url");
     let user = c.text(raw.user.as_ref(), "user", check_address);
     let key = match &raw.service_account_key {
@@ -287,6 +213,7 @@ fn check_address(v: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::config::upstream_ctx::DEFAULT_TIMEOUT;
     use std::path::Path;
 
     fn load(upstream: &str) -> Result<crate::config::Config, String> {

@@ -237,29 +237,10 @@ fn pem_certificates(path: &std::path::Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const BASE: &str = r#"
-[[listeners]]
-address = "127.0.0.1:2525"
-tls = "none"
-
-[credentials.lan]
-networks = ["127.0.0.0/8"]
-allowed_senders = ["*@example.com"]
-
-[routes.default]
-upstreams = ["out"]
-
-[upstreams.out]
-kind = "directory"
-path = "outbox"
-"#;
+    use crate::config::test_util::{BASE, load_text};
 
     fn load(extra: &str) -> Result<ValidationConfig, Vec<String>> {
-        crate::config::load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
-            .map(|c| c.validation)
-            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+        load_text(&format!("{BASE}{extra}")).map(|c| c.validation)
     }
 
     #[test]

@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::time::Duration;
 #[cfg(test)]
 use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What a key identifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,7 +328,9 @@ fn windows(l: &Limits, u: Unit) -> Windows {
 #[derive(Debug, Default)]
 pub(crate) struct Engine {
     pub compiled: Compiled,
-    tables: [HashMap<String, KeyState>; 5],
+    /// `Arc<str>` keys: a snapshot copies a key with a reference count,
+    /// not an allocation, while the lock is held.
+    tables: [HashMap<Arc<str>, KeyState>; 5],
     /// Bumped whenever an hour or day counter changes, so the persister
     /// writes only when there is something new.
     pub changes: u64,
@@ -430,7 +433,7 @@ impl Engine {
                 None => {
                     let mut state = KeyState::default();
                     let changed = commit(&mut state);
-                    table.insert(t.key.into_owned(), state);
+                    table.insert(Arc::from(t.key.as_ref()), state);
                     changed
                 }
             };
@@ -485,36 +488,52 @@ impl Engine {
         self.tables.iter().map(HashMap::len).sum()
     }
 
-    /// Hour and day counters worth saving.
-    pub fn snapshot(&mut self, now: u64) -> Vec<Record> {
-        let mut out = Vec::new();
+    /// Every key, for [`Engine::snapshot`] in chunks.
+    pub fn keys(&self) -> Vec<(Dim, Arc<str>)> {
+        let mut out = Vec::with_capacity(self.len());
         for dim in Dim::ALL {
-            for (key, k) in &mut self.tables[dim.index()] {
-                let messages_hour = save_window(&mut k.messages.hour, now);
-                let recipients_hour = save_window(&mut k.recipients.hour, now);
-                let messages_day = save_window(&mut k.messages.day, now);
-                let recipients_day = save_window(&mut k.recipients.day, now);
-                let r = Record {
-                    dim,
-                    key: key.clone(),
-                    messages_hour,
-                    messages_day,
-                    recipients_hour,
-                    recipients_day,
-                };
-                if !r.is_empty() {
-                    out.push(r);
-                }
-            }
+            out.extend(
+                self.tables[dim.index()]
+                    .keys()
+                    .map(|k| (dim, Arc::clone(k))),
+            );
         }
         out
+    }
+
+    /// Copies the hour and day counters of `keys` that still count
+    /// something, without allocating per key; [`Snap::record`] turns them
+    /// into file records after the lock is released.
+    pub fn snapshot(&mut self, keys: &[(Dim, Arc<str>)], now: u64, out: &mut Vec<Snap>) {
+        for (dim, key) in keys {
+            let Some(k) = self.tables[dim.index()].get_mut(key.as_ref()) else {
+                continue;
+            };
+            let snap = Snap {
+                dim: *dim,
+                key: Arc::clone(key),
+                messages_hour: live(&mut k.messages.hour, now),
+                messages_day: live(&mut k.messages.day, now),
+                recipients_hour: live(&mut k.recipients.hour, now),
+                recipients_day: live(&mut k.recipients.day, now),
+            };
+            if snap.messages_hour.is_some()
+                || snap.messages_day.is_some()
+                || snap.recipients_hour.is_some()
+                || snap.recipients_day.is_some()
+            {
+                out.push(snap);
+            }
+        }
     }
 
     /// Puts saved counters back; records of another shape are skipped.
     pub fn restore(&mut self, records: &[Record]) -> usize {
         let mut skipped = 0;
         for r in records {
-            let k = self.tables[r.dim.index()].entry(r.key.clone()).or_default();
+            let k = self.tables[r.dim.index()]
+                .entry(Arc::from(r.key.as_str()))
+                .or_default();
             let ok = restore_window(&mut k.messages.hour, &r.messages_hour)
                 & restore_window(&mut k.recipients.hour, &r.recipients_hour)
                 & restore_window(&mut k.messages.day, &r.messages_day)
@@ -527,12 +546,36 @@ impl Engine {
     }
 }
 
-fn save_window<S: WindowSpan>(w: &mut Option<Window<S>>, now: u64) -> Option<Saved> {
+/// A copy of a window that still counts something.
+fn live<S: WindowSpan>(w: &mut Option<Window<S>>, now: u64) -> Option<Window<S>> {
     let w = w.as_mut()?;
     if w.is_empty(now) {
         None
     } else {
-        Some(w.save())
+        Some(w.clone())
+    }
+}
+
+/// One key's counters as copied under the lock.
+pub(crate) struct Snap {
+    dim: Dim,
+    key: Arc<str>,
+    messages_hour: Option<Window<Hour>>,
+    messages_day: Option<Window<Day>>,
+    recipients_hour: Option<Window<Hour>>,
+    recipients_day: Option<Window<Day>>,
+}
+
+impl Snap {
+    pub fn record(&self) -> Record {
+        Record {
+            dim: self.dim,
+            key: self.key.to_string(),
+            messages_hour: self.messages_hour.as_ref().map(Window::save),
+            messages_day: self.messages_day.as_ref().map(Window::save),
+            recipients_hour: self.recipients_hour.as_ref().map(Window::save),
+            recipients_day: self.recipients_day.as_ref().map(Window::save),
+        }
     }
 }
 
@@ -558,45 +601,4 @@ pub(crate) struct Record {
     pub recipients_hour: Option<Saved>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients_day: Option<Saved>,
-}
-
-impl Record {
-    fn is_empty(&self) -> bool {
-        self.messages_hour.is_none()
-            && self.messages_day.is_none()
-            && self.recipients_hour.is_none()
-            && self.recipients_day.is_none()
-    }
-}
-
-#[cfg(test)]
-mod tmp_timing {
-    use super::*;
-    use crate::config::quota::Setting;
-    #[test]
-    #[ignore]
-    fn timing() {
-        let m = Setting::Max(NonZeroU32::new(1_000_000).unwrap());
-        let w = Windows { per_minute: m, per_hour: m, per_day: m, burst: Setting::Inherit };
-        let l = Limits { messages: w, recipients: w };
-        let cfg = QuotaConfig { credential: l, sender: l, domain: l, ip: l, rules: vec![] };
-        let mut e = Engine::new(&cfg);
-        let now = 1_800_000_000_000_000_000u64;
-        let senders: Vec<String> = (0..10000).map(|i| format!("user{i}@dept{}.example.com", i % 100)).collect();
-        for (i, snd) in senders.iter().enumerate() {
-            let s = Subject { credential: "app", credential_quota: None, sender: snd, from_domain: "", ip: IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]) };
-            e.check(&s, Unit::Messages, 1, now).unwrap();
-            e.check(&s, Unit::Recipients, 1, now).unwrap();
-        }
-        let t = std::time::Instant::now();
-        e.prune(now + 1);
-        let p = t.elapsed();
-        let t = std::time::Instant::now();
-        let r = e.snapshot(now + 1);
-        let sn = t.elapsed();
-        let t = std::time::Instant::now();
-        let bytes = serde_json::to_vec(&r).unwrap();
-        let ser = t.elapsed();
-        println!("keys {} prune {p:?} snapshot {sn:?} serialize {ser:?} ({} bytes)", e.len(), bytes.len());
-    }
 }

@@ -43,6 +43,9 @@ use std::time::Duration;
 /// How often [`persist_every`] saves hour and day counters by default.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Keys copied per lock hold while saving.
+const SNAPSHOT_CHUNK: usize = 1024;
+
 /// Who is sending: everything a limit can be keyed on.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -257,14 +260,22 @@ impl Quotas {
     pub fn persist(&self) -> io::Result<bool> {
         let mut saved = lock(&self.saved);
         let now = self.clock.now();
-        let (records, changes) = {
+        let (keys, changes) = {
             let mut e = lock(&self.engine);
             e.prune(now);
             if e.changes == *saved {
                 return Ok(false);
             }
-            (e.snapshot(now), e.changes)
+            (e.keys(), e.changes)
         };
+        // Copy in chunks so a session never waits for the whole table: each
+        // key's counters are consistent on their own, and a change made
+        // between chunks is saved next time (`changes` was read first).
+        let mut snaps = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+            lock(&self.engine).snapshot(chunk, now, &mut snaps);
+        }
+        let records = snaps.iter().map(engine::Snap::record).collect();
         persist::save(&self.path, records, now / 1_000_000_000)?;
         *saved = changes;
         Ok(true)

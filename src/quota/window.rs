@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Window length in seconds, bucket width in seconds, ring length.
-pub(crate) trait Span {
+pub(crate) trait Span: Clone {
     const WIDTH: u64;
     const SLOTS: usize;
 }

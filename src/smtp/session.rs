@@ -51,6 +51,16 @@ pub trait Policy: Send + Sync {
     /// Whether `credential` may use this envelope sender. `Err(reason)`
     /// becomes `550 5.7.1 <reason>`.
     fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String>;
+    /// Rate limits for one more message, checked at MAIL FROM so a client
+    /// over its quota is refused before it sends DATA. `Err` is the whole
+    /// reply (`451 4.7.1 Rate limit ... retry in N s`).
+    fn admit_message(&self, _credential: &str, _mail_from: &str, _peer: IpAddr) -> Result<(), Reply> {
+        Ok(())
+    }
+    /// Rate limits for one more recipient, counted as it is accepted.
+    fn admit_recipient(&self, _credential: &str, _mail_from: &str, _peer: IpAddr) -> Result<(), Reply> {
+        Ok(())
+    }
 }
 
 /// Everything needed to queue one accepted message.

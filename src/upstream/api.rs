@@ -24,12 +24,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 
-use super::http::{error_chain, parse_retry_after, tls_config};
+use super::http::{build_client, parse_retry_after, read_bounded, transport_error};
 use super::{Delivered, DeliveryError, UpstreamError, sanitize};
 
-/// Enough of a response body for an id or an error, not enough for a
-/// hostile server to exhaust memory.
-const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// Longest provider text quoted in a failure reason.
 const MAX_REASON: usize = 500;
 const MAX_MESSAGE_ID: usize = 200;
@@ -108,22 +105,7 @@ impl ApiClient {
                 "upstream API uses plain http (allowed for loopback emulators only)"
             );
         }
-        let tls = tls_config(name, endpoint.ca_file.as_deref(), https)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(endpoint.timeout)
-            .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(60))
-            // A redirect would resend credentials elsewhere or turn the POST
-            // into a GET; it means base_url is wrong.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| UpstreamError::Other {
-                name: name.to_string(),
-                reason: format!("cannot build http client: {}", error_chain(&e)),
-            })?;
+        let client = build_client(name, endpoint.ca_file.as_deref(), https, endpoint.timeout)?;
         Ok(ApiClient {
             name: name.to_string(),
             base_url: endpoint.base_url.trim_end_matches('/').to_string(),
@@ -151,38 +133,15 @@ impl ApiClient {
         &self,
         request: RequestBuilder,
     ) -> Result<Delivered, DeliveryError> {
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return Err(self.request_error(e)),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut body = Vec::new();
-        // A body that breaks off half way still lets the status decide.
-        while let Ok(Some(chunk)) = response.chunk().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= MAX_RESPONSE_BODY {
-                body.truncate(MAX_RESPONSE_BODY);
-                break;
-            }
-        }
-        classify::<P>(&self.name, status, &headers, &body, SystemTime::now())
-    }
-
-    fn request_error(&self, err: reqwest::Error) -> DeliveryError {
-        // The url is config; dropping it keeps any query-string key out of logs.
-        let err = err.without_url();
-        let reason = if err.is_timeout() {
-            format!(
-                "no response within {} (the message may or may not have been sent)",
-                humantime::format_duration(self.timeout)
+        let response = request.send().await.map_err(|e| {
+            transport_error(
+                e,
+                self.timeout,
+                " (the message may or may not have been sent)",
             )
-        } else if err.is_connect() {
-            format!("cannot connect: {}", error_chain(&err))
-        } else {
-            format!("request failed: {}", error_chain(&err))
-        };
-        DeliveryError::transient(sanitize(&reason, MAX_REASON))
+        })?;
+        let (status, headers, body) = read_bounded(response).await;
+        classify::<P>(&self.name, status, &headers, &body, SystemTime::now())
     }
 }
 

@@ -140,22 +140,7 @@ impl HttpUpstream {
                 "upstream uses plain http: mail and credentials travel unencrypted"
             );
         }
-        let tls = tls_config(name, config.ca_file.as_deref(), https)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(60))
-            // Following a redirect would turn the POST into a GET or resend
-            // credentials elsewhere; a redirect means the url is wrong.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| UpstreamError::Other {
-                name: name.to_string(),
-                reason: format!("cannot build http client: {}", error_chain(&e)),
-            })?;
+        let client = build_client(name, config.ca_file.as_deref(), https, config.timeout)?;
         Ok(HttpUpstream {
             name: name.to_string(),
             url,
@@ -192,36 +177,12 @@ impl HttpUpstream {
             }
             None => request,
         };
-        let mut response = request.send().await.map_err(|e| self.request_error(e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut body = Vec::new();
-        // A body that fails half way is still enough to classify the status.
-        while let Ok(Some(chunk)) = response.chunk().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= MAX_RESPONSE_BODY {
-                body.truncate(MAX_RESPONSE_BODY);
-                break;
-            }
-        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(e, self.timeout, ""))?;
+        let (status, headers, body) = read_bounded(response).await;
         classify(status, &headers, &body, SystemTime::now())
-    }
-
-    fn request_error(&self, err: reqwest::Error) -> DeliveryError {
-        // without_url: the url is config, but some APIs carry keys in query
-        // strings, and it adds nothing the upstream name does not say.
-        let err = err.without_url();
-        let reason = if err.is_timeout() {
-            format!(
-                "no response within {}",
-                humantime::format_duration(self.timeout)
-            )
-        } else if err.is_connect() {
-            format!("cannot connect: {}", error_chain(&err))
-        } else {
-            format!("request failed: {}", error_chain(&err))
-        };
-        DeliveryError::transient(sanitize(&reason, MAX_REASON_BODY))
     }
 }
 
@@ -353,6 +314,74 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The pooled client every HTTP-based upstream uses: system roots plus
+/// `ca_file`, a whole-request timeout, and no redirects (following one
+/// would resend credentials elsewhere or turn the POST into a GET; a
+/// redirect means the configured url is wrong).
+pub(crate) fn build_client(
+    name: &str,
+    ca_file: Option<&Path>,
+    https: bool,
+    timeout: Duration,
+) -> Result<reqwest::Client, UpstreamError> {
+    let tls = tls_config(name, ca_file, https)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Other {
+            name: name.to_string(),
+            reason: format!("cannot build http client: {}", error_chain(&e)),
+        })
+}
+
+/// Status, headers and at most [`MAX_RESPONSE_BODY`] bytes: enough for an
+/// id or an error, not enough for a hostile server to exhaust memory. A
+/// body that breaks off is kept as far as it came: the status still decides.
+pub(crate) async fn read_bounded(
+    mut response: reqwest::Response,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_RESPONSE_BODY {
+            body.truncate(MAX_RESPONSE_BODY);
+            break;
+        }
+    }
+    (status, headers, body)
+}
+
+/// A transport failure (connect, TLS, timeout, reset) as a transient error;
+/// `timeout_note` follows the "no response within ..." text.
+pub(crate) fn transport_error(
+    err: reqwest::Error,
+    timeout: Duration,
+    timeout_note: &str,
+) -> DeliveryError {
+    // without_url: urls are config, may carry keys in query strings, and
+    // upload urls carry a pre-authenticated token.
+    let err = err.without_url();
+    let reason = if err.is_timeout() {
+        format!(
+            "no response within {}{timeout_note}",
+            humantime::format_duration(timeout)
+        )
+    } else if err.is_connect() {
+        format!("cannot connect: {}", error_chain(&err))
+    } else {
+        format!("request failed: {}", error_chain(&err))
+    };
+    DeliveryError::transient(sanitize(&reason, MAX_REASON_BODY))
 }
 
 /// "outer: inner: root cause", because reqwest's own Display hides the

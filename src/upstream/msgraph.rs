@@ -27,7 +27,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
 use super::jwt::{RsaSigner, cert_thumbprint_s256};
-use super::oauth::{Grant, TokenCache, api_client, https_url};
+use super::oauth::{ApiResponse, Grant, TokenCache, api_client, https_url};
 use super::recipients::with_envelope_bcc;
 use super::{
     DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
@@ -261,21 +261,9 @@ impl MsGraphUpstream {
     }
 
     async fn send_mime(&self, mailbox: &str, data: &[u8]) -> Result<Delivered, DeliveryError> {
-        let url = self.url(mailbox, &["sendMail"])?;
         let body = base64::engine::general_purpose::STANDARD.encode(data);
-        let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "text/plain")
-                    .body(body.clone())
-            })
-            .await?;
-        self.tokens.check("sendMail", &r)?;
-        Ok(Delivered {
-            upstream_id: request_id(&r.headers),
-        })
+        self.send_mail(mailbox, "text/plain", body.into_bytes())
+            .await
     }
 
     async fn send_json(
@@ -284,23 +272,52 @@ impl MsGraphUpstream {
         parsed: &Message<'_>,
         rcpt_to: &[String],
     ) -> Result<Delivered, DeliveryError> {
+        let body = encode_json(
+            &json!({"message": json_message(parsed, rcpt_to), "saveToSentItems": false}),
+        )?;
+        self.send_mail(mailbox, "application/json", body).await
+    }
+
+    /// `sendMail`, which answers 202 with no body: the id is Graph's
+    /// `request-id`.
+    async fn send_mail(
+        &self,
+        mailbox: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Delivered, DeliveryError> {
         let url = self.url(mailbox, &["sendMail"])?;
-        let body = json!({"message": json_message(parsed, rcpt_to), "saveToSentItems": false});
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
         let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
+            .post("sendMail", &url, Some(content_type), body)
             .await?;
-        self.tokens.check("sendMail", &r)?;
         Ok(Delivered {
             upstream_id: request_id(&r.headers),
         })
+    }
+
+    /// POSTs `body` with a valid token and fails unless Graph accepted it;
+    /// `what` names the step in failure reasons. Without a content type the
+    /// body is empty and only `Content-Length: 0` is sent.
+    async fn post(
+        &self,
+        what: &str,
+        url: &Url,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<ApiResponse, DeliveryError> {
+        let r = self
+            .tokens
+            .send(|| {
+                let request = self.client.post(url.clone());
+                match content_type {
+                    Some(t) => request.header(CONTENT_TYPE, t),
+                    None => request.header(CONTENT_LENGTH, "0"),
+                }
+                .body(body.clone())
+            })
+            .await?;
+        self.tokens.check(what, &r)?;
+        Ok(r)
     }
 
     /// Draft without the big attachments, attachments one by one, send.
@@ -328,15 +345,8 @@ impl MsGraphUpstream {
         let url = self.url(mailbox, &["messages"])?;
         let body = base64::engine::general_purpose::STANDARD.encode(&draft);
         let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "text/plain")
-                    .body(body.clone())
-            })
+            .post("create draft", &url, Some("text/plain"), body.into_bytes())
             .await?;
-        self.tokens.check("create draft", &r)?;
         let id = r
             .json()
             .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
@@ -366,16 +376,8 @@ impl MsGraphUpstream {
             }
         }
         let url = self.url(mailbox, &["messages", id, "send"])?;
-        let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_LENGTH, "0")
-                    .body(Vec::new())
-            })
-            .await?;
-        self.tokens.check("send draft", &r)
+        self.post("send draft", &url, None, Vec::new()).await?;
+        Ok(())
     }
 
     async fn post_attachment(
@@ -395,18 +397,14 @@ impl MsGraphUpstream {
         if let Some(cid) = &a.content_id {
             v["contentId"] = Value::from(cid.as_str());
         }
-        let body = serde_json::to_vec(&v)
-            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
-        let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
-            .await?;
-        self.tokens.check("add attachment", &r)
+        self.post(
+            "add attachment",
+            &url,
+            Some("application/json"),
+            encode_json(&v)?,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn upload_attachment(
@@ -429,18 +427,15 @@ impl MsGraphUpstream {
         if let Some(cid) = &a.content_id {
             item["contentId"] = Value::from(cid.as_str());
         }
-        let body = serde_json::to_vec(&json!({ "AttachmentItem": item }))
-            .map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))?;
+        let body = encode_json(&json!({ "AttachmentItem": item }))?;
         let r = self
-            .tokens
-            .send(|| {
-                self.client
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
+            .post(
+                "create upload session",
+                &url,
+                Some("application/json"),
+                body,
+            )
             .await?;
-        self.tokens.check("create upload session", &r)?;
         let upload_url = r
             .json()
             .and_then(|v| {
@@ -520,6 +515,10 @@ fn next_expected(body: &[u8]) -> Option<usize> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let first = v.get("nextExpectedRanges")?.as_array()?.first()?.as_str()?;
     first.split('-').next()?.trim().parse().ok()
+}
+
+fn encode_json(v: &Value) -> Result<Vec<u8>, DeliveryError> {
+    serde_json::to_vec(v).map_err(|e| DeliveryError::permanent(format!("cannot encode JSON: {e}")))
 }
 
 /// Graph's `request-id` (sendMail answers 202 with no body).

@@ -35,9 +35,6 @@ pub use client::{
     ApiResponse, api_client, https_url, provider_message, read_response, request_error,
 };
 
-/// Response bodies are read only this far: enough for ids and error
-/// messages, not enough for a hostile server to exhaust memory.
-pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// Longest provider text quoted in a failure reason.
 pub const MAX_REASON: usize = 500;
 /// Refresh this long before expiry at most (10% of the lifetime if shorter).

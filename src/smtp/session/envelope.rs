@@ -115,6 +115,10 @@ impl Session {
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
             return self.reply(Reply::new(550, "5.7.1", reason));
         }
+        // A temporary refusal: not counted as a client error.
+        if let Err(reply) = self.policy.admit_message(&credential, &address, self.peer) {
+            return Step::Reply(reply);
+        }
         let reply = Reply::new(250, "2.1.0", format!("Sender <{address}> ok"));
         self.envelope = Some(Envelope {
             credential,
@@ -170,6 +174,12 @@ impl Session {
                 "5.7.1",
                 format!("Recipient <{shown}> not accepted: {e}"),
             ));
+        }
+        if let Err(reply) = self
+            .policy
+            .admit_recipient(&env.credential, &env.mail_from, self.peer)
+        {
+            return Step::Reply(reply);
         }
         if rules.needs_check {
             self.phase = Phase::CheckingRecipient(address.clone());

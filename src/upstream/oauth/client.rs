@@ -9,9 +9,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::super::http::{error_chain, tls_config};
+use super::super::http::{build_client, read_bounded, transport_error};
 use super::super::{DeliveryError, UpstreamError, sanitize};
-use super::{MAX_REASON, MAX_RESPONSE_BODY};
+use super::MAX_REASON;
 
 /// An HTTPS client for one upstream: system roots plus `ca_file`, no
 /// redirects (a redirect would resend credentials elsewhere), a timeout per
@@ -21,20 +21,7 @@ pub fn api_client(
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, UpstreamError> {
-    let tls = tls_config(name, ca_file, true)?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| UpstreamError::Other {
-            name: name.to_string(),
-            reason: format!("cannot build http client: {}", error_chain(&e)),
-        })
+    build_client(name, ca_file, true, timeout)
 }
 
 /// Parses an `https://` URL (config, or one a provider handed out). Plain
@@ -73,19 +60,9 @@ impl ApiResponse {
     }
 }
 
-/// Reads status, headers and at most [`MAX_RESPONSE_BODY`] bytes. A body
-/// that breaks off is kept as far as it came: the status still decides.
-pub async fn read_response(mut response: reqwest::Response) -> ApiResponse {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_RESPONSE_BODY {
-            body.truncate(MAX_RESPONSE_BODY);
-            break;
-        }
-    }
+/// Reads status, headers and a bounded body (see [`read_bounded`]).
+pub async fn read_response(response: reqwest::Response) -> ApiResponse {
+    let (status, headers, body) = read_bounded(response).await;
     ApiResponse {
         status,
         headers,
@@ -95,16 +72,7 @@ pub async fn read_response(mut response: reqwest::Response) -> ApiResponse {
 
 /// A transport failure (connect, TLS, timeout, reset) as a transient error.
 pub fn request_error(err: reqwest::Error, timeout: Duration) -> DeliveryError {
-    // without_url: upload URLs carry a pre-authenticated token.
-    let err = err.without_url();
-    let reason = if err.is_timeout() {
-        format!("no response within {}", humantime::format_duration(timeout))
-    } else if err.is_connect() {
-        format!("cannot connect: {}", error_chain(&err))
-    } else {
-        format!("request failed: {}", error_chain(&err))
-    };
-    DeliveryError::transient(sanitize(&reason, MAX_REASON))
+    transport_error(err, timeout, "")
 }
 
 /// The provider's own words: `{"error":{"code","message"}}` (Graph, Google

@@ -122,3 +122,53 @@ fn idle_client_gets_421_and_is_disconnected() {
     c.greet();
     control(&p, &up, &mut c);
 }
+
+#[test]
+fn connections_over_the_per_ip_limit_get_421_and_close() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_connections_per_ip = 2"]);
+    let mut a = SmtpClient::connect(p.port(0));
+    a.greet();
+    let mut b = SmtpClient::connect(p.port(0));
+    b.greet();
+    // The third concurrent connection from the same address is refused.
+    let mut third = SmtpClient::connect(p.port(0));
+    third.read_reply().expect(421, "4.7.0", "third connection");
+    third.read_to_eof().expect("server closes the refused connection");
+    // A slot frees when a session ends (the server task may take a moment
+    // after the client saw 221, so wait for it rather than assume it).
+    a.quit();
+    b.quit();
+    let mut c = (0..100)
+        .find_map(|_| {
+            let mut c = SmtpClient::connect(p.port(0));
+            let g = c.read_reply();
+            if g.code == 220 {
+                return Some(c);
+            }
+            g.expect(421, "4.7.0", "still at the limit");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .expect("a slot never became free");
+    c.cmd("EHLO client.test").expect_code(250, "EHLO");
+    control(&p, &up, &mut c);
+}
+
+#[test]
+fn too_many_bad_commands_get_421_and_close() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_bad_commands = 3"]);
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    for _ in 0..3 {
+        c.cmd("BOGUS").expect_code(500, "unknown command");
+    }
+    c.cmd("BOGUS").expect(421, "4.7.0", "one error too many");
+    c.read_to_eof().expect("server closes after too many errors");
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    control(&p, &up, &mut c);
+}

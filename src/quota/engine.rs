@@ -17,7 +17,8 @@
 //! about "N per day" where a token bucket is not, and which persist.
 
 use super::clock::{At, nanos};
-use super::window::{Day, Hour, Saved, Span as WindowSpan, Window};
+use super::persist::{Record, Snap, live, restore_window};
+use super::window::{Day, Hour, Window};
 use super::{Refusal, Subject};
 use crate::config::quota::{Limits, QuotaConfig, Windows};
 use governor::middleware::NoOpMiddleware;
@@ -28,8 +29,6 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
-#[cfg(test)]
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,8 +213,10 @@ impl Compiled {
         if let Some(&i) = self.exact.get(sender) {
             return Some(i);
         }
-        let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
-        self.by_domain.get(domain).copied().or(self.any)
+        let by_domain = sender
+            .rsplit_once('@')
+            .and_then(|(_, d)| self.by_domain.get(d).copied());
+        by_domain.or(self.any)
     }
 
     fn targets<'a>(&'a self, s: &'a Subject<'a>) -> [Option<Target<'a>>; 4] {
@@ -544,61 +545,4 @@ impl Engine {
         }
         skipped
     }
-}
-
-/// A copy of a window that still counts something.
-fn live<S: WindowSpan>(w: &mut Option<Window<S>>, now: u64) -> Option<Window<S>> {
-    let w = w.as_mut()?;
-    if w.is_empty(now) {
-        None
-    } else {
-        Some(w.clone())
-    }
-}
-
-/// One key's counters as copied under the lock.
-pub(crate) struct Snap {
-    dim: Dim,
-    key: Arc<str>,
-    messages_hour: Option<Window<Hour>>,
-    messages_day: Option<Window<Day>>,
-    recipients_hour: Option<Window<Hour>>,
-    recipients_day: Option<Window<Day>>,
-}
-
-impl Snap {
-    pub fn record(&self) -> Record {
-        Record {
-            dim: self.dim,
-            key: self.key.to_string(),
-            messages_hour: self.messages_hour.as_ref().map(Window::save),
-            messages_day: self.messages_day.as_ref().map(Window::save),
-            recipients_hour: self.recipients_hour.as_ref().map(Window::save),
-            recipients_day: self.recipients_day.as_ref().map(Window::save),
-        }
-    }
-}
-
-/// False if a saved window has the wrong shape (it is then left empty).
-fn restore_window<S: WindowSpan>(slot: &mut Option<Window<S>>, saved: &Option<Saved>) -> bool {
-    let Some(saved) = saved else {
-        return true;
-    };
-    *slot = Window::restore(saved);
-    slot.is_some()
-}
-
-/// One key's saved counters in the state file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Record {
-    pub dim: Dim,
-    pub key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages_hour: Option<Saved>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages_day: Option<Saved>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipients_hour: Option<Saved>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipients_day: Option<Saved>,
 }

@@ -274,8 +274,11 @@ impl Quotas {
         let mut snaps = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SNAPSHOT_CHUNK) {
             lock(&self.engine).snapshot(chunk, now, &mut snaps);
+            // std's mutex is not fair: without a pause this loop would take
+            // the lock straight back from a session that is waiting for it.
+            std::thread::yield_now();
         }
-        let records = snaps.iter().map(engine::Snap::record).collect();
+        let records = snaps.iter().map(persist::Snap::record).collect();
         persist::save(&self.path, records, now / 1_000_000_000)?;
         *saved = changes;
         Ok(true)

@@ -6,12 +6,14 @@
 //! aside (`.corrupt`) and postern starts with empty counters: refusing to
 //! start because of rate-limit bookkeeping would stop all mail.
 
-use super::engine::Record;
+use super::engine::Dim;
+use super::window::{Day, Hour, Saved, Span, Window};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The file name under `[server] state_dir`.
 pub const STATE_FILE_NAME: &str = "quota-state.json";
@@ -102,4 +104,61 @@ pub(crate) fn save(path: &Path, records: Vec<Record>, saved_at: u64) -> io::Resu
     }
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// A copy of a window that still counts something.
+pub(crate) fn live<S: Span>(w: &mut Option<Window<S>>, now: u64) -> Option<Window<S>> {
+    let w = w.as_mut()?;
+    if w.is_empty(now) {
+        None
+    } else {
+        Some(w.clone())
+    }
+}
+
+/// One key's counters as copied under the lock.
+pub(crate) struct Snap {
+    pub dim: Dim,
+    pub key: Arc<str>,
+    pub messages_hour: Option<Window<Hour>>,
+    pub messages_day: Option<Window<Day>>,
+    pub recipients_hour: Option<Window<Hour>>,
+    pub recipients_day: Option<Window<Day>>,
+}
+
+impl Snap {
+    pub fn record(&self) -> Record {
+        Record {
+            dim: self.dim,
+            key: self.key.to_string(),
+            messages_hour: self.messages_hour.as_ref().map(Window::save),
+            messages_day: self.messages_day.as_ref().map(Window::save),
+            recipients_hour: self.recipients_hour.as_ref().map(Window::save),
+            recipients_day: self.recipients_day.as_ref().map(Window::save),
+        }
+    }
+}
+
+/// False if a saved window has the wrong shape (it is then left empty).
+pub(crate) fn restore_window<S: Span>(slot: &mut Option<Window<S>>, saved: &Option<Saved>) -> bool {
+    let Some(saved) = saved else {
+        return true;
+    };
+    *slot = Window::restore(saved);
+    slot.is_some()
+}
+
+/// One key's saved counters in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub dim: Dim,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_hour: Option<Saved>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_day: Option<Saved>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_hour: Option<Saved>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_day: Option<Saved>,
 }

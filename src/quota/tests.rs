@@ -230,6 +230,10 @@ fn sender_rules_override_defaults_most_specific_first() {
         count("x@other.test"),
         (2, "quota.rules.catchall.per_hour".into())
     );
+    assert_eq!(
+        count("postmaster"),
+        (2, "quota.rules.catchall.per_hour".into())
+    );
 }
 
 #[test]
@@ -532,4 +536,38 @@ async fn persister_saves_on_shutdown() {
     let text = std::fs::read_to_string(q.state_file()).unwrap();
     assert!(text.contains("\"a@x.test\""), "{text}");
     assert!(text.contains("\"messages_day\""), "{text}");
+}
+
+#[test]
+fn hostile_state_records_are_skipped_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STATE_FILE_NAME);
+    // Day bucket of the fixture clock: 1_800_000_010 s / 3600 = 500000.
+    std::fs::write(
+        &path,
+        r#"{"version":1,"saved_at":0,"keys":[
+            {"dim":"sender","key":"a@x.test","messages_day":{"head":500000,"counts":[3]}},
+            {"dim":"sender","key":"b@x.test","messages_day":{"head":500000,"counts":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}},
+            {"dim":"sender","key":"c@x.test","messages_day":{"head":18446744073709551615,"counts":[9]}}
+        ]}"#,
+    )
+    .unwrap();
+    let cfg = QuotaConfig {
+        sender: limits(&[("per_day", 3)]),
+        ..QuotaConfig::default()
+    };
+    let (q, err) = Quotas::with_clock(&cfg, path.clone(), start_clock());
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        q.check_message(&subject("", "a@x.test", "192.0.2.1"))
+            .unwrap_err()
+            .rule,
+        "quota.sender.per_day"
+    );
+    for s in ["b@x.test", "c@x.test"] {
+        assert_eq!(q.check_message(&subject("", s, "192.0.2.1")), Ok(()), "{s}");
+    }
+    std::fs::write(&path, r#"{"version":99,"saved_at":0,"keys":[]}"#).unwrap();
+    let (_, err) = Quotas::with_clock(&cfg, path, start_clock());
+    assert!(err.unwrap().to_string().contains("unknown version 99"));
 }

@@ -170,14 +170,16 @@ impl<S: Span> Window<S> {
     }
 
     /// Rebuilds a saved window; `None` if it was saved with another shape.
+    /// The file is input: a bucket number no clock can produce is refused
+    /// so that later arithmetic on it cannot overflow.
     pub fn restore(saved: &Saved) -> Option<Self> {
         let len = saved.counts.len();
-        if len == 0 || len > S::SLOTS || u64::try_from(len).ok()? > saved.head + 1 {
+        if len == 0 || len > S::SLOTS || saved.head > u64::MAX / NS / S::WIDTH {
             return None;
         }
+        let oldest = (saved.head + 1).checked_sub(len as u64)?;
         let mut w = Self::new();
         w.head = saved.head;
-        let oldest = saved.head + 1 - len as u64;
         for (i, &c) in saved.counts.iter().enumerate() {
             w.counts[Self::slot(oldest + i as u64)] = c;
         }
@@ -282,6 +284,11 @@ mod tests {
             counts: vec![1; 26],
         };
         assert!(Window::<Day>::restore(&bad).is_none());
+        let far = Saved {
+            head: u64::MAX,
+            counts: vec![1],
+        };
+        assert!(Window::<Day>::restore(&far).is_none());
         assert!(
             Window::<Hour>::restore(&Saved {
                 head: 0,

@@ -147,24 +147,8 @@ impl MockUpstream {
         let port = listener.local_addr().expect("mock addr").port();
         let acceptor = TlsAcceptor::from(ca.server_config(&[b"h2", b"http/1.1"]));
         let state = shared.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
+        serve_tls(&rt, listener, acceptor, move |req| {
+            handle(state.clone(), req)
         });
         MockUpstream {
             rt: Some(rt),
@@ -233,6 +217,40 @@ impl Drop for MockUpstream {
             rt.shutdown_background();
         }
     }
+}
+
+/// Accepts TLS connections on `listener` for as long as `rt` lives and
+/// serves each with `handle` (HTTP/1.1 or h2, as the client offers): the
+/// one way every mock provider terminates TLS.
+pub fn serve_tls<H, F, E>(
+    rt: &tokio::runtime::Runtime,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handle: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(handle);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
 }
 
 async fn handle(

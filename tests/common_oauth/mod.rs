@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::common::upstream::serve_tls;
 use crate::common::{Recorded, TestCa};
 
 /// A scripted failure for the next matching request.
@@ -154,24 +154,8 @@ impl ProviderMock {
         });
         let acceptor = TlsAcceptor::from(ca.server_config(&[b"h2", b"http/1.1"]));
         let state = shared.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
+        serve_tls(&rt, listener, acceptor, move |req| {
+            handle(state.clone(), req)
         });
         ProviderMock {
             rt: Some(rt),

@@ -25,7 +25,7 @@ mod window;
 
 pub use crate::config::quota::{Limits, QuotaConfig};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use connections::ConnectionRate;
+pub use connections::{ConnectionRate, ConnectionRefusal};
 pub use pacer::{Pacer, PacerPermit, Rate};
 pub use persist::{LoadError, STATE_FILE_NAME};
 

@@ -135,7 +135,9 @@ fn connections_over_the_per_ip_limit_get_421_and_close() {
     // The third concurrent connection from the same address is refused.
     let mut third = SmtpClient::connect(p.port(0));
     third.read_reply().expect(421, "4.7.0", "third connection");
-    third.read_to_eof().expect("server closes the refused connection");
+    third
+        .read_to_eof()
+        .expect("server closes the refused connection");
     // A slot frees when a session ends (the server task may take a moment
     // after the client saw 221, so wait for it rather than assume it).
     a.quit();
@@ -167,7 +169,8 @@ fn too_many_bad_commands_get_421_and_close() {
         c.cmd("BOGUS").expect_code(500, "unknown command");
     }
     c.cmd("BOGUS").expect(421, "4.7.0", "one error too many");
-    c.read_to_eof().expect("server closes after too many errors");
+    c.read_to_eof()
+        .expect("server closes after too many errors");
     let mut c = SmtpClient::connect(p.port(0));
     c.greet();
     control(&p, &up, &mut c);

@@ -27,7 +27,11 @@ fn send_one(p: &Postern, n: usize) -> Reply {
     }
     c.cmd("RCPT TO:<bob@dest.test>").expect_code(250, "RCPT");
     c.cmd("DATA").expect_code(354, "DATA");
-    c.send(&simple_message("app@example.com", "bob@dest.test", &format!("quota {n}")));
+    c.send(&simple_message(
+        "app@example.com",
+        "bob@dest.test",
+        &format!("quota {n}"),
+    ));
     c.send(b".\r\n");
     let r = c.read_reply();
     c.quit();
@@ -38,7 +42,10 @@ fn send_one(p: &Postern, n: usize) -> Reply {
 fn sixth_message_in_a_minute_gets_451_with_retry_hint() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
-    let p = Postern::start(&ca, &limited(&up.url(), "[quota.credential]\nper_minute = 5\n"));
+    let p = Postern::start(
+        &ca,
+        &limited(&up.url(), "[quota.credential]\nper_minute = 5\n"),
+    );
     for n in 0..5 {
         send_one(&p, n).expect(250, "2.0.0", "within the limit");
     }

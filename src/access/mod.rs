@@ -70,7 +70,10 @@ impl Access {
         credential: &str,
         mail_from: &str,
         peer: IpAddr,
-        check: impl Fn(&crate::quota::Quotas, &crate::quota::Subject<'_>) -> Result<(), crate::quota::Refusal>,
+        check: impl Fn(
+            &crate::quota::Quotas,
+            &crate::quota::Subject<'_>,
+        ) -> Result<(), crate::quota::Refusal>,
     ) -> Result<(), crate::smtp::reply::Reply> {
         let Some(quotas) = &self.quotas else {
             return Ok(());
@@ -209,11 +212,21 @@ impl crate::smtp::session::Policy for Access {
         Access::check_sender(self, credential, mail_from)
     }
 
-    fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), crate::smtp::reply::Reply> {
+    fn admit_message(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), crate::smtp::reply::Reply> {
         self.admit(credential, mail_from, peer, |q, s| q.check_message(s))
     }
 
-    fn admit_recipient(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), crate::smtp::reply::Reply> {
+    fn admit_recipient(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), crate::smtp::reply::Reply> {
         self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
     }
 }

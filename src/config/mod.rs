@@ -250,7 +250,10 @@ pub struct MsgraphUpstream {
 pub enum MsgraphCredential {
     Secret(Secret),
     /// PEM certificate registered with the app, and its private key.
-    Certificate { certificate: PathBuf, key: Secret },
+    Certificate {
+        certificate: PathBuf,
+        key: Secret,
+    },
 }
 
 /// `kind = "gmail"`: Gmail API, service account with domain-wide delegation.

@@ -60,9 +60,17 @@ pub(super) fn build(
         ),
         ("region", raw.region.is_some(), &["ses", "mailgun"]),
         ("access_key_id", raw.access_key_id.is_some(), &["ses"]),
-        ("secret_access_key", raw.secret_access_key.is_some(), &["ses"]),
+        (
+            "secret_access_key",
+            raw.secret_access_key.is_some(),
+            &["ses"],
+        ),
         ("session_token", raw.session_token.is_some(), &["ses"]),
-        ("configuration_set", raw.configuration_set.is_some(), &["ses"]),
+        (
+            "configuration_set",
+            raw.configuration_set.is_some(),
+            &["ses"],
+        ),
         (
             "api_key",
             raw.api_key.is_some(),
@@ -71,16 +79,32 @@ pub(super) fn build(
         ("categories", raw.categories.is_some(), &["sendgrid"]),
         ("domain", raw.domain.is_some(), &["mailgun"]),
         ("server_token", raw.server_token.is_some(), &["postmark"]),
-        ("message_stream", raw.message_stream.is_some(), &["postmark"]),
+        (
+            "message_stream",
+            raw.message_stream.is_some(),
+            &["postmark"],
+        ),
         ("token_url", raw.token_url.is_some(), OAUTH),
         ("tenant_id", raw.tenant_id.is_some(), &["msgraph"]),
         ("client_id", raw.client_id.is_some(), &["msgraph"]),
         ("client_secret", raw.client_secret.is_some(), &["msgraph"]),
-        ("client_certificate", raw.client_certificate.is_some(), &["msgraph"]),
+        (
+            "client_certificate",
+            raw.client_certificate.is_some(),
+            &["msgraph"],
+        ),
         ("client_key", raw.client_key.is_some(), &["msgraph"]),
         ("mailbox", raw.mailbox.is_some(), &["msgraph"]),
-        ("save_to_sent_items", raw.save_to_sent_items.is_some(), &["msgraph"]),
-        ("service_account_key", raw.service_account_key.is_some(), &["gmail"]),
+        (
+            "save_to_sent_items",
+            raw.save_to_sent_items.is_some(),
+            &["msgraph"],
+        ),
+        (
+            "service_account_key",
+            raw.service_account_key.is_some(),
+            &["gmail"],
+        ),
         ("user", raw.user.is_some(), &["gmail"]),
     ];
     if !KINDS.contains(&kind) {
@@ -246,7 +270,11 @@ fn pacing(
     let rate = raw.rate.as_ref().and_then(|r| {
         crate::quota::Rate::parse(r.get_ref())
             .map_err(|e| {
-                errors.push(ConfigError::new(loc(r), format!("upstreams.{name}.rate"), e));
+                errors.push(ConfigError::new(
+                    loc(r),
+                    format!("upstreams.{name}.rate"),
+                    e,
+                ));
             })
             .ok()
     });

@@ -54,11 +54,21 @@ pub trait Policy: Send + Sync {
     /// Rate limits for one more message, checked at MAIL FROM so a client
     /// over its quota is refused before it sends DATA. `Err` is the whole
     /// reply (`451 4.7.1 Rate limit ... retry in N s`).
-    fn admit_message(&self, _credential: &str, _mail_from: &str, _peer: IpAddr) -> Result<(), Reply> {
+    fn admit_message(
+        &self,
+        _credential: &str,
+        _mail_from: &str,
+        _peer: IpAddr,
+    ) -> Result<(), Reply> {
         Ok(())
     }
     /// Rate limits for one more recipient, counted as it is accepted.
-    fn admit_recipient(&self, _credential: &str, _mail_from: &str, _peer: IpAddr) -> Result<(), Reply> {
+    fn admit_recipient(
+        &self,
+        _credential: &str,
+        _mail_from: &str,
+        _peer: IpAddr,
+    ) -> Result<(), Reply> {
         Ok(())
     }
 }

@@ -28,9 +28,9 @@ use std::time::Duration;
 
 pub use directory::{DirectoryConfig, DirectoryUpstream};
 pub use gmail::{GmailConfig, GmailUpstream};
-pub use msgraph::{MsGraphAuth, MsGraphConfig, MsGraphUpstream};
 pub use http::{Format, HttpAuth, HttpConfig, HttpUpstream};
 pub use mailgun::{MailgunConfig, MailgunUpstream};
+pub use msgraph::{MsGraphAuth, MsGraphConfig, MsGraphUpstream};
 pub use postmark::{PostmarkConfig, PostmarkUpstream};
 pub use resend::{ResendConfig, ResendUpstream};
 pub use sendgrid::{SendgridConfig, SendgridUpstream};

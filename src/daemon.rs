@@ -153,7 +153,6 @@ impl MessageSink for SpoolSink {
                 .run(sub, std::mem::take(&mut tx.data))
                 .await
                 .map_err(|e| e.reply())?;
-            // End of inspection.
             // DKIM signing: last change to the bytes, so the spool stores
             // (and upstreams receive) exactly what was signed.
             let data = crate::dkim::sign_message(&self.signer, data, &id).await?;

@@ -312,6 +312,8 @@ fn build_router(config: &Config) -> Result<Router, String> {
         if !u.dkim {
             built = crate::dkim::WithoutSignatures::wrap(built);
         }
+        let pacer = crate::quota::Pacer::new(u.max_concurrency, u.rate);
+        built = crate::deliver::Paced::wrap(built, pacer);
         upstreams.insert(name.clone(), built);
     }
     Router::from_names(

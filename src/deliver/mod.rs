@@ -8,6 +8,7 @@
 //! spool's sidecar so back-off survives restarts. This module knows nothing
 //! about SMTP; upstreams know nothing about the spool.
 
+mod paced;
 mod retry;
 mod router;
 mod scheduler;
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use paced::Paced;
 pub use retry::RetryPolicy;
 pub use router::{DEFAULT_ROUTE, Resolved, Router, RouterError};
 

@@ -123,26 +123,11 @@ fn idle_client_gets_421_and_is_disconnected() {
     control(&p, &up, &mut c);
 }
 
-#[test]
-fn connections_over_the_per_ip_limit_get_421_and_close() {
-    let ca = TestCa::new();
-    let up = MockUpstream::start(&ca);
-    let p = start(&ca, &up, &["max_connections_per_ip = 2"]);
-    let mut a = SmtpClient::connect(p.port(0));
-    a.greet();
-    let mut b = SmtpClient::connect(p.port(0));
-    b.greet();
-    // The third concurrent connection from the same address is refused.
-    let mut third = SmtpClient::connect(p.port(0));
-    third.read_reply().expect(421, "4.7.0", "third connection");
-    third
-        .read_to_eof()
-        .expect("server closes the refused connection");
-    // A slot frees when a session ends (the server task may take a moment
-    // after the client saw 221, so wait for it rather than assume it).
-    a.quit();
-    b.quit();
-    let mut c = (0..100)
+/// Connects once a per-IP slot is free. Slots are released when the server
+/// task ends, a moment after the client saw the connection close (the
+/// harness's own readiness probe holds one briefly too), so wait for it.
+fn connect_when_free(p: &Postern) -> SmtpClient {
+    (0..100)
         .find_map(|_| {
             let mut c = SmtpClient::connect(p.port(0));
             let g = c.read_reply();
@@ -153,7 +138,28 @@ fn connections_over_the_per_ip_limit_get_421_and_close() {
             std::thread::sleep(std::time::Duration::from_millis(100));
             None
         })
-        .expect("a slot never became free");
+        .expect("a connection slot never became free")
+}
+
+#[test]
+fn connections_over_the_per_ip_limit_get_421_and_close() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = start(&ca, &up, &["max_connections_per_ip = 2"]);
+    let mut a = connect_when_free(&p);
+    a.cmd("EHLO client.test").expect_code(250, "EHLO");
+    let mut b = connect_when_free(&p);
+    b.cmd("EHLO client.test").expect_code(250, "EHLO");
+    // With two sessions open, a third from the same address is refused.
+    let mut third = SmtpClient::connect(p.port(0));
+    third.read_reply().expect(421, "4.7.0", "third connection");
+    third
+        .read_to_eof()
+        .expect("server closes the refused connection");
+    // A slot frees when a session ends; the server keeps serving.
+    a.quit();
+    b.quit();
+    let mut c = connect_when_free(&p);
     c.cmd("EHLO client.test").expect_code(250, "EHLO");
     control(&p, &up, &mut c);
 }

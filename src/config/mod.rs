@@ -142,6 +142,22 @@ pub struct Upstream {
     pub max_concurrency: Option<usize>,
     /// At most this many messages per period, evenly spaced.
     pub rate: Option<crate::quota::Rate>,
+    /// What a request that timed out after being sent means.
+    pub on_ambiguous: OnAmbiguous,
+    /// Consecutive transient failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips the upstream before one probe.
+    pub breaker_cooldown: Duration,
+}
+
+/// `on_ambiguous`: the upstream may or may not have taken the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAmbiguous {
+    /// Try again (possibly a duplicate; logged as such).
+    #[default]
+    Retry,
+    /// Never risk a duplicate: move the message to dead letters.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone)]

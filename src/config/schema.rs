@@ -181,4 +181,10 @@ pub struct RawUpstream {
     /// Outbound pacing (any kind): requests in flight, and `"30/min"`.
     pub max_concurrency: Option<Spanned<i64>>,
     pub rate: Option<Spanned<String>>,
+    /// A request that timed out after it was sent: `"retry"` or `"dead-letter"`.
+    pub on_ambiguous: Option<Spanned<String>>,
+    /// Circuit breaker: consecutive transient failures that open it, and
+    /// how long it stays open before one probe.
+    pub breaker_failures: Option<Spanned<i64>>,
+    pub breaker_cooldown: Option<Dur>,
 }

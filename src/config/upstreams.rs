@@ -233,11 +233,15 @@ pub(super) fn build(
     let rebuilds = super::upstream_api::REBUILDS_MESSAGE.contains(&kind)
         || super::upstream_oauth::OWN_DKIM.contains(&kind);
     let (max_concurrency, rate) = pacing(name, &table, raw, loc, errors);
+    let (on_ambiguous, breaker_failures) = failure_handling(name, &table, raw, loc, errors);
     let upstream = upstream.map(|kind| Upstream {
         kind,
         dkim: raw.dkim.unwrap_or(!rebuilds),
         max_concurrency,
         rate,
+        on_ambiguous,
+        breaker_failures,
+        breaker_cooldown: raw.breaker_cooldown.map_or(Duration::from_secs(30), |d| d.0),
     });
     if errors.0.len() > before {
         None
@@ -279,4 +283,41 @@ fn pacing(
             .ok()
     });
     (max_concurrency, rate)
+}
+
+/// `on_ambiguous` and `breaker_failures`, which every kind accepts.
+fn failure_handling(
+    name: &str,
+    table: &Loc,
+    raw: &RawUpstream,
+    loc: LocFn<'_>,
+    errors: &mut ConfigErrors,
+) -> (super::OnAmbiguous, u32) {
+    let on_ambiguous = match raw.on_ambiguous.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "retry")) => super::OnAmbiguous::Retry,
+        Some((_, "dead-letter")) => super::OnAmbiguous::DeadLetter,
+        Some((s, other)) => {
+            errors.push(ConfigError::new(
+                loc(s),
+                format!("upstreams.{name}.on_ambiguous"),
+                format!("{other:?} is not \"retry\" or \"dead-letter\""),
+            ));
+            super::OnAmbiguous::Retry
+        }
+    };
+    let breaker_failures = match raw.breaker_failures.as_ref() {
+        None => 5,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v @ 1..=1000) => v,
+            _ => {
+                errors.push(ConfigError::new(
+                    table.clone(),
+                    format!("upstreams.{name}.breaker_failures"),
+                    format!("{} is not between 1 and 1000", n.get_ref()),
+                ));
+                5
+            }
+        },
+    };
+    (on_ambiguous, breaker_failures)
 }

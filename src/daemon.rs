@@ -7,14 +7,12 @@
 
 use crate::access::{self, Access};
 use crate::config::{self, Config, TlsMode};
-use crate::deliver::{Delivery, RetryPolicy, Router};
+use crate::deliver::{Delivery, RetryPolicy};
 use crate::inspect;
 use crate::smtp::listener::{self, MessageSink, Shared};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
-use crate::upstream;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -260,7 +258,7 @@ async fn run(config: Config) -> Result<(), String> {
         },
     ));
     let access = Arc::new(Access::new(&config).with_quotas(quotas));
-    let router = build_router(&config)?;
+    let router = crate::deliver::build_router(&config)?;
     let retry = RetryPolicy {
         initial: config.delivery.retry_initial,
         max: config.delivery.retry_max,
@@ -302,25 +300,6 @@ async fn run(config: Config) -> Result<(), String> {
     let _ = persister.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Builds every upstream client and the route table from the config.
-fn build_router(config: &Config) -> Result<Router, String> {
-    let mut upstreams = HashMap::new();
-    for (name, u) in &config.upstreams {
-        let mut built = upstream::from_config(name, &u.kind).map_err(|e| e.to_string())?;
-        if !u.dkim {
-            built = crate::dkim::WithoutSignatures::wrap(built);
-        }
-        let pacer = crate::quota::Pacer::new(u.max_concurrency, u.rate);
-        built = crate::deliver::Paced::wrap(built, pacer);
-        upstreams.insert(name.clone(), built);
-    }
-    Router::from_names(
-        config.routes.iter().map(|(n, r)| (n, &r.upstreams)),
-        &upstreams,
-    )
-    .map_err(|e| e.to_string())
 }
 
 async fn wait_for_signal(shutdown: tokio::sync::broadcast::Sender<()>) {

@@ -241,7 +241,9 @@ pub(super) fn build(
         rate,
         on_ambiguous,
         breaker_failures,
-        breaker_cooldown: raw.breaker_cooldown.map_or(Duration::from_secs(30), |d| d.0),
+        breaker_cooldown: raw
+            .breaker_cooldown
+            .map_or(Duration::from_secs(30), |d| d.0),
     });
     if errors.0.len() > before {
         None

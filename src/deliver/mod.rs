@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 pub use paced::Paced;
 pub use retry::RetryPolicy;
-pub use router::{DEFAULT_ROUTE, Resolved, Router, RouterError};
+pub use router::{DEFAULT_ROUTE, Resolved, Router, RouterError, build_router};
 
 use crate::spool::{DeadReason, RetryState, Spool, SpoolError, StoredMessage, unix_now};
 use crate::upstream::{DeliveryError, OutboundMessage};

@@ -119,6 +119,25 @@ impl Resolved<'_> {
     }
 }
 
+/// Builds every upstream client and the route table from the config.
+pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
+    let mut upstreams = HashMap::new();
+    for (name, u) in &config.upstreams {
+        let mut built = crate::upstream::from_config(name, &u.kind).map_err(|e| e.to_string())?;
+        if !u.dkim {
+            built = crate::dkim::WithoutSignatures::wrap(built);
+        }
+        let pacer = crate::quota::Pacer::new(u.max_concurrency, u.rate);
+        built = crate::deliver::Paced::wrap(built, pacer);
+        upstreams.insert(name.clone(), built);
+    }
+    Router::from_names(
+        config.routes.iter().map(|(n, r)| (n, &r.upstreams)),
+        &upstreams,
+    )
+    .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

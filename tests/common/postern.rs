@@ -50,6 +50,12 @@ pub struct Config {
     pub upstream_timeout: String,
     /// Extra lines for `[upstreams.api]`.
     pub upstream: Vec<String>,
+    /// Lines for `[abuse]`. The default lifts the per-IP connection rate:
+    /// every test client connects from 127.0.0.1, so the production default
+    /// (60 a minute) would make unrelated tests flaky.
+    pub abuse: Vec<String>,
+    /// Upstreams of `[routes.default]` (define extra ones in `extra`).
+    pub default_route: Vec<String>,
     /// Raw TOML appended at the end.
     pub extra: String,
 }
@@ -69,6 +75,8 @@ impl Config {
             upstream_url: upstream_url.into(),
             upstream_timeout: "10s".into(),
             upstream: Vec::new(),
+            abuse: vec!["connections_per_ip_per_minute = \"unlimited\"".into()],
+            default_route: vec!["api".into()],
             extra: String::new(),
         }
     }
@@ -121,6 +129,11 @@ impl Config {
 
     pub fn upstream(mut self, line: &str) -> Config {
         self.upstream.push(line.into());
+        self
+    }
+
+    pub fn abuse(mut self, line: &str) -> Config {
+        self.abuse.push(line.into());
         self
     }
 
@@ -179,7 +192,18 @@ impl Config {
             t.push('\n');
             t.push_str(c);
         }
-        t.push_str("\n[routes.default]\nupstreams = [\"api\"]\n");
+        if !self.abuse.is_empty() {
+            t.push_str("\n[abuse]\n");
+            for l in &self.abuse {
+                t.push_str(l);
+                t.push('\n');
+            }
+        }
+        let route: Vec<String> = self.default_route.iter().map(|u| toml_str(u)).collect();
+        t.push_str(&format!(
+            "\n[routes.default]\nupstreams = [{}]\n",
+            route.join(", ")
+        ));
         t.push_str("\n[upstreams.api]\nkind = \"http\"\n");
         t.push_str(&format!("url = {}\n", toml_str(&self.upstream_url)));
         t.push_str(&format!(
@@ -363,6 +387,43 @@ impl Postern {
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -TERM failed");
+    }
+
+    /// Writes `cfg` over the config file (same ports and state_dir), sends
+    /// SIGHUP and waits until the daemon logs the outcome. Returns whether
+    /// the new config was taken.
+    pub fn reload(&self, cfg: &Config) -> bool {
+        let text = cfg.render(&self.ca, &self.state_dir, &self.ports);
+        std::fs::write(&self.config_path, text).expect("write config");
+        self.sighup()
+    }
+
+    /// Sends SIGHUP and waits for the reload's log line; true if it succeeded.
+    pub fn sighup(&self) -> bool {
+        let outcomes = |log: &str| log.matches("configuration reload").count();
+        let before = outcomes(&self.log());
+        let st = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -HUP failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if outcomes(&log) > before {
+                let last = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("configuration reload"))
+                    .unwrap_or("");
+                return !last.contains("failed");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged within 30s; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit; panics after `timeout`.

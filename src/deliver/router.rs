@@ -108,6 +108,25 @@ impl Router {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
+
+    /// The largest message every upstream of `route` can carry (the
+    /// smallest of their limits), so failover never meets a message the
+    /// next upstream must refuse. None when no upstream has a limit.
+    pub fn max_message_size(&self, route: &str) -> Option<u64> {
+        self.resolve(route)?
+            .upstreams
+            .iter()
+            .filter_map(|u| u.max_message_size())
+            .min()
+    }
+
+    /// Every route name with its size limit.
+    pub fn size_limits(&self) -> std::collections::BTreeMap<String, u64> {
+        self.routes
+            .keys()
+            .filter_map(|r| Some((r.clone(), self.max_message_size(r)?)))
+            .collect()
+    }
 }
 
 impl Resolved<'_> {

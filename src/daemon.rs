@@ -7,9 +7,9 @@
 
 use crate::access::{self, Access};
 use crate::config::{self, Config, TlsMode};
-use crate::deliver::{Delivery, RetryPolicy};
+use crate::deliver::{Delivery, RetryPolicy, Router};
 use crate::inspect;
-use crate::smtp::listener::{self, MessageSink, Shared};
+use crate::smtp::listener::{self, Generation, MessageSink, Shared};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+mod reload;
 
 /// `postern check-config`: exit 0 when the configuration (including TLS
 /// material) would start, otherwise print every error and exit 1.
@@ -74,9 +76,11 @@ pub fn hash_secret_cmd() -> ExitCode {
     }
 }
 
-/// `postern token new NAME`: the token is printed once on stdout's first
-/// line, followed by the TOML block; only the hash is ever stored.
-pub fn token_new_cmd(name: &str) -> ExitCode {
+/// `postern token new NAME [--expires DATE]`: the token is printed once on
+/// stdout's first line, followed by the TOML block; only the hash is ever
+/// stored. With `--expires` the hash goes into `secret_hashes` with that
+/// instant, so the token stops working by itself.
+pub fn token_new_cmd(name: &str, expires: Option<&str>) -> ExitCode {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -85,6 +89,13 @@ pub fn token_new_cmd(name: &str) -> ExitCode {
         eprintln!("postern: credential name must be letters, digits, '-' or '_'");
         return ExitCode::from(2);
     }
+    let expires = match expires.map(parse_expiry).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("postern: --expires: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = access::new_token().and_then(|t| access::hash_secret(&t).map(|h| (t, h)));
     match result {
         Ok((token, hash)) => {
@@ -96,7 +107,15 @@ pub fn token_new_cmd(name: &str) -> ExitCode {
             println!("# add to postern.toml (or a file in conf.d/), then reload:");
             println!("[credentials.{name}]");
             println!("username = \"{name}\"");
-            println!("secret_hash = \"{hash}\"");
+            match &expires {
+                None => println!("secret_hash = \"{hash}\""),
+                Some(at) => {
+                    println!("# to rotate: add the next token's entry here, reload, switch the app, remove this one, reload");
+                    println!("secret_hashes = [");
+                    println!("  {{ hash = \"{hash}\", expires = {at} }},");
+                    println!("]");
+                }
+            }
             println!(
                 "allowed_senders = [\"{name}@example.com\"]   # adjust: who this application may send as"
             );
@@ -107,6 +126,19 @@ pub fn token_new_cmd(name: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Checks a `--expires` value the way the config will read it and
+/// returns it in TOML datetime syntax; a past instant is refused.
+fn parse_expiry(text: &str) -> Result<String, String> {
+    let dt: toml::value::Datetime = text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a date (2027-01-31) or a time with offset (2027-01-31T12:00:00Z)")
+    })?;
+    let at = config::units::to_system_time(&dt)?;
+    if at <= std::time::SystemTime::now() {
+        return Err(format!("{text} is in the past"));
+    }
+    Ok(dt.to_string())
 }
 
 fn tls_for(
@@ -219,7 +251,7 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, config_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -233,8 +265,41 @@ fn demo_config() -> String {
     config::DEMO_CONFIG.to_string()
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let tls = tls_for(&config).map_err(|e| e.to_string())?;
+/// What outlives a configuration generation: the spool and the counters
+/// that must survive a reload (quotas, lockouts, connection rate).
+struct Daemon {
+    config_path: Option<PathBuf>,
+    spool: Arc<Spool>,
+    quotas: Arc<crate::quota::Quotas>,
+    lockout: Arc<access::lockout::Lockout>,
+    conn_rate: Arc<crate::quota::ConnectionRate>,
+}
+
+impl Daemon {
+    /// Builds everything a configuration determines: the listener side
+    /// (policy, TLS, inspection, signing) and the delivery routes. Fails
+    /// without side effects, so a bad reload leaves the old one in force.
+    fn generation(&self, config: &Config) -> Result<(Generation, Router), String> {
+        let tls = tls_for(config).map_err(|e| format!("tls: {e}"))?;
+        let router = crate::deliver::build_router(config)?;
+        let access = Arc::new(
+            Access::new(config)
+                .with_quotas(Arc::clone(&self.quotas))
+                .with_lockout(Arc::clone(&self.lockout))
+                .with_route_limits(router.size_limits()),
+        );
+        let sink = Arc::new(SpoolSink {
+            spool: Arc::clone(&self.spool),
+            access: Arc::clone(&access),
+            hostname: config.server.hostname.clone(),
+            inspector: Arc::new(inspect::Inspector::new(config.inspect.clone())),
+            signer: Arc::new(crate::dkim::Signer::from_config(&config.dkim)),
+        });
+        Ok((Generation::new(config, access, tls, sink), router))
+    }
+}
+
+async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     if matches!(config.tls, Some(config::TlsSource::SelfSigned)) {
         tracing::warn!(
             "TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production"
@@ -257,8 +322,14 @@ async fn run(config: Config) -> Result<(), String> {
             let _ = stop_quota.recv().await;
         },
     ));
-    let access = Arc::new(Access::new(&config).with_quotas(quotas));
-    let router = crate::deliver::build_router(&config)?;
+    let daemon = Daemon {
+        config_path,
+        spool: Arc::clone(&spool),
+        quotas,
+        lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
+        conn_rate: Arc::new(crate::quota::ConnectionRate::new(&config.abuse)),
+    };
+    let (generation, router) = daemon.generation(&config)?;
     let retry = RetryPolicy {
         initial: config.delivery.retry_initial,
         max: config.delivery.retry_max,
@@ -276,33 +347,43 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let sink = Arc::new(SpoolSink {
-        spool: Arc::clone(&spool),
-        access: Arc::clone(&access),
-        hostname: config.server.hostname.clone(),
-        inspector: Arc::new(inspect::Inspector::new(config.inspect.clone())),
-        signer: Arc::new(crate::dkim::Signer::from_config(&config.dkim)),
-    });
-    let shared = Shared::new(&config, access, tls, sink);
+    let shared = Shared::new(
+        generation,
+        config.server.max_connections,
+        Some(Arc::clone(&daemon.conn_rate)),
+    );
     let bound = listener::bind(&config).await.map_err(|e| e.to_string())?;
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    listener::serve(
-        shared,
-        bound,
-        shutdown.clone(),
-        config.server.shutdown_timeout,
-    )
-    .await;
+    let grace = config.server.shutdown_timeout;
+    let serve = listener::serve(Arc::clone(&shared), bound, shutdown.clone(), grace);
+    tokio::pin!(serve);
+    let mut running = config;
+    loop {
+        tokio::select! {
+            () = &mut serve => break,
+            Some(()) = reload_rx.recv() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                reload::reload(&daemon, &mut running, &shared, &delivery).await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signals.abort();
-    delivery.wait(config.server.shutdown_timeout).await;
+    delivery.wait(running.server.shutdown_timeout).await;
     let _ = persister.await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal(shutdown: tokio::sync::broadcast::Sender<()>) {
+/// SIGTERM/SIGINT start the shutdown; SIGHUP asks for a reload (a burst
+/// of SIGHUPs while one reload runs collapses into one more).
+async fn wait_for_signal(
+    shutdown: tokio::sync::broadcast::Sender<()>,
+    reload: tokio::sync::mpsc::Sender<()>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -316,7 +397,7 @@ async fn wait_for_signal(shutdown: tokio::sync::broadcast::Sender<()>) {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => { tracing::warn!("SIGHUP: live reload is not implemented yet; restart to apply config changes"); }
+            _ = hup.recv() => { tracing::info!("SIGHUP: reloading configuration"); let _ = reload.try_send(()); }
         }
     }
     let _ = shutdown.send(());

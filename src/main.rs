@@ -13,7 +13,7 @@ use std::process::ExitCode;
         postern run --demo                               # try it: 127.0.0.1:2525, self-signed TLS, writes .eml files\n  \
         postern check-config --config /etc/postern/postern.toml\n  \
         echo -n 'app password' | postern hash-secret     # argon2id hash for secret_hash\n  \
-        postern token new erp                            # fresh token + [credentials.erp] block\n  \
+        postern token new erp [--expires 2027-01-31]     # fresh token + [credentials.erp] block\n  \
         postern run --config /etc/postern/postern.toml"
 )]
 struct Cli {
@@ -89,6 +89,10 @@ enum TokenCommand {
     New {
         /// Credential name (also used as the SMTP username).
         name: String,
+        /// The token stops working at this instant: a date (2027-01-31,
+        /// midnight UTC) or an RFC 3339 time with offset (2027-01-31T12:00:00Z).
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
     },
 }
 
@@ -100,7 +104,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => postern::daemon::check_config(&config),
         Command::HashSecret => postern::daemon::hash_secret_cmd(),
-        Command::Token(TokenCommand::New { name }) => postern::daemon::token_new_cmd(&name),
+        Command::Token(TokenCommand::New { name, expires }) => {
+            postern::daemon::token_new_cmd(&name, expires.as_deref())
+        }
         Command::DnsCheck {
             domain,
             config,

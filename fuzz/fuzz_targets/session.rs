@@ -14,7 +14,7 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use postern::smtp::data::{BareNewline, DataDecoder};
 use postern::smtp::reply::Reply;
-use postern::smtp::session::{Policy, Session, SessionConfig, Step, Transaction};
+use postern::smtp::session::{Grant, Policy, Session, SessionConfig, Step, Transaction};
 
 const MAX_LINE: usize = 2048;
 const MAX_SIZE: usize = 4096;
@@ -88,6 +88,7 @@ fuzz_target!(|input: &[u8]| {
         max_message_size: MAX_SIZE,
         max_recipients: MAX_RCPT,
         max_bad_commands: 10,
+        max_auth_attempts: Some(3),
         starttls: knobs & 1 != 0,
         bare_newline: if knobs & 2 != 0 {
             BareNewline::Reject
@@ -174,7 +175,11 @@ fuzz_target!(|input: &[u8]| {
                         "AUTH verification requested without TLS"
                     );
                     let ok = username == "good" && secret == "pw";
-                    step = session.auth_result(ok.then(|| Arc::from("good")));
+                    step = session.auth_result(if ok {
+                        Ok(Grant::named("good"))
+                    } else {
+                        Err(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+                    });
                 }
                 Step::Data(r) => {
                     check_reply(&r);

@@ -216,7 +216,7 @@ impl Lockout {
         let by_user = username.and_then(|u| state.fail(user_key(u), client, now));
         drop(state);
         for l in by_client.iter().chain(by_user.iter()) {
-            tracing::warn!(key = %l.key, lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
+            tracing::warn!(key = %l.key, rule = "abuse.auth_failures", lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
         }
         match (by_client, by_user) {
             (Some(a), Some(b)) => Some(if b.remaining > a.remaining { b } else { a }),
@@ -238,6 +238,11 @@ impl Lockout {
         {
             e.failures.retain(|&(_, from)| from != client);
         }
+    }
+
+    /// How long a failed AUTH waits before its reply.
+    pub fn failure_delay(&self) -> Duration {
+        self.lock().cfg.auth_failure_delay
     }
 
     /// On reload: new thresholds and durations, same counts and lockouts.

@@ -7,14 +7,20 @@
 //! client that logs in for every message does not pay ~40 ms each time.
 
 pub mod lockout;
+mod login;
 mod verify;
 
 pub use verify::{hash_secret, new_token};
 
 use crate::config::{Config, Credential};
-use std::collections::HashMap;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Grant, Limits, SizeLimit};
+use crate::validate::{Address, Domain};
+use lockout::Lockout;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// The compiled credential table for one configuration generation.
 pub struct Access {
@@ -31,6 +37,10 @@ pub struct Access {
     /// Rate limits; owned by the daemon so counters outlive a config
     /// generation.
     quotas: Option<Arc<crate::quota::Quotas>>,
+    /// Failed-AUTH lockouts; daemon-owned like the quotas.
+    lockout: Option<Arc<Lockout>>,
+    /// Route name → the largest message all its upstreams accept.
+    route_limits: BTreeMap<String, u64>,
 }
 
 impl Access {
@@ -55,7 +65,22 @@ impl Access {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             quotas: None,
+            lockout: None,
+            route_limits: BTreeMap::new(),
         }
+    }
+
+    /// Enforces failed-AUTH lockouts (`[abuse]`).
+    pub fn with_lockout(mut self, lockout: Arc<Lockout>) -> Access {
+        self.lockout = Some(lockout);
+        self
+    }
+
+    /// Size limits of the routes' upstreams (see `Router::size_limits`),
+    /// announced in EHLO and enforced at MAIL and DATA.
+    pub fn with_route_limits(mut self, limits: BTreeMap<String, u64>) -> Access {
+        self.route_limits = limits;
+        self
     }
 
     /// Enforces `quotas` on MAIL FROM and RCPT TO.
@@ -105,9 +130,10 @@ impl Access {
     /// specific network wins, so a /32 exception can override a /8.
     pub fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
         let peer = canonical_ip(peer);
+        let now = SystemTime::now();
         self.by_name
             .values()
-            .filter(|c| c.login.is_none())
+            .filter(|c| c.login.is_none() && c.is_active(now))
             .filter_map(|c| {
                 c.networks
                     .iter()
@@ -118,39 +144,6 @@ impl Access {
             })
             .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.name.cmp(&a.1.name)))
             .and_then(|(_, c)| self.names.get(&c.name).cloned())
-    }
-
-    /// Checks an AUTH login. Runs argon2 on the blocking pool; unknown
-    /// usernames are verified against a dummy hash so timing does not reveal
-    /// which usernames exist.
-    pub async fn verify_login(
-        self: &Arc<Self>,
-        username: &str,
-        password: &str,
-    ) -> Option<Arc<str>> {
-        let cred = self.by_username.get(username).cloned();
-        let phc = cred
-            .as_ref()
-            .and_then(|c| c.login.as_ref())
-            .map(|l| l.secret_hash.clone());
-        let key = verify::cache_key(username, password, phc.as_deref().unwrap_or(""));
-        if let Some(cred) = &cred
-            && self.cache.lock().map(|c| c.contains(&key)).unwrap_or(false)
-        {
-            return self.names.get(&cred.name).cloned();
-        }
-        let password = password.to_string();
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return None;
-        };
-        let ok = tokio::task::spawn_blocking(move || verify::check(phc.as_deref(), &password))
-            .await
-            .unwrap_or(false);
-        let cred = cred.filter(|_| ok)?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(key);
-        }
-        self.names.get(&cred.name).cloned()
     }
 
     /// Whether `credential` may use `mail_from` as envelope sender.
@@ -172,6 +165,65 @@ impl Access {
         }
     }
 
+    /// The credential's recipient and size limits; the size limit is the
+    /// smaller of its own `max_message_size` and its route's.
+    pub fn limits(&self, credential: &str) -> Limits {
+        let Some(cred) = self.by_name.get(credential) else {
+            return Limits::default();
+        };
+        let own = cred
+            .max_message_size
+            .map(|b| (b, format!("credential \"{credential}\"")));
+        let route = self.route_limits.get(&cred.route).map(|&b| {
+            (
+                b.saturating_sub(ROUTE_HEADROOM),
+                format!("route \"{}\"", cred.route),
+            )
+        });
+        let size = match (own, route) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        Limits {
+            max_recipients: cred.max_recipients,
+            max_message_size: size.map(|(bytes, by)| SizeLimit {
+                bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+                by,
+            }),
+        }
+    }
+
+    /// `allowed_recipient_domains` / `denied_recipient_domains`; denied
+    /// wins, an empty allow-list allows every domain, address literals
+    /// match no pattern.
+    pub fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
+        let Some(cred) = self.by_name.get(credential) else {
+            return Ok(());
+        };
+        let name = match rcpt.domain() {
+            Domain::Name(n) => Some(n.as_str()),
+            Domain::Literal(_) => None,
+        };
+        let hit = |list: &[crate::validate::DomainPattern]| {
+            name.is_some_and(|n| list.iter().any(|p| p.matches(n)))
+        };
+        let rule = if hit(&cred.denied_recipient_domains) {
+            "denied_recipient_domains"
+        } else if !cred.allowed_recipient_domains.is_empty()
+            && !hit(&cred.allowed_recipient_domains)
+        {
+            "allowed_recipient_domains"
+        } else {
+            return Ok(());
+        };
+        tracing::info!(credential, recipient = %rcpt, rule, "recipient refused by credential scope");
+        Err(Reply::new(
+            550,
+            "5.7.1",
+            format!("Recipient <{rcpt}> not allowed for credential \"{credential}\" ({rule})"),
+        ))
+    }
+
     /// The route a credential's mail takes.
     pub fn route_of(&self, credential: &str) -> String {
         self.by_name
@@ -179,6 +231,10 @@ impl Access {
             .map_or_else(|| "default".to_string(), |c| c.route.clone())
     }
 }
+
+/// Room left under a route's upstream limit for what postern adds to a
+/// message after DATA (Received, DKIM-Signature, Message-ID, Date).
+const ROUTE_HEADROOM: u64 = 16 * 1024;
 
 /// IPv4-mapped IPv6 peers (from a dual-stack `[::]` listener) are matched
 /// as IPv4 so `192.168.0.0/16` works on every listener.
@@ -229,10 +285,25 @@ impl crate::smtp::session::Policy for Access {
     ) -> Result<(), crate::smtp::reply::Reply> {
         self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
     }
+
+    fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
+        Access::check_login(self, grant, peer)
+    }
+
+    fn limits(&self, credential: &str) -> Limits {
+        Access::limits(self, credential)
+    }
+
+    fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
+        Access::check_recipient(self, credential, rcpt)
+    }
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod pattern_tests {
     use super::*;
 
     #[test]

@@ -271,7 +271,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
     let mut credentials = BTreeMap::new();
     let mut usernames: BTreeMap<String, String> = BTreeMap::new();
     for (name, (f, c)) in named(files, "credentials", |r| &r.credentials, errors) {
-        if let Some(cred) = build_credential(&name, f, c, &routes, files, errors) {
+        if let Some(cred) = super::credential::build(&name, f, c, &routes, files, errors) {
             if let Some(login) = &cred.login
                 && let Some(other) = usernames.insert(login.username.clone(), name.clone())
             {
@@ -497,111 +497,4 @@ pub(crate) fn sender_pattern(p: &str) -> Result<String, String> {
             "invalid sender pattern {p:?}: use \"user@domain\", \"*@domain\" or \"*\""
         ))
     }
-}
-
-fn build_credential(
-    name: &str,
-    f: &File,
-    c: &Spanned<RawCredential>,
-    routes: &BTreeMap<String, Route>,
-    files: &[File],
-    errors: &mut ConfigErrors,
-) -> Option<Credential> {
-    let key = |k: &str| format!("credentials.{name}.{k}");
-    let raw = c.get_ref();
-    let login = match (&raw.username, &raw.secret_hash) {
-        (Some(u), Some(h)) => {
-            match argon2::password_hash::PasswordHash::new(h.get_ref()) {
-                Ok(phc) if phc.algorithm.as_str() == "argon2id" => {}
-                Ok(phc) => errors.push(ConfigError::new(f.loc(h), key("secret_hash"), format!("hash algorithm {} is not supported; use `postern hash-secret` (argon2id)", phc.algorithm))),
-                Err(e) => errors.push(ConfigError::new(f.loc(h), key("secret_hash"), format!("not a PHC hash string ({e}); generate one with `postern hash-secret` or `postern token new`"))),
-            }
-            Some(Login {
-                username: u.clone(),
-                secret_hash: h.get_ref().clone(),
-            })
-        }
-        (None, None) => None,
-        _ => {
-            errors.push(ConfigError::new(
-                f.loc(c),
-                key("username"),
-                "username and secret_hash must be set together",
-            ));
-            None
-        }
-    };
-    let mut networks = Vec::new();
-    for n in &raw.networks {
-        let text = n.get_ref().trim();
-        let parsed = text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => networks.push(net.trunc()),
-            Err(_) => errors.push(ConfigError::new(
-                f.loc(n),
-                key("networks"),
-                format!("{text:?} is not a CIDR network like \"192.168.10.0/24\""),
-            )),
-        }
-    }
-    if login.is_none()
-        && raw.networks.is_empty()
-        && raw.username.is_none()
-        && raw.secret_hash.is_none()
-    {
-        errors.push(ConfigError::new(f.loc(c), format!("credentials.{name}"), "a credential needs username + secret_hash (AUTH) or networks (trusted source addresses)"));
-    }
-    let mut allowed_senders = Vec::new();
-    for p in &raw.allowed_senders {
-        match sender_pattern(p.get_ref()) {
-            Ok(p) => allowed_senders.push(p),
-            Err(e) => errors.push(ConfigError::new(f.loc(p), key("allowed_senders"), e)),
-        }
-    }
-    let mut allowed_from = Vec::new();
-    for p in &raw.allowed_from {
-        match sender_pattern(p.get_ref()) {
-            Ok(p) => allowed_from.push(p),
-            Err(e) => errors.push(ConfigError::new(f.loc(p), key("allowed_from"), e)),
-        }
-    }
-    if raw.allowed_senders.is_empty() {
-        errors.push(ConfigError::new(
-            f.loc(c),
-            key("allowed_senders"),
-            "allowed_senders is required (use [\"*\"] to allow any sender)",
-        ));
-    }
-    let route = raw
-        .route
-        .as_ref()
-        .map_or_else(|| "default".to_string(), |r| r.get_ref().clone());
-    if !routes.contains_key(&route) && !files.iter().any(|f| f.raw.routes.contains_key(&route)) {
-        let loc = raw.route.as_ref().map_or_else(|| f.loc(c), |r| f.loc(r));
-        let hint = if raw.route.is_none() {
-            " (a credential without `route` uses the route named \"default\")"
-        } else {
-            ""
-        };
-        errors.push(ConfigError::new(
-            loc,
-            key("route"),
-            format!("route {route:?} is not defined{hint}"),
-        ));
-    }
-    let quota = raw
-        .quota
-        .as_ref()
-        .map(|q| super::quota::build_credential_quota(f, q, &key("quota"), errors));
-    Some(Credential {
-        name: name.to_string(),
-        login,
-        networks,
-        allowed_senders,
-        allowed_from,
-        route,
-        quota,
-    })
 }

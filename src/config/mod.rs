@@ -5,6 +5,7 @@
 //! validated types only, so a running daemon never meets a dangling route or
 //! an unresolved secret.
 
+mod credential;
 pub mod dkim;
 mod error;
 pub mod inspect;
@@ -19,12 +20,12 @@ mod upstream_oauth;
 mod upstreams;
 pub mod validation;
 
+pub use credential::{Credential, Login, SecretHash};
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
 pub use schema::{BareNewlineSetting, LogFormat, TlsMode};
 pub use secret::Secret;
 
-use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,30 +100,6 @@ pub struct Delivery {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
-}
-
-/// One application's identity and what it may do.
-#[derive(Debug, Clone)]
-pub struct Credential {
-    pub name: String,
-    /// Set for credentials that log in with AUTH.
-    pub login: Option<Login>,
-    /// Source networks trusted without AUTH.
-    pub networks: Vec<IpNet>,
-    /// Envelope-sender patterns: `user@domain`, `*@domain`, or `*` for any.
-    pub allowed_senders: Vec<String>,
-    /// From-header patterns (same syntax); empty means `allowed_senders`.
-    pub allowed_from: Vec<String>,
-    pub route: String,
-    /// `quota = { ... }`: overrides `[quota.credential]` for this credential.
-    pub quota: Option<quota::Limits>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Login {
-    pub username: String,
-    /// argon2id PHC string.
-    pub secret_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +262,8 @@ pub struct GmailUpstream {
     pub user: String,
 }
 
+#[cfg(test)]
+mod credential_tests;
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]

@@ -110,22 +110,7 @@ pub struct RawLog {
     pub level: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCredential {
-    pub username: Option<String>,
-    pub secret_hash: Option<Spanned<String>>,
-    #[serde(default)]
-    pub networks: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub allowed_senders: Vec<Spanned<String>>,
-    /// From-header address patterns; when empty, `allowed_senders` applies.
-    #[serde(default)]
-    pub allowed_from: Vec<Spanned<String>>,
-    pub route: Option<Spanned<String>>,
-    /// Overrides of `[quota.credential]` for this credential.
-    pub quota: Option<Spanned<super::quota::RawLimits>>,
-}
+pub use super::credential::RawCredential;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

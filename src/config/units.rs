@@ -68,6 +68,48 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A TOML datetime as an instant. A date alone means 00:00 UTC; a local
+/// date-time without offset is refused because the key would switch at a
+/// different moment depending on the server's time zone.
+pub fn to_system_time(dt: &toml::value::Datetime) -> Result<std::time::SystemTime, String> {
+    let Some(date) = dt.date else {
+        return Err(
+            "a time without a date is not an instant; write e.g. 2026-07-01T00:00:00Z".into(),
+        );
+    };
+    let offset_minutes: i64 = match (dt.time, dt.offset) {
+        (None, _) => 0,
+        (Some(_), Some(toml::value::Offset::Z)) => 0,
+        (Some(_), Some(toml::value::Offset::Custom { minutes })) => i64::from(minutes),
+        (Some(_), None) => {
+            return Err(
+                "add a UTC offset (e.g. 2026-07-01T00:00:00Z or ...T02:00:00+02:00) so it takes effect at the same instant on every server"
+                    .into(),
+            );
+        }
+    };
+    let days = days_from_civil(i64::from(date.year), date.month.into(), date.day.into());
+    let secs_of_day = dt.time.map_or(0, |t| {
+        i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second)
+    });
+    let unix = days * 86400 + secs_of_day - offset_minutes * 60;
+    let unix =
+        u64::try_from(unix).map_err(|_| "dates before 1970 are not supported".to_string())?;
+    Ok(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// algorithm); toml has already checked the date is valid.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

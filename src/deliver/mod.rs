@@ -7,7 +7,16 @@
 //! upstream's 2xx and the unlink, exactly once. Retry state goes to the
 //! spool's sidecar so back-off survives restarts. This module knows nothing
 //! about SMTP; upstreams know nothing about the spool.
+//!
+//! Which upstream an attempt uses is the router's and the circuit breakers'
+//! decision (`router`, `breaker`); a message whose upstreams all have open
+//! breakers waits without it counting as a failed attempt. The router can be
+//! swapped while workers run (config reload); breaker state survives by
+//! upstream name.
 
+mod breaker;
+#[cfg(test)]
+mod breaker_tests;
 mod paced;
 mod retry;
 mod router;
@@ -16,26 +25,38 @@ mod scheduler;
 mod tests;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
 pub use paced::Paced;
 pub use retry::RetryPolicy;
-pub use router::{DEFAULT_ROUTE, Resolved, Router, RouterError, build_router};
+pub use router::{
+    Choice, DEFAULT_ROUTE, Resolved, Router, RouterError, UpstreamPolicy, build_router,
+};
 
+use crate::config::OnAmbiguous;
+use crate::quota::{SharedClock, SystemClock};
 use crate::spool::{DeadReason, RetryState, Spool, SpoolError, StoredMessage, unix_now};
 use crate::upstream::{DeliveryError, OutboundMessage};
 use retry::random_jitter;
 use scheduler::{Job, Scheduler};
 
+/// Longest a message waits for breakers before it is looked at again (it is
+/// woken earlier when a breaker closes); also keeps `Instant` math in range.
+const MAX_BREAKER_WAIT: Duration = Duration::from_secs(3600);
+/// Shortest such wait, so a zero cool-down with a probe in flight does not
+/// make waiting messages spin.
+const MIN_BREAKER_WAIT: Duration = Duration::from_secs(1);
+
 /// Running delivery: workers plus the task feeding them. Dropping it does
 /// not stop delivery; call `wait` after triggering the shutdown future.
 pub struct Delivery {
-    scheduler: Arc<Scheduler>,
+    ctx: Arc<Ctx>,
     stopping: watch::Receiver<bool>,
     supervisor: tokio::task::JoinHandle<()>,
 }
@@ -43,9 +64,20 @@ pub struct Delivery {
 /// What every worker needs.
 struct Ctx {
     spool: Arc<Spool>,
-    router: Router,
+    /// Swapped whole on reload; an attempt keeps the one it started with.
+    router: RwLock<Arc<Router>>,
     retry: RetryPolicy,
     scheduler: Arc<Scheduler>,
+    breakers: Arc<Breakers>,
+}
+
+impl Ctx {
+    fn router(&self) -> Arc<Router> {
+        match self.router.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
 }
 
 impl Delivery {
@@ -59,6 +91,27 @@ impl Delivery {
         workers: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Delivery, SpoolError> {
+        Self::start_with_clock(
+            spool,
+            router,
+            retry,
+            workers,
+            SystemClock::shared(),
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`Delivery::start`] with the clock circuit breakers run on (tests
+    /// use a manual clock so cool-downs pass without sleeping).
+    pub async fn start_with_clock(
+        spool: Arc<Spool>,
+        router: Router,
+        retry: RetryPolicy,
+        workers: usize,
+        clock: SharedClock,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Delivery, SpoolError> {
         let scheduler = Arc::new(Scheduler::default());
         // Subscribe before listing queue/, so a message queued in between
         // is seen by one or both (the scheduler ignores the duplicate).
@@ -67,14 +120,20 @@ impl Delivery {
         let now_unix = unix_now();
         let now = Instant::now();
         for r in &recovered {
-            let (due, failures) = match &r.retry {
+            let (due, failures, last_upstream) = match &r.retry {
                 Some(state) => {
                     let wait = state.next_attempt.saturating_sub(now_unix);
-                    (now + Duration::from_secs(wait), state.attempts)
+                    let due = now + Duration::from_secs(wait);
+                    (due, state.attempts, state.last_upstream.clone())
                 }
-                None => (now, 0),
+                None => (now, 0, None),
             };
-            scheduler.add(r.envelope.id.clone(), due, failures);
+            let job = Job {
+                id: r.envelope.id.clone(),
+                failures,
+                last_upstream,
+            };
+            scheduler.add_job(job, due);
         }
         if !recovered.is_empty() {
             tracing::info!(
@@ -84,11 +143,14 @@ impl Delivery {
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let breakers = Breakers::new(clock);
+        breakers.configure(router.breaker_settings());
         let ctx = Arc::new(Ctx {
             spool,
-            router,
+            router: RwLock::new(Arc::new(router)),
             retry,
             scheduler: scheduler.clone(),
+            breakers,
         });
         let mut tasks = JoinSet::new();
         for _ in 0..workers.max(1) {
@@ -115,15 +177,43 @@ impl Delivery {
             while tasks.join_next().await.is_some() {}
         });
         Ok(Delivery {
-            scheduler,
+            ctx,
             stopping: stop_rx,
             supervisor,
         })
     }
 
+    /// Swaps in new routes and upstreams (config reload) while workers keep
+    /// running. Deliveries in flight finish with the upstream they started
+    /// with; the next attempt of every message uses `router`. Circuit
+    /// breakers keep their state for upstream names that are still
+    /// configured (with the new settings) and forget removed ones. Messages
+    /// waiting for a breaker are looked at again at once, since the new
+    /// routes may offer an upstream that is not open.
+    pub fn replace_router(&self, router: Router) {
+        self.ctx.breakers.configure(router.breaker_settings());
+        let router = Arc::new(router);
+        match self.ctx.router.write() {
+            Ok(mut r) => *r = router,
+            Err(poisoned) => *poisoned.into_inner() = router,
+        }
+        self.ctx.scheduler.wake_parked();
+    }
+
+    /// The circuit breaker state of upstream `name` (closed if unknown).
+    pub fn breaker_state(&self, name: &str) -> BreakerState {
+        self.ctx.breakers.state(name)
+    }
+
     /// Messages waiting or being delivered.
     pub fn pending(&self) -> usize {
-        self.scheduler.len()
+        self.ctx.scheduler.len()
+    }
+
+    /// Messages waiting because every upstream of their route has an open
+    /// circuit breaker.
+    pub fn waiting_for_breakers(&self) -> usize {
+        self.ctx.scheduler.parked()
     }
 
     /// Whether shutdown has begun (no new deliveries start).
@@ -182,7 +272,11 @@ async fn worker(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 
 /// One delivery attempt of one message, start to finish.
 async fn attempt(ctx: Arc<Ctx>, job: Job) {
-    let Job { id, failures } = job;
+    let Job {
+        id,
+        failures,
+        last_upstream,
+    } = job;
     let attempt = failures + 1;
     let msg = match ctx.spool.read(&id).await {
         Ok(m) => m,
@@ -204,7 +298,8 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             return;
         }
     };
-    let Some(resolved) = ctx.router.resolve(&msg.envelope.route) else {
+    let router = ctx.router();
+    let Some(resolved) = router.resolve(&msg.envelope.route) else {
         let reason = format!(
             "no route {:?} and no {DEFAULT_ROUTE:?} route configured",
             msg.envelope.route
@@ -215,7 +310,20 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     if resolved.route != msg.envelope.route {
         tracing::warn!(queue_id = %id, route = %msg.envelope.route, "route no longer configured; using the default route");
     }
-    let upstream = resolved.pick(failures).clone();
+    let start = resolved.start(failures, last_upstream.as_deref());
+    let (upstream, permit) = match resolved.choose(start, &ctx.breakers) {
+        Choice::Deliver {
+            upstream, permit, ..
+        } => (upstream, permit),
+        Choice::Wait { until } => {
+            // Not a failed attempt: nothing was tried, nothing is recorded.
+            let wait = Duration::from_nanos(until.saturating_sub(ctx.breakers.now()))
+                .clamp(MIN_BREAKER_WAIT, MAX_BREAKER_WAIT);
+            tracing::debug!(queue_id = %id, route = resolved.route, wait = %secs(wait), "every upstream of the route has an open circuit breaker; waiting");
+            ctx.scheduler.park(&id, Instant::now() + wait);
+            return;
+        }
+    };
     let StoredMessage { envelope, data } = msg;
     let out = OutboundMessage {
         id: &id,
@@ -225,6 +333,16 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     };
     let result = upstream.deliver(&out).await;
     let up = upstream.name();
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(DeliveryError::Permanent { .. }) => Outcome::Permanent,
+        Err(DeliveryError::Transient { .. } | DeliveryError::Ambiguous { .. }) => {
+            Outcome::Transient
+        }
+    };
+    if permit.record(outcome) == Some(BreakerState::Closed) {
+        ctx.scheduler.wake_parked();
+    }
     match result {
         Ok(delivered) => {
             // Right after the 2xx, before anything else can fail.
@@ -239,43 +357,89 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
         Err(DeliveryError::Permanent { reason }) => {
             dead(&ctx, &id, attempt, Some(up), reason).await;
         }
+        Err(DeliveryError::Ambiguous { reason }) => match router.policy(up).on_ambiguous {
+            OnAmbiguous::DeadLetter => {
+                let reason = format!(
+                    "{reason}; the request had been sent, so upstream {up:?} may have delivered the message; not retried because on_ambiguous = \"dead-letter\""
+                );
+                dead(&ctx, &id, attempt, Some(up), reason).await;
+            }
+            OnAmbiguous::Retry => {
+                tracing::warn!(queue_id = %id, upstream = up, attempt, reason = %reason, "possible duplicate: no answer after the request was sent, so the upstream may have delivered the message; retrying (on_ambiguous = \"retry\")");
+                let failed = Failed {
+                    attempt,
+                    upstream: up,
+                    reason,
+                    retry_after: None,
+                    received_at: envelope.received_at,
+                };
+                defer(&ctx, &id, failed).await;
+            }
+        },
         Err(DeliveryError::Transient {
             reason,
             retry_after,
         }) => {
-            let age = age_of(envelope.received_at);
-            match ctx
-                .retry
-                .after_transient(attempt, retry_after, age, random_jitter())
-            {
-                Some(delay) => {
-                    let next_at = SystemTime::now() + delay;
-                    let state = RetryState {
-                        attempts: attempt,
-                        next_attempt: next_at
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs()),
-                        last_error: reason.clone(),
-                        last_upstream: Some(up.to_string()),
-                    };
-                    if let Err(e) = ctx.spool.record_attempt(&id, state).await {
-                        // Only back-off state is lost; keep going.
-                        tracing::warn!(queue_id = %id, error = %e, "cannot save retry state");
-                    }
-                    ctx.scheduler.retry(&id, Instant::now() + delay, attempt);
-                    let next_retry = humantime::format_rfc3339_seconds(next_at);
-                    tracing::warn!(queue_id = %id, upstream = up, outcome = "deferred", attempt, reason = %reason, %next_retry, retry_in = %secs(delay), "deferred");
-                }
-                None => {
-                    let reason = format!(
-                        "gave up after {attempt} attempts over {}: {reason}",
-                        secs(age)
-                    );
-                    dead(&ctx, &id, attempt, Some(up), reason).await;
-                }
-            }
+            let failed = Failed {
+                attempt,
+                upstream: up,
+                reason,
+                retry_after,
+                received_at: envelope.received_at,
+            };
+            defer(&ctx, &id, failed).await;
         }
     }
+}
+
+/// A failed attempt that may be retried.
+struct Failed<'a> {
+    attempt: u32,
+    upstream: &'a str,
+    reason: String,
+    retry_after: Option<Duration>,
+    received_at: u64,
+}
+
+/// Schedules the next attempt after a transient failure (failing over to
+/// the route's next upstream), or dead-letters a message that is too old.
+async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
+    let Failed {
+        attempt,
+        upstream: up,
+        reason,
+        retry_after,
+        received_at,
+    } = failed;
+    let age = age_of(received_at);
+    let Some(delay) = ctx
+        .retry
+        .after_transient(attempt, retry_after, age, random_jitter())
+    else {
+        let reason = format!(
+            "gave up after {attempt} attempts over {}: {reason}",
+            secs(age)
+        );
+        dead(ctx, id, attempt, Some(up), reason).await;
+        return;
+    };
+    let next_at = SystemTime::now() + delay;
+    let state = RetryState {
+        attempts: attempt,
+        next_attempt: next_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        last_error: reason.clone(),
+        last_upstream: Some(up.to_string()),
+    };
+    if let Err(e) = ctx.spool.record_attempt(id, state).await {
+        // Only back-off state is lost; keep going.
+        tracing::warn!(queue_id = %id, error = %e, "cannot save retry state");
+    }
+    ctx.scheduler
+        .failed_on(id, Instant::now() + delay, attempt, up);
+    let next_retry = humantime::format_rfc3339_seconds(next_at);
+    tracing::warn!(queue_id = %id, upstream = up, outcome = "deferred", attempt, reason = %reason, %next_retry, retry_in = %secs(delay), "deferred");
 }
 
 /// Moves a message to the dead letters; if even that fails it stays queued

@@ -1,13 +1,17 @@
 //! Which upstreams a message goes to, by the route its credential names.
 //!
-//! A route is an ordered list of upstreams. Attempt N of a message goes to
-//! upstream N mod len, so a transient failure on the first upstream makes
-//! the next attempt use the second (simple failover until circuit breakers
-//! arrive).
+//! A route is an ordered list of upstreams: the first is the primary, the
+//! others are failover in order. Each attempt starts at the upstream after
+//! the one that last failed (a new message at the first), skipping those
+//! whose circuit breaker is open; when every one is open the message waits
+//! for the earliest cool-down to end (see `breaker`). Each upstream carries
+//! its own failure policy (`on_ambiguous`, breaker settings) from the config.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::breaker::{BreakerSettings, Breakers, Permit};
+use crate::config::OnAmbiguous;
 use crate::upstream::Upstream;
 
 /// Name of the route used by credentials without `route`, and for messages
@@ -22,10 +26,21 @@ pub enum RouterError {
     Empty(String),
 }
 
-/// Route name → ordered upstreams. Cheap to clone.
+/// How failures of one upstream are handled (`[upstreams.NAME]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamPolicy {
+    /// A request that timed out after it was sent: retry (possible
+    /// duplicate) or dead-letter (possible loss, never a duplicate).
+    pub on_ambiguous: OnAmbiguous,
+    pub breaker: BreakerSettings,
+}
+
+/// Route name → ordered upstreams, plus each upstream's failure policy.
+/// Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Router {
     routes: HashMap<String, Arc<[Arc<dyn Upstream>]>>,
+    policies: HashMap<String, UpstreamPolicy>,
 }
 
 impl std::fmt::Debug for Router {
@@ -93,6 +108,25 @@ impl Router {
         Ok(router)
     }
 
+    /// Sets the failure policy of upstream `name` (default otherwise).
+    pub fn set_policy(&mut self, name: impl Into<String>, policy: UpstreamPolicy) {
+        self.policies.insert(name.into(), policy);
+    }
+
+    /// The failure policy of upstream `name`.
+    pub fn policy(&self, name: &str) -> UpstreamPolicy {
+        self.policies.get(name).copied().unwrap_or_default()
+    }
+
+    /// Breaker settings of every upstream some route uses.
+    pub fn breaker_settings(&self) -> HashMap<String, BreakerSettings> {
+        self.routes
+            .values()
+            .flat_map(|ups| ups.iter())
+            .map(|u| (u.name().to_string(), self.policy(u.name()).breaker))
+            .collect()
+    }
+
     /// The upstreams for `route`, falling back to the `default` route.
     pub fn resolve(&self, route: &str) -> Option<Resolved<'_>> {
         let (name, ups) = self
@@ -129,12 +163,63 @@ impl Router {
     }
 }
 
+/// Where an attempt goes.
+pub enum Choice {
+    /// Deliver to `upstream` (index `index` in the route), holding its
+    /// breaker's permit.
+    Deliver {
+        index: usize,
+        upstream: Arc<dyn Upstream>,
+        permit: Permit,
+    },
+    /// Every upstream's breaker is open: wait until clock time `until`
+    /// (the earliest moment one of them lets a probe through).
+    Wait { until: u64 },
+}
+
 impl Resolved<'_> {
-    /// The upstream for the attempt after `failures` failed ones.
+    /// The upstream for the attempt after `failures` failed ones, ignoring
+    /// breakers: the failover order when each attempt fails over.
     pub fn pick(&self, failures: u32) -> &Arc<dyn Upstream> {
         // add_route refuses empty lists, so len >= 1.
         let n = self.upstreams.len().max(1);
         &self.upstreams[failures as usize % n]
+    }
+
+    /// Where failover order starts for an attempt: a new message at the
+    /// first upstream (so traffic returns to the primary once it recovers),
+    /// a retry at the one after the upstream that last failed, else (that
+    /// upstream is no longer in the route) where [`Resolved::pick`] points.
+    pub fn start(&self, failures: u32, last_upstream: Option<&str>) -> usize {
+        let n = self.upstreams.len().max(1);
+        if failures == 0 {
+            return 0;
+        }
+        last_upstream
+            .and_then(|last| self.upstreams.iter().position(|u| u.name() == last))
+            .map_or(failures as usize % n, |i| (i + 1) % n)
+    }
+
+    /// The first upstream from `start` on (wrapping around) whose breaker
+    /// lets a delivery through, or how long to wait when none does.
+    pub fn choose(&self, start: usize, breakers: &Arc<Breakers>) -> Choice {
+        let n = self.upstreams.len();
+        let mut until = u64::MAX;
+        for i in 0..n {
+            let index = (start + i) % n;
+            let upstream = &self.upstreams[index];
+            match breakers.admit(upstream.name()) {
+                Ok(permit) => {
+                    return Choice::Deliver {
+                        index,
+                        upstream: Arc::clone(upstream),
+                        permit,
+                    };
+                }
+                Err(at) => until = until.min(at),
+            }
+        }
+        Choice::Wait { until }
     }
 }
 
@@ -150,11 +235,24 @@ pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
         built = crate::deliver::Paced::wrap(built, pacer);
         upstreams.insert(name.clone(), built);
     }
-    Router::from_names(
+    let mut router = Router::from_names(
         config.routes.iter().map(|(n, r)| (n, &r.upstreams)),
         &upstreams,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    for (name, u) in &config.upstreams {
+        router.set_policy(
+            name.clone(),
+            UpstreamPolicy {
+                on_ambiguous: u.on_ambiguous,
+                breaker: BreakerSettings {
+                    failures: u.breaker_failures.max(1),
+                    cooldown: u.breaker_cooldown,
+                },
+            },
+        );
+    }
+    Ok(router)
 }
 
 #[cfg(test)]

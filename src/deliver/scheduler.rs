@@ -4,6 +4,10 @@
 //! held by two workers: an id is either waiting (in the heap) or in flight,
 //! and a second `add` of a known id is ignored. The spool on disk stays the
 //! source of truth; this is rebuilt from it on every start.
+//!
+//! A message whose route has every circuit breaker open is "parked": it
+//! waits like a retry, but `wake_parked` makes it due at once when a breaker
+//! closes or the routes change, so it does not sit out a whole cool-down.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -18,6 +22,8 @@ pub(crate) struct Job {
     pub id: String,
     /// Failed attempts so far.
     pub failures: u32,
+    /// The upstream of the last failed attempt (failover continues after it).
+    pub last_upstream: Option<String>,
 }
 
 struct Entry {
@@ -25,7 +31,10 @@ struct Entry {
     /// (superseded by a retry) are skipped when popped.
     seq: u64,
     in_flight: bool,
+    /// Waiting for a circuit breaker rather than for a retry delay.
+    parked: bool,
     failures: u32,
+    last_upstream: Option<String>,
 }
 
 #[derive(Default)]
@@ -51,31 +60,101 @@ impl Scheduler {
         }
     }
 
-    /// Schedules a message unless it is already known (waiting or in
+    /// Schedules a new message unless it is already known (waiting or in
     /// flight). Returns whether it was added.
     pub fn add(&self, id: String, due: Instant, failures: u32) -> bool {
+        self.add_job(
+            Job {
+                id,
+                failures,
+                last_upstream: None,
+            },
+            due,
+        )
+    }
+
+    /// Like `add`, for a message recovered with its retry state.
+    pub fn add_job(&self, job: Job, due: Instant) -> bool {
         let mut st = self.lock();
-        if st.entries.contains_key(&id) {
+        if st.entries.contains_key(&job.id) {
             return false;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
         st.entries.insert(
-            id.clone(),
+            job.id.clone(),
             Entry {
                 seq,
                 in_flight: false,
-                failures,
+                parked: false,
+                failures: job.failures,
+                last_upstream: job.last_upstream,
             },
         );
-        st.heap.push(Reverse((due, seq, id)));
+        st.heap.push(Reverse((due, seq, job.id)));
         drop(st);
         self.wake.notify_waiters();
         true
     }
 
-    /// Puts an in-flight message back to wait until `due`.
+    /// Puts an in-flight message back to wait until `due`, keeping the
+    /// upstream it last failed on.
     pub fn retry(&self, id: &str, due: Instant, failures: u32) {
+        self.requeue(id, due, |e| {
+            e.failures = failures;
+        });
+    }
+
+    /// Puts an in-flight message back after it failed on `upstream`.
+    pub fn failed_on(&self, id: &str, due: Instant, failures: u32, upstream: &str) {
+        self.requeue(id, due, |e| {
+            e.failures = failures;
+            e.last_upstream = Some(upstream.to_string());
+        });
+    }
+
+    /// Puts an in-flight message back to wait for a circuit breaker, until
+    /// `due` at the latest (see `wake_parked`). Not a failure.
+    pub fn park(&self, id: &str, due: Instant) {
+        self.requeue(id, due, |e| e.parked = true);
+    }
+
+    /// Makes every parked message due now.
+    pub fn wake_parked(&self) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let parked: Vec<String> = st
+            .entries
+            .iter()
+            .filter(|(_, e)| e.parked && !e.in_flight)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if parked.is_empty() {
+            return;
+        }
+        for id in parked {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            if let Some(e) = st.entries.get_mut(&id) {
+                e.seq = seq;
+                e.parked = false;
+            }
+            st.heap.push(Reverse((now, seq, id)));
+        }
+        drop(st);
+        self.wake.notify_waiters();
+    }
+
+    /// Messages waiting for a circuit breaker.
+    pub fn parked(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.parked && !e.in_flight)
+            .count()
+    }
+
+    fn requeue(&self, id: &str, due: Instant, update: impl FnOnce(&mut Entry)) {
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -84,7 +163,8 @@ impl Scheduler {
         };
         entry.seq = seq;
         entry.in_flight = false;
-        entry.failures = failures;
+        entry.parked = false;
+        update(entry);
         st.heap.push(Reverse((due, seq, id.to_string())));
         drop(st);
         self.wake.notify_waiters();
@@ -151,8 +231,12 @@ fn pop_due(st: &mut State, now: Instant) -> Result<Job, Option<Instant>> {
             continue;
         };
         entry.in_flight = true;
-        let failures = entry.failures;
-        return Ok(Job { id, failures });
+        entry.parked = false;
+        return Ok(Job {
+            failures: entry.failures,
+            last_upstream: entry.last_upstream.clone(),
+            id,
+        });
     }
     Err(None)
 }
@@ -175,18 +259,20 @@ mod tests {
             s.next().await,
             Job {
                 id: "first".into(),
-                failures: 2
+                failures: 2,
+                last_upstream: None,
             }
         );
         // In flight: a re-add (late notification) does not hand it out again.
         assert!(!s.add("first".into(), now, 0));
         assert_eq!(s.next().await.id, "second");
-        s.retry("first", Instant::now() + Duration::from_millis(5), 3);
+        s.failed_on("first", Instant::now() + Duration::from_millis(5), 3, "ses");
         assert_eq!(
             s.next().await,
             Job {
                 id: "first".into(),
-                failures: 3
+                failures: 3,
+                last_upstream: Some("ses".into()),
             }
         );
         s.remove("first");
@@ -207,5 +293,45 @@ mod tests {
         tokio::task::yield_now().await;
         s.add("x".into(), Instant::now(), 0);
         assert_eq!(waiter.await.unwrap().id, "x");
+    }
+
+    #[tokio::test]
+    async fn parked_messages_wake_early_and_keep_their_state() {
+        let s = Scheduler::default();
+        let now = Instant::now();
+        assert!(s.add_job(
+            Job {
+                id: "m".into(),
+                failures: 2,
+                last_upstream: Some("graph".into()),
+            },
+            now,
+        ));
+        let job = s.next().await;
+        assert_eq!(job.last_upstream.as_deref(), Some("graph"));
+        // Parked for an hour: only wake_parked can hand it out again soon.
+        s.park("m", now + Duration::from_secs(3600));
+        assert_eq!(s.parked(), 1);
+        s.add("other".into(), now, 0);
+        assert_eq!(s.next().await.id, "other");
+        s.wake_parked();
+        assert_eq!(s.parked(), 0);
+        assert_eq!(
+            s.next().await,
+            Job {
+                id: "m".into(),
+                failures: 2,
+                last_upstream: Some("graph".into()),
+            }
+        );
+        // retry keeps the last upstream; a new retry unparks.
+        s.park("m", now + Duration::from_secs(3600));
+        s.retry("m", now, 3);
+        assert_eq!(s.parked(), 0);
+        let job = s.next().await;
+        assert_eq!(
+            (job.failures, job.last_upstream.as_deref()),
+            (3, Some("graph"))
+        );
     }
 }

@@ -17,21 +17,21 @@ use crate::upstream::{DeliverFuture, Delivered, Upstream};
 
 /// What a scripted upstream was given.
 #[derive(Debug)]
-struct Call {
-    upstream: &'static str,
-    id: String,
-    mail_from: String,
-    rcpt_to: Vec<String>,
-    data: Vec<u8>,
+pub(super) struct Call {
+    pub(super) upstream: &'static str,
+    pub(super) id: String,
+    pub(super) mail_from: String,
+    pub(super) rcpt_to: Vec<String>,
+    pub(super) data: Vec<u8>,
 }
 
 /// Answers from a script (then Ok), reports every call, and can hold the
 /// first call until released.
-struct Scripted {
+pub(super) struct Scripted {
     name: &'static str,
     script: Mutex<VecDeque<Result<Delivered, DeliveryError>>>,
     calls: mpsc::UnboundedSender<Call>,
-    gate: Mutex<Option<oneshot::Receiver<()>>>,
+    pub(super) gate: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Upstream for Scripted {
@@ -62,7 +62,7 @@ impl Upstream for Scripted {
     }
 }
 
-fn scripted(
+pub(super) fn scripted(
     name: &'static str,
     script: Vec<Result<Delivered, DeliveryError>>,
     calls: &mpsc::UnboundedSender<Call>,
@@ -75,7 +75,7 @@ fn scripted(
     })
 }
 
-fn envelope(id: &str, route: &str) -> Envelope {
+pub(super) fn envelope(id: &str, route: &str) -> Envelope {
     Envelope {
         id: id.to_string(),
         received_at: unix_now(),
@@ -87,7 +87,7 @@ fn envelope(id: &str, route: &str) -> Envelope {
     }
 }
 
-fn fast() -> RetryPolicy {
+pub(super) fn fast() -> RetryPolicy {
     RetryPolicy {
         initial: Duration::from_millis(1),
         max: Duration::from_millis(5),
@@ -95,7 +95,7 @@ fn fast() -> RetryPolicy {
     }
 }
 
-fn names(dir: &Path) -> Vec<String> {
+pub(super) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -105,7 +105,7 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// Starts delivery with a shutdown trigger.
-async fn start(
+pub(super) async fn start(
     spool: &Arc<Spool>,
     router: Router,
     retry: RetryPolicy,
@@ -120,12 +120,12 @@ async fn start(
     (d, tx)
 }
 
-async fn stop(d: Delivery, trigger: oneshot::Sender<()>) {
+pub(super) async fn stop(d: Delivery, trigger: oneshot::Sender<()>) {
     let _ = trigger.send(());
     d.wait(Duration::from_secs(3600)).await;
 }
 
-fn router_with(route: &str, ups: Vec<Arc<Scripted>>) -> Router {
+pub(super) fn router_with(route: &str, ups: Vec<Arc<Scripted>>) -> Router {
     let mut r = Router::new();
     r.add_route(
         route,

@@ -7,7 +7,7 @@
 //! client has nothing more buffered (RFC 2920).
 
 use super::data::DataDecoder;
-use super::listener::Shared;
+use super::listener::{Generation, Shared};
 use super::reply::Reply;
 use super::session::{Session, Step};
 use super::stream::Stream;
@@ -30,6 +30,9 @@ enum Flow {
 /// Per-connection state; exists so the step handlers can share buffers.
 pub struct Conn {
     shared: Arc<Shared>,
+    /// The configuration this connection started under: its timeouts,
+    /// line limit and TLS certificate. Policy comes from `shared.current()`.
+    generation: Arc<Generation>,
     peer: SocketAddr,
     stream: Stream,
     session: Session,
@@ -49,12 +52,13 @@ impl Conn {
         mut shutdown: broadcast::Receiver<()>,
     ) -> io::Result<()> {
         let _ = socket.set_nodelay(true);
+        let generation = shared.current();
         let stream = if implicit_tls {
-            let acceptor = shared
+            let acceptor = generation
                 .tls
                 .clone()
                 .ok_or_else(|| io::Error::other("no TLS configured"))?;
-            let tls = timeout(shared.command_timeout, acceptor.accept(socket))
+            let tls = timeout(generation.command_timeout, acceptor.accept(socket))
                 .await
                 .map_err(|_| {
                     io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
@@ -64,13 +68,15 @@ impl Conn {
             Stream::Plain(socket)
         };
         let cfg = if starttls {
-            shared.session_starttls.clone()
+            generation.session_starttls.clone()
         } else {
-            shared.session_plain.clone()
+            generation.session_plain.clone()
         };
-        let session = Session::new(cfg, shared.policy.clone(), peer.ip(), implicit_tls);
+        let policy: Arc<dyn super::session::Policy> = shared.clone();
+        let session = Session::new(cfg, policy, peer.ip(), implicit_tls);
         let mut conn = Conn {
             shared,
+            generation,
             peer,
             stream,
             session,
@@ -130,7 +136,7 @@ impl Conn {
             }
             self.flush().await?;
             let read = tokio::select! {
-                r = self.fill(self.shared.command_timeout) => r?,
+                r = self.fill(self.generation.command_timeout) => r?,
                 _ = shutdown.recv() => {
                     let r = self.session.shutting_down();
                     return self.reply_and_close(r).await;
@@ -149,7 +155,7 @@ impl Conn {
 
     /// Splits one command line off the read buffer, enforcing the limit.
     fn next_command(&mut self) -> Option<Step> {
-        let max = self.shared.max_line_length;
+        let max = self.generation.max_line_length;
         loop {
             let nl = self.rbuf.iter().position(|&b| b == b'\n');
             if self.discarding {
@@ -202,11 +208,11 @@ impl Conn {
                     return Ok(Flow::Continue);
                 }
                 Step::Auth { username, secret } => {
-                    let cred = self.shared.access.verify_login(&username, &secret).await;
-                    if cred.is_none() {
-                        tracing::warn!(peer = %self.peer, username = %username, "authentication failed");
-                    }
-                    self.session.auth_result(cred)
+                    let access = self.shared.current().access.clone();
+                    let result = access
+                        .authenticate(&username, &secret, self.peer.ip())
+                        .await;
+                    self.session.auth_result(result)
                 }
                 Step::Data(r) => {
                     r.write_to(&mut self.wbuf);
@@ -222,11 +228,13 @@ impl Conn {
                     }
                 }
                 Step::CheckRecipient { address } => {
-                    let result = self.shared.validator.check_recipient(&address).await;
+                    let validator = self.shared.current().validator.clone();
+                    let result = validator.check_recipient(&address).await;
                     self.session.recipient_checked(result)
                 }
                 Step::Queue(tx) => {
-                    let result = self.shared.sink.accept(*tx, self.peer).await;
+                    let sink = self.shared.current().sink.clone();
+                    let result = sink.accept(*tx, self.peer).await;
                     self.session.queued(result)
                 }
             };
@@ -237,7 +245,7 @@ impl Conn {
     /// in clear text and must not be executed inside the TLS session.
     async fn start_tls(&mut self) -> io::Result<()> {
         self.rbuf.clear();
-        let Some(acceptor) = self.shared.tls.clone() else {
+        let Some(acceptor) = self.generation.tls.clone() else {
             return Err(io::Error::other("STARTTLS without TLS configuration"));
         };
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
@@ -245,7 +253,7 @@ impl Conn {
                 "STARTTLS on a stream that is not plain TCP",
             ));
         };
-        let tls = timeout(self.shared.command_timeout, acceptor.accept(tcp))
+        let tls = timeout(self.generation.command_timeout, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         self.stream = Stream::Tls(Box::new(tls));
@@ -264,7 +272,7 @@ impl Conn {
             if decoder.is_done() {
                 return Ok(Some(decoder.finish()));
             }
-            match self.fill(self.shared.data_timeout).await? {
+            match self.fill(self.generation.data_timeout).await? {
                 None => return Ok(None),
                 Some(false) => {
                     return Err(io::Error::new(

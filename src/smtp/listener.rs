@@ -7,15 +7,16 @@
 
 use super::conn::Conn;
 use super::reply::Reply;
-use super::session::{Policy, SessionConfig, Transaction};
+use super::session::{Grant, Limits, Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::config::{Config, TlsMode};
-use crate::validate::Validator;
+use crate::quota::ConnectionRate;
+use crate::validate::{Address, Validator};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -35,11 +36,13 @@ pub trait MessageSink: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>>;
 }
 
-/// State every connection of every listener shares.
-pub struct Shared {
+/// Everything derived from one configuration. A reload builds a new one
+/// and swaps it in; a connection reads the current one whenever it needs
+/// policy (AUTH, MAIL, queueing), so existing sessions follow the new
+/// rules at their next command while timeouts and TLS stay as they began.
+pub struct Generation {
     pub session_starttls: Arc<SessionConfig>,
     pub session_plain: Arc<SessionConfig>,
-    pub policy: Arc<dyn Policy>,
     pub access: Arc<Access>,
     pub tls: Option<TlsAcceptor>,
     pub sink: Arc<dyn MessageSink>,
@@ -49,17 +52,15 @@ pub struct Shared {
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     max_per_ip: usize,
-    connections: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
-impl Shared {
+impl Generation {
     pub fn new(
         config: &Config,
         access: Arc<Access>,
         tls: Option<Arc<rustls::ServerConfig>>,
         sink: Arc<dyn MessageSink>,
-    ) -> Arc<Shared> {
+    ) -> Generation {
         let s = &config.server;
         let validator = Arc::new(Validator::new(&config.validation));
         let base = |starttls| {
@@ -75,13 +76,16 @@ impl Shared {
                     }
                     crate::config::BareNewlineSetting::Reject => super::data::BareNewline::Reject,
                 },
+                max_auth_attempts: config
+                    .abuse
+                    .max_auth_attempts_per_connection
+                    .map(|n| n.get()),
                 validation: validator.rules(),
             })
         };
-        Arc::new(Shared {
+        Generation {
             session_starttls: base(true),
             session_plain: base(false),
-            policy: access.clone(),
             access,
             tls: tls.map(TlsAcceptor::from),
             sink,
@@ -90,16 +94,52 @@ impl Shared {
             command_timeout: s.command_timeout,
             data_timeout: s.data_timeout,
             max_per_ip: s.max_connections_per_ip,
-            connections: Arc::new(Semaphore::new(s.max_connections)),
+        }
+    }
+}
+
+/// State every connection of every listener shares.
+pub struct Shared {
+    current: RwLock<Arc<Generation>>,
+    /// `[abuse] connections_per_ip_per_minute`; daemon-owned so its counts
+    /// survive a reload.
+    conn_rate: Option<Arc<ConnectionRate>>,
+    connections: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// `max_connections` is fixed for the process (a reload that changes
+    /// it is reported as needing a restart).
+    pub fn new(
+        generation: Generation,
+        max_connections: usize,
+        conn_rate: Option<Arc<ConnectionRate>>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            current: RwLock::new(Arc::new(generation)),
+            conn_rate,
+            connections: Arc::new(Semaphore::new(max_connections)),
             per_ip: Mutex::new(HashMap::new()),
         })
     }
 
+    /// The configuration generation in force now.
+    pub fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts a reloaded configuration in force.
+    pub fn replace(&self, generation: Generation) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(generation);
+    }
+
     /// Reserves a per-IP slot; None when the client already has too many.
     fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let max = self.current().max_per_ip;
         let mut map = self.per_ip.lock().ok()?;
         let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= max {
             return None;
         }
         *n += 1;
@@ -107,6 +147,37 @@ impl Shared {
             shared: Arc::clone(self),
             ip,
         })
+    }
+}
+
+/// Sessions ask the generation in force at the time of each command, so a
+/// reload reaches them at their next MAIL.
+impl Policy for Shared {
+    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
+        self.current().access.network_credential(peer)
+    }
+    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
+        self.current().access.check_sender(credential, mail_from)
+    }
+    fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), Reply> {
+        Policy::admit_message(&*self.current().access, credential, mail_from, peer)
+    }
+    fn admit_recipient(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), Reply> {
+        Policy::admit_recipient(&*self.current().access, credential, mail_from, peer)
+    }
+    fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
+        self.current().access.check_login(grant, peer)
+    }
+    fn limits(&self, credential: &str) -> Limits {
+        self.current().access.limits(credential)
+    }
+    fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
+        self.current().access.check_recipient(credential, rcpt)
     }
 }
 
@@ -216,23 +287,25 @@ pub async fn serve(
 fn admit(
     shared: &Arc<Shared>,
     conns: &mut JoinSet<()>,
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
     tls: TlsMode,
     shutdown: &broadcast::Sender<()>,
 ) {
+    if let Some(Err(refusal)) = shared.conn_rate.as_ref().map(|r| r.check(peer.ip())) {
+        tracing::warn!(peer = %peer, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
+        refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"));
+        return;
+    }
     let permit = shared.connections.clone().try_acquire_owned().ok();
     let slot = permit.as_ref().and_then(|_| shared.enter(peer.ip()));
     let (Some(permit), Some(slot)) = (permit, slot) else {
         tracing::warn!(peer = %peer, "connection refused: too many connections");
-        conns.spawn(async move {
-            // Plain text even on an implicit-TLS port: the client gets no
-            // handshake, which tells it the same thing.
-            let _ = sock
-                .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                .await;
-            let _ = sock.shutdown().await;
-        });
+        refuse(
+            conns,
+            sock,
+            "421 4.7.0 Too many connections, try again later\r\n".to_string(),
+        );
         return;
     };
     let shared = Arc::clone(shared);
@@ -245,5 +318,14 @@ fn admit(
         if let Err(e) = Conn::run(shared, sock, peer, implicit, starttls, rx).await {
             tracing::debug!(peer = %peer, error = %e, "connection ended with error");
         }
+    });
+}
+
+/// Answers a refused connection and closes it. Plain text even on an
+/// implicit-TLS port: the client gets no handshake, which tells it the same.
+fn refuse(conns: &mut JoinSet<()>, mut sock: TcpStream, line: String) {
+    conns.spawn(async move {
+        let _ = sock.write_all(line.as_bytes()).await;
+        let _ = sock.shutdown().await;
     });
 }

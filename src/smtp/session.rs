@@ -37,9 +37,45 @@ pub struct SessionConfig {
     /// The listener offers STARTTLS (`tls = "starttls"`).
     pub starttls: bool,
     pub bare_newline: BareNewline,
+    /// AUTH commands allowed per connection before `421 4.7.0` (None: no limit).
+    pub max_auth_attempts: Option<u32>,
     /// `[validation]` rules that need no I/O (recipient domain patterns,
     /// and whether recipients need an asynchronous check).
     pub validation: Arc<validate::Rules>,
+}
+
+/// A successful AUTH: the credential, and which of its secrets was used
+/// (opaque here), so the access layer can notice at the next MAIL that the
+/// secret was removed or expired by a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub credential: Arc<str>,
+    pub secret: Arc<str>,
+}
+
+impl Grant {
+    /// A grant whose secret id does not matter (tests, fuzzing).
+    pub fn named(credential: &str) -> Grant {
+        Grant {
+            credential: Arc::from(credential),
+            secret: Arc::from(""),
+        }
+    }
+}
+
+/// A message size limit stricter than the listener's, and whose it is
+/// (`credential "app"`, `route "bulk"`) for the 552 reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeLimit {
+    pub bytes: usize,
+    pub by: String,
+}
+
+/// Per-credential limits; `None` leaves the listener's limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_recipients: Option<usize>,
+    pub max_message_size: Option<SizeLimit>,
 }
 
 /// What the session asks the access layer; implemented by the access
@@ -69,6 +105,20 @@ pub trait Policy: Send + Sync {
         _mail_from: &str,
         _peer: IpAddr,
     ) -> Result<(), Reply> {
+        Ok(())
+    }
+    /// At each MAIL of an authenticated session: is the login still good
+    /// (credential not removed, disabled or expired, secret still listed)?
+    /// The configuration may have been reloaded since AUTH.
+    fn check_login(&self, _grant: &Grant, _peer: IpAddr) -> Result<(), Reply> {
+        Ok(())
+    }
+    /// The credential's own recipient and size limits.
+    fn limits(&self, _credential: &str) -> Limits {
+        Limits::default()
+    }
+    /// The credential's recipient-domain scope. `Err` is the whole reply.
+    fn check_recipient(&self, _credential: &str, _rcpt: &Address) -> Result<(), Reply> {
         Ok(())
     }
 }
@@ -168,6 +218,13 @@ enum Phase {
 struct Envelope {
     credential: Arc<str>,
     authenticated: bool,
+    /// Effective limits for this transaction (listener's and credential's).
+    max_recipients: usize,
+    /// Credential's recipient limit, when it is the stricter one.
+    recipients_by: Option<usize>,
+    max_size: usize,
+    /// Whose size limit applies, when not the listener's.
+    size_by: Option<String>,
     mail_from: String,
     rcpt_to: Vec<String>,
     body_8bit: bool,
@@ -185,7 +242,9 @@ pub struct Session {
     tls: bool,
     helo: Option<String>,
     /// Credential confirmed by AUTH.
-    auth: Option<Arc<str>>,
+    auth: Option<Grant>,
+    /// AUTH exchanges that reached verification on this connection.
+    auth_attempts: u32,
     /// Credential granted by network trust at the last MAIL (for logging).
     network_credential: Option<Arc<str>>,
     envelope: Option<Envelope>,
@@ -220,6 +279,7 @@ impl Session {
             tls: tls_active,
             helo: None,
             auth: None,
+            auth_attempts: 0,
             network_credential: None,
             envelope: None,
             phase: Phase::Command,
@@ -267,22 +327,19 @@ impl Session {
         }
     }
 
-    /// Result of the verification asked for by [`Step::Auth`].
-    pub fn auth_result(&mut self, credential: Option<Arc<str>>) -> Step {
+    /// Result of the verification asked for by [`Step::Auth`]: the grant,
+    /// or the refusal (`535 5.7.8`, `454 4.7.0` during a lockout).
+    pub fn auth_result(&mut self, result: Result<Grant, Reply>) -> Step {
         if !matches!(self.phase, Phase::AuthVerifying) {
             return self.out_of_order();
         }
         self.phase = Phase::Command;
-        match credential {
-            Some(c) => {
-                self.auth = Some(c);
+        match result {
+            Ok(grant) => {
+                self.auth = Some(grant);
                 self.reply(Reply::new(235, "2.7.0", "Authentication successful"))
             }
-            None => self.reply(Reply::new(
-                535,
-                "5.7.8",
-                "Authentication credentials invalid",
-            )),
+            Err(reply) => self.reply(reply),
         }
     }
 
@@ -311,7 +368,7 @@ impl Session {
                     data,
                 }))
             }
-            DataOutcome::TooLarge => self.reply(too_large()),
+            DataOutcome::TooLarge => self.reply(too_large(env.size_by.as_deref(), env.max_size)),
             DataOutcome::BareNewline => self.reply(Reply::new(
                 550,
                 "5.5.2",
@@ -367,13 +424,20 @@ impl Session {
 
     /// A decoder for the DATA phase just announced by [`Step::Data`].
     pub fn new_data_decoder(&self) -> DataDecoder {
-        DataDecoder::new(self.cfg.max_message_size, self.cfg.bare_newline)
+        let max = self
+            .envelope
+            .as_ref()
+            .map_or(self.cfg.max_message_size, |e| e.max_size);
+        DataDecoder::new(max, self.cfg.bare_newline)
     }
 
     /// The credential this session acts as: the AUTH one, else the network
     /// one used by the last MAIL.
     pub fn credential(&self) -> Option<&Arc<str>> {
-        self.auth.as_ref().or(self.network_credential.as_ref())
+        self.auth
+            .as_ref()
+            .map(|g| &g.credential)
+            .or(self.network_credential.as_ref())
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -460,10 +524,21 @@ impl Session {
         if !extended {
             return Step::Reply(Reply::bare(250, name));
         }
+        // The credential is known here after AUTH (clients that EHLO again)
+        // or by network trust; its size limit is then the one to announce.
+        let credential = match &self.auth {
+            Some(g) => Some(g.credential.clone()),
+            None => self.policy.network_credential(self.peer),
+        };
+        let size = credential
+            .and_then(|c| self.policy.limits(&c).max_message_size)
+            .map_or(self.cfg.max_message_size, |l| {
+                l.bytes.min(self.cfg.max_message_size)
+            });
         let mut lines = vec![
             name,
             "PIPELINING".to_string(),
-            format!("SIZE {}", self.cfg.max_message_size),
+            format!("SIZE {size}"),
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
@@ -499,6 +574,20 @@ impl Session {
             ))
         } else if self.auth.is_some() {
             Some(Reply::new(503, "5.5.1", "Already authenticated"))
+        } else if self
+            .cfg
+            .max_auth_attempts
+            .is_some_and(|max| self.auth_attempts >= max)
+        {
+            self.phase = Phase::Closed;
+            return Step::Close(Reply::new(
+                421,
+                "4.7.0",
+                format!(
+                    "{} Too many AUTH attempts, closing connection",
+                    self.cfg.hostname
+                ),
+            ));
         } else if self.envelope.is_some() {
             Some(Reply::new(
                 503,
@@ -529,6 +618,9 @@ impl Session {
                 Step::Reply(challenge)
             }
             sasl::Outcome::Verify { username, secret } => {
+                // Only exchanges that reach a password check count: a client
+                // trying CRAM-MD5 before PLAIN is not guessing.
+                self.auth_attempts = self.auth_attempts.saturating_add(1);
                 self.phase = Phase::AuthVerifying;
                 Step::Auth { username, secret }
             }
@@ -593,12 +685,20 @@ fn parse_error_reply(e: &ParseError) -> Reply {
     }
 }
 
-fn too_large() -> Reply {
-    Reply::new(
-        552,
-        "5.3.4",
-        "Message size exceeds fixed maximum message size",
-    )
+/// `552 5.3.4`, naming the credential or route whose limit it is.
+fn too_large(by: Option<&str>, max: usize) -> Reply {
+    match by {
+        None => Reply::new(
+            552,
+            "5.3.4",
+            "Message size exceeds fixed maximum message size",
+        ),
+        Some(by) => Reply::new(
+            552,
+            "5.3.4",
+            format!("Message size exceeds the limit of {by} ({max} bytes)"),
+        ),
+    }
 }
 
 fn non_ascii_address() -> Reply {

@@ -10,7 +10,9 @@
 //! - 2xx: delivered; the provider's message id goes to the delivery log.
 //! - 408, 429, 5xx, network errors, timeouts, and the few 4xx a provider
 //!   documents as temporary (quota, paused account): transient, honouring
-//!   `Retry-After`.
+//!   `Retry-After`. A timeout after the request was sent is ambiguous (the
+//!   provider may have accepted the message); the upstream's `on_ambiguous`
+//!   decides whether it is retried.
 //! - 401/403: transient (mail must not be dead-lettered because a key was
 //!   rotated), with an ERROR log saying the credentials were rejected.
 //! - 3xx: transient with an ERROR log: a redirect means `base_url` is

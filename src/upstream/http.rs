@@ -7,7 +7,9 @@
 //!
 //! The response decides what happens next: 2xx is delivered; 408, 429, 5xx,
 //! timeouts and connection failures are worth retrying; any other status
-//! means the receiver rejected this message and retrying will not help.
+//! means the receiver rejected this message and retrying will not help. A
+//! timeout after the request went out is reported as ambiguous (the
+//! receiver may have taken the message), see `transport_error`.
 
 #[cfg(test)]
 mod tests;
@@ -330,7 +332,10 @@ pub(crate) fn build_client(
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        // Shorter than the whole-request timeout, so a hung connect or TLS
+        // handshake is reported as a connect error (nothing was sent), not
+        // as an ambiguous timeout.
+        .connect_timeout((timeout * 3 / 4).min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_keepalive(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
@@ -362,7 +367,11 @@ pub(crate) async fn read_bounded(
 }
 
 /// A transport failure (connect, TLS, timeout, reset) as a transient error;
-/// `timeout_note` follows the "no response within ..." text.
+/// `timeout_note` follows the "no response within ..." text. A timeout once
+/// the connection was up is `Ambiguous`: the request may have reached the
+/// upstream, which may have taken the message and not answered in time.
+/// Token requests wrap this error as transient (a token is safe to fetch
+/// twice).
 pub(crate) fn transport_error(
     err: reqwest::Error,
     timeout: Duration,
@@ -381,7 +390,12 @@ pub(crate) fn transport_error(
     } else {
         format!("request failed: {}", error_chain(&err))
     };
-    DeliveryError::transient(sanitize(&reason, MAX_REASON_BODY))
+    let reason = sanitize(&reason, MAX_REASON_BODY);
+    if err.is_timeout() && !err.is_connect() {
+        DeliveryError::ambiguous(reason)
+    } else {
+        DeliveryError::transient(reason)
+    }
 }
 
 /// "outer: inner: root cause", because reqwest's own Display hides the

@@ -2,8 +2,10 @@
 //!
 //! An upstream receives a message with its envelope and either takes it
 //! (`Delivered`) or says whether trying again later can help (`Transient`)
-//! or not (`Permanent`). Upstreams know nothing about the spool, retries or
-//! SMTP; the delivery workers own those decisions.
+//! or not (`Permanent`), or that it cannot tell whether the message was
+//! taken (`Ambiguous`: the request went out and no answer came back).
+//! Upstreams know nothing about the spool, retries or SMTP; the delivery
+//! workers own those decisions.
 
 pub mod api;
 pub mod convert;
@@ -61,6 +63,12 @@ pub enum DeliveryError {
     /// The upstream rejected this message; retrying will not help.
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The request was sent but no answer arrived (a timeout after the
+    /// connection was up): the upstream may have taken the message, so
+    /// trying again may deliver it twice. The upstream's `on_ambiguous`
+    /// decides between retrying and dead-lettering.
+    #[error("{reason}")]
+    Ambiguous { reason: String },
 }
 
 impl DeliveryError {
@@ -77,14 +85,27 @@ impl DeliveryError {
         }
     }
 
+    pub fn ambiguous(reason: impl Into<String>) -> Self {
+        DeliveryError::Ambiguous {
+            reason: reason.into(),
+        }
+    }
+
     pub fn reason(&self) -> &str {
         match self {
-            DeliveryError::Transient { reason, .. } | DeliveryError::Permanent { reason } => reason,
+            DeliveryError::Transient { reason, .. }
+            | DeliveryError::Permanent { reason }
+            | DeliveryError::Ambiguous { reason } => reason,
         }
     }
 
     pub fn is_permanent(&self) -> bool {
         matches!(self, DeliveryError::Permanent { .. })
+    }
+
+    /// Whether the upstream may have taken the message despite the error.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, DeliveryError::Ambiguous { .. })
     }
 }
 

@@ -103,6 +103,37 @@ fn tcp(port: u16) -> TcpStream {
     s
 }
 
+/// Like [`tcp`], but from local address `source`: every 127.0.0.0/8 address
+/// is loopback on Linux, so tests can play several client IPs. std cannot
+/// bind before connecting, so the socket is made with tokio and handed back
+/// as a blocking std stream.
+fn tcp_from(source: std::net::IpAddr, port: u16) -> TcpStream {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime for connect_from");
+    let s = rt
+        .block_on(async {
+            let sock = match source {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            sock.bind(SocketAddr::new(source, 0))?;
+            let s = sock
+                .connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+                .await?;
+            s.into_std()
+        })
+        .unwrap_or_else(|e| panic!("connect to postern from {source}: {e}"));
+    s.set_nonblocking(false).expect("blocking mode");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
 fn handshake(
     ca: &TestCa,
     mut sock: TcpStream,
@@ -120,6 +151,15 @@ impl SmtpClient {
     pub fn connect(port: u16) -> SmtpClient {
         SmtpClient {
             stream: Stream::Plain(tcp(port)),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Plain TCP connection from local address `source` (e.g. 127.0.0.2) to
+    /// 127.0.0.1:`port`; greeting not yet read.
+    pub fn connect_from(source: std::net::IpAddr, port: u16) -> SmtpClient {
+        SmtpClient {
+            stream: Stream::Plain(tcp_from(source, port)),
             buf: Vec::new(),
         }
     }

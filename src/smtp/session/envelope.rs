@@ -69,8 +69,13 @@ impl Session {
         if self.envelope.is_some() {
             return self.reply(Reply::new(503, "5.5.1", "Nested MAIL command"));
         }
-        let (credential, authenticated) = if let Some(c) = &self.auth {
-            (c.clone(), true)
+        let (credential, authenticated) = if let Some(grant) = &self.auth {
+            if let Err(reply) = self.policy.check_login(grant, self.peer) {
+                // Revoked by a reload since AUTH: the client must log in again.
+                self.auth = None;
+                return self.reply(reply);
+            }
+            (grant.credential.clone(), true)
         } else if let Some(c) = self.policy.network_credential(self.peer) {
             self.network_credential = Some(c.clone());
             (c, false)
@@ -109,9 +114,18 @@ impl Session {
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             return self.reply(Reply::new(555, "5.5.4", "BODY=BINARYMIME not supported"));
         }
-        if from.size > self.cfg.max_message_size {
-            return self.reply(too_large());
+        let limits = self.policy.limits(&credential);
+        let (max_size, size_by) = match limits.max_message_size {
+            Some(l) if l.bytes < self.cfg.max_message_size => (l.bytes, Some(l.by)),
+            _ => (self.cfg.max_message_size, None),
+        };
+        if from.size > max_size {
+            return self.reply(too_large(size_by.as_deref(), max_size));
         }
+        let (max_recipients, recipients_by) = match limits.max_recipients {
+            Some(n) if n < self.cfg.max_recipients => (n, Some(n)),
+            _ => (self.cfg.max_recipients, None),
+        };
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
             return self.reply(Reply::new(550, "5.7.1", reason));
         }
@@ -123,6 +137,10 @@ impl Session {
         self.envelope = Some(Envelope {
             credential,
             authenticated,
+            max_recipients,
+            recipients_by,
+            max_size,
+            size_by,
             mail_from: address,
             rcpt_to: Vec::new(),
             body_8bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
@@ -132,7 +150,6 @@ impl Session {
     }
 
     pub(super) fn rcpt(&mut self, path: Option<&[u8]>) -> Step {
-        let max = self.cfg.max_recipients;
         let rules = self.cfg.validation.clone();
         let Some(env) = self.envelope.as_mut() else {
             return self.reply(Reply::new(503, "5.5.1", "Need MAIL command first"));
@@ -165,8 +182,15 @@ impl Session {
         if env.rcpt_to.contains(&shown) {
             return Step::Reply(recipient_ok(&shown));
         }
-        if env.rcpt_to.len() >= max {
-            return Step::Reply(Reply::new(452, "4.5.3", "Too many recipients"));
+        if env.rcpt_to.len() >= env.max_recipients {
+            let text = match env.recipients_by {
+                Some(n) => format!(
+                    "Too many recipients (credential \"{}\" allows {n})",
+                    env.credential
+                ),
+                None => "Too many recipients".to_string(),
+            };
+            return Step::Reply(Reply::new(452, "4.5.3", text));
         }
         if let Err(e) = rules.check_domain(address.domain()) {
             return self.reply(Reply::new(
@@ -175,6 +199,12 @@ impl Session {
                 format!("Recipient <{shown}> not accepted: {e}"),
             ));
         }
+        if let Err(reply) = self.policy.check_recipient(&env.credential, &address) {
+            return self.reply(reply);
+        }
+        let Some(env) = self.envelope.as_mut() else {
+            return self.out_of_order();
+        };
         if let Err(reply) = self
             .policy
             .admit_recipient(&env.credential, &env.mail_from, self.peer)

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 mod address;
 mod auth;
 mod relay;
+mod scopes;
 
 const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 7));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
@@ -38,8 +39,23 @@ fn config() -> SessionConfig {
         max_bad_commands: 20,
         starttls: true,
         bare_newline: BareNewline::Reject,
+        max_auth_attempts: Some(3),
         validation: Arc::default(),
     }
+}
+
+/// What the access layer answers for a good login.
+fn granted(credential: &str) -> Result<Grant, Reply> {
+    Ok(Grant::named(credential))
+}
+
+/// What the access layer answers for a bad password.
+fn refused() -> Result<Grant, Reply> {
+    Err(Reply::new(
+        535,
+        "5.7.8",
+        "Authentication credentials invalid",
+    ))
 }
 
 fn session_with(cfg: SessionConfig, peer: IpAddr, tls: bool) -> Session {
@@ -74,7 +90,7 @@ fn authenticated() -> Session {
     let step = s.command(format!("AUTH PLAIN {}\r\n", b64(b"\0erp\0pw")).as_bytes());
     assert!(matches!(step, Step::Auth { .. }), "{step:?}");
     assert_eq!(
-        wire(&s.auth_result(Some(Arc::from("erp")))),
+        wire(&s.auth_result(granted("erp"))),
         "235 2.7.0 Authentication successful\r\n"
     );
     s
@@ -422,7 +438,7 @@ fn timeout_and_shutdown() {
 fn out_of_order_events_fail_closed() {
     let mut s = session(STRANGER, false);
     send(&mut s, "EHLO x");
-    assert!(s.auth_result(Some(Arc::from("erp"))).is_close());
+    assert!(s.auth_result(granted("erp")).is_close());
     assert!(!s.is_authenticated());
     let mut s = session(TRUSTED, false);
     send(&mut s, "EHLO x");

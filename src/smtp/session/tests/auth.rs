@@ -61,7 +61,7 @@ fn auth_plain_with_challenge_and_failure() {
     let step = s.command(format!("{}\r\n", b64(b"\0erp\0wrong")).as_bytes());
     assert!(matches!(&step, Step::Auth { username, .. } if username == "erp"));
     assert_eq!(
-        wire(&s.auth_result(None)),
+        wire(&s.auth_result(refused())),
         "535 5.7.8 Authentication credentials invalid\r\n"
     );
     assert!(!s.is_authenticated());
@@ -81,14 +81,14 @@ fn auth_login_both_forms() {
     assert!(
         matches!(&step, Step::Auth { username, secret } if username == "erp" && secret == "pw")
     );
-    s.auth_result(None);
+    s.auth_result(refused());
     assert_eq!(
         send(&mut s, &format!("AUTH LOGIN {}", b64(b"erp"))),
         "334 UGFzc3dvcmQ6\r\n"
     );
     let step = s.command(format!("{}\r\n", b64(b"pw2")).as_bytes());
     assert!(matches!(&step, Step::Auth { secret, .. } if secret == "pw2"));
-    assert!(s.auth_result(Some(Arc::from("erp"))).is_positive());
+    assert!(s.auth_result(granted("erp")).is_positive());
     assert_eq!(s.credential().map(|c| &**c), Some("erp"));
 }
 

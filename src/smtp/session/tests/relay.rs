@@ -40,7 +40,7 @@ fn drive(s: &mut Session, commands: &[&[u8]], auth_ok: bool) -> Option<Transacti
                 }
                 Step::Auth { .. } => {
                     assert!(s.tls_active(), "Step::Auth without TLS");
-                    s.auth_result(auth_ok.then(|| Arc::from("erp")))
+                    s.auth_result(if auth_ok { granted("erp") } else { refused() })
                 }
                 Step::CheckRecipient { .. } => s.recipient_checked(Ok(())),
                 Step::Queue(tx) => return Some(*tx),

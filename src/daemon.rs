@@ -110,7 +110,9 @@ pub fn token_new_cmd(name: &str, expires: Option<&str>) -> ExitCode {
             match &expires {
                 None => println!("secret_hash = \"{hash}\""),
                 Some(at) => {
-                    println!("# to rotate: add the next token's entry here, reload, switch the app, remove this one, reload");
+                    println!(
+                        "# to rotate: add the next token's entry here, reload, switch the app, remove this one, reload"
+                    );
                     println!("secret_hashes = [");
                     println!("  {{ hash = \"{hash}\", expires = {at} }},");
                     println!("]");

@@ -38,7 +38,8 @@ fn config(ca: &TestCa, mock: &ProviderMock) -> Config {
         Config::password_credential("app", "app", &["*@example.com"])
     )];
     cfg.extra = format!(
-        "[routes.mail]\nupstreams = [\"gmail\"]\n\n[upstreams.gmail]\nkind = \"gmail\"\nservice_account_key = \"env:{KEY_ENV}\"\nuser = \"{USER}\"\nbase_url = \"{base}\"\ntoken_url = \"{base}/oauth2/token\"\nca_file = \"{ca}\"\ntimeout = \"10s\"\n",
+        "[routes.mail]\nupstreams = [\"gmail\"]\n\n[upstreams.gmail]\nkind = \"gmail\"\nservice_account_key = \"env:{KEY_ENV}\"\nuser = \"{USER}\"\nbase_url = \"{base}\"\ntoken_url = \"{base}/oauth2/token\"\nca_file = \"{ca}\"\ntimeout = \"10s\"\n\
+         # six faults in a row are scripted: keep the breaker out of it\nbreaker_failures = 10\n",
         base = mock.base_url(),
         ca = ca.ca_pem.display(),
     );

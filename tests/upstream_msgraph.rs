@@ -517,7 +517,12 @@ fn token_endpoint_down_is_retried_then_delivered() {
     mock.push_token_fault(Fault::status(503, ""));
     mock.push_token_fault(Fault::Reset);
     mock.push_token_fault(Fault::retry_after(429, 1));
-    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
+    // Attempts during the token back-off fail without a request, and each
+    // counts for the circuit breaker: keep it closed, this is about tokens.
+    let p = start(
+        &ca,
+        &config(&ca, &mock, &secret_auth(), "breaker_failures = 20"),
+    );
     let msg = dated_message("app@example.com", "bob@dest.test", "token down");
     submit(&p, &ca, &["bob@dest.test"], &msg);
     let sent = mock.wait_sent(1);

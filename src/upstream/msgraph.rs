@@ -346,7 +346,8 @@ impl MsGraphUpstream {
         let body = base64::engine::general_purpose::STANDARD.encode(&draft);
         let r = self
             .post("create draft", &url, Some("text/plain"), body.into_bytes())
-            .await?;
+            .await
+            .map_err(nothing_sent)?;
         let id = r
             .json()
             .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
@@ -370,10 +371,11 @@ impl MsGraphUpstream {
     ) -> Result<(), DeliveryError> {
         for a in attachments {
             if a.bytes.len() < UPLOAD_SESSION_MIN {
-                self.post_attachment(mailbox, id, a).await?;
+                self.post_attachment(mailbox, id, a).await
             } else {
-                self.upload_attachment(mailbox, id, a).await?;
+                self.upload_attachment(mailbox, id, a).await
             }
+            .map_err(nothing_sent)?;
         }
         let url = self.url(mailbox, &["messages", id, "send"])?;
         self.post("send draft", &url, None, Vec::new()).await?;
@@ -541,5 +543,16 @@ impl Upstream for MsGraphUpstream {
 
     fn max_message_size(&self) -> Option<u64> {
         Some(MAX_MESSAGE_SIZE)
+    }
+}
+
+/// A timeout while building the draft cannot have sent anything (only
+/// "send draft" can), so it is an ordinary transient failure, not an
+/// ambiguous one that `on_ambiguous = "dead-letter"` would give up on.
+fn nothing_sent(e: DeliveryError) -> DeliveryError {
+    if e.is_ambiguous() {
+        DeliveryError::transient(e.reason().to_string())
+    } else {
+        e
     }
 }

@@ -161,6 +161,52 @@ impl Drop for ResettingProxy {
     }
 }
 
+/// The provider's config with a short request timeout and `extra` lines.
+fn short_timeout(kind: Kind, up: &MockUpstream, ca: &TestCa, extra: &str) -> Config {
+    let mut cfg = config(kind, up.port, &ca.ca_pem, &up.url());
+    cfg.extra = cfg.extra.replace("timeout = \"10s\"", "timeout = \"2s\"") + extra;
+    cfg
+}
+
+/// The first request is taken but never answered: with the default
+/// `on_ambiguous = "retry"` the message is sent again, logged as a possible
+/// duplicate, and delivered.
+fn timeout_then_ok(kind: Kind) {
+    let ca = TestCa::new();
+    let up = MockUpstream::with_default(&ca, kind.ok().0);
+    up.push(Scripted::hang());
+    let p = start(&ca, &short_timeout(kind, &up, &ca, ""));
+    submit(&p, &["bob@dest.test"], &simple("timeout"));
+    p.delivered(&up, 2);
+    p.wait_queue_empty();
+    settle();
+    assert_eq!(up.count(), 2, "{kind:?}: the timed-out try and the retry");
+    assert!(p.dead_files().is_empty(), "{:?}", p.dead_files());
+    logged(&p, "possible duplicate");
+    logged(&p, kind.ok().1);
+}
+
+/// With `on_ambiguous = "dead-letter"` a request that timed out after it
+/// was sent is never sent again.
+fn timeout_dead_letters_when_asked(kind: Kind) {
+    let ca = TestCa::new();
+    let up = MockUpstream::with_default(&ca, kind.ok().0);
+    up.push(Scripted::hang());
+    let p = start(
+        &ca,
+        &short_timeout(kind, &up, &ca, "on_ambiguous = \"dead-letter\"\n"),
+    );
+    let id = submit(&p, &["bob@dest.test"], &simple("no duplicates"));
+    let ok = wait_until(Duration::from_secs(60), || {
+        p.dead_files().iter().any(|f| f == &id)
+    });
+    assert!(ok, "{kind:?}: not dead-lettered:\n{}", p.log());
+    settle();
+    assert_eq!(up.count(), 1, "{kind:?}: sent once, never again");
+    let reason = std::fs::read_to_string(p.dead_dir().join(format!("{id}.reason"))).unwrap();
+    assert!(reason.contains("may have delivered"), "{reason}");
+}
+
 fn connection_reset_then_ok(kind: Kind) {
     let ca = TestCa::new();
     let up = MockUpstream::with_default(&ca, kind.ok().0);
@@ -219,6 +265,10 @@ macro_rules! fault_tests {
             fn rejection_dead_letters_with_provider_message() { rejection_is_dead_lettered($kind) }
             #[test]
             fn connection_reset_then_ok() { super::connection_reset_then_ok($kind) }
+            #[test]
+            fn timeout_then_retried_and_delivered() { timeout_then_ok($kind) }
+            #[test]
+            fn timeout_dead_letters_with_on_ambiguous() { timeout_dead_letters_when_asked($kind) }
             #[test]
             fn wrong_ca_retried_then_delivered_once() { wrong_ca_is_retried_then_delivered_once($kind) }
         }

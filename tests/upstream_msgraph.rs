@@ -510,6 +510,30 @@ fn fault_connection_reset_then_delivered_once() {
     fault_then_delivered(Fault::Reset, "reset");
 }
 
+/// sendMail taken but never answered: with the default `on_ambiguous =
+/// "retry"` it is sent again (logged as a possible duplicate).
+#[test]
+fn fault_timeout_is_retried_as_a_possible_duplicate() {
+    let ca = TestCa::new();
+    let mock = ProviderMock::start(&ca);
+    mock.push_api_fault(Fault::Hang);
+    let mut cfg = config(&ca, &mock, &secret_auth(), "");
+    cfg.extra = cfg.extra.replace("timeout = \"10s\"", "timeout = \"2s\"");
+    let p = start(&ca, &cfg);
+    let msg = dated_message("app@example.com", "bob@dest.test", "timeout");
+    submit(&p, &ca, &["bob@dest.test"], &msg);
+    let sent = mock.wait_sent(1);
+    p.wait_queue_empty();
+    assert_eq!(
+        api_requests(&mock, "/sendMail").len(),
+        2,
+        "hung once, then sent"
+    );
+    assert_forwarded(mime_of(&sent[0]).1, &msg);
+    assert!(p.dead_files().is_empty());
+    assert!(p.log().contains("possible duplicate"), "{}", p.log());
+}
+
 #[test]
 fn token_endpoint_down_is_retried_then_delivered() {
     let ca = TestCa::new();

@@ -39,6 +39,8 @@ pub enum Fault {
     },
     /// Drop the request without an answer (connection/stream reset).
     Reset,
+    /// Take the request and never answer it (the client times out).
+    Hang,
 }
 
 impl Fault {
@@ -313,6 +315,7 @@ async fn handle(
             let _ = gate.wait_for(|open| *open).await;
         }
     }
+    let mut hang = false;
     let answer = {
         let mut i = state.inner.lock().unwrap();
         i.requests.push(rec.clone());
@@ -325,6 +328,10 @@ async fn handle(
         };
         let answer = match fault {
             Some(Fault::Reset) => None,
+            Some(Fault::Hang) => {
+                hang = true;
+                Some((200, Vec::new(), Vec::new()))
+            }
             Some(Fault::Status {
                 status,
                 headers,
@@ -335,6 +342,9 @@ async fn handle(
         state.cv.notify_all();
         answer
     };
+    if hang {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
     let Some((status, headers, body)) = answer else {
         return Err(std::io::Error::other("injected reset"));
     };

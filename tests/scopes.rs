@@ -140,10 +140,7 @@ fn every_listed_secret_works_until_its_entry_expires() {
         "after rotation",
     );
     c.quit();
-    let reqs = p.delivered(&up, 1);
-    assert_forwarded(&reqs[0].body, &msg);
-    p.wait_queue_empty();
-    assert_eq!(up.count(), 1);
+    p.only_delivery(&up, &msg);
 }
 
 #[test]
@@ -198,10 +195,7 @@ fn networks_limit_where_a_login_may_be_used() {
         "from inside networks",
     );
     c.quit();
-    let reqs = p.delivered(&up, 1);
-    assert_forwarded(&reqs[0].body, &msg);
-    p.wait_queue_empty();
-    assert_eq!(up.count(), 1);
+    p.only_delivery(&up, &msg);
 }
 
 #[test]
@@ -490,10 +484,7 @@ fn a_disabled_network_credential_leaves_the_next_match_in_charge() {
     c.cmd("RSET").expect_code(250, "RSET");
     let msg = send_ok(&mut c, "lan@example.com", &["bob@dest.test"], "via lan");
     c.quit();
-    let reqs = p.delivered(&up, 1);
-    assert_forwarded(&reqs[0].body, &msg);
-    p.wait_queue_empty();
-    assert_eq!(up.count(), 1);
+    p.only_delivery(&up, &msg);
 }
 
 #[test]

@@ -475,6 +475,17 @@ impl Postern {
             .unwrap_or_else(|e| panic!("{e}\npostern log:\n{}", self.log()))
     }
 
+    /// Waits for `sent` to arrive at `up` as its only request, byte for byte
+    /// (as forwarded), and for the queue to empty; returns the request.
+    #[track_caller]
+    pub fn only_delivery(&self, up: &super::MockUpstream, sent: &[u8]) -> super::Recorded {
+        let mut reqs = self.delivered(up, 1);
+        super::util::assert_forwarded(&reqs[0].body, sent);
+        self.wait_queue_empty();
+        assert_eq!(up.count(), 1, "exactly one request reached the upstream");
+        reqs.swap_remove(0)
+    }
+
     /// Waits until spool/queue is empty; panics with the log after 60 s.
     pub fn wait_queue_empty(&self) {
         let ok = super::util::wait_until(Duration::from_secs(60), || self.queue_files().is_empty());

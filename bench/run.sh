@@ -8,6 +8,9 @@
 #
 # Usage: bench/run.sh   (env: COUNT=20000 SESSIONS=20 SIZE=4096 MODES="plain starttls" SKIP_BUILD=)
 #        EXTRA_CONFIG=FILE appends FILE to each generated postern.toml (bench/dkim.sh uses it).
+#        KIND=http|ses|sendgrid picks the upstream kind postern delivers with; the sink plays
+#        that API (bench/upstreams.sh compares them). RESULT_FILE=FILE appends one JSON line
+#        per mode with the numbers.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,6 +18,8 @@ COUNT="${COUNT:-20000}"
 SESSIONS="${SESSIONS:-20}"
 SIZE="${SIZE:-4096}"
 MODES="${MODES:-plain starttls}"
+KIND="${KIND:-http}"
+case "$KIND" in http | ses | sendgrid) ;; *) echo "unknown KIND $KIND (http | ses | sendgrid)" >&2; exit 2 ;; esac
 WAIT_S="${WAIT_S:-600}"          # upper bound for draining the spool into the sink
 
 if [ -z "${SKIP_BUILD:-}" ]; then    # SKIP_BUILD=1 reuses target/release/postern as is
@@ -22,7 +27,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then    # SKIP_BUILD=1 reuses target/release/poster
     (cd "$ROOT" && cargo build --release --quiet)
 fi
 (cd "$ROOT/bench/loadgen" && cargo build --release --quiet)
-POSTERN="$ROOT/target/release/postern"
+POSTERN="${POSTERN:-$ROOT/target/release/postern}"   # POSTERN=PATH runs another binary
 LG="$ROOT/bench/loadgen/target/release"
 
 WORK="$(mktemp -d /tmp/postern-bench.XXXXXX)"
@@ -38,6 +43,10 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+cpu_s() {  # user + system CPU seconds of process $1 so far
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
+}
+
 wait_port() {  # bounded: 30 s
     for _ in $(seq 1 300); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -49,6 +58,41 @@ wait_port() {  # bounded: 30 s
 
 "$LG/certs" --out "$WORK/certs"
 PASSWORD="bench-password-$$"
+# Throwaway keys for the provider kinds (secrets are references, never literals).
+export POSTERN_BENCH_AWS_KEY_ID="AKIDBENCH$$"
+export POSTERN_BENCH_AWS_SECRET="bench-secret-$$"
+export POSTERN_BENCH_API_KEY="SG.bench-key-$$"
+
+upstream_toml() {  # the [upstreams.sink] table for KIND, delivering to the sink on port $1
+    case "$KIND" in
+        http) cat <<TOML
+[upstreams.sink]
+kind = "http"
+url = "https://127.0.0.1:$1/send"
+ca_file = "$WORK/certs/ca.pem"
+TOML
+            ;;
+        ses) cat <<TOML
+[upstreams.sink]
+kind = "ses"
+region = "eu-west-1"
+base_url = "https://127.0.0.1:$1"
+access_key_id = "env:POSTERN_BENCH_AWS_KEY_ID"
+secret_access_key = "env:POSTERN_BENCH_AWS_SECRET"
+ca_file = "$WORK/certs/ca.pem"
+TOML
+            ;;
+        sendgrid) cat <<TOML
+[upstreams.sink]
+kind = "sendgrid"
+base_url = "https://127.0.0.1:$1"
+api_key = "env:POSTERN_BENCH_API_KEY"
+ca_file = "$WORK/certs/ca.pem"
+TOML
+            ;;
+        *) echo "unknown KIND $KIND (http | ses | sendgrid)" >&2; return 2 ;;
+    esac
+}
 HASH="$(printf '%s\n' "$PASSWORD" | "$POSTERN" hash-secret)"
 
 run_mode() {
@@ -60,7 +104,7 @@ run_mode() {
     smtp_port="$(free_port)"
     if [ "$mode" = plain ]; then tls_mode=none; else tls_mode=starttls; fi
 
-    "$LG/sink" --certs "$WORK/certs" --port "$sink_port" --expect "$COUNT" \
+    "$LG/sink" --certs "$WORK/certs" --port "$sink_port" --expect "$COUNT" --api "$KIND" \
         --done-file "$dir/sink-done.json" 2>"$dir/sink.log" &
     local sink_pid=$!
     PIDS+=("$sink_pid")
@@ -96,11 +140,8 @@ allowed_senders = ["*@example.com"]
 [routes.default]
 upstreams = ["sink"]
 
-[upstreams.sink]
-kind = "http"
-url = "https://127.0.0.1:$sink_port/send"
-ca_file = "$WORK/certs/ca.pem"
 TOML
+    upstream_toml "$sink_port" >>"$dir/postern.toml"
     if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG" >>"$dir/postern.toml"; fi
 
     "$POSTERN" run --config "$dir/postern.toml" 2>"$dir/postern.log" &
@@ -108,7 +149,7 @@ TOML
     PIDS+=("$postern_pid")
     wait_port "$smtp_port"
 
-    echo "== mode=$mode count=$COUNT sessions=$SESSIONS size=$SIZE" >&2
+    echo "== kind=$KIND mode=$mode count=$COUNT sessions=$SESSIONS size=$SIZE" >&2
     local wrap=()
     if [ -x /usr/bin/time ]; then
         wrap=(/usr/bin/time -f "user %U s, sys %S s" -o "$dir/loadgen.time")
@@ -130,17 +171,26 @@ TOML
     done
     local hwm
     hwm="$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/$postern_pid/status" 2>/dev/null || echo "?")"
+    # CPU seconds (user + system) postern and the sink used over the whole run:
+    # per message, this is the cost of the upstream kind that throughput on a
+    # shared machine only shows through noise.
+    local cpu
+    cpu="$(cpu_s "$postern_pid") $(cpu_s "$sink_pid")"
 
     kill -TERM "$postern_pid" 2>/dev/null || true
     wait "$postern_pid" 2>/dev/null || true
     kill "$sink_pid" 2>/dev/null || true
     wait "$sink_pid" 2>/dev/null || true
 
+    KIND="$KIND" RESULT_FILE="${RESULT_FILE:-}" CPU="$cpu" \
     python3 - "$dir/loadgen.out" "$dir/sink-done.json" "$hwm" "$COUNT" "$dir/loadgen.time" <<'PY'
 import json, os, sys
 out, done, hwm, count, tfile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+result = {"kind": os.environ["KIND"], "mode": None, "e2e_msgs_per_s": None}
 kv = dict(l.split("=", 1) for l in open(out).read().splitlines() if "=" in l and not l.startswith("error:"))
 print(f"mode {kv['mode']}: accepted {kv['accepted']}/{count} errors {kv['errors']}")
+result.update(mode=kv["mode"], accepted=int(kv["accepted"]), accept_msgs_per_s=float(kv["msgs_per_s"]),
+              p50_ms=float(kv["latency_p50_ms"]), p99_ms=float(kv["latency_p99_ms"]))
 print(f"  acceptance: {kv['msgs_per_s']} msg/s over {kv['elapsed_s']} s; "
       f"latency p50 {kv['latency_p50_ms']} ms, p99 {kv['latency_p99_ms']} ms, max {kv['latency_max_ms']} ms")
 if os.path.exists(done):
@@ -148,11 +198,28 @@ if os.path.exists(done):
     e2e = (d["last_unix_ns"] - int(kv["start_unix_ns"])) / 1e9
     print(f"  end-to-end: sink had all {d['distinct']} messages after {e2e:.3f} s "
           f"({d['distinct'] / e2e:.0f} msg/s; {d['requests']} HTTP requests)")
+    if "h2_requests" in d:
+        print(f"  sink: {d['h2_requests']} HTTP/2 + {d['h1_requests']} HTTP/1.1 requests over "
+              f"{d['h2_connections']} h2 + {d['h1_connections']} http/1.1 connections; "
+              f"{d['rejected']} rejected")
+    result.update(e2e_s=round(e2e, 3), e2e_msgs_per_s=round(d["distinct"] / e2e, 1),
+                  **{k: d[k] for k in d if k.endswith(("_requests", "_connections", "rejected"))})
 else:
     print("  end-to-end: INCOMPLETE (sink did not receive every message)")
 print(f"  postern peak RSS (VmHWM): {hwm}")
+try:
+    pcpu, scpu = (float(x) for x in os.environ["CPU"].split())
+    n = int(kv["accepted"]) or 1
+    print(f"  CPU: postern {pcpu:.2f} s ({pcpu / n * 1e6:.0f} us/message), sink {scpu:.2f} s ({scpu / n * 1e6:.0f} us/message)")
+    result.update(postern_cpu_us=round(pcpu / n * 1e6, 1), sink_cpu_us=round(scpu / n * 1e6, 1))
+except ValueError:
+    pass
 if os.path.exists(tfile):
     print(f"  load generator CPU (to show it is not the bottleneck): {open(tfile).read().strip()}")
+result["peak_rss"] = hwm
+if os.environ.get("RESULT_FILE"):
+    with open(os.environ["RESULT_FILE"], "a") as f:
+        f.write(json.dumps(result) + "\n")
 PY
 }
 

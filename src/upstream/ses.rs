@@ -217,11 +217,14 @@ pub(crate) fn sign_v4(
         .build()
         .map_err(|e| e.to_string())?
         .into();
+    // The payload hash is most of the signing cost (the body is the whole
+    // message, base64): ring's assembly SHA-256 takes about half the time of
+    // the pure-Rust one aws-sigv4 would use for `SignableBody::Bytes`.
     let request = SignableRequest::new(
         method,
         url,
         headers.iter().copied(),
-        SignableBody::Bytes(body),
+        SignableBody::Precomputed(sha256_hex(body)),
     )
     .map_err(|e| e.to_string())?;
     let (instructions, _signature) = sign(request, &params)
@@ -232,6 +235,17 @@ pub(crate) fn sign_v4(
         .into_iter()
         .map(|h| (h.name(), h.value().to_string()))
         .collect())
+}
+
+/// Lower-case hex SHA-256, as SigV4 writes the payload hash.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// SES v2 error documents: `{"message": ...}` with the error name in the
@@ -349,6 +363,34 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
              SignedHeaders=host;x-amz-date;x-amz-security-token, \
              Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8"
+        );
+    }
+
+    /// AWS SigV4 test suite, case `post-x-www-form-urlencoded`: a signed
+    /// request with a body, so the payload hash is part of the signature.
+    #[test]
+    fn sigv4_matches_aws_test_suite_with_body() {
+        let content_type = "application/x-www-form-urlencoded";
+        let h = sign_v4(
+            &suite_credentials(None),
+            "us-east-1",
+            "service",
+            "POST",
+            "https://example.amazonaws.com/",
+            &[("content-type", content_type)],
+            b"Param1=value1",
+            suite_time(),
+        )
+        .unwrap();
+        assert_eq!(
+            header(&h, "authorization"),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
 

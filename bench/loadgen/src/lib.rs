@@ -1,7 +1,10 @@
 //! Shared pieces of the benchmark tools: a throwaway CA and server
 //! certificate (so every TLS hop in the benchmark is verified, as in
 //! production), rustls configurations, and a tiny `--key value` argument
-//! parser so the tools need no CLI dependency.
+//! parser so the tools need no CLI dependency. `mock` holds the sink's
+//! provider-API checks.
+
+pub mod mock;
 
 use std::collections::HashMap;
 use std::path::Path;

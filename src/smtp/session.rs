@@ -11,7 +11,8 @@
 //! is no other way in, so a misconfigured or empty policy fails closed.
 //!
 //! MAIL/RCPT handling, including address validation, lives in
-//! `session/envelope.rs`; the AUTH encodings in `sasl.rs`.
+//! `session/envelope.rs`; AUTH in `session/auth.rs` (the encodings in
+//! `sasl.rs`); what the session asks the access layer in `session/policy.rs`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -24,7 +25,11 @@ use super::reply::Reply;
 use super::sasl;
 use crate::validate::{self, Address};
 
+mod auth;
 mod envelope;
+mod policy;
+
+pub use policy::{Grant, Limits, Policy, SizeLimit};
 
 /// Per-listener settings the state machine needs; shared by all sessions.
 #[derive(Clone, Debug)]
@@ -42,85 +47,6 @@ pub struct SessionConfig {
     /// `[validation]` rules that need no I/O (recipient domain patterns,
     /// and whether recipients need an asynchronous check).
     pub validation: Arc<validate::Rules>,
-}
-
-/// A successful AUTH: the credential, and which of its secrets was used
-/// (opaque here), so the access layer can notice at the next MAIL that the
-/// secret was removed or expired by a reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub credential: Arc<str>,
-    pub secret: Arc<str>,
-}
-
-impl Grant {
-    /// A grant whose secret id does not matter (tests, fuzzing).
-    pub fn named(credential: &str) -> Grant {
-        Grant {
-            credential: Arc::from(credential),
-            secret: Arc::from(""),
-        }
-    }
-}
-
-/// A message size limit stricter than the listener's, and whose it is
-/// (`credential "app"`, `route "bulk"`) for the 552 reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SizeLimit {
-    pub bytes: usize,
-    pub by: String,
-}
-
-/// Per-credential limits; `None` leaves the listener's limit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub max_recipients: Option<usize>,
-    pub max_message_size: Option<SizeLimit>,
-}
-
-/// What the session asks the access layer; implemented by the access
-/// module, faked in tests.
-pub trait Policy: Send + Sync {
-    /// Credential name that trusts this peer by source network (no AUTH
-    /// needed), if any.
-    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>>;
-    /// Whether `credential` may use this envelope sender. `Err(reason)`
-    /// becomes `550 5.7.1 <reason>`.
-    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String>;
-    /// Rate limits for one more message, checked at MAIL FROM so a client
-    /// over its quota is refused before it sends DATA. `Err` is the whole
-    /// reply (`451 4.7.1 Rate limit ... retry in N s`).
-    fn admit_message(
-        &self,
-        _credential: &str,
-        _mail_from: &str,
-        _peer: IpAddr,
-    ) -> Result<(), Reply> {
-        Ok(())
-    }
-    /// Rate limits for one more recipient, counted as it is accepted.
-    fn admit_recipient(
-        &self,
-        _credential: &str,
-        _mail_from: &str,
-        _peer: IpAddr,
-    ) -> Result<(), Reply> {
-        Ok(())
-    }
-    /// At each MAIL of an authenticated session: is the login still good
-    /// (credential not removed, disabled or expired, secret still listed)?
-    /// The configuration may have been reloaded since AUTH.
-    fn check_login(&self, _grant: &Grant, _peer: IpAddr) -> Result<(), Reply> {
-        Ok(())
-    }
-    /// The credential's own recipient and size limits.
-    fn limits(&self, _credential: &str) -> Limits {
-        Limits::default()
-    }
-    /// The credential's recipient-domain scope. `Err` is the whole reply.
-    fn check_recipient(&self, _credential: &str, _rcpt: &Address) -> Result<(), Reply> {
-        Ok(())
-    }
 }
 
 /// Everything needed to queue one accepted message.
@@ -324,22 +250,6 @@ impl Session {
         self.envelope = None;
         if !matches!(self.phase, Phase::Closed) {
             self.phase = Phase::Command;
-        }
-    }
-
-    /// Result of the verification asked for by [`Step::Auth`]: the grant,
-    /// or the refusal (`535 5.7.8`, `454 4.7.0` during a lockout).
-    pub fn auth_result(&mut self, result: Result<Grant, Reply>) -> Step {
-        if !matches!(self.phase, Phase::AuthVerifying) {
-            return self.out_of_order();
-        }
-        self.phase = Phase::Command;
-        match result {
-            Ok(grant) => {
-                self.auth = Some(grant);
-                self.reply(Reply::new(235, "2.7.0", "Authentication successful"))
-            }
-            Err(reply) => self.reply(reply),
         }
     }
 
@@ -561,74 +471,6 @@ impl Session {
         }
         self.phase = Phase::StartTls;
         Step::StartTls(Reply::new(220, "2.0.0", "Ready to start TLS"))
-    }
-
-    fn auth(&mut self, mechanism: u64, initial_response: &str) -> Step {
-        let refusal = if self.helo.is_none() {
-            Some(Reply::new(503, "5.5.1", "Send EHLO first"))
-        } else if !self.tls {
-            Some(Reply::new(
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism",
-            ))
-        } else if self.auth.is_some() {
-            Some(Reply::new(503, "5.5.1", "Already authenticated"))
-        } else if self
-            .cfg
-            .max_auth_attempts
-            .is_some_and(|max| self.auth_attempts >= max)
-        {
-            self.phase = Phase::Closed;
-            return Step::Close(Reply::new(
-                421,
-                "4.7.0",
-                format!(
-                    "{} Too many AUTH attempts, closing connection",
-                    self.cfg.hostname
-                ),
-            ));
-        } else if self.envelope.is_some() {
-            Some(Reply::new(
-                503,
-                "5.5.1",
-                "AUTH not permitted during a mail transaction",
-            ))
-        } else {
-            None
-        };
-        if let Some(reply) = refusal {
-            return self.reply(reply);
-        }
-        self.sasl(sasl::start(mechanism, initial_response))
-    }
-
-    /// A base64 line inside an AUTH exchange.
-    fn auth_line(&mut self, line: &[u8]) -> Step {
-        let Phase::Auth(wait) = std::mem::replace(&mut self.phase, Phase::Command) else {
-            return self.out_of_order();
-        };
-        self.sasl(sasl::respond(wait, line))
-    }
-
-    fn sasl(&mut self, outcome: sasl::Outcome) -> Step {
-        match outcome {
-            sasl::Outcome::Continue(wait, challenge) => {
-                self.phase = Phase::Auth(wait);
-                Step::Reply(challenge)
-            }
-            sasl::Outcome::Verify { username, secret } => {
-                // Only exchanges that reach a password check count: a client
-                // trying CRAM-MD5 before PLAIN is not guessing.
-                self.auth_attempts = self.auth_attempts.saturating_add(1);
-                self.phase = Phase::AuthVerifying;
-                Step::Auth { username, secret }
-            }
-            sasl::Outcome::Refuse(reply) => {
-                self.phase = Phase::Command;
-                self.reply(reply)
-            }
-        }
     }
 
     /// Wraps a reply, counting client-caused 5xx and hanging up once the

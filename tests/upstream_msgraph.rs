@@ -4,54 +4,19 @@
 //! assertion verified against the test certificate), the sendMail request
 //! (base64 MIME equal to the spooled message), the large-message path
 //! (draft + upload session in checked chunks + send), token lifetime,
-//! 401 handling, single-flight refresh and fault injection.
+//! 401 handling and single-flight refresh. Faults: upstream_msgraph_faults.rs.
 
 mod common;
 mod common_oauth;
+mod msgraph_setup;
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
 use common_oauth::*;
+use msgraph_setup::*;
 use serde_json::json;
-
-/// Needs form escaping on purpose.
-const SECRET: &str = "s3cr+t&=/x~ y";
-const SECRET_ENV: &str = "POSTERN_TEST_GRAPH_SECRET";
-
-fn config(ca: &TestCa, mock: &ProviderMock, auth: &str, extra: &str) -> Config {
-    let mut cfg = Config::new(&format!("{}/unused", mock.base_url()));
-    cfg.credentials = vec![format!(
-        "{}route = \"mail\"\n",
-        Config::password_credential("app", "app", &["*@example.com"])
-    )];
-    cfg.extra = format!(
-        "[routes.mail]\nupstreams = [\"graph\"]\n\n[upstreams.graph]\nkind = \"msgraph\"\ntenant_id = \"tenant-1\"\nclient_id = \"client-1\"\n{auth}\nbase_url = \"{base}\"\ntoken_url = \"{base}/tenant-1/oauth2/v2.0/token\"\nca_file = \"{ca}\"\ntimeout = \"10s\"\n{extra}\n",
-        base = mock.base_url(),
-        ca = ca.ca_pem.display(),
-    );
-    cfg
-}
-
-fn secret_auth() -> String {
-    format!("client_secret = \"env:{SECRET_ENV}\"")
-}
-
-fn start(ca: &TestCa, cfg: &Config) -> Postern {
-    Postern::start_with_env(ca, cfg, &[(SECRET_ENV, SECRET)])
-}
-
-/// Submits one message over STARTTLS + AUTH; returns the queue id.
-fn submit(p: &Postern, ca: &TestCa, rcpts: &[&str], msg: &[u8]) -> String {
-    let mut c = SmtpClient::connect(p.port(0));
-    c.greet_starttls(ca);
-    c.auth_plain("app", PASSWORD).expect(235, "2.7.0", "AUTH");
-    let r = c.send_message("app@example.com", rcpts, msg);
-    r.expect_code(250, "end of DATA");
-    c.quit();
-    r.queue_id().expect("queue id")
-}
 
 fn b64_lines(data: &[u8]) -> String {
     let text = base64::engine::general_purpose::STANDARD.encode(data);
@@ -82,20 +47,6 @@ fn message(subject: &str, attachments: &[(&str, &[u8])]) -> Vec<u8> {
     }
     m.push_str("--=_b--\r\n");
     m.into_bytes()
-}
-
-fn api_requests(mock: &ProviderMock, part: &str) -> Vec<Recorded> {
-    mock.requests()
-        .into_iter()
-        .filter(|r| r.path.contains(part))
-        .collect()
-}
-
-fn mime_of(s: &Sent) -> (&str, &[u8]) {
-    match s {
-        Sent::Mime { mailbox, mime } => (mailbox, mime),
-        other => panic!("expected a MIME sendMail, got {other:?}"),
-    }
 }
 
 #[test]
@@ -465,197 +416,6 @@ fn concurrent_deliveries_share_one_token_request() {
             .iter()
             .all(|r| r.one_header("authorization") == "Bearer tok-1")
     );
-}
-
-fn fault_then_delivered(fault: Fault, what: &str) {
-    let ca = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    mock.push_api_fault(fault);
-    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
-    let msg = dated_message("app@example.com", "bob@dest.test", what);
-    submit(&p, &ca, &["bob@dest.test"], &msg);
-    let sent = mock.wait_sent(1);
-    p.wait_queue_empty();
-    assert_eq!(sent.len(), 1, "delivered exactly once");
-    assert_eq!(
-        api_requests(&mock, "/sendMail").len(),
-        2,
-        "failed once, then delivered"
-    );
-    assert_forwarded(mime_of(&sent[0]).1, &msg);
-    assert!(p.dead_files().is_empty());
-    let log = p.log();
-    assert!(log.contains("deferred"), "{log}");
-    assert!(!log.contains("credentials rejected"), "{log}");
-}
-
-#[test]
-fn fault_429_with_retry_after_then_delivered_once() {
-    fault_then_delivered(Fault::retry_after(429, 1), "429");
-}
-
-#[test]
-fn fault_500_then_delivered_once() {
-    fault_then_delivered(
-        Fault::status(
-            500,
-            r#"{"error":{"code":"ErrorInternalServerError","message":"boom"}}"#,
-        ),
-        "500",
-    );
-}
-
-#[test]
-fn fault_connection_reset_then_delivered_once() {
-    fault_then_delivered(Fault::Reset, "reset");
-}
-
-/// sendMail taken but never answered: with the default `on_ambiguous =
-/// "retry"` it is sent again (logged as a possible duplicate).
-#[test]
-fn fault_timeout_is_retried_as_a_possible_duplicate() {
-    let ca = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    mock.push_api_fault(Fault::Hang);
-    let mut cfg = config(&ca, &mock, &secret_auth(), "");
-    cfg.extra = cfg.extra.replace("timeout = \"10s\"", "timeout = \"2s\"");
-    let p = start(&ca, &cfg);
-    let msg = dated_message("app@example.com", "bob@dest.test", "timeout");
-    submit(&p, &ca, &["bob@dest.test"], &msg);
-    let sent = mock.wait_sent(1);
-    p.wait_queue_empty();
-    assert_eq!(
-        api_requests(&mock, "/sendMail").len(),
-        2,
-        "hung once, then sent"
-    );
-    assert_forwarded(mime_of(&sent[0]).1, &msg);
-    assert!(p.dead_files().is_empty());
-    assert!(p.log().contains("possible duplicate"), "{}", p.log());
-}
-
-#[test]
-fn token_endpoint_down_is_retried_then_delivered() {
-    let ca = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    mock.push_token_fault(Fault::status(503, ""));
-    mock.push_token_fault(Fault::Reset);
-    mock.push_token_fault(Fault::retry_after(429, 1));
-    // Attempts during the token back-off fail without a request, and each
-    // counts for the circuit breaker: keep it closed, this is about tokens.
-    let p = start(
-        &ca,
-        &config(&ca, &mock, &secret_auth(), "breaker_failures = 20"),
-    );
-    let msg = dated_message("app@example.com", "bob@dest.test", "token down");
-    submit(&p, &ca, &["bob@dest.test"], &msg);
-    let sent = mock.wait_sent(1);
-    p.wait_queue_empty();
-    assert_eq!(
-        mock.token_requests().len(),
-        4,
-        "three failures, then a token"
-    );
-    assert_eq!(api_requests(&mock, "/sendMail").len(), 1);
-    assert_forwarded(mime_of(&sent[0]).1, &msg);
-    let log = p.log();
-    assert!(
-        log.contains("token request to 127.0.0.1: HTTP 503"),
-        "{log}"
-    );
-    assert!(!log.contains("credentials rejected"), "{log}");
-}
-
-#[test]
-fn refused_credentials_alert_once_and_recover() {
-    let ca = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    let refusal = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
-    for _ in 0..3 {
-        mock.push_token_fault(Fault::status(401, refusal));
-    }
-    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
-    submit(
-        &p,
-        &ca,
-        &["bob@dest.test"],
-        &dated_message("app@example.com", "bob@dest.test", "creds"),
-    );
-    mock.wait_sent(1);
-    p.wait_queue_empty();
-    let log = p.log();
-    assert_eq!(log.matches("credentials rejected").count(), 1, "{log}");
-    assert!(log.contains("AADSTS7000215"), "{log}");
-    assert!(p.dead_files().is_empty());
-}
-
-#[test]
-fn permanent_api_error_dead_letters_with_the_provider_message() {
-    let ca = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    mock.push_api_fault(Fault::status(
-        400,
-        r#"{"error":{"code":"ErrorInvalidRecipients","message":"At least one recipient is not valid."}}"#,
-    ));
-    let p = start(&ca, &config(&ca, &mock, &secret_auth(), ""));
-    let id = submit(
-        &p,
-        &ca,
-        &["bob@dest.test"],
-        &dated_message("app@example.com", "bob@dest.test", "perm"),
-    );
-    let reason_path = p.dead_dir().join(format!("{id}.reason"));
-    assert!(
-        wait_until(Duration::from_secs(60), || reason_path.exists()),
-        "not dead-lettered; log:\n{}",
-        p.log()
-    );
-    let reason = std::fs::read_to_string(&reason_path).unwrap();
-    assert!(
-        reason.contains("ErrorInvalidRecipients: At least one recipient is not valid."),
-        "{reason}"
-    );
-    assert_eq!(api_requests(&mock, "/sendMail").len(), 1, "no retry");
-    assert!(mock.sent().is_empty());
-}
-
-#[test]
-fn wrong_ca_is_retried_and_delivered_once_after_the_fix() {
-    let ca = TestCa::new();
-    let other = TestCa::new();
-    let mock = ProviderMock::start(&ca);
-    let mut cfg = config(&ca, &mock, &secret_auth(), "");
-    cfg.extra = cfg.extra.replace(
-        &ca.ca_pem.display().to_string(),
-        &other.ca_pem.display().to_string(),
-    );
-    let mut p = start(&ca, &cfg);
-    let msg = dated_message("app@example.com", "bob@dest.test", "wrong ca");
-    submit(&p, &ca, &["bob@dest.test"], &msg);
-    assert!(
-        wait_until(Duration::from_secs(60), || p
-            .log()
-            .matches("deferred")
-            .count()
-            >= 2),
-        "no retries; log:\n{}",
-        p.log()
-    );
-    assert!(mock.requests().is_empty(), "nothing got past TLS");
-    assert_eq!(
-        p.queue_files().iter().filter(|f| !f.contains('.')).count(),
-        1
-    );
-    assert!(p.dead_files().is_empty());
-    let log = p.log();
-    assert!(log.to_lowercase().contains("certificate"), "{log}");
-
-    p.restart(&config(&ca, &mock, &secret_auth(), ""));
-    let sent = mock.wait_sent(1);
-    p.wait_queue_empty();
-    assert_eq!(sent.len(), 1);
-    assert_forwarded(mime_of(&sent[0]).1, &msg);
-    assert_eq!(api_requests(&mock, "/sendMail").len(), 1);
 }
 
 #[test]

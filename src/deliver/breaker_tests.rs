@@ -506,3 +506,30 @@ async fn ambiguous_timeout_is_retried_or_dead_lettered_per_upstream_policy() {
     assert_eq!(reason.last_upstream.as_deref(), Some("a"));
     assert!(run.spool.list(false).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn not_attempted_is_retried_without_moving_the_breaker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    let held = || {
+        Err(DeliveryError::NotAttempted {
+            reason: "token request: HTTP 503".into(),
+            retry_after: Duration::from_millis(1),
+        })
+    };
+    let a = scripted("a", vec![held(), held()], &calls_tx);
+    let mut router = router_with("default", vec![a]);
+    router.set_policy("a", policy(1, COOLDOWN, OnAmbiguous::Retry));
+    let (d, trigger) = start_manual(&spool, router, clock()).await;
+
+    let m = put(&spool).await;
+    for _ in 0..3 {
+        assert_eq!(seen(&calls.recv().await.unwrap()), ("a", m.clone()));
+        // With breaker_failures = 1, one counted failure would have opened it.
+        assert_eq!(d.breaker_state("a"), BreakerState::Closed);
+    }
+    stop(d, trigger).await;
+    assert!(names(&tmp.path().join("queue")).is_empty());
+    assert!(names(&tmp.path().join("dead")).is_empty());
+}

@@ -334,13 +334,17 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     let result = upstream.deliver(&out).await;
     let up = upstream.name();
     let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(DeliveryError::Permanent { .. }) => Outcome::Permanent,
+        Ok(_) => Some(Outcome::Success),
+        Err(DeliveryError::Permanent { .. }) => Some(Outcome::Permanent),
         Err(DeliveryError::Transient { .. } | DeliveryError::Ambiguous { .. }) => {
-            Outcome::Transient
+            Some(Outcome::Transient)
         }
+        // Nothing reached the upstream; dropping the permit frees a probe.
+        Err(DeliveryError::NotAttempted { .. }) => None,
     };
-    if permit.record(outcome) == Some(BreakerState::Closed) {
+    if let Some(outcome) = outcome
+        && permit.record(outcome) == Some(BreakerState::Closed)
+    {
         ctx.scheduler.wake_parked();
     }
     match result {
@@ -376,6 +380,19 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
                 defer(&ctx, &id, failed).await;
             }
         },
+        Err(DeliveryError::NotAttempted {
+            reason,
+            retry_after,
+        }) => {
+            let failed = Failed {
+                attempt,
+                upstream: up,
+                reason,
+                retry_after: Some(retry_after),
+                received_at: envelope.received_at,
+            };
+            defer(&ctx, &id, failed).await;
+        }
         Err(DeliveryError::Transient {
             reason,
             retry_after,

@@ -69,6 +69,15 @@ pub enum DeliveryError {
     /// decides between retrying and dead-lettering.
     #[error("{reason}")]
     Ambiguous { reason: String },
+    /// Nothing was sent: the upstream is still waiting out an earlier
+    /// failure it shares between deliveries (a failed token refresh). Retried
+    /// after `retry_after` like a transient failure, but it is no new
+    /// evidence about the upstream, so the circuit breaker ignores it.
+    #[error("{reason}")]
+    NotAttempted {
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 impl DeliveryError {
@@ -95,7 +104,8 @@ impl DeliveryError {
         match self {
             DeliveryError::Transient { reason, .. }
             | DeliveryError::Permanent { reason }
-            | DeliveryError::Ambiguous { reason } => reason,
+            | DeliveryError::Ambiguous { reason }
+            | DeliveryError::NotAttempted { reason, .. } => reason,
         }
     }
 

@@ -256,7 +256,19 @@ impl TokenCache {
         {
             return match usable(&state.current, now) {
                 Some(t) => Ok(t),
-                None => Err(err.clone()),
+                None if err.is_permanent() => Err(err.clone()),
+                // The endpoint was not asked: wait out the hold (or what the
+                // endpoint itself asked for), without counting a new failure.
+                None => Err(DeliveryError::NotAttempted {
+                    reason: err.reason().to_string(),
+                    retry_after: match err {
+                        DeliveryError::Transient {
+                            retry_after: Some(r),
+                            ..
+                        } => (*r).max(FAILURE_HOLD - now.duration_since(*at)),
+                        _ => FAILURE_HOLD - now.duration_since(*at),
+                    },
+                }),
             };
         }
         match self.fetch().await {

@@ -307,13 +307,13 @@ fn fail_until_locked(p: &Postern, ca: &TestCa, limit: usize) -> Reply {
 }
 
 #[test]
-fn repeated_lockouts_double_up_to_lockout_max() {
+fn repeated_lockouts_double() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let cfg = Config::new(&up.url())
         .abuse("auth_failures = 3")
         .abuse("lockout = \"3s\"")
-        .abuse("lockout_max = \"5s\"")
+        .abuse("lockout_max = \"8s\"")
         .abuse("auth_failure_delay = \"0s\"");
     let p = Postern::start(&ca, &cfg);
 
@@ -322,7 +322,8 @@ fn repeated_lockouts_double_up_to_lockout_max() {
     let n = retry_secs(&first);
     assert!((1..=3).contains(&n), "first lockout is 3s: {first:?}");
 
-    // Wait it out (poll with a deadline), then fail again: 6s, capped at 5s.
+    // Wait it out (poll with a deadline), then fail again: 6 s. (The cap,
+    // lockout_max, is unit-tested in src/access/lockout.rs.)
     let deadline = Instant::now() + Duration::from_secs(60);
     while auth_from(&p, &ca, "127.0.0.2", "app", PASSWORD).code != 235 {
         assert!(Instant::now() < deadline, "first lockout never ended");
@@ -333,8 +334,8 @@ fn repeated_lockouts_double_up_to_lockout_max() {
     second.expect(454, "4.7.0", "second lockout");
     let n = retry_secs(&second);
     assert!(
-        (4..=5).contains(&n),
-        "second lockout should be 2 x 3s capped at 5s: {second:?}"
+        (4..=6).contains(&n),
+        "second lockout should be 2 x 3s (2 s of slack for a slow machine): {second:?}"
     );
 }
 

@@ -347,6 +347,13 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     {
         ctx.scheduler.wake_parked();
     }
+    let failed = |reason: String, retry_after: Option<Duration>| Failed {
+        attempt,
+        upstream: up,
+        reason,
+        retry_after,
+        received_at: envelope.received_at,
+    };
     match result {
         Ok(delivered) => {
             // Right after the 2xx, before anything else can fail.
@@ -370,42 +377,17 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             }
             OnAmbiguous::Retry => {
                 tracing::warn!(queue_id = %id, upstream = up, attempt, reason = %reason, "possible duplicate: no answer after the request was sent, so the upstream may have delivered the message; retrying (on_ambiguous = \"retry\")");
-                let failed = Failed {
-                    attempt,
-                    upstream: up,
-                    reason,
-                    retry_after: None,
-                    received_at: envelope.received_at,
-                };
-                defer(&ctx, &id, failed).await;
+                defer(&ctx, &id, failed(reason, None)).await;
             }
         },
         Err(DeliveryError::NotAttempted {
             reason,
             retry_after,
-        }) => {
-            let failed = Failed {
-                attempt,
-                upstream: up,
-                reason,
-                retry_after: Some(retry_after),
-                received_at: envelope.received_at,
-            };
-            defer(&ctx, &id, failed).await;
-        }
+        }) => defer(&ctx, &id, failed(reason, Some(retry_after))).await,
         Err(DeliveryError::Transient {
             reason,
             retry_after,
-        }) => {
-            let failed = Failed {
-                attempt,
-                upstream: up,
-                reason,
-                retry_after,
-                received_at: envelope.received_at,
-            };
-            defer(&ctx, &id, failed).await;
-        }
+        }) => defer(&ctx, &id, failed(reason, retry_after)).await,
     }
 }
 

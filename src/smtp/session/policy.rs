@@ -13,10 +13,19 @@ use crate::validate::Address;
 /// A successful AUTH: the credential, and which of its secrets was used
 /// (opaque here), so the access layer can notice at the next MAIL that the
 /// secret was removed or expired by a reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Grant {
     pub credential: Arc<str>,
     pub secret: Arc<str>,
+}
+
+/// Manual so the stored hash of the secret never reaches a log line.
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Grant {

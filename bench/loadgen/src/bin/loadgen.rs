@@ -4,6 +4,13 @@
 //! `networks` credential; mode `starttls` upgrades and does AUTH PLAIN.
 //! Prints throughput and the acceptance latency distribution (time from
 //! sending the final "." to receiving the 250), as `key=value` lines.
+//!
+//! `--senders N` makes message `n` come from `bench-<n mod N>@example.com`
+//! (envelope and From header alike), so that per-sender state in postern
+//! (quota keys) grows to N entries as it would with many applications; the
+//! default is the single sender `bench@example.com`. A 451 (a rate limit) is
+//! counted as `refused_451` and the session goes on after RSET, so a bench
+//! that must not hit any limit can check that the count is 0.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +81,8 @@ struct Setup {
     user: String,
     pass: String,
     tls: TlsConnector,
+    /// 0: every message from `bench@example.com`; see the module doc.
+    senders: usize,
 }
 
 async fn open(s: &Setup) -> Result<Conn<Box<dyn Io>>, Error> {
@@ -111,9 +120,18 @@ async fn open(s: &Setup) -> Result<Conn<Box<dyn Io>>, Error> {
     Ok(c)
 }
 
-fn message(session: usize, n: usize, size: usize) -> Vec<u8> {
+/// The envelope sender (and From address) of message `n`.
+fn sender(n: usize, senders: usize) -> String {
+    if senders == 0 {
+        "bench@example.com".to_string()
+    } else {
+        format!("bench-{}@example.com", n % senders)
+    }
+}
+
+fn message(from: &str, session: usize, n: usize, size: usize) -> Vec<u8> {
     let mut m = format!(
-        "From: <bench@example.com>\r\nTo: <sink@dest.test>\r\nSubject: bench {session}-{n}\r\nMessage-ID: <{session}-{n}@bench.example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "From: <{from}>\r\nTo: <sink@dest.test>\r\nSubject: bench {session}-{n}\r\nMessage-ID: <{session}-{n}@bench.example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
     )
     .into_bytes();
     let line = b"The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstu\r\n";
@@ -130,7 +148,21 @@ fn message(session: usize, n: usize, size: usize) -> Vec<u8> {
 struct SessionResult {
     latencies_us: Vec<u32>,
     errors: Vec<String>,
+    refused_451: usize,
 }
+
+/// A 451 at MAIL FROM or RCPT TO: postern's rate limit said no. The
+/// transaction is reset and the session continues.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused: {}", self.0.trim_end())
+    }
+}
+
+impl std::error::Error for Refused {}
 
 async fn session(
     id: usize,
@@ -142,6 +174,7 @@ async fn session(
     let mut r = SessionResult {
         latencies_us: Vec::new(),
         errors: Vec::new(),
+        refused_451: 0,
     };
     let mut conn: Option<Conn<Box<dyn Io>>> = None;
     loop {
@@ -163,10 +196,17 @@ async fn session(
             let _ = c.cmd("QUIT", 221).await;
             return r;
         }
-        match one_message(c, id, n, size).await {
+        match one_message(c, &sender(n, s.senders), id, n, size).await {
             Ok(lat) => r
                 .latencies_us
                 .push(lat.as_micros().min(u32::MAX as u128) as u32),
+            Err(e) if e.is::<Refused>() => {
+                r.refused_451 += 1;
+                if let Err(e) = c.cmd("RSET", 250).await {
+                    r.errors.push(format!("session {id} RSET after 451: {e}"));
+                    conn = None;
+                }
+            }
             Err(e) => {
                 r.errors.push(format!("session {id} message {n}: {e}"));
                 conn = None;
@@ -175,16 +215,27 @@ async fn session(
     }
 }
 
+/// Sends `line` and expects 250; a 451 becomes [`Refused`].
+async fn envelope(c: &mut Conn<Box<dyn Io>>, line: &str) -> Result<(), Error> {
+    c.send(format!("{line}\r\n").as_bytes()).await?;
+    match c.reply().await? {
+        (250, _) => Ok(()),
+        (451, text) => Err(Box::new(Refused(text))),
+        (_, text) => Err(format!("{line:?}: expected 250, got {text:?}").into()),
+    }
+}
+
 async fn one_message(
     c: &mut Conn<Box<dyn Io>>,
+    from: &str,
     session: usize,
     n: usize,
     size: usize,
 ) -> Result<Duration, Error> {
-    c.cmd("MAIL FROM:<bench@example.com>", 250).await?;
-    c.cmd("RCPT TO:<sink@dest.test>", 250).await?;
+    envelope(c, &format!("MAIL FROM:<{from}>")).await?;
+    envelope(c, "RCPT TO:<sink@dest.test>").await?;
     c.cmd("DATA", 354).await?;
-    c.send(&message(session, n, size)).await?;
+    c.send(&message(from, session, n, size)).await?;
     let t0 = Instant::now();
     c.send(b".\r\n").await?;
     let (code, text) = c.reply().await?;
@@ -218,6 +269,7 @@ async fn main() -> Result<(), Error> {
         user: arg_or(&a, "user", String::new())?,
         pass: arg_or(&a, "pass", String::new())?,
         tls: TlsConnector::from(postern_loadgen::client_config(Path::new(&certs))?),
+        senders: arg_or(&a, "senders", 0)?,
     });
     let sessions: usize = arg_or(&a, "sessions", 20)?;
     let count: usize = arg_or(&a, "count", 20_000)?;
@@ -238,10 +290,12 @@ async fn main() -> Result<(), Error> {
     }
     let mut lat = Vec::with_capacity(count);
     let mut errors = Vec::new();
+    let mut refused_451 = 0;
     for t in tasks {
         let r = t.await?;
         lat.extend(r.latencies_us);
         errors.extend(r.errors);
+        refused_451 += r.refused_451;
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
@@ -249,6 +303,8 @@ async fn main() -> Result<(), Error> {
     println!("start_unix_ns={start_unix_ns}");
     println!("accepted={}", lat.len());
     println!("errors={}", errors.len());
+    println!("refused_451={refused_451}");
+    println!("senders={}", setup.senders.max(1));
     for e in errors.iter().take(5) {
         println!("error: {e}");
     }

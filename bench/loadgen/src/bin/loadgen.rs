@@ -220,7 +220,7 @@ async fn envelope(c: &mut Conn<Box<dyn Io>>, line: &str) -> Result<(), Error> {
     c.send(format!("{line}\r\n").as_bytes()).await?;
     match c.reply().await? {
         (250, _) => Ok(()),
-        (451, text) => Err(Box::new(Refused(text))),
+        (451, text) => Err(Refused(text).into()),
         (_, text) => Err(format!("{line:?}: expected 250, got {text:?}").into()),
     }
 }
@@ -317,4 +317,22 @@ async fn main() -> Result<(), Error> {
         return Err(format!("only {} of {count} messages accepted", lat.len()).into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_cycle_and_from_header_matches_envelope() {
+        assert_eq!(sender(7, 0), "bench@example.com");
+        assert_eq!(sender(3, 10_000), "bench-3@example.com");
+        assert_eq!(sender(10_003, 10_000), "bench-3@example.com");
+        let distinct: std::collections::HashSet<_> =
+            (0..20_000).map(|n| sender(n, 10_000)).collect();
+        assert_eq!(distinct.len(), 10_000);
+        let m = message(&sender(42, 100), 1, 42, 4096);
+        assert!(m.starts_with(b"From: <bench-42@example.com>\r\n"));
+        assert_eq!(m.len(), 4096);
+    }
 }

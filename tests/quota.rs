@@ -76,3 +76,35 @@ fn day_counter_survives_a_restart() {
     p.restart(&cfg);
     send_one(&p, 2).expect(451, "4.7.1", "third message after restart");
 }
+
+#[test]
+fn abandoned_transactions_do_not_use_up_the_quota() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(
+        &ca,
+        &limited(
+            &up.url(),
+            "[quota.credential]\nper_day = 2\nrecipients_per_day = 2\n",
+        ),
+    );
+    // Address probes: MAIL, RCPT, then RSET or QUIT, many times over.
+    for n in 0..5 {
+        let mut c = SmtpClient::connect(p.port(0));
+        c.greet();
+        c.cmd("MAIL FROM:<app@example.com>")
+            .expect_code(250, "MAIL");
+        c.cmd("RCPT TO:<bob@dest.test>").expect_code(250, "RCPT");
+        if n % 2 == 0 {
+            c.cmd("RSET").expect_code(250, "RSET");
+        }
+        c.quit();
+    }
+    // The whole day's allowance is still there, and no more.
+    send_one(&p, 0).expect(250, "2.0.0", "first real message");
+    send_one(&p, 1).expect(250, "2.0.0", "second real message");
+    send_one(&p, 2).expect(451, "4.7.1", "third: the limit holds");
+    p.delivered(&up, 2);
+    p.wait_queue_empty();
+    assert_eq!(up.count(), 2);
+}

@@ -103,14 +103,7 @@ impl Access {
         let Some(quotas) = &self.quotas else {
             return Ok(());
         };
-        let subject = crate::quota::Subject {
-            credential,
-            credential_quota: self.by_name.get(credential).and_then(|c| c.quota.as_ref()),
-            sender: mail_from,
-            from_domain: "",
-            ip: canonical_ip(peer),
-        };
-        check(quotas, &subject).map_err(|refusal| {
+        check(quotas, &self.subject(credential, mail_from, peer)).map_err(|refusal| {
             tracing::warn!(
                 credential,
                 rule = %refusal.rule,
@@ -120,6 +113,22 @@ impl Access {
             );
             crate::smtp::reply::Reply::new(451, "4.7.1", refusal.to_string())
         })
+    }
+
+    /// Who a quota check is about.
+    fn subject<'a>(
+        &'a self,
+        credential: &'a str,
+        mail_from: &'a str,
+        peer: IpAddr,
+    ) -> crate::quota::Subject<'a> {
+        crate::quota::Subject {
+            credential,
+            credential_quota: self.by_name.get(credential).and_then(|c| c.quota.as_ref()),
+            sender: mail_from,
+            from_domain: "",
+            ip: canonical_ip(peer),
+        }
     }
 
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
@@ -284,6 +293,12 @@ impl crate::smtp::session::Policy for Access {
         peer: IpAddr,
     ) -> Result<(), crate::smtp::reply::Reply> {
         self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
+    }
+
+    fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
+        if let Some(quotas) = &self.quotas {
+            quotas.refund(&self.subject(credential, mail_from, peer), 1, recipients);
+        }
     }
 
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {

@@ -221,7 +221,9 @@ impl Quotas {
     /// message being queued (RSET, QUIT, DATA refused), so only mail that
     /// was accepted uses up the quota.
     pub fn refund(&self, s: &Subject<'_>, messages: u32, recipients: u32) {
-        if messages == 0 && recipients == 0 {
+        if messages == 0 && recipients == 0
+            || s.credential_quota.is_none() && !self.any_limit.load(Ordering::Relaxed)
+        {
             return;
         }
         let now = self.clock.now();

@@ -170,6 +170,15 @@ impl Policy for Shared {
     ) -> Result<(), Reply> {
         Policy::admit_recipient(&*self.current().access, credential, mail_from, peer)
     }
+    fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
+        Policy::release(
+            &*self.current().access,
+            credential,
+            mail_from,
+            peer,
+            recipients,
+        )
+    }
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
         self.current().access.check_login(grant, peer)
     }

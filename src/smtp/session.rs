@@ -153,8 +153,18 @@ struct Envelope {
     size_by: Option<String>,
     mail_from: String,
     rcpt_to: Vec<String>,
+    /// Recipients counted against the quotas (including any a later DNS
+    /// check refused), for [`Policy::release`].
+    counted_rcpts: u32,
     body_8bit: bool,
     smtputf8: bool,
+}
+
+/// What a transaction handed to the sink counted, until the sink answers.
+struct Counted {
+    credential: Arc<str>,
+    mail_from: String,
+    recipients: u32,
 }
 
 const HELP_TEXT: &str =
@@ -174,6 +184,8 @@ pub struct Session {
     /// Credential granted by network trust at the last MAIL (for logging).
     network_credential: Option<Arc<str>>,
     envelope: Option<Envelope>,
+    /// The transaction being spooled, released if the spool refuses it.
+    queueing: Option<Counted>,
     phase: Phase,
     bad_commands: u32,
 }
@@ -208,6 +220,7 @@ impl Session {
             auth_attempts: 0,
             network_credential: None,
             envelope: None,
+            queueing: None,
             phase: Phase::Command,
             bad_commands: 0,
         }
@@ -247,7 +260,7 @@ impl Session {
         self.helo = None;
         self.auth = None;
         self.network_credential = None;
-        self.envelope = None;
+        self.abandon_envelope();
         if !matches!(self.phase, Phase::Closed) {
             self.phase = Phase::Command;
         }
@@ -263,9 +276,17 @@ impl Session {
         let Some(env) = self.envelope.take() else {
             return self.out_of_order();
         };
+        if !matches!(outcome, DataOutcome::Message(_)) {
+            self.release(&env.credential, &env.mail_from, env.counted_rcpts);
+        }
         match outcome {
             DataOutcome::Message(data) => {
                 self.phase = Phase::Queueing;
+                self.queueing = Some(Counted {
+                    credential: env.credential.clone(),
+                    mail_from: env.mail_from.clone(),
+                    recipients: env.counted_rcpts,
+                });
                 Step::Queue(Box::new(Transaction {
                     credential: env.credential,
                     authenticated: env.authenticated,
@@ -299,10 +320,28 @@ impl Session {
             return self.out_of_order();
         }
         self.phase = Phase::Command;
+        let counted = self.queueing.take();
         match result {
             Ok(id) => Step::Reply(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
-            Err(reply) => Step::Reply(reply),
+            Err(reply) => {
+                if let Some(c) = counted {
+                    self.release(&c.credential, &c.mail_from, c.recipients);
+                }
+                Step::Reply(reply)
+            }
         }
+    }
+
+    /// Drops the open transaction, giving back what it counted.
+    fn abandon_envelope(&mut self) {
+        if let Some(env) = self.envelope.take() {
+            self.release(&env.credential, &env.mail_from, env.counted_rcpts);
+        }
+    }
+
+    fn release(&self, credential: &str, mail_from: &str, recipients: u32) {
+        self.policy
+            .release(credential, mail_from, self.peer, recipients);
     }
 
     /// The listener's idle timer fired; write this and close.
@@ -394,7 +433,7 @@ impl Session {
             } => self.auth(mechanism, &initial_response),
             Request::StartTls => self.starttls(),
             Request::Rset => {
-                self.envelope = None;
+                self.abandon_envelope();
                 Step::Reply(Reply::new(250, "2.0.0", "Ok"))
             }
             Request::Noop { .. } => Step::Reply(Reply::new(250, "2.0.0", "Ok")),
@@ -428,7 +467,7 @@ impl Session {
         if !clean_text(host) {
             return self.reply(Reply::new(501, "5.5.4", "Invalid domain in EHLO/HELO"));
         }
-        self.envelope = None;
+        self.abandon_envelope();
         self.helo = Some(host.to_string());
         let name = self.cfg.hostname.clone();
         if !extended {
@@ -552,6 +591,15 @@ fn non_ascii_address() -> Reply {
 fn clean_text(s: &str) -> bool {
     !s.chars()
         .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+}
+
+/// A connection that ends mid-transaction (QUIT, timeout, lost socket)
+/// gives back what the transaction counted. One being spooled is not
+/// released: it may be in the queue.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.abandon_envelope();
+    }
 }
 
 #[cfg(test)]

@@ -143,6 +143,7 @@ impl Session {
             size_by,
             mail_from: address,
             rcpt_to: Vec::new(),
+            counted_rcpts: 0,
             body_8bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
         });
@@ -211,6 +212,7 @@ impl Session {
         {
             return Step::Reply(reply);
         }
+        env.counted_rcpts = env.counted_rcpts.saturating_add(1);
         if rules.needs_check {
             self.phase = Phase::CheckingRecipient(address.clone());
             return Step::CheckRecipient { address };

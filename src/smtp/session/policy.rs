@@ -82,6 +82,11 @@ pub trait Policy: Send + Sync {
     ) -> Result<(), Reply> {
         Ok(())
     }
+    /// A transaction that was counted at MAIL (one message) and RCPT
+    /// (`recipients`) ended without a queued message (RSET, a new EHLO,
+    /// STARTTLS, a refused DATA, a dropped connection): give the counts
+    /// back, so only accepted mail uses up a quota.
+    fn release(&self, _credential: &str, _mail_from: &str, _peer: IpAddr, _recipients: u32) {}
     /// At each MAIL of an authenticated session: is the login still good
     /// (credential not removed, disabled or expired, secret still listed)?
     /// The configuration may have been reloaded since AUTH.

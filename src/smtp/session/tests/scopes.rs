@@ -9,6 +9,8 @@ use std::sync::Mutex;
 /// reload changes the daemon's.
 #[derive(Default)]
 struct Scoped {
+    /// Recipients given back by each `release`, in order.
+    released: Mutex<Vec<u32>>,
     revoked: Mutex<bool>,
     limits: Limits,
     denied_domain: Option<&'static str>,
@@ -30,6 +32,9 @@ impl Policy for Scoped {
     }
     fn limits(&self, _: &str) -> Limits {
         self.limits.clone()
+    }
+    fn release(&self, _: &str, _: &str, _: IpAddr, recipients: u32) {
+        self.released.lock().unwrap().push(recipients);
     }
     fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
         match self.denied_domain {
@@ -169,4 +174,53 @@ fn recipient_domain_scope() {
         "550 5.7.1 Recipient <x@blocked.example> not allowed for credential \"app\"\r\n"
     );
     assert!(send(&mut s, "RCPT TO:<x@fine.example>").starts_with("250"));
+}
+
+/// MAIL and two RCPTs, on a fresh transaction.
+fn open_transaction(s: &mut Session) {
+    assert!(send(s, "MAIL FROM:<a@example.com>").starts_with("250"));
+    assert!(send(s, "RCPT TO:<x@example.net>").starts_with("250"));
+    assert!(send(s, "RCPT TO:<y@example.net>").starts_with("250"));
+}
+
+#[test]
+fn abandoned_transactions_give_back_what_they_counted() {
+    let policy = Arc::new(Scoped::default());
+    let released = || policy.released.lock().unwrap().clone();
+    let mut s = logged_in(policy.clone());
+
+    open_transaction(&mut s);
+    send(&mut s, "RSET");
+    assert_eq!(released(), [2], "RSET");
+
+    open_transaction(&mut s);
+    send(&mut s, "EHLO again.example");
+    assert_eq!(released(), [2, 2], "EHLO inside a transaction");
+
+    // A message that is queued keeps its counts.
+    open_transaction(&mut s);
+    let tx = queue(&mut s, b"Subject: x\r\n\r\nbody\r\n.\r\n");
+    assert_eq!(tx.rcpt_to.len(), 2);
+    assert!(s.queued(Ok("Q1".into())).is_positive());
+    assert_eq!(released(), [2, 2]);
+
+    // One the spool refuses does not.
+    open_transaction(&mut s);
+    queue(&mut s, b"Subject: x\r\n\r\nbody\r\n.\r\n");
+    s.queued(Err(Reply::new(452, "4.3.1", "disk full")));
+    assert_eq!(released(), [2, 2, 2], "spool refused");
+
+    // Nor one refused at the end of DATA.
+    send(&mut s, "MAIL FROM:<a@example.com>");
+    send(&mut s, "RCPT TO:<x@example.net>");
+    assert!(send(&mut s, "DATA").starts_with("354"));
+    let mut d = s.new_data_decoder();
+    d.feed(format!("{}\r\n.\r\n", "x".repeat(2000)).as_bytes());
+    assert!(wire(&s.data_finished(d.finish())).starts_with("552"));
+    assert_eq!(released(), [2, 2, 2, 1], "DATA too large");
+
+    // A connection that goes away mid-transaction.
+    open_transaction(&mut s);
+    drop(s);
+    assert_eq!(released(), [2, 2, 2, 1, 2], "dropped session");
 }

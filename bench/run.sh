@@ -11,6 +11,12 @@
 #        KIND=http|ses|sendgrid picks the upstream kind postern delivers with; the sink plays
 #        that API (bench/upstreams.sh compares them). RESULT_FILE=FILE appends one JSON line
 #        per mode with the numbers.
+#        SENDERS=N makes the load generator cycle MAIL FROM (and From) through N addresses
+#        bench-<i>@example.com (default: the single bench@example.com). QUOTA=1 adds a [quota]
+#        section limiting every key kind (credential, sender, domain, ip; per minute, hour and
+#        day; messages and recipients) far above what the run sends, so every check runs in
+#        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]).
+#        After each run the keys in state_dir/quota-state.json are counted per kind.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +26,8 @@ SIZE="${SIZE:-4096}"
 MODES="${MODES:-plain starttls}"
 KIND="${KIND:-http}"
 case "$KIND" in http | ses | sendgrid) ;; *) echo "unknown KIND $KIND (http | ses | sendgrid)" >&2; exit 2 ;; esac
+SENDERS="${SENDERS:-}"
+QUOTA="${QUOTA:-}"
 WAIT_S="${WAIT_S:-600}"          # upper bound for draining the spool into the sink
 
 if [ -z "${SKIP_BUILD:-}" ]; then    # SKIP_BUILD=1 reuses target/release/postern as is
@@ -93,6 +101,21 @@ TOML
         *) echo "unknown KIND $KIND (http | ses | sendgrid)" >&2; return 2 ;;
     esac
 }
+quota_toml() {  # every limit on every key kind, far above a run's 20,000 messages in seconds
+    local kind
+    for kind in credential sender domain ip; do
+        cat <<TOML
+[quota.$kind]
+per_minute = 1000000
+per_hour = 10000000
+per_day = 100000000
+recipients_per_minute = 1000000
+recipients_per_hour = 10000000
+recipients_per_day = 100000000
+
+TOML
+    done
+}
 HASH="$(printf '%s\n' "$PASSWORD" | "$POSTERN" hash-secret)"
 
 run_mode() {
@@ -142,6 +165,7 @@ upstreams = ["sink"]
 
 TOML
     upstream_toml "$sink_port" >>"$dir/postern.toml"
+    if [ -n "$QUOTA" ]; then quota_toml >>"$dir/postern.toml"; fi
     if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG" >>"$dir/postern.toml"; fi
 
     "$POSTERN" run --config "$dir/postern.toml" 2>"$dir/postern.log" &
@@ -149,14 +173,14 @@ TOML
     PIDS+=("$postern_pid")
     wait_port "$smtp_port"
 
-    echo "== kind=$KIND mode=$mode count=$COUNT sessions=$SESSIONS size=$SIZE" >&2
+    echo "== kind=$KIND mode=$mode count=$COUNT sessions=$SESSIONS size=$SIZE senders=${SENDERS:-1} quota=${QUOTA:-none}" >&2
     local wrap=()
     if [ -x /usr/bin/time ]; then
         wrap=(/usr/bin/time -f "user %U s, sys %S s" -o "$dir/loadgen.time")
     fi
     "${wrap[@]}" "$LG/loadgen" --mode "$mode" --certs "$WORK/certs" --port "$smtp_port" \
         --user bench --pass "$PASSWORD" --sessions "$SESSIONS" --count "$COUNT" \
-        --size "$SIZE" >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
+        --size "$SIZE" ${SENDERS:+--senders "$SENDERS"} >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
     grep '^error:' "$dir/loadgen.out" >&2 || true
 
     # Wait (bounded) until the sink has every message.
@@ -183,12 +207,19 @@ TOML
     wait "$sink_pid" 2>/dev/null || true
 
     KIND="$KIND" RESULT_FILE="${RESULT_FILE:-}" CPU="$cpu" \
-    python3 - "$dir/loadgen.out" "$dir/sink-done.json" "$hwm" "$COUNT" "$dir/loadgen.time" <<'PY'
+    QUOTA="$QUOTA" SENDERS="${SENDERS:-}" \
+    python3 - "$dir/loadgen.out" "$dir/sink-done.json" "$hwm" "$COUNT" "$dir/loadgen.time" \
+        "$dir/state/quota-state.json" <<'PY'
 import json, os, sys
 out, done, hwm, count, tfile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-result = {"kind": os.environ["KIND"], "mode": None, "e2e_msgs_per_s": None}
+qfile = sys.argv[6]
+result = {"kind": os.environ["KIND"], "mode": None, "e2e_msgs_per_s": None,
+          "quota": bool(os.environ.get("QUOTA")), "senders": int(os.environ.get("SENDERS") or 1)}
 kv = dict(l.split("=", 1) for l in open(out).read().splitlines() if "=" in l and not l.startswith("error:"))
-print(f"mode {kv['mode']}: accepted {kv['accepted']}/{count} errors {kv['errors']}")
+print(f"mode {kv['mode']}: accepted {kv['accepted']}/{count} errors {kv['errors']} "
+      f"refused (451) {kv.get('refused_451', '?')}")
+if "refused_451" in kv:
+    result["refused_451"] = int(kv["refused_451"])
 result.update(mode=kv["mode"], accepted=int(kv["accepted"]), accept_msgs_per_s=float(kv["msgs_per_s"]),
               p50_ms=float(kv["latency_p50_ms"]), p99_ms=float(kv["latency_p99_ms"]))
 print(f"  acceptance: {kv['msgs_per_s']} msg/s over {kv['elapsed_s']} s; "
@@ -217,6 +248,18 @@ except ValueError:
 if os.path.exists(tfile):
     print(f"  load generator CPU (to show it is not the bottleneck): {open(tfile).read().strip()}")
 result["peak_rss"] = hwm
+# Saved at shutdown: the hour/day counters of every key that still counts something.
+if os.path.exists(qfile):
+    try:
+        keys = json.load(open(qfile))["keys"]
+        by_dim = {}
+        for k in keys:
+            by_dim[k["dim"]] = by_dim.get(k["dim"], 0) + 1
+        print(f"  quota state: {len(keys)} keys saved ({', '.join(f'{d} {n}' for d, n in sorted(by_dim.items()))}), "
+              f"{os.path.getsize(qfile)} bytes")
+        result.update(quota_keys=len(keys), quota_keys_by_dim=by_dim)
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"  quota state: unreadable ({e})")
 if os.environ.get("RESULT_FILE"):
     with open(os.environ["RESULT_FILE"], "a") as f:
         f.write(json.dumps(result) + "\n")

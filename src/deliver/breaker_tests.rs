@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::tests::{Call, envelope, fast, names, router_with, scripted, stop};
+use super::tests::{Call, envelope, fast, names, router_with, scripted, stop, temp_spool};
 use super::*;
 use crate::quota::ManualClock;
 use crate::spool::new_id;
@@ -262,8 +262,7 @@ fn seen(c: &Call) -> (&'static str, String) {
 
 #[tokio::test]
 async fn open_primary_is_skipped_then_probed_by_a_new_message_after_cooldown() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -303,8 +302,7 @@ async fn open_primary_is_skipped_then_probed_by_a_new_message_after_cooldown() {
 
 #[tokio::test]
 async fn all_breakers_open_makes_the_message_wait_without_counting_an_attempt() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -357,8 +355,7 @@ async fn parked_at_least(d: &Delivery, n: usize) {
 
 #[tokio::test]
 async fn a_closing_breaker_wakes_messages_waiting_for_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -409,8 +406,7 @@ async fn a_closing_breaker_wakes_messages_waiting_for_it() {
 
 #[tokio::test]
 async fn recovered_message_fails_over_after_its_last_upstream() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (_tmp, spool) = temp_spool();
     let m = put(&spool).await;
     // Attempt 1 went to "b" (the primary was skipped at the time).
     let state = RetryState {
@@ -430,8 +426,7 @@ async fn recovered_message_fails_over_after_its_last_upstream() {
 
 #[tokio::test]
 async fn permanent_failure_does_not_fail_over() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (_tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -457,8 +452,7 @@ struct AmbiguousRun {
 }
 
 async fn ambiguous_with(on_ambiguous: OnAmbiguous) -> AmbiguousRun {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -509,8 +503,7 @@ async fn ambiguous_timeout_is_retried_or_dead_lettered_per_upstream_policy() {
 
 #[tokio::test]
 async fn not_attempted_is_retried_without_moving_the_breaker() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let held = || {
         Err(DeliveryError::NotAttempted {

@@ -87,6 +87,13 @@ pub(super) fn envelope(id: &str, route: &str) -> Envelope {
     }
 }
 
+/// A spool in a fresh temporary directory (kept alive by the `TempDir`).
+pub(super) fn temp_spool() -> (tempfile::TempDir, Arc<Spool>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    (tmp, spool)
+}
+
 pub(super) fn fast() -> RetryPolicy {
     RetryPolicy {
         initial: Duration::from_millis(1),
@@ -137,8 +144,7 @@ pub(super) fn router_with(route: &str, ups: Vec<Arc<Scripted>>) -> Router {
 
 #[tokio::test]
 async fn new_and_recovered_messages_are_delivered_and_removed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let old = new_id();
     spool
         .put(envelope(&old, "default"), b"old message".to_vec())
@@ -175,8 +181,7 @@ async fn new_and_recovered_messages_are_delivered_and_removed() {
 
 #[tokio::test]
 async fn transient_failure_retries_on_the_next_upstream() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let a = scripted(
         "a",
@@ -204,8 +209,7 @@ async fn transient_failure_retries_on_the_next_upstream() {
 
 #[tokio::test]
 async fn deferred_message_keeps_retry_state_across_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let slow_retry = RetryPolicy {
         initial: Duration::from_secs(3000),
@@ -254,8 +258,7 @@ async fn deferred_message_keeps_retry_state_across_restart() {
 
 #[tokio::test]
 async fn permanent_failure_dead_letters_with_upstream_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let up = scripted(
         "api",
@@ -285,8 +288,7 @@ async fn permanent_failure_dead_letters_with_upstream_reason() {
 
 #[tokio::test]
 async fn too_old_message_dead_letters_after_transient_failure() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (_tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let up = scripted(
         "api",
@@ -313,8 +315,7 @@ async fn too_old_message_dead_letters_after_transient_failure() {
 
 #[tokio::test]
 async fn unknown_route_uses_default_or_dead_letters() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (_tmp, spool) = temp_spool();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     let up = scripted("fallback", vec![], &calls_tx);
     let removed = new_id();
@@ -357,8 +358,7 @@ async fn unknown_route_uses_default_or_dead_letters() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_and_leaves_the_rest_queued() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let (first, second) = (new_id(), new_id());
     spool
         .put(envelope(&first, "default"), b"1".to_vec())
@@ -388,8 +388,7 @@ async fn shutdown_finishes_in_flight_and_leaves_the_rest_queued() {
 
 #[tokio::test]
 async fn grace_expiry_aborts_and_keeps_the_message() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path().to_path_buf()).unwrap());
+    let (tmp, spool) = temp_spool();
     let id = new_id();
     spool
         .put(envelope(&id, "default"), b"1".to_vec())

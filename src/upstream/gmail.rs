@@ -20,9 +20,7 @@ use serde_json::Value;
 use super::jwt::RsaSigner;
 use super::oauth::{Grant, TokenCache, api_client, https_url};
 use super::recipients::with_envelope_bcc;
-use super::{
-    DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
-};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
 
 pub const DEFAULT_BASE_URL: &str = "https://gmail.googleapis.com";
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -218,16 +216,4 @@ impl GmailUpstream {
     }
 }
 
-impl Upstream for GmailUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(GmailUpstream, MAX_MESSAGE_SIZE);

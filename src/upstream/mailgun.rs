@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
 
 /// "The maximum message size Mailgun supports is 25MB."
 pub const MAX_MESSAGE_SIZE: u64 = 25_000_000;
@@ -158,19 +158,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-impl Upstream for MailgunUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(MailgunUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"id": "<...>", "message": "Queued. Thank you."}`; errors `{"message"}`.
 struct Mailgun;

@@ -7,6 +7,32 @@
 //! Upstreams know nothing about the spool, retries or SMTP; the delivery
 //! workers own those decisions.
 
+/// `impl Upstream` for a provider client: a `name` field, an
+/// `async fn send(&self, &OutboundMessage) -> Result<Delivered, DeliveryError>`
+/// and the provider's fixed size limit. One definition instead of the same
+/// three methods in every provider file.
+macro_rules! provider_upstream {
+    ($ty:ty, $max:expr) => {
+        impl $crate::upstream::Upstream for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn deliver<'a>(
+                &'a self,
+                msg: &'a $crate::upstream::OutboundMessage<'a>,
+            ) -> $crate::upstream::DeliverFuture<'a> {
+                Box::pin(self.send(msg))
+            }
+
+            fn max_message_size(&self) -> Option<u64> {
+                Some($max)
+            }
+        }
+    };
+}
+pub(crate) use provider_upstream;
+
 pub mod api;
 pub mod convert;
 pub mod directory;

@@ -29,9 +29,7 @@ use serde_json::{Value, json};
 use super::jwt::{RsaSigner, cert_thumbprint_s256};
 use super::oauth::{ApiResponse, Grant, TokenCache, api_client, https_url};
 use super::recipients::with_envelope_bcc;
-use super::{
-    DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
-};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
 use convert::{Offloaded, base64_len, json_message, split_for_draft};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com";
@@ -532,19 +530,7 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-impl Upstream for MsGraphUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(MsGraphUpstream, MAX_MESSAGE_SIZE);
 
 /// A timeout while building the draft cannot have sent anything (only
 /// "send draft" can), so it is an ordinary transient failure, not an

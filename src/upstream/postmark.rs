@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
 
 /// "Total message size, including attachments, can be 10 MB."
 pub const MAX_MESSAGE_SIZE: u64 = 10_000_000;
@@ -200,19 +200,7 @@ impl PostmarkUpstream {
     }
 }
 
-impl Upstream for PostmarkUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(PostmarkUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"MessageID": ...}`; errors `{"ErrorCode": 300, "Message": ...}`.
 struct Postmark;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
 
 /// "max 40MB per email, after Base64 encoding of the attachments".
 pub const MAX_MESSAGE_SIZE: u64 = 40_000_000;
@@ -170,19 +170,7 @@ impl ResendUpstream {
     }
 }
 
-impl Upstream for ResendUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(ResendUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"id": ...}`; errors `{"statusCode", "name", "message"}`.
 struct Resend;

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, header_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
 
 /// "The total size of your email, including attachments, must be less
 /// than 30MB."
@@ -267,19 +267,7 @@ impl SendgridUpstream {
     }
 }
 
-impl Upstream for SendgridUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(SendgridUpstream, MAX_MESSAGE_SIZE);
 
 /// 202 with `X-Message-Id`; errors as `{"errors":[{"message","field"}]}`.
 struct Sendgrid;

@@ -19,7 +19,7 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, header_str, json_str};
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
 
 /// SES v2 accepts messages up to 40 MB (attachments included).
 pub const MAX_MESSAGE_SIZE: u64 = 40_000_000;
@@ -179,19 +179,7 @@ impl SesUpstream {
     }
 }
 
-impl Upstream for SesUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
-    }
-
-    fn max_message_size(&self) -> Option<u64> {
-        Some(MAX_MESSAGE_SIZE)
-    }
-}
+super::provider_upstream!(SesUpstream, MAX_MESSAGE_SIZE);
 
 /// The headers (x-amz-date, authorization, x-amz-security-token) that sign
 /// a request with AWS Signature V4. `headers` are the extra headers to sign

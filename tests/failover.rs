@@ -53,22 +53,7 @@ fn assert_is(req: &Recorded, id: &str, msg: &[u8]) {
 /// Waits until the log has a line containing every one of `parts`.
 #[track_caller]
 fn wait_log_line(p: &Postern, parts: &[&str]) -> String {
-    let mut found = String::new();
-    let ok = wait_until(Duration::from_secs(60), || {
-        match p
-            .log()
-            .lines()
-            .find(|l| parts.iter().all(|part| l.contains(part)))
-        {
-            Some(l) => {
-                found = l.to_string();
-                true
-            }
-            None => false,
-        }
-    });
-    assert!(ok, "no log line with {parts:?}; log:\n{}", p.log());
-    found
+    p.wait_log_line(parts)
 }
 
 #[test]

@@ -136,8 +136,8 @@ fn assertion_and_upload_are_exact() {
     let exp = claims["exp"].as_i64().expect("exp");
     assert!(exp > iat && exp - iat <= 3600, "iat {iat} exp {exp}");
 
+    p.wait_log_line(&[&id, "delivered", "gm-"]);
     let log = p.log();
-    assert!(log.contains("gm-"), "Gmail message id logged:\n{log}");
     assert!(log.contains(&id));
     assert!(
         !log.contains("PRIVATE KEY") && !log.contains("tok-1"),

@@ -445,6 +445,29 @@ impl Postern {
         }
     }
 
+    /// Waits (60 s) until the log has a line containing every one of
+    /// `parts` and returns it; log lines are written after the fact they
+    /// report (a queue file is removed before "delivered" is logged).
+    #[track_caller]
+    pub fn wait_log_line(&self, parts: &[&str]) -> String {
+        let mut found = String::new();
+        let ok = super::util::wait_until(Duration::from_secs(60), || {
+            match self
+                .log()
+                .lines()
+                .find(|l| parts.iter().all(|part| l.contains(part)))
+            {
+                Some(l) => {
+                    found = l.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        assert!(ok, "no log line with {parts:?}; log:\n{}", self.log());
+        found
+    }
+
     /// Everything postern wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

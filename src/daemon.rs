@@ -164,6 +164,8 @@ struct SpoolSink {
     inspector: Arc<inspect::Inspector>,
     /// DKIM: signs after inspection, before the spool.
     signer: Arc<crate::dkim::Signer>,
+    /// What each route's upstreams require of acceptance.
+    routes: crate::deliver::AcceptPolicies,
 }
 
 impl MessageSink for SpoolSink {
@@ -178,8 +180,13 @@ impl MessageSink for SpoolSink {
             // a refusal is the reply to the final dot.
             let mut tx = tx;
             let cred = self.access.credential(&tx.credential);
-            let sub =
-                inspect::Submission::new(&tx, cred.map(|c| &**c), peer.ip(), &self.hostname, &id);
+            let route = self.access.route_of(&tx.credential);
+            let policy = self.routes.for_route(&route);
+            let sub = inspect::Submission {
+                refuse_header_only: policy.refuse_header_only,
+                strip_control_headers: policy.strip_control_headers,
+                ..inspect::Submission::new(&tx, cred.map(|c| &**c), peer.ip(), &self.hostname, &id)
+            };
             let data = self
                 .inspector
                 .run(sub, std::mem::take(&mut tx.data))
@@ -195,7 +202,7 @@ impl MessageSink for SpoolSink {
                 credential: tx.credential.to_string(),
                 mail_from: tx.mail_from.clone(),
                 rcpt_to: tx.rcpt_to.clone(),
-                route: self.access.route_of(&tx.credential),
+                route,
                 size: 0,
             };
             match self.spool.put(envelope, data).await {
@@ -296,6 +303,7 @@ impl Daemon {
             hostname: config.server.hostname.clone(),
             inspector: Arc::new(inspect::Inspector::new(config.inspect.clone())),
             signer: Arc::new(crate::dkim::Signer::from_config(&config.dkim)),
+            routes: router.accept_policies(),
         });
         Ok((Generation::new(config, access, tls, sink), router))
     }

@@ -128,3 +128,23 @@ fn token_new_block_authenticates_end_to_end() {
     assert_forwarded(&reqs[0].body, &msg);
     c.quit();
 }
+
+/// The shipped unit describes the reload it has: SIGHUP re-reads the
+/// configuration (tests/reload.rs), so the unit must not call it a future
+/// feature.
+#[test]
+fn systemd_unit_describes_live_reload() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/postern.service"),
+    )
+    .expect("read systemd/postern.service");
+    assert!(
+        unit.lines()
+            .any(|l| l == "ExecReload=/bin/kill -HUP $MAINPID"),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("later release") && unit.contains("SIGHUP re-reads the whole configuration"),
+        "{unit}"
+    );
+}

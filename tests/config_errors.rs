@@ -317,6 +317,22 @@ fn bad_size() {
 }
 
 #[test]
+fn max_recipients_beyond_what_the_spool_holds() {
+    expect_error(
+        "max_recipients",
+        |t| {
+            edit(
+                &t,
+                "max_recipients = 50\n",
+                "max_recipients = 10001  # <-\n",
+            )
+        },
+        &[],
+        "server.max_recipients",
+    );
+}
+
+#[test]
 fn bad_cidr() {
     expect_error(
         "bad CIDR",

@@ -181,3 +181,54 @@ fn too_many_bad_commands_get_421_and_close() {
     c.greet();
     control(&p, &up, &mut c);
 }
+
+/// At the largest `max_recipients` check-config allows, with every
+/// recipient as long as RFC 5321 lets a path be, the message answered 250
+/// is read back from the spool and delivered with its whole envelope.
+#[test]
+fn the_largest_allowed_recipient_list_is_delivered() {
+    const MAX: usize = 10_000;
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network()
+        .server(&format!("max_recipients = {MAX}"))
+        .upstream("format = \"json\"");
+    let p = Postern::start(&ca, &cfg);
+    // 64-octet local part and a 189-octet domain: 254 octets, the path 256.
+    let domain = format!(
+        "{}.{}.{}.test",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(56)
+    );
+    let rcpts: Vec<String> = (0..MAX).map(|i| format!("{i:0>64}@{domain}")).collect();
+    assert_eq!(rcpts[0].len() + 2, 256);
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect(250, "2.1.0", "MAIL");
+    // Pipelined in batches: ten thousand round trips would only be slow.
+    for chunk in rcpts.chunks(500) {
+        let batch: String = chunk.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
+        c.send(batch.as_bytes());
+        for r in chunk {
+            c.read_reply().expect(250, "2.1.5", r);
+        }
+    }
+    let r = c.data(b"From: app@example.com\r\nSubject: many\r\n\r\nhi\r\n");
+    r.expect(250, "2.0.0", "end of data");
+    c.quit();
+    let reqs = p.delivered(&up, 1);
+    let v: serde_json::Value = serde_json::from_slice(&reqs[0].body).expect("json");
+    let got: Vec<&str> = v["rcpt_to"]
+        .as_array()
+        .expect("rcpt_to")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(got, rcpts);
+    p.wait_queue_empty();
+    assert!(p.dead_files().is_empty(), "{:?}", p.dead_files());
+}

@@ -6,49 +6,14 @@
 
 mod common;
 mod common_oauth;
+mod gmail_setup;
 
 use std::time::Duration;
 
 use common::*;
 use common_oauth::*;
+use gmail_setup::*;
 use serde_json::json;
-
-const USER: &str = "sender@example.com";
-const KEY_ENV: &str = "POSTERN_TEST_GMAIL_KEY";
-
-/// The service account JSON key as Google issues it (trimmed to what
-/// matters). `token_uri` is Google's; `token_url` in the config redirects.
-fn key_json() -> String {
-    json!({
-        "type": "service_account",
-        "project_id": "postern-test",
-        "private_key_id": "kid-123",
-        "private_key": rsa_key().0,
-        "client_email": "relay@postern-test.iam.gserviceaccount.com",
-        "client_id": "1234567890",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    })
-    .to_string()
-}
-
-fn config(ca: &TestCa, mock: &ProviderMock) -> Config {
-    let mut cfg = Config::new(&format!("{}/unused", mock.base_url()));
-    cfg.credentials = vec![format!(
-        "{}route = \"mail\"\n",
-        Config::password_credential("app", "app", &["*@example.com"])
-    )];
-    cfg.extra = format!(
-        "[routes.mail]\nupstreams = [\"gmail\"]\n\n[upstreams.gmail]\nkind = \"gmail\"\nservice_account_key = \"env:{KEY_ENV}\"\nuser = \"{USER}\"\nbase_url = \"{base}\"\ntoken_url = \"{base}/oauth2/token\"\nca_file = \"{ca}\"\ntimeout = \"10s\"\n\
-         # six faults in a row are scripted: keep the breaker out of it\nbreaker_failures = 10\n",
-        base = mock.base_url(),
-        ca = ca.ca_pem.display(),
-    );
-    cfg
-}
-
-fn start(ca: &TestCa, mock: &ProviderMock) -> Postern {
-    Postern::start_with_env(ca, &config(ca, mock), &[(KEY_ENV, &key_json())])
-}
 
 fn submit(p: &Postern, ca: &TestCa, rcpts: &[&str], msg: &[u8]) -> String {
     let mut c = SmtpClient::connect(p.port(0));

@@ -228,29 +228,8 @@ fn ses_delivers_the_signed_spooled_bytes_to_moto() {
     // file has been read, so the message waits in the queue.
     let ses_port = free_port();
 
-    let mut cfg = Config::new("https://127.0.0.1:9/unused").listeners(&["none"]);
-    cfg.credentials = vec![format!(
-        "{}route = \"aws\"\n",
-        Config::networks_credential("local", &["127.0.0.0/8"], &["*@example.com"])
-    )];
-    cfg.extra = format!(
-        "[routes.aws]\nupstreams = [\"ses\"]\n\n[upstreams.ses]\nkind = \"ses\"\n\
-         base_url = \"http://127.0.0.1:{ses_port}\"\nregion = \"{REGION}\"\n\
-         access_key_id = \"env:POSTERN_TEST_AKID\"\n\
-         secret_access_key = \"env:POSTERN_TEST_SECRET\"\ntimeout = \"10s\"\n\n{}",
-        dkim_block(work.path())
-    );
-    let p = Postern::start_with_env(
-        &ca,
-        &cfg,
-        &[
-            ("POSTERN_TEST_AKID", AKID),
-            (
-                "POSTERN_TEST_SECRET",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            ),
-        ],
-    );
+    let cfg = ses_config(ses_port, &dkim_block(work.path()));
+    let p = start(&ca, &cfg);
 
     let mut c = SmtpClient::connect(p.port(0));
     c.greet();
@@ -305,6 +284,69 @@ fn ses_delivers_the_signed_spooled_bytes_to_moto() {
     let msg_id = m["id"].as_str().expect("id");
     let logged = wait_until(Duration::from_secs(30), || p.log().contains(msg_id));
     assert!(logged, "SES MessageId {msg_id} not logged:\n{}", p.log());
+}
+
+/// Loopback-trusted credential on route `aws` → `[upstreams.ses]` at
+/// `ses_port` (plain http, as moto speaks), plus `extra` TOML.
+fn ses_config(ses_port: u16, extra: &str) -> Config {
+    let mut cfg = Config::new("https://127.0.0.1:9/unused").listeners(&["none"]);
+    cfg.credentials = vec![format!(
+        "{}route = \"aws\"\n",
+        Config::networks_credential("local", &["127.0.0.0/8"], &["*@example.com"])
+    )];
+    cfg.extra = format!(
+        "[routes.aws]\nupstreams = [\"ses\"]\n\n[upstreams.ses]\nkind = \"ses\"\n\
+         base_url = \"http://127.0.0.1:{ses_port}\"\nregion = \"{REGION}\"\n\
+         access_key_id = \"env:POSTERN_TEST_AKID\"\n\
+         secret_access_key = \"env:POSTERN_TEST_SECRET\"\ntimeout = \"10s\"\n\n{extra}"
+    );
+    cfg
+}
+
+fn start(ca: &TestCa, cfg: &Config) -> Postern {
+    Postern::start_with_env(
+        ca,
+        cfg,
+        &[
+            ("POSTERN_TEST_AKID", AKID),
+            (
+                "POSTERN_TEST_SECRET",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+        ],
+    )
+}
+
+/// A client's SES control headers (configuration set, sending
+/// authorization ARNs, tags) never reach SES: the operator's
+/// `configuration_set` is the only one that applies.
+#[test]
+fn client_ses_control_headers_do_not_reach_ses() {
+    let ca = TestCa::new();
+    let work = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(work.path());
+    moto.verify("app@example.com");
+    let p = start(&ca, &ses_config(moto_port(&moto), ""));
+    let mut msg = b"X-SES-CONFIGURATION-SET: attacker-set\r\nX-SES-MESSAGE-TAGS: cost=evil\r\n\
+X-SES-SOURCE-ARN: arn:aws:ses:eu-west-1:999999999999:identity/example.com\r\n\
+X-SES-FROM-ARN: arn:aws:ses:eu-west-1:999999999999:identity/example.com\r\n\
+X-SES-RETURN-PATH-ARN: arn:aws:ses:eu-west-1:999999999999:identity/example.com\r\n"
+        .to_vec();
+    msg.extend_from_slice(MESSAGE);
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c.send_message("app@example.com", &["bob@dest.test"], &msg)
+        .expect(250, "2.0.0", "end of data");
+    c.quit();
+    p.wait_queue_empty();
+    let sent = moto.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}\n{}", p.log());
+    let raw = sent[0]["raw_data"].as_str().expect("raw_data");
+    assert!(
+        !raw.to_ascii_lowercase().contains("x-ses-"),
+        "a client's X-SES-* header reached SES:\n{raw}"
+    );
+    assert!(raw.contains("Subject: Invoice 42 via SES"), "{raw}");
 }
 
 fn moto_port(m: &Moto) -> u16 {

@@ -209,7 +209,24 @@ pub(super) fn named<'a, T>(
 }
 
 fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
-    let server = build_server(singleton(files, "server", |r| r.server.as_ref(), errors));
+    let found_server = singleton(files, "server", |r| r.server.as_ref(), errors);
+    if let Some((f, s)) = found_server
+        && let Some(n) = &s.max_recipients
+        && *n.get_ref() > crate::spool::MAX_RECIPIENTS
+    {
+        // A message answered 250 must always be readable back: the spool's
+        // envelope line is sized for this many recipients of the longest
+        // path RFC 5321 allows.
+        errors.push(ConfigError::new(
+            f.loc(n),
+            "server.max_recipients",
+            format!(
+                "at most {} (what the spool's envelope holds)",
+                crate::spool::MAX_RECIPIENTS
+            ),
+        ));
+    }
+    let server = build_server(found_server);
     let tls = build_tls(singleton(files, "tls", |r| r.tls.as_ref(), errors), errors);
     let listeners = build_listeners(files, tls.is_some(), errors);
     let delivery = build_delivery(
@@ -328,7 +345,11 @@ fn build_server(found: Option<(&File, &RawServer)>) -> Server {
         hostname: s.hostname.clone().unwrap_or_else(system_hostname),
         state_dir,
         max_message_size: s.max_message_size.map_or(25 << 20, |v| v.0),
-        max_recipients: s.max_recipients.unwrap_or(100).max(1),
+        max_recipients: s
+            .max_recipients
+            .as_ref()
+            .map_or(100, |n| *n.get_ref())
+            .max(1),
         bare_newline: s.bare_newline.unwrap_or(BareNewlineSetting::Normalize),
         max_line_length: s.max_line_length.unwrap_or(2048).max(512),
         command_timeout: s.command_timeout.map_or(Duration::from_secs(300), |d| d.0),

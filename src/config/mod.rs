@@ -20,6 +20,7 @@ mod upstream_oauth;
 mod upstreams;
 pub mod validation;
 
+pub use crate::inspect::recipients::HeaderRecipients;
 pub use credential::{Credential, Login, SecretHash};
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
@@ -125,6 +126,23 @@ pub struct Upstream {
     pub breaker_failures: u32,
     /// How long an open breaker skips the upstream before one probe.
     pub breaker_cooldown: Duration,
+    /// Keep provider control headers of client messages (default false:
+    /// they are stripped before signing unless every upstream of the
+    /// message's route passes them).
+    pub pass_control_headers: bool,
+}
+
+impl Upstream {
+    /// For kinds whose provider takes recipients from the message headers
+    /// (msgraph, gmail): what happens to addresses only the headers name.
+    /// None for kinds that deliver to the envelope.
+    pub fn header_recipients(&self) -> Option<HeaderRecipients> {
+        match &self.kind {
+            UpstreamKind::Msgraph(g) => Some(g.header_recipients),
+            UpstreamKind::Gmail(g) => Some(g.header_recipients),
+            _ => None,
+        }
+    }
 }
 
 /// `on_ambiguous`: the upstream may or may not have taken the message.
@@ -206,6 +224,8 @@ pub struct MailgunUpstream {
     pub endpoint: ApiEndpoint,
     pub domain: String,
     pub api_key: Secret,
+    /// Sent as `o:tag` (Mailgun allows 3 per message).
+    pub tags: Vec<String>,
 }
 
 /// `kind = "postmark"`.
@@ -214,6 +234,8 @@ pub struct PostmarkUpstream {
     pub endpoint: ApiEndpoint,
     pub server_token: Secret,
     pub message_stream: Option<String>,
+    /// Sent as `Tag`.
+    pub tag: Option<String>,
 }
 
 /// `kind = "resend"`.
@@ -236,6 +258,7 @@ pub struct MsgraphUpstream {
     /// Send as this mailbox; default: the message's From address.
     pub mailbox: Option<String>,
     pub save_to_sent_items: bool,
+    pub header_recipients: HeaderRecipients,
 }
 
 /// How a msgraph upstream proves its identity to Entra ID.
@@ -260,6 +283,7 @@ pub struct GmailUpstream {
     pub service_account_key: Secret,
     /// The Workspace user to send as (`sub` of the assertion).
     pub user: String,
+    pub header_recipients: HeaderRecipients,
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub struct RawServer {
     pub hostname: Option<String>,
     pub state_dir: Option<Spanned<String>>,
     pub max_message_size: Option<Size>,
-    pub max_recipients: Option<usize>,
+    pub max_recipients: Option<Spanned<usize>>,
     pub bare_newline: Option<BareNewlineSetting>,
     pub max_line_length: Option<usize>,
     pub command_timeout: Option<Dur>,
@@ -147,6 +147,9 @@ pub struct RawUpstream {
     /// sendgrid, mailgun, resend.
     pub api_key: Option<Spanned<String>>,
     pub categories: Option<Spanned<Vec<String>>>,
+    /// mailgun: `o:tag` values; postmark: `Tag`.
+    pub tags: Option<Spanned<Vec<String>>>,
+    pub tag: Option<Spanned<String>>,
     pub domain: Option<Spanned<String>>,
     pub server_token: Option<Spanned<String>>,
     pub message_stream: Option<Spanned<String>>,
@@ -172,4 +175,9 @@ pub struct RawUpstream {
     /// how long it stays open before one probe.
     pub breaker_failures: Option<Spanned<i64>>,
     pub breaker_cooldown: Option<Dur>,
+    /// msgraph and gmail: `"refuse"` or `"drop"` header-only recipients.
+    pub header_recipients: Option<Spanned<String>>,
+    /// Any kind: let client messages steer the provider account with its
+    /// control headers (X-SES-*, X-Mailgun-*, X-SMTPAPI, X-PM-*).
+    pub pass_control_headers: Option<bool>,
 }

@@ -124,10 +124,21 @@ pub(super) fn build(
             let endpoint = c.api_endpoint(Some(default_base.into()));
             let domain = c.text(raw.domain.as_ref(), "domain", check_domain);
             let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
+            let tags = match &raw.tags {
+                Some(list) => match check_mailgun_tags(list.get_ref()) {
+                    Ok(()) => list.get_ref().clone(),
+                    Err(e) => {
+                        c.error(c.table.clone(), "tags", e);
+                        return None;
+                    }
+                },
+                None => Vec::new(),
+            };
             Some(UpstreamKind::Mailgun(MailgunUpstream {
                 endpoint: endpoint?,
                 domain: domain?,
                 api_key: api_key?,
+                tags,
             }))
         }
         "postmark" => {
@@ -137,10 +148,15 @@ pub(super) fn build(
                 Some(v) => Some(c.text(Some(v), "message_stream", check_non_empty)?),
                 None => None,
             };
+            let tag = match &raw.tag {
+                Some(v) => Some(c.text(Some(v), "tag", check_postmark_tag)?),
+                None => None,
+            };
             Some(UpstreamKind::Postmark(PostmarkUpstream {
                 endpoint: endpoint?,
                 server_token: server_token?,
                 message_stream,
+                tag,
             }))
         }
         "resend" => {
@@ -229,6 +245,33 @@ fn check_domain(v: &str) -> Result<(), String> {
         Err(format!(
             "invalid domain {v:?}; expected the sending domain such as \"mg.example.com\""
         ))
+    }
+}
+
+/// Mailgun: at most 3 tags per message, ASCII, at most 128 characters.
+fn check_mailgun_tags(list: &[String]) -> Result<(), String> {
+    if list.len() > 3 {
+        return Err(format!(
+            "Mailgun accepts at most 3 tags per message, got {}",
+            list.len()
+        ));
+    }
+    match list.iter().find(|t| {
+        t.is_empty() || t.len() > 128 || !t.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    }) {
+        Some(t) => Err(format!(
+            "tag {t:?} must be 1 to 128 printable ASCII characters"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Postmark: one tag of at most 1000 characters.
+fn check_postmark_tag(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().count() > 1000 || v.chars().any(char::is_control) {
+        Err("must be 1 to 1000 characters without control characters".into())
+    } else {
+        Ok(())
     }
 }
 

@@ -9,7 +9,9 @@
 use super::error::{ConfigErrors, Loc};
 use super::schema::RawUpstream;
 use super::upstream_ctx::{Ctx, LocFn};
-use super::{ApiEndpoint, GmailUpstream, MsgraphCredential, MsgraphUpstream, UpstreamKind};
+use super::{
+    ApiEndpoint, GmailUpstream, HeaderRecipients, MsgraphCredential, MsgraphUpstream, UpstreamKind,
+};
 use crate::upstream::{gmail, jwt, msgraph};
 use std::path::PathBuf;
 use toml::Spanned;
@@ -22,6 +24,22 @@ pub const KINDS: &[&str] = &["msgraph", "gmail"];
 pub const OWN_DKIM: &[&str] = &["msgraph", "gmail"];
 
 impl Ctx<'_> {
+    /// `header_recipients = "refuse" | "drop"` (default refuse).
+    fn header_recipients(&mut self) -> HeaderRecipients {
+        match self.raw.header_recipients.as_ref() {
+            None => HeaderRecipients::Refuse,
+            Some(v) => match v.get_ref().as_str() {
+                "refuse" => HeaderRecipients::Refuse,
+                "drop" => HeaderRecipients::Drop,
+                other => {
+                    let message = format!("{other:?} is not \"refuse\" or \"drop\"");
+                    self.error_at(v, "header_recipients", message);
+                    HeaderRecipients::Refuse
+                }
+            },
+        }
+    }
+
     fn url(&mut self, v: Option<&Spanned<String>>, k: &str) -> Option<String> {
         let v = v?;
         match check_https_url(v.get_ref()) {
@@ -122,7 +140,9 @@ fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
             None
         }
     };
+    let header_recipients = c.header_recipients();
     Some(UpstreamKind::Msgraph(MsgraphUpstream {
+        header_recipients,
         endpoint,
         token_url,
         tenant_id: tenant_id?,
@@ -153,7 +173,9 @@ fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
             None
         }
     };
+    let header_recipients = c.header_recipients();
     Some(UpstreamKind::Gmail(GmailUpstream {
+        header_recipients,
         endpoint,
         token_url,
         service_account_key: key?,

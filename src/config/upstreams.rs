@@ -77,6 +77,8 @@ pub(super) fn build(
             &["sendgrid", "mailgun", "resend"],
         ),
         ("categories", raw.categories.is_some(), &["sendgrid"]),
+        ("tags", raw.tags.is_some(), &["mailgun"]),
+        ("tag", raw.tag.is_some(), &["postmark"]),
         ("domain", raw.domain.is_some(), &["mailgun"]),
         ("server_token", raw.server_token.is_some(), &["postmark"]),
         (
@@ -106,6 +108,11 @@ pub(super) fn build(
             &["gmail"],
         ),
         ("user", raw.user.is_some(), &["gmail"]),
+        (
+            "header_recipients",
+            raw.header_recipients.is_some(),
+            &["msgraph", "gmail"],
+        ),
     ];
     if !KINDS.contains(&kind) {
         errors.push(ConfigError::new(
@@ -244,6 +251,7 @@ pub(super) fn build(
         breaker_cooldown: raw
             .breaker_cooldown
             .map_or(Duration::from_secs(30), |d| d.0),
+        pass_control_headers: raw.pass_control_headers.unwrap_or(false),
     });
     if errors.0.len() > before {
         None

@@ -44,6 +44,8 @@ pub struct RawValidation {
     pub denied_recipient_domains: Vec<Spanned<String>>,
     #[serde(default)]
     pub check_recipient_domain: bool,
+    #[serde(default)]
+    pub allow_quoted_local_parts: bool,
     pub dns_timeout: Option<Dur>,
     pub resolver: Option<Spanned<String>>,
     pub hook: Option<Spanned<RawHook>>,
@@ -75,6 +77,9 @@ pub struct ValidationConfig {
     pub allowed_recipient_domains: Vec<DomainPattern>,
     pub denied_recipient_domains: Vec<DomainPattern>,
     pub check_recipient_domain: bool,
+    /// Accept recipients whose quoted local part holds characters that an
+    /// address-list parser could split on (`"a, b@evil"@example.com`).
+    pub allow_quoted_local_parts: bool,
     /// Upper bound for one recipient's DNS check (all queries together).
     pub dns_timeout: Duration,
     /// One DNS server for all lookups instead of the system's.
@@ -88,6 +93,7 @@ impl Default for ValidationConfig {
             allowed_recipient_domains: Vec::new(),
             denied_recipient_domains: Vec::new(),
             check_recipient_domain: false,
+            allow_quoted_local_parts: false,
             dns_timeout: DEFAULT_DNS_TIMEOUT,
             resolver: None,
             hook: None,
@@ -139,6 +145,7 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> ValidationConf
     out.denied_recipient_domains =
         patterns(&v.denied_recipient_domains, "denied_recipient_domains");
     out.check_recipient_domain = v.check_recipient_domain;
+    out.allow_quoted_local_parts = v.allow_quoted_local_parts;
     if let Some(d) = v.dns_timeout {
         out.dns_timeout = d.0;
     }

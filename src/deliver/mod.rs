@@ -36,7 +36,8 @@ pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
 pub use paced::Paced;
 pub use retry::RetryPolicy;
 pub use router::{
-    Choice, DEFAULT_ROUTE, Resolved, Router, RouterError, UpstreamPolicy, build_router,
+    AcceptPolicies, AcceptPolicy, Choice, DEFAULT_ROUTE, Resolved, Router, RouterError,
+    UpstreamPolicy, build_router,
 };
 
 use crate::config::OnAmbiguous;

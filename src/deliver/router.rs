@@ -35,12 +35,47 @@ pub struct UpstreamPolicy {
     pub breaker: BreakerSettings,
 }
 
+/// What the acceptance stage must do to mail on a route, because of what
+/// its upstreams' providers do with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptPolicy {
+    /// Some upstream delivers to the header recipients and refuses
+    /// header-only ones: refuse such mail at the final dot.
+    pub refuse_header_only: bool,
+    /// Not every upstream has `pass_control_headers = true`.
+    pub strip_control_headers: bool,
+}
+
+impl AcceptPolicy {
+    /// For a route nobody configured: the safe choice on both counts.
+    pub const STRICT: AcceptPolicy = AcceptPolicy {
+        refuse_header_only: true,
+        strip_control_headers: true,
+    };
+}
+
+/// Route name → its [`AcceptPolicy`], with the same fallback to the
+/// `default` route as delivery uses.
+#[derive(Debug, Clone, Default)]
+pub struct AcceptPolicies(HashMap<String, AcceptPolicy>);
+
+impl AcceptPolicies {
+    pub fn for_route(&self, route: &str) -> AcceptPolicy {
+        self.0
+            .get(route)
+            .or_else(|| self.0.get(DEFAULT_ROUTE))
+            .copied()
+            .unwrap_or(AcceptPolicy::STRICT)
+    }
+}
+
 /// Route name → ordered upstreams, plus each upstream's failure policy.
 /// Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Router {
     routes: HashMap<String, Arc<[Arc<dyn Upstream>]>>,
     policies: HashMap<String, UpstreamPolicy>,
+    accept: AcceptPolicies,
 }
 
 impl std::fmt::Debug for Router {
@@ -116,6 +151,11 @@ impl Router {
     /// The failure policy of upstream `name`.
     pub fn policy(&self, name: &str) -> UpstreamPolicy {
         self.policies.get(name).copied().unwrap_or_default()
+    }
+
+    /// What acceptance must do for each route (see [`AcceptPolicy`]).
+    pub fn accept_policies(&self) -> AcceptPolicies {
+        self.accept.clone()
     }
 
     /// Breaker settings of every upstream some route uses.
@@ -240,6 +280,20 @@ pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
         &upstreams,
     )
     .map_err(|e| e.to_string())?;
+    for (route, r) in &config.routes {
+        let ups: Vec<&crate::config::Upstream> = r
+            .upstreams
+            .iter()
+            .filter_map(|u| config.upstreams.get(u))
+            .collect();
+        let policy = AcceptPolicy {
+            refuse_header_only: ups
+                .iter()
+                .any(|u| u.header_recipients() == Some(crate::config::HeaderRecipients::Refuse)),
+            strip_control_headers: !ups.iter().all(|u| u.pass_control_headers),
+        };
+        router.accept.0.insert(route.clone(), policy);
+    }
     for (name, u) in &config.upstreams {
         router.set_policy(
             name.clone(),

@@ -14,6 +14,7 @@ pub mod attachments;
 pub mod headers;
 pub mod policy;
 mod received;
+pub mod recipients;
 pub mod repair;
 
 pub use received::{Trace, private_received_header, received_header, rfc5322_date};
@@ -42,6 +43,10 @@ pub enum InspectError {
     Attachment(#[from] AttachmentError),
     #[error("Message has no header section")]
     NoHeaders,
+    /// A recipient field names an address that RCPT TO did not, and the
+    /// route's provider would deliver to it.
+    #[error(transparent)]
+    HeaderOnly(#[from] recipients::HeaderOnly),
     /// A failure of postern itself: the client should try again.
     #[error("Temporary failure while inspecting the message; try again later")]
     Internal(String),
@@ -51,7 +56,9 @@ impl InspectError {
     /// The SMTP reply to the final dot of DATA.
     pub fn reply(&self) -> Reply {
         let (code, enhanced) = match self {
-            InspectError::From(FromError::NotAllowed { .. }) => (550, "5.7.1"),
+            InspectError::From(FromError::NotAllowed { .. }) | InspectError::HeaderOnly(_) => {
+                (550, "5.7.1")
+            }
             InspectError::Attachment(AttachmentError::Blocked { .. }) => (554, "5.7.1"),
             InspectError::Attachment(AttachmentError::TooLarge { .. }) => (552, "5.7.1"),
             InspectError::Internal(_) => (451, "4.3.0"),
@@ -78,7 +85,19 @@ pub struct Submission {
     pub authenticated: bool,
     pub queue_id: String,
     pub rcpt_to: Vec<String>,
+    /// An upstream of the route delivers to the header recipients and
+    /// refuses header-only ones (`header_recipients = "refuse"`).
+    pub refuse_header_only: bool,
+    /// Remove providers' control headers (not every upstream of the route
+    /// has `pass_control_headers = true`).
+    pub strip_control_headers: bool,
 }
+
+/// Fields some provider obeys when a client message carries them: SES
+/// (configuration set, sending authorization ARNs, tags), Mailgun
+/// (`X-Mailgun-*`), SendGrid (`X-SMTPAPI`), Postmark (`X-PM-*`). A client
+/// must not steer the operator's provider account with them.
+pub const CONTROL_HEADERS: &[&str] = &["x-ses-*", "x-mailgun-*", "x-smtpapi", "x-pm-*"];
 
 impl Submission {
     /// What inspection needs from a finished SMTP transaction (`data` is
@@ -109,6 +128,8 @@ impl Submission {
             authenticated: tx.authenticated,
             queue_id: queue_id.to_string(),
             rcpt_to: tx.rcpt_to.clone(),
+            refuse_header_only: false,
+            strip_control_headers: true,
         }
     }
 
@@ -222,11 +243,16 @@ impl Inspector {
             },
         )?;
         drop(messages);
-        Ok(repair::apply(
-            data,
-            &section,
-            &self.plan(sub, data, &section, now),
-        ))
+        let out = repair::apply(data, &section, &self.plan(sub, data, &section, now));
+        // Judged on what will be sent: Bcc may have been removed above.
+        if sub.refuse_header_only
+            && let Some(h) = recipients::header_only(&out, &sub.rcpt_to)
+                .into_iter()
+                .next()
+        {
+            return Err(h.into());
+        }
+        Ok(out)
     }
 
     fn plan(
@@ -251,6 +277,10 @@ impl Inspector {
                 .extend(["bcc".to_string(), "resent-bcc".to_string()]);
         }
         plan.remove.extend(c.strip_headers.iter().cloned());
+        if sub.strip_control_headers {
+            plan.remove
+                .extend(CONTROL_HEADERS.iter().map(|h| h.to_string()));
+        }
         let kept = |name: &str| {
             if plan.remove.iter().any(|r| r == name) {
                 0

@@ -15,7 +15,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 pub struct Plan {
     /// Written before the first header (the `Received:` trace header).
     pub prepend: Option<String>,
-    /// Lower-cased names of the fields to remove.
+    /// Lower-cased names of the fields to remove; a trailing `*` matches
+    /// every name with that prefix (`x-mailgun-*`).
     pub remove: Vec<String>,
     /// Complete header lines (CRLF-terminated) added at the end of the
     /// header section, in this order.
@@ -34,11 +35,7 @@ pub fn apply(data: &[u8], section: &Section, plan: &Plan) -> Vec<u8> {
     let mut copied = 0;
     for f in &section.fields {
         let name = section.name(data, f);
-        if plan
-            .remove
-            .iter()
-            .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
-        {
+        if plan.remove.iter().any(|r| name_matches(r, name)) {
             out.extend_from_slice(data.get(copied..f.range.start).unwrap_or_default());
             copied = f.range.end;
         }
@@ -57,6 +54,16 @@ pub fn apply(data: &[u8], section: &Section, plan: &Plan) -> Vec<u8> {
     }
     out.extend_from_slice(data.get(end..).unwrap_or_default());
     out
+}
+
+/// `pattern` is a lower-cased field name, or a prefix followed by `*`.
+pub fn name_matches(pattern: &str, name: &[u8]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes())),
+        None => name.eq_ignore_ascii_case(pattern.as_bytes()),
+    }
 }
 
 /// A fresh `<random@hostname>` message identifier (128 random bits).
@@ -104,6 +111,19 @@ mod tests {
         assert_eq!(
             edit(MSG, &plan),
             b"From: a@x\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn prefix_patterns_remove_every_field_they_start() {
+        let msg = b"From: a@x\r\nX-SES-CONFIGURATION-SET: evil\r\nX-Ses-Source-Arn: arn\r\n\tmore\r\nX-SESAME: keep\r\nX-SMTPAPI: {}\r\nX-SMTPAPI-Not: keep\r\n\r\nX-SES-X: body\r\n";
+        let plan = Plan {
+            remove: vec!["x-ses-*".into(), "x-smtpapi".into()],
+            ..Plan::default()
+        };
+        assert_eq!(
+            edit(msg, &plan),
+            b"From: a@x\r\nX-SESAME: keep\r\nX-SMTPAPI-Not: keep\r\n\r\nX-SES-X: body\r\n"
         );
     }
 

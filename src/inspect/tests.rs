@@ -18,6 +18,8 @@ fn sub() -> Submission {
         authenticated: true,
         queue_id: "Q1".into(),
         rcpt_to: vec!["bob@dest.test".into()],
+        refuse_header_only: false,
+        strip_control_headers: true,
     }
 }
 
@@ -284,4 +286,42 @@ fn deep_nesting_with_an_early_refusal_does_not_overflow() {
         .join()
         .unwrap();
     assert_eq!(e.reply().code, 550);
+}
+
+#[test]
+fn control_headers_are_stripped_unless_the_route_passes_them() {
+    let msg = b"From: billing@example.com\r\nX-SES-CONFIGURATION-SET: evil\r\nX-Mailgun-Tag: t\r\nX-SMTPAPI: {}\r\nX-PM-Message-Stream: s\r\nX-Other: keep\r\nDate: Mon, 1 Jan 2026 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nX-SES-Body: stays\r\n";
+    let i = inspector(|c| c.add_received = false);
+    let out = i.check(&sub(), msg, NOW).unwrap();
+    assert_eq!(
+        out,
+        b"From: billing@example.com\r\nX-Other: keep\r\nDate: Mon, 1 Jan 2026 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nX-SES-Body: stays\r\n"
+    );
+    let passing = Submission {
+        strip_control_headers: false,
+        ..sub()
+    };
+    assert_eq!(i.check(&passing, msg, NOW).unwrap(), msg);
+}
+
+#[test]
+fn header_only_recipients_are_refused_after_repairs_when_the_route_says_so() {
+    let i = inspector(|c| c.add_received = false);
+    let strict = Submission {
+        refuse_header_only: true,
+        ..sub()
+    };
+    let msg = b"From: billing@example.com\r\nTo: bob@dest.test, evil@attacker.example\r\n\r\nx\r\n";
+    let e = i.check(&strict, msg, NOW).unwrap_err();
+    assert_eq!(
+        e.reply().to_string(),
+        "550 5.7.1 Recipient <evil@attacker.example> in To: is not an envelope recipient"
+    );
+    assert!(
+        i.check(&sub(), msg, NOW).is_ok(),
+        "only when the route says so"
+    );
+    // Bcc is removed by default, so it cannot leak and is not refused.
+    let bcc = b"From: billing@example.com\r\nTo: bob@dest.test\r\nBcc: evil@attacker.example\r\n\r\nx\r\n";
+    assert!(i.check(&strict, bcc, NOW).is_ok());
 }

@@ -36,6 +36,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use store::SpoolDir;
 
+/// Most recipients one message may have: `[server] max_recipients` may not
+/// be larger, and the envelope line the spool reads back is sized for it.
+pub const MAX_RECIPIENTS: usize = 10_000;
+
 /// The SMTP envelope plus what postern decided about the message at
 /// acceptance time. Stored as the first line of every spool file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +128,8 @@ pub enum SpoolError {
     Encode(#[from] serde_json::Error),
     #[error("spool: writer threads have stopped")]
     WriterGone,
+    #[error("spool: envelope of {0} bytes is larger than the spool reads back")]
+    EnvelopeTooLarge(usize),
 }
 
 impl SpoolError {
@@ -235,6 +241,10 @@ impl Spool {
         envelope.size = data.as_ref().len() as u64;
         let mut header = serde_json::to_vec(&envelope)?;
         header.push(b'\n');
+        // Never store what `open_message` would call corrupt.
+        if header.len() as u64 > store::MAX_HEADER {
+            return Err(SpoolError::EnvelopeTooLarge(header.len()));
+        }
         let (reply, done) = oneshot::channel();
         let job = writer::Job {
             id: envelope.id,

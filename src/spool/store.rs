@@ -14,8 +14,11 @@ use super::{
 };
 
 /// Longest envelope line accepted when reading; a bigger one means the file
-/// is not ours (100 recipients of 256 bytes fit many times over).
-const MAX_HEADER: u64 = 1 << 20;
+/// is not ours. Sized so that `MAX_RECIPIENTS` recipients plus the sender,
+/// each the longest path RFC 5321 allows with every byte JSON-escaped (two
+/// bytes each, plus quotes and a comma), and the other fields fit.
+pub(super) const MAX_HEADER: u64 = 64 * 1024
+    + (super::MAX_RECIPIENTS as u64 + 1) * (2 * crate::validate::address::MAX_PATH as u64 + 3);
 
 const RETRY_SUFFIX: &str = ".retry";
 const REASON_SUFFIX: &str = ".reason";

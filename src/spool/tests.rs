@@ -326,3 +326,34 @@ fn ids_are_sortable_unique_and_filename_safe() {
         store::check_id(id).unwrap();
     }
 }
+
+/// The most recipients `max_recipients` allows, each the longest path
+/// and made of the characters JSON escapes, is read back; the spool
+/// refuses (rather than stores unreadably) anything larger.
+#[tokio::test]
+async fn the_largest_allowed_envelope_is_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Spool::open(tmp.path().join("spool")).unwrap();
+    let max_path = crate::validate::address::MAX_PATH;
+    let worst = |i: usize| {
+        // `"` and `\` take two bytes each in JSON.
+        let local = format!("\"{}{i:06}\"", "\\\\".repeat(28));
+        let domain = "d".repeat(max_path - 2 - local.len() - 1);
+        format!("{local}@{domain}")
+    };
+    let mut env = envelope(&new_id());
+    env.mail_from = worst(0);
+    env.rcpt_to = (1..=MAX_RECIPIENTS).map(worst).collect();
+    assert!(env.rcpt_to.iter().all(|r| r.len() + 2 == max_path));
+    let id = env.id.clone();
+    spool.put(env.clone(), b"x\r\n".to_vec()).await.unwrap();
+    let msg = spool.read(&id).await.unwrap();
+    assert_eq!(msg.envelope.rcpt_to, env.rcpt_to);
+
+    let mut bigger = env;
+    bigger.id = new_id();
+    bigger.credential = "c".repeat(store::MAX_HEADER as usize);
+    let err = spool.put(bigger, b"x\r\n".to_vec()).await.unwrap_err();
+    assert!(matches!(err, SpoolError::EnvelopeTooLarge(_)), "{err}");
+    assert_eq!(queue_files(&spool).len(), 1);
+}

@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use super::jwt::RsaSigner;
 use super::oauth::{Grant, TokenCache, api_client, https_url};
-use super::recipients::with_envelope_bcc;
+use super::recipients::{envelope_only_headers, with_envelope_bcc};
 use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
+use crate::inspect::recipients::HeaderRecipients;
 
 pub const DEFAULT_BASE_URL: &str = "https://gmail.googleapis.com";
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -83,6 +84,7 @@ pub struct GmailConfig {
     pub token_url: Option<String>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    pub header_recipients: HeaderRecipients,
 }
 
 impl fmt::Debug for GmailConfig {
@@ -94,6 +96,7 @@ impl fmt::Debug for GmailConfig {
             .field("token_url", &self.token_url)
             .field("timeout", &self.timeout)
             .field("ca_file", &self.ca_file)
+            .field("header_recipients", &self.header_recipients)
             .finish()
     }
 }
@@ -108,6 +111,7 @@ impl GmailConfig {
             token_url: c.token_url.clone(),
             timeout: c.endpoint.timeout,
             ca_file: c.endpoint.ca_file.clone(),
+            header_recipients: c.header_recipients,
         }
     }
 }
@@ -115,6 +119,7 @@ impl GmailConfig {
 /// One service account acting as one user.
 pub struct GmailUpstream {
     name: String,
+    header_recipients: HeaderRecipients,
     send_url: Url,
     client: reqwest::Client,
     tokens: TokenCache,
@@ -184,6 +189,7 @@ impl GmailUpstream {
         let client = api_client(name, config.ca_file.as_deref(), config.timeout)?;
         Ok(GmailUpstream {
             name: name.to_string(),
+            header_recipients: config.header_recipients,
             send_url,
             tokens: TokenCache::new(name, client.clone(), token_url, grant, config.timeout),
             client,
@@ -191,8 +197,15 @@ impl GmailUpstream {
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
-        let parsed = MessageParser::default().parse(msg.data);
-        let data = with_envelope_bcc(msg.data, parsed.as_ref(), msg.rcpt_to);
+        let data = envelope_only_headers(
+            &self.name,
+            msg.id,
+            msg.data,
+            msg.rcpt_to,
+            self.header_recipients,
+        )?;
+        let parsed = MessageParser::default().parse(&data[..]);
+        let data = with_envelope_bcc(&data, parsed.as_ref(), msg.rcpt_to).into_owned();
         drop(parsed);
         let r = self
             .tokens

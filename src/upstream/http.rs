@@ -156,18 +156,22 @@ impl HttpUpstream {
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let mut request = self.client.post(self.url.clone());
         request = match self.format {
-            Format::Raw => request
-                .header(CONTENT_TYPE, "message/rfc822")
-                .header("X-Postern-Queue-Id", header_value("queue id", msg.id)?)
-                .header(
-                    "X-Postern-Mail-From",
-                    header_value("sender", msg.mail_from)?,
-                )
-                .header(
-                    "X-Postern-Rcpt-To",
-                    header_value("recipients", &msg.rcpt_to.join(", "))?,
-                )
-                .body(msg.data.to_vec()),
+            Format::Raw => {
+                let mut r = request
+                    .header(CONTENT_TYPE, "message/rfc822")
+                    .header("X-Postern-Queue-Id", header_value("queue id", msg.id)?)
+                    .header(
+                        "X-Postern-Mail-From",
+                        header_value("sender", msg.mail_from)?,
+                    );
+                // One header per recipient: a joined list could be split
+                // differently by the receiver (a quoted local part may hold
+                // a comma).
+                for rcpt in msg.rcpt_to {
+                    r = r.header("X-Postern-Rcpt-To", header_value("recipient", rcpt)?);
+                }
+                r.body(msg.data.to_vec())
+            }
             Format::Json => request
                 .header(CONTENT_TYPE, "application/json")
                 .body(json_body(msg)?),

@@ -25,6 +25,8 @@ pub struct MailgunConfig {
     /// The sending domain as configured in Mailgun (`mg.example.com`).
     pub domain: String,
     pub api_key: String,
+    /// `o:tag` fields on every message.
+    pub tags: Vec<String>,
 }
 
 impl fmt::Debug for MailgunConfig {
@@ -43,6 +45,7 @@ impl MailgunConfig {
             endpoint: (&c.endpoint).into(),
             domain: c.domain.clone(),
             api_key: c.api_key.expose().to_string(),
+            tags: c.tags.clone(),
         }
     }
 }
@@ -52,6 +55,7 @@ pub struct MailgunUpstream {
     api: ApiClient,
     url: Url,
     api_key: String,
+    tags: Vec<String>,
     rng: SystemRandom,
 }
 
@@ -84,6 +88,7 @@ impl MailgunUpstream {
             api,
             url,
             api_key: config.api_key,
+            tags: config.tags,
             rng: SystemRandom::new(),
         })
     }
@@ -110,7 +115,7 @@ impl MailgunUpstream {
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let boundary = self.boundary(msg)?;
-        let body = form_body(&boundary, msg)?;
+        let body = form_body(&boundary, msg, &self.tags)?;
         let request = self
             .api
             .post(&self.url)
@@ -125,8 +130,12 @@ impl MailgunUpstream {
 }
 
 /// multipart/form-data (RFC 7578): one `to` field per envelope recipient,
-/// then the message as a file part.
-fn form_body(boundary: &str, msg: &OutboundMessage<'_>) -> Result<Vec<u8>, DeliveryError> {
+/// the operator's `o:tag` fields, then the message as a file part.
+fn form_body(
+    boundary: &str,
+    msg: &OutboundMessage<'_>,
+    tags: &[String],
+) -> Result<Vec<u8>, DeliveryError> {
     if msg.rcpt_to.is_empty() {
         return Err(DeliveryError::permanent("message has no recipients"));
     }
@@ -138,6 +147,14 @@ fn form_body(boundary: &str, msg: &OutboundMessage<'_>) -> Result<Vec<u8>, Deliv
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\n{rcpt}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for tag in tags {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"o:tag\"\r\n\r\n{tag}\r\n"
             )
             .as_bytes(),
         );
@@ -188,7 +205,7 @@ mod tests {
             rcpt_to: &rcpt,
             data: b"Subject: s\r\n\r\nbody\r\n",
         };
-        let body = form_body("BB", &msg).unwrap();
+        let body = form_body("BB", &msg, &[]).unwrap();
         assert_eq!(
             String::from_utf8(body).unwrap(),
             "--BB\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\na@x.test\r\n\
@@ -196,6 +213,24 @@ mod tests {
              --BB\r\nContent-Disposition: form-data; name=\"message\"; filename=\"message.mime\"\r\n\
              Content-Type: message/rfc822\r\n\r\nSubject: s\r\n\r\nbody\r\n\r\n--BB--\r\n"
         );
+    }
+
+    #[test]
+    fn operator_tags_are_o_tag_fields_before_the_message() {
+        let rcpt = vec!["a@x.test".to_string()];
+        let msg = OutboundMessage {
+            id: "q1",
+            mail_from: "s@x.test",
+            rcpt_to: &rcpt,
+            data: b"Subject: s\r\n\r\nhi\r\n",
+        };
+        let body = form_body("BB", &msg, &["invoices".into(), "erp".into()]).unwrap();
+        let text = String::from_utf8(body).unwrap();
+        let tag = "--BB\r\nContent-Disposition: form-data; name=\"o:tag\"\r\n\r\n";
+        let first = text.find(&format!("{tag}invoices\r\n")).expect("first tag");
+        let second = text.find(&format!("{tag}erp\r\n")).expect("second tag");
+        let message = text.find("name=\"message\"").expect("message part");
+        assert!(first < second && second < message, "{text}");
     }
 
     #[test]
@@ -208,6 +243,7 @@ mod tests {
             },
             domain: domain.into(),
             api_key: "key-secret".into(),
+            tags: Vec::new(),
         };
         assert!(MailgunUpstream::new("mg", cfg("../admin")).is_err());
         let up = MailgunUpstream::new("mg", cfg("mg.example.com")).unwrap();

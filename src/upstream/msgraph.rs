@@ -28,8 +28,9 @@ use serde_json::{Value, json};
 
 use super::jwt::{RsaSigner, cert_thumbprint_s256};
 use super::oauth::{ApiResponse, Grant, TokenCache, api_client, https_url};
-use super::recipients::with_envelope_bcc;
+use super::recipients::{envelope_only_headers, with_envelope_bcc};
 use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
+use crate::inspect::recipients::HeaderRecipients;
 use convert::{Offloaded, base64_len, json_message, split_for_draft};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com";
@@ -80,6 +81,7 @@ pub struct MsGraphConfig {
     pub token_url: Option<String>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    pub header_recipients: HeaderRecipients,
 }
 
 impl MsGraphConfig {
@@ -111,6 +113,7 @@ impl MsGraphConfig {
             token_url: c.token_url.clone(),
             timeout: c.endpoint.timeout,
             ca_file: c.endpoint.ca_file.clone(),
+            header_recipients: c.header_recipients,
         })
     }
 }
@@ -118,6 +121,7 @@ impl MsGraphConfig {
 /// One Graph app registration with its token cache and connection pool.
 pub struct MsGraphUpstream {
     name: String,
+    header_recipients: HeaderRecipients,
     base: Url,
     mailbox: Option<String>,
     save_to_sent_items: bool,
@@ -195,6 +199,7 @@ impl MsGraphUpstream {
         let client = api_client(name, config.ca_file.as_deref(), config.timeout)?;
         Ok(MsGraphUpstream {
             name: name.to_string(),
+            header_recipients: config.header_recipients,
             base,
             mailbox: config.mailbox,
             save_to_sent_items: config.save_to_sent_items,
@@ -241,12 +246,27 @@ impl MsGraphUpstream {
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let parsed = MessageParser::default().parse(msg.data);
         let mailbox = self.mailbox_for(parsed.as_ref(), msg)?;
-        let data = with_envelope_bcc(msg.data, parsed.as_ref(), msg.rcpt_to);
+        let fits = base64_len(with_envelope_bcc(msg.data, parsed.as_ref(), msg.rcpt_to).len())
+            <= MAX_INLINE_BASE64;
+        if let (Some(p), false, true) = (&parsed, self.save_to_sent_items, fits) {
+            // The JSON form carries exactly the envelope recipients.
+            return self.send_json(&mailbox, p, msg.rcpt_to).await;
+        }
+        // MIME sends (sendMail and the draft) deliver to the header recipients.
+        let restricted = envelope_only_headers(
+            &self.name,
+            msg.id,
+            msg.data,
+            msg.rcpt_to,
+            self.header_recipients,
+        )?;
+        let parsed = match restricted {
+            std::borrow::Cow::Borrowed(_) => parsed,
+            std::borrow::Cow::Owned(_) => MessageParser::default().parse(&restricted[..]),
+        };
+        let data = with_envelope_bcc(&restricted, parsed.as_ref(), msg.rcpt_to);
         if base64_len(data.len()) <= MAX_INLINE_BASE64 {
-            match (&parsed, self.save_to_sent_items) {
-                (Some(p), false) => self.send_json(&mailbox, p, msg.rcpt_to).await,
-                _ => self.send_mime(&mailbox, &data).await,
-            }
+            self.send_mime(&mailbox, &data).await
         } else {
             // Offsets must refer to the bytes that are sent: parse again.
             let Some(parsed) = MessageParser::default().parse(&data[..]) else {

@@ -29,6 +29,7 @@ pub struct PostmarkConfig {
     pub server_token: String,
     /// Postmark's default stream ("outbound") when unset.
     pub message_stream: Option<String>,
+    pub tag: Option<String>,
 }
 
 impl fmt::Debug for PostmarkConfig {
@@ -37,6 +38,7 @@ impl fmt::Debug for PostmarkConfig {
             .field("endpoint", &self.endpoint)
             .field("server_token", &"<redacted>")
             .field("message_stream", &self.message_stream)
+            .field("tag", &self.tag)
             .finish()
     }
 }
@@ -47,6 +49,7 @@ impl PostmarkConfig {
             endpoint: (&c.endpoint).into(),
             server_token: c.server_token.expose().to_string(),
             message_stream: c.message_stream.clone(),
+            tag: c.tag.clone(),
         }
     }
 }
@@ -57,6 +60,7 @@ pub struct PostmarkUpstream {
     url: Url,
     server_token: String,
     message_stream: Option<String>,
+    tag: Option<String>,
 }
 
 impl fmt::Debug for PostmarkUpstream {
@@ -110,6 +114,8 @@ struct Email<'a> {
     attachments: Vec<Attachment<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_stream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
 }
 
 /// Postmark's address lists are comma-separated strings.
@@ -129,6 +135,7 @@ pub(crate) fn request_body(
     mail: &ParsedMail,
     msg: &OutboundMessage<'_>,
     message_stream: Option<&str>,
+    tag: Option<&str>,
 ) -> Result<Vec<u8>, DeliveryError> {
     let from = mail.sender(msg.mail_from).map_err(permanent)?;
     let r = Recipients::from_envelope(mail, msg.rcpt_to)
@@ -168,6 +175,7 @@ pub(crate) fn request_body(
             })
             .collect(),
         message_stream,
+        tag,
     };
     serde_json::to_vec(&body)
         .map_err(|e| DeliveryError::permanent(format!("cannot encode {PROVIDER} request: {e}")))
@@ -183,12 +191,18 @@ impl PostmarkUpstream {
             url,
             server_token: config.server_token,
             message_stream: config.message_stream,
+            tag: config.tag,
         })
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let mail = convert::parse(msg.data).map_err(permanent)?;
-        let body = request_body(&mail, msg, self.message_stream.as_deref())?;
+        let body = request_body(
+            &mail,
+            msg,
+            self.message_stream.as_deref(),
+            self.tag.as_deref(),
+        )?;
         let request = self
             .api
             .post(&self.url)
@@ -234,7 +248,7 @@ mod tests {
             data,
         };
         let mail = convert::parse(data).unwrap();
-        let b = request_body(&mail, &msg, Some("broadcast"))?;
+        let b = request_body(&mail, &msg, Some("broadcast"), Some("invoice"))?;
         Ok(serde_json::from_slice(&b).unwrap())
     }
 
@@ -256,6 +270,7 @@ mod tests {
         assert_eq!(v["Subject"], "Invoice €42");
         assert_eq!(v["TextBody"], "Total: 42 EUR");
         assert_eq!(v["MessageStream"], "broadcast");
+        assert_eq!(v["Tag"], "invoice");
         assert_eq!(
             v["Headers"],
             serde_json::json!([

@@ -5,13 +5,55 @@
 //! send to recipients that are not in the headers (that is how Bcc works),
 //! so those would silently not get the mail. postern adds each envelope
 //! recipient missing from To/Cc/Bcc to a `Bcc:` header in front of the
-//! message; both providers remove Bcc before delivering. Header recipients
-//! that are not in the envelope cannot be suppressed this way (the README
-//! says so).
+//! message; both providers remove Bcc before delivering.
+//!
+//! The reverse, header recipients that are not in the envelope, would get
+//! the mail too. [`envelope_only_headers`] runs before every send of these
+//! providers: such a message is refused (`header_recipients = "refuse"`,
+//! dead-lettered, never sent) or sent with those addresses removed from its
+//! headers (`"drop"`). The acceptance stage refuses them at the final dot
+//! already; this is the second check, for messages accepted under another
+//! configuration.
 
 use std::borrow::Cow;
 
 use mail_parser::{Address, Message};
+
+use super::DeliveryError;
+use crate::inspect::recipients::{HeaderRecipients, header_only, keep_envelope_only};
+
+/// `data` as it may be sent to a provider that reads recipients from the
+/// headers: unchanged when they name only envelope recipients; otherwise
+/// refused (a permanent error: the message is dead-lettered, not sent) or,
+/// with `Drop`, rewritten without the header-only addresses (and without
+/// postern's DKIM signatures, which the rewrite breaks), each one logged.
+pub fn envelope_only_headers<'a>(
+    upstream: &str,
+    queue_id: &str,
+    data: &'a [u8],
+    rcpt_to: &[String],
+    mode: HeaderRecipients,
+) -> Result<Cow<'a, [u8]>, DeliveryError> {
+    match mode {
+        HeaderRecipients::Refuse => match header_only(data, rcpt_to).first() {
+            None => Ok(Cow::Borrowed(data)),
+            Some(h) => Err(DeliveryError::permanent(format!(
+                "{h}; not sent, because this upstream delivers to the header recipients (header_recipients = \"refuse\")"
+            ))),
+        },
+        HeaderRecipients::Drop => match keep_envelope_only(data, rcpt_to) {
+            Ok(None) => Ok(Cow::Borrowed(data)),
+            Ok(Some((rewritten, dropped))) => {
+                for d in &dropped {
+                    tracing::warn!(queue_id, upstream, header = d.field, recipient = %d.address, "header-only recipient removed before sending (header_recipients = \"drop\")");
+                }
+                let unsigned = crate::dkim::strip_signatures(&rewritten);
+                Ok(Cow::Owned(unsigned.to_vec()))
+            }
+            Err(reason) => Err(DeliveryError::permanent(format!("{reason}; not sent"))),
+        },
+    }
+}
 
 /// Every address in To, Cc and Bcc, lower-cased.
 pub fn header_recipients(parsed: &Message<'_>) -> Vec<String> {

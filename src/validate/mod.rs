@@ -33,6 +33,19 @@ pub enum PolicyError {
     Denied { domain: String },
 }
 
+/// A quoted local part with characters that could split an address list
+/// (`553 5.1.3`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("quoted local parts may not contain spaces or any of , @ < > ; : \\")]
+pub struct QuotedLocalPart;
+
+/// RFC 5321 qtextSMTP (printable ASCII but `"` and `\`) without the
+/// characters address lists and routing syntax give meaning to. The
+/// closing quote is part of the stored local part, so `"` passes here.
+fn is_plain_qtext(c: char) -> bool {
+    c.is_ascii_graphic() && !matches!(c, '\\' | ',' | '@' | '<' | '>' | ';' | ':')
+}
+
 /// Why an asynchronous recipient check did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
@@ -64,6 +77,8 @@ pub struct Rules {
     /// A DNS check or hook is configured: recipients need
     /// [`Validator::check_recipient`] before they are accepted.
     pub needs_check: bool,
+    /// `[validation] allow_quoted_local_parts`.
+    allow_quoted_local_parts: bool,
 }
 
 impl Rules {
@@ -72,6 +87,21 @@ impl Rules {
             allowed: cfg.allowed_recipient_domains.clone(),
             denied: cfg.denied_recipient_domains.clone(),
             needs_check: cfg.check_recipient_domain || cfg.hook.is_some(),
+            allow_quoted_local_parts: cfg.allow_quoted_local_parts,
+        }
+    }
+
+    /// A recipient's quoted local part may only hold characters that no
+    /// address-list parser splits on: `"x, evil@attacker.example, y"@ok.example`
+    /// passes a domain scope as one address and reaches a receiver that
+    /// splits on commas as three. Refused unless the operator allows it.
+    pub fn check_local_part(&self, address: &Address) -> Result<(), QuotedLocalPart> {
+        if self.allow_quoted_local_parts {
+            return Ok(());
+        }
+        match address.local_part().strip_prefix('"') {
+            Some(quoted) if !quoted.chars().all(is_plain_qtext) => Err(QuotedLocalPart),
+            _ => Ok(()),
         }
     }
 
@@ -165,7 +195,7 @@ mod tests {
         Rules {
             allowed: p(allowed),
             denied: p(denied),
-            needs_check: false,
+            ..Rules::default()
         }
     }
 

@@ -180,6 +180,13 @@ impl Session {
             return self.reply(non_ascii_address());
         }
         let shown = address.to_string();
+        if let Err(e) = rules.check_local_part(&address) {
+            return self.reply(Reply::new(
+                553,
+                "5.1.3",
+                format!("Recipient <{shown}> not accepted: {e}"),
+            ));
+        }
         if env.rcpt_to.contains(&shown) {
             return Step::Reply(recipient_ok(&shown));
         }

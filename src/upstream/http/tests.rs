@@ -134,7 +134,13 @@ async fn raw_format_sends_bytes_and_envelope_headers() {
     let h = |k: &str| seen.headers.get(k).unwrap().to_str().unwrap().to_string();
     assert_eq!(h("content-type"), "message/rfc822");
     assert_eq!(h("x-postern-mail-from"), "app@example.com");
-    assert_eq!(h("x-postern-rcpt-to"), "one@example.net, two@example.org");
+    let rcpt_headers: Vec<&str> = seen
+        .headers
+        .get_all("x-postern-rcpt-to")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(rcpt_headers, ["one@example.net", "two@example.org"]);
     assert_eq!(h("x-postern-queue-id"), "0006123456789ABCDEF0");
     assert_eq!(h("authorization"), "Bearer s3cret-token");
 }

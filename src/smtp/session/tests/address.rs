@@ -100,7 +100,11 @@ fn bad_sender_syntax_is_501_5_1_7() {
 
 #[test]
 fn literals_quoted_parts_and_idna_reach_the_envelope_normalized() {
-    let mut s = in_transaction(Arc::default(), "MAIL FROM:<App@Bücher.Example> SMTPUTF8");
+    let quoted_allowed = Arc::new(validate::Rules::new(&ValidationConfig {
+        allow_quoted_local_parts: true,
+        ..Default::default()
+    }));
+    let mut s = in_transaction(quoted_allowed, "MAIL FROM:<App@Bücher.Example> SMTPUTF8");
     assert_eq!(
         send(&mut s, "RCPT TO:<user@bücher.example>"),
         "250 2.1.5 Recipient <user@xn--bcher-kva.example> ok\r\n"
@@ -132,6 +136,34 @@ fn literals_quoted_parts_and_idna_reach_the_envelope_normalized() {
     assert_eq!(
         send(&mut ascii, "RCPT TO:<user@bücher.example>"),
         "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
+    );
+}
+
+#[test]
+fn quoted_local_parts_that_could_split_a_list_are_553_by_default() {
+    let mut s = in_transaction(
+        rules(&["allowed.example"], &[], false),
+        "MAIL FROM:<a@example.com>",
+    );
+    for rcpt in [
+        "\"x, evil@attacker.example, y\"@allowed.example",
+        "\"john doe\"@allowed.example",
+        "\"a;b\"@allowed.example",
+        "\"a<b>\"@allowed.example",
+        "\"a:b\"@allowed.example",
+        "\"a\\\"b\"@allowed.example",
+    ] {
+        assert_eq!(
+            send(&mut s, &format!("RCPT TO:<{rcpt}>")),
+            format!(
+                "553 5.1.3 Recipient <{rcpt}> not accepted: quoted local parts may not contain spaces or any of , @ < > ; : \\\r\n"
+            ),
+        );
+    }
+    // Quoting that a list parser cannot misread stays allowed.
+    assert_eq!(
+        send(&mut s, "RCPT TO:<\"john.doe\"@allowed.example>"),
+        "250 2.1.5 Recipient <\"john.doe\"@allowed.example> ok\r\n"
     );
 }
 

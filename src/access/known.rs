@@ -229,6 +229,9 @@ impl KnownClients {
                         let at = secs.saturating_mul(NANOS_PER_SEC);
                         if state.live(at, now) {
                             state.put(key, &user, at, now);
+                        } else {
+                            // Rewrite the file without it at the next save.
+                            state.changes = 1;
                         }
                     }
                 }

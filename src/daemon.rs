@@ -275,12 +275,14 @@ fn demo_config() -> String {
 }
 
 /// What outlives a configuration generation: the spool and the counters
-/// that must survive a reload (quotas, lockouts, connection rate).
+/// that must survive a reload (quotas, lockouts, known clients, connection
+/// rate).
 struct Daemon {
     config_path: Option<PathBuf>,
     spool: Arc<Spool>,
     quotas: Arc<crate::quota::Quotas>,
     lockout: Arc<access::lockout::Lockout>,
+    known: Arc<access::known::KnownClients>,
     conn_rate: Arc<crate::quota::ConnectionRate>,
 }
 
@@ -295,6 +297,7 @@ impl Daemon {
             Access::new(config)
                 .with_quotas(Arc::clone(&self.quotas))
                 .with_lockout(Arc::clone(&self.lockout))
+                .with_known_clients(Arc::clone(&self.known))
                 .with_route_limits(router.size_limits()),
         );
         let sink = Arc::new(SpoolSink {
@@ -332,11 +335,27 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String>
             let _ = stop_quota.recv().await;
         },
     ));
+    // Which networks logged in as whom: a restart must not forget the
+    // application's usual address (it is what exempts it from a username
+    // lockout and from the connection rate).
+    let known = Arc::new(access::known::KnownClients::new(
+        &config.abuse,
+        config.server.state_dir.join(access::known::FILE_NAME),
+    ));
+    let mut stop_known = shutdown.subscribe();
+    let known_persister = tokio::spawn(crate::quota::persist_every(
+        Arc::clone(&known),
+        crate::quota::PERSIST_INTERVAL,
+        async move {
+            let _ = stop_known.recv().await;
+        },
+    ));
     let daemon = Daemon {
         config_path,
         spool: Arc::clone(&spool),
         quotas,
         lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
+        known,
         conn_rate: Arc::new(crate::quota::ConnectionRate::new(&config.abuse)),
     };
     let (generation, router) = daemon.generation(&config)?;
@@ -384,6 +403,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String>
     signals.abort();
     delivery.wait(running.server.shutdown_timeout).await;
     let _ = persister.await;
+    let _ = known_persister.await;
     tracing::info!("stopped");
     Ok(())
 }

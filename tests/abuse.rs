@@ -225,17 +225,195 @@ fn success_clears_only_its_own_ip() {
     let r = auth_from(&p, &ca, "127.0.0.8", "app", PASSWORD);
     assert_locked(&r, "user \"app\"");
 
-    // A success does clear its own IP: 127.0.0.9 fails twice, succeeds,
-    // fails twice more, and is still not locked (4 failures, but 2 since).
-    fail_from(&p, &ca, "127.0.0.9", "ghost4");
-    fail_from(&p, &ca, "127.0.0.9", "ghost5");
+    // A success does clear its own (username, IP) pair: 127.0.0.9 mistypes
+    // "other" twice, succeeds, mistypes twice more, and is still not locked
+    // (4 failures, but 2 since).
+    fail_from(&p, &ca, "127.0.0.9", "other");
+    fail_from(&p, &ca, "127.0.0.9", "other");
     auth_from(&p, &ca, "127.0.0.9", "other", PASSWORD).expect(235, "2.7.0", "success on .9");
-    fail_from(&p, &ca, "127.0.0.9", "ghost6");
-    fail_from(&p, &ca, "127.0.0.9", "ghost7");
+    fail_from(&p, &ca, "127.0.0.9", "other");
+    fail_from(&p, &ca, "127.0.0.9", "other");
     auth_from(&p, &ca, "127.0.0.9", "other", PASSWORD).expect(
         235,
         "2.7.0",
         "2 failures since the last success",
+    );
+}
+
+#[test]
+fn spraying_other_usernames_after_one_success_is_still_counted() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(&ca, &lockout_config(&up.url()));
+
+    // 127.0.0.9 holds one valid credential ("other") and sprays the rest:
+    // its success must not reset its IP's count.
+    fail_from(&p, &ca, "127.0.0.9", "ghost1");
+    fail_from(&p, &ca, "127.0.0.9", "ghost2");
+    auth_from(&p, &ca, "127.0.0.9", "other", PASSWORD).expect(235, "2.7.0", "its own login");
+    fail_from(&p, &ca, "127.0.0.9", "ghost3");
+    let r = auth_from(&p, &ca, "127.0.0.9", "other", PASSWORD);
+    assert_locked(&r, "127.0.0.9");
+    assert_lockout_logged(&p, "127.0.0.9");
+}
+
+/// Default thresholds (5 failures, 15 minutes), answered at once; users
+/// `app` and `other`.
+fn default_lockout_config(url: &str) -> Config {
+    Config::new(url)
+        .credential(Config::password_credential(
+            "other",
+            "other",
+            &["*@example.com"],
+        ))
+        .abuse("auth_failure_delay = \"0s\"")
+}
+
+/// AUTH as `app` from `src`, then one message; panics unless both succeed.
+#[track_caller]
+fn login_and_send(p: &Postern, ca: &TestCa, src: &str, subject: &str) -> Vec<u8> {
+    let mut c = SmtpClient::connect_from(ip(src), p.port(0));
+    c.greet_starttls(ca);
+    c.auth_plain("app", PASSWORD)
+        .expect(235, "2.7.0", &format!("app from {src} ({subject})"));
+    let msg = simple_message("app@example.com", "bob@dest.test", subject);
+    c.send_message("app@example.com", &["bob@dest.test"], &msg)
+        .expect(250, "2.0.0", &format!("message from {src} ({subject})"));
+    c.quit();
+    msg
+}
+
+/// Five wrong passwords for `app`, from 127.0.0.2 and 127.0.0.3: the
+/// username is locked for every network not known for it.
+#[track_caller]
+fn stuff_app_from_two_addresses(p: &Postern, ca: &TestCa) {
+    for src in [
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.2",
+    ] {
+        fail_from(p, ca, src, "app");
+    }
+    let r = auth_from(p, ca, "127.0.0.4", "app", PASSWORD);
+    assert_locked(&r, "user \"app\"");
+}
+
+#[test]
+fn a_username_lockout_spares_the_network_the_application_logs_in_from() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(&ca, &default_lockout_config(&up.url()));
+
+    // The application's usual address, where it has logged in before.
+    let first = login_and_send(&p, &ca, "127.0.0.1", "before the attack");
+    stuff_app_from_two_addresses(&p, &ca);
+
+    // 127.0.0.4 never logged in as app: locked out (above). 127.0.0.1 is
+    // served, and so are its messages.
+    let second = login_and_send(&p, &ca, "127.0.0.1", "during the attack");
+    let reqs = p.delivered(&up, 2);
+    let bodies: Vec<&[u8]> = reqs.iter().map(|r| r.body.as_slice()).collect();
+    for (msg, what) in [(&first, "first"), (&second, "second")] {
+        assert!(
+            bodies.iter().any(|b| split_received(b).1 == msg.as_slice()),
+            "{what} message not delivered"
+        );
+    }
+    // Another username is not affected at all, and the attackers' own
+    // addresses are not locked for it (2 and 3 failures).
+    auth_from(&p, &ca, "127.0.0.2", "other", PASSWORD).expect(235, "2.7.0", "other from .2");
+}
+
+/// The known-clients file postern keeps in its state_dir.
+fn known_file(p: &Postern) -> std::path::PathBuf {
+    p.state_dir.join("known-clients.json")
+}
+
+#[test]
+fn known_networks_survive_a_crash_a_restart_and_a_reload() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let cfg = default_lockout_config(&up.url());
+    let mut p = Postern::start(&ca, &cfg);
+
+    login_and_send(&p, &ca, "127.0.0.1", "makes .1 known");
+    // Saved within a few seconds, without a shutdown: survives kill -9.
+    let saved = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(known_file(&p)).is_ok_and(|t| t.contains("\"127.0.0.1/32\""))
+    });
+    assert!(saved, "known-clients.json never named 127.0.0.1/32");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(known_file(&p))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "known-clients.json must be owner-only");
+    p.kill9();
+    p.restart(&cfg);
+
+    // A login just before a clean stop is saved at shutdown.
+    auth_from(&p, &ca, "127.0.0.5", "other", PASSWORD).expect(235, "2.7.0", "other from .5");
+    p.sigterm();
+    p.wait_exit(Duration::from_secs(60));
+    let text = std::fs::read_to_string(known_file(&p)).expect("known-clients.json");
+    assert!(text.contains("\"127.0.0.5/32\""), "{text}");
+    p.restart(&cfg);
+
+    stuff_app_from_two_addresses(&p, &ca);
+    login_and_send(&p, &ca, "127.0.0.1", "after the restart");
+    assert!(p.reload(&cfg), "reload failed:\n{}", p.log());
+    login_and_send(&p, &ca, "127.0.0.1", "after the reload");
+    // The lockout itself also survived the reload.
+    let r = auth_from(&p, &ca, "127.0.0.4", "app", PASSWORD);
+    assert_locked(&r, "user \"app\"");
+    p.delivered(&up, 3);
+}
+
+#[test]
+fn a_failed_auth_for_an_unknown_username_does_not_log_what_was_typed() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(&ca, &lockout_config(&up.url()));
+
+    // A password typed into the username field, three times: the username
+    // lockout starts, and the fourth attempt is refused with 454.
+    let typed = "Tr0ub4dor-and-3";
+    for src in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        fail_from(&p, &ca, src, typed);
+    }
+    let r = auth_from(&p, &ca, "127.0.0.5", typed, PASSWORD);
+    r.expect(454, "4.7.0", "unknown username locked");
+    // A known username is logged as it is.
+    fail_from(&p, &ca, "127.0.0.6", "app");
+
+    p.wait_log_line(&["authentication failed", "username=app"]);
+    let log = p.log();
+    assert!(
+        !log.contains(typed),
+        "the typed username is in the log:\n{log}"
+    );
+    let hashed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("authentication failed: unknown username"))
+        .collect();
+    assert_eq!(hashed.len(), 3, "{log}");
+    // The same text gives the same hash, so repeated attempts can be told apart.
+    let hash = |l: &str| {
+        l.split("username_hash=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no username_hash in {l}"))
+    };
+    let h = hash(hashed[0]);
+    assert_eq!(h.len(), 12, "{h}");
+    assert!(hashed.iter().all(|l| hash(l) == h), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("AUTH locked out") && l.contains(&format!("unknown user {h}"))),
+        "lockout line should name the hash:\n{log}"
     );
 }
 

@@ -7,7 +7,7 @@
 //! plus hour and day windows). Run: `cargo bench --bench quota`.
 
 use postern::config::quota::{Limits, QuotaConfig, QuotaRule, Setting, Windows};
-use postern::quota::{Quotas, Subject};
+use postern::quota::{ClientKey, DEFAULT_IPV6_PREFIX, Quotas, Subject};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ fn message(q: &Quotas, k: &Key, over: &Limits) -> bool {
         credential_quota: Some(over),
         sender: &k.sender,
         from_domain: "",
-        ip: k.ip,
+        client: ClientKey::of(k.ip, DEFAULT_IPV6_PREFIX),
     };
     q.check_message(&s).is_ok() && q.check_recipient(&s).is_ok()
 }

@@ -1,31 +1,44 @@
-//! Brute-force protection: failed AUTH attempts lock out an IP or a username.
+//! Brute-force protection: failed AUTH attempts lock out a client network
+//! or a username.
 //!
-//! Failures are counted per client (IPv4 address, or IPv6 /64) and per
-//! username; `[abuse] auth_failures` of them within `auth_window` lock that
-//! key for `lockout`, doubling on each repeat up to `lockout_max`. A key
-//! that stays clean for `lockout_max` after its last lockout starts from the
-//! first step again. While a key is locked, AUTH is refused before the
-//! password is even checked, so the lockout is neither an oracle nor a way
-//! to burn CPU on argon2.
+//! Every failure is recorded with its (username, client network) pair and
+//! counts towards two keys: the client network (IPv4 address, or IPv6
+//! network of `[abuse] ipv6_prefix` bits) and the username. `[abuse]
+//! auth_failures` of them within `auth_window` lock that key for `lockout`,
+//! doubling on each repeat up to `lockout_max`. A key that stays clean for
+//! `lockout_max` after its last lockout starts from the first step again.
+//! While a key is locked, AUTH is refused before the password is even
+//! checked, so the lockout is neither an oracle nor a way to burn CPU on
+//! argon2.
 //!
-//! A success clears the failures that came from the same client only: a
-//! legitimate application logging in from its usual address must not wipe
-//! out the failures an attacker piled up on the same username from
-//! elsewhere. The object is kept by the daemon across reloads
-//! ([`Lockout::reconfigure`]); time comes from an injectable clock.
+//! A lockout must not be a denial-of-service switch. A username lockout
+//! (a botnet spraying one username from many networks) refuses only
+//! networks that are not known for that username (`known`): the
+//! application that logged in from its usual network within
+//! `known_client_ttl` is still served. A network's own failures still lock
+//! that network, known or not.
+//!
+//! A success clears only its own pair's failures, from both keys: an
+//! application that mistyped its password is not held to it, but the
+//! failures an attacker piled up on the same username from elsewhere stay,
+//! and so do the network's failures on other usernames (one valid
+//! credential must not reset the counter for spraying the rest). The
+//! object is kept by the daemon across reloads ([`Lockout::reconfigure`]);
+//! time comes from an injectable clock.
 
 use crate::config::quota::AbuseConfig;
 use crate::quota::ClientKey;
 use crate::quota::clock::{SharedClock, SystemClock, nanos};
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::IpAddr;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Entries kept at most; beyond it, idle entries are swept and, if that is
-/// not enough, new usernames stop being tracked (client IPs still are), so a
-/// flood of made-up usernames cannot grow memory without bound.
+/// not enough, new usernames stop being tracked (client networks still
+/// are), so a flood of made-up usernames cannot grow memory without bound.
 const MAX_ENTRIES: usize = 100_000;
 
 /// Longer usernames are counted by their first bytes.
@@ -75,11 +88,19 @@ impl fmt::Display for LockedOut {
 
 impl std::error::Error for LockedOut {}
 
+/// One failed AUTH: when, from which network, as which username (a keyed
+/// hash, so a key's history costs the same whatever was typed).
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    at: u64,
+    client: ClientKey,
+    user: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
-    /// Times of failures still inside the window, and which client made
-    /// them (so a success can clear only its own).
-    failures: VecDeque<(u64, ClientKey)>,
+    /// Failures still inside the window.
+    failures: VecDeque<Failure>,
     locked_until: u64,
     /// Lockouts so far; the next one lasts `lockout * 2^strikes`.
     strikes: u32,
@@ -87,7 +108,7 @@ struct Entry {
 
 impl Entry {
     fn idle(&self, now: u64, window: u64, forget: u64) -> bool {
-        self.failures.back().is_none_or(|&(t, _)| t + window <= now)
+        self.failures.back().is_none_or(|f| f.at + window <= now)
             && self.locked_until.saturating_add(forget) <= now
     }
 }
@@ -95,6 +116,9 @@ impl Entry {
 struct State {
     cfg: AbuseConfig,
     entries: HashMap<LockKey, Entry>,
+    /// Random per process, so nobody can pick usernames whose hashes
+    /// collide with a victim's and have a success clear them.
+    hasher: RandomState,
 }
 
 impl State {
@@ -111,8 +135,9 @@ impl State {
     }
 
     /// Records one failure on `key`; the new lockout if it starts now.
-    fn fail(&mut self, key: LockKey, from: ClientKey, now: u64) -> Option<LockedOut> {
+    fn fail(&mut self, key: LockKey, failure: Failure) -> Option<LockedOut> {
         let threshold = self.cfg.auth_failures?.get() as usize;
+        let now = failure.at;
         let (window, forget) = (self.window(), self.forget());
         let (first, max) = (nanos(self.cfg.lockout), nanos(self.cfg.lockout_max));
         if !self.entries.contains_key(&key) {
@@ -130,10 +155,10 @@ impl State {
         if e.strikes > 0 && e.locked_until.saturating_add(forget) <= now {
             e.strikes = 0;
         }
-        while e.failures.front().is_some_and(|&(t, _)| t + window <= now) {
+        while e.failures.front().is_some_and(|f| f.at + window <= now) {
             e.failures.pop_front();
         }
-        e.failures.push_back((now, from));
+        e.failures.push_back(failure);
         if e.failures.len() < threshold {
             return None;
         }
@@ -173,6 +198,7 @@ impl Lockout {
             state: Mutex::new(State {
                 cfg: cfg.clone(),
                 entries: HashMap::new(),
+                hasher: RandomState::new(),
             }),
             clock,
         }
@@ -182,14 +208,20 @@ impl Lockout {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Before verifying an AUTH: refused if the client or the username is
-    /// locked (the longer of the two is reported).
-    pub fn check(&self, ip: IpAddr, username: Option<&str>) -> Result<(), LockedOut> {
+    /// Before verifying an AUTH: refused if the client network is locked,
+    /// or the username is and the network is not `known` for it (see
+    /// `known::KnownClients::is_known`). The longer lockout is reported.
+    pub fn check(
+        &self,
+        client: ClientKey,
+        username: Option<&str>,
+        known: bool,
+    ) -> Result<(), LockedOut> {
         let now = self.clock.now();
         let state = self.lock();
         let keys = [
-            Some(LockKey::Client(ClientKey::of(ip))),
-            username.map(user_key),
+            Some(LockKey::Client(client)),
+            username.filter(|_| !known).map(user_key),
         ];
         let mut worst: Option<LockedOut> = None;
         for key in keys.into_iter().flatten() {
@@ -206,37 +238,41 @@ impl Lockout {
         worst.map_or(Ok(()), Err)
     }
 
-    /// After a failed AUTH. Returns the lockout this failure started, if
-    /// any (already logged here with its key).
-    pub fn record_failure(&self, ip: IpAddr, username: Option<&str>) -> Option<LockedOut> {
+    /// After a failed AUTH. Returns the lockouts this failure started (of
+    /// the network, of the username, or both), for the caller to log.
+    pub fn record_failure(&self, client: ClientKey, username: Option<&str>) -> Vec<LockedOut> {
         let now = self.clock.now();
-        let client = ClientKey::of(ip);
         let mut state = self.lock();
-        let by_client = state.fail(LockKey::Client(client), client, now);
-        let by_user = username.and_then(|u| state.fail(user_key(u), client, now));
-        drop(state);
-        for l in by_client.iter().chain(by_user.iter()) {
-            tracing::warn!(key = %l.key, rule = "abuse.auth_failures", lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
+        let user = username.map(user_key);
+        let failure = Failure {
+            at: now,
+            client,
+            user: user.as_ref().map(|u| state.hasher.hash_one(u)),
+        };
+        let mut started = Vec::new();
+        started.extend(state.fail(LockKey::Client(client), failure));
+        if let Some(u) = user {
+            started.extend(state.fail(u, failure));
         }
-        match (by_client, by_user) {
-            (Some(a), Some(b)) => Some(if b.remaining > a.remaining { b } else { a }),
-            (a, b) => a.or(b),
-        }
+        started
     }
 
-    /// After a successful AUTH: forgets this client's failures, and the
-    /// username's failures that came from this client. Failures from other
-    /// clients stay.
-    pub fn record_success(&self, ip: IpAddr, username: Option<&str>) {
-        let client = ClientKey::of(ip);
-        let mut state = self.lock();
+    /// After a successful AUTH: forgets the failures of this (username,
+    /// network) pair, from the network's count and from the username's.
+    /// The network's failures on other usernames stay, and so do the
+    /// username's failures from other networks.
+    pub fn record_success(&self, client: ClientKey, username: Option<&str>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let user = username.map(user_key);
+        let hash = user.as_ref().map(|u| state.hasher.hash_one(u));
         if let Some(e) = state.entries.get_mut(&LockKey::Client(client)) {
-            e.failures.clear();
+            e.failures.retain(|f| f.user != hash);
         }
-        if let Some(u) = username
-            && let Some(e) = state.entries.get_mut(&user_key(u))
+        if let Some(u) = user
+            && let Some(e) = state.entries.get_mut(&u)
         {
-            e.failures.retain(|&(_, from)| from != client);
+            e.failures.retain(|f| f.client != client);
         }
     }
 
@@ -246,6 +282,8 @@ impl Lockout {
     }
 
     /// On reload: new thresholds and durations, same counts and lockouts.
+    /// (A new `ipv6_prefix` groups new failures differently; IPv6 entries
+    /// under the old grouping age out.)
     pub fn reconfigure(&self, cfg: &AbuseConfig) {
         self.lock().cfg = cfg.clone();
     }
@@ -256,7 +294,7 @@ impl Lockout {
         self.lock().sweep(now);
     }
 
-    /// Number of clients and usernames tracked.
+    /// Number of client networks and usernames tracked.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
@@ -280,8 +318,14 @@ mod tests {
         (Lockout::with_clock(&cfg, clock.clone()), clock)
     }
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    /// The client network of `s`, grouped as by default.
+    fn ip(s: &str) -> ClientKey {
+        ClientKey::of(s.parse().unwrap(), crate::quota::DEFAULT_IPV6_PREFIX)
+    }
+
+    /// The longest lockout a failure started, if any.
+    fn longest(v: Vec<LockedOut>) -> Option<LockedOut> {
+        v.into_iter().max_by_key(|l| l.remaining)
     }
 
     #[test]
@@ -289,29 +333,33 @@ mod tests {
         let (l, clock) = lockout(AbuseConfig::default());
         let a = ip("192.0.2.1");
         for i in 0..4 {
-            assert_eq!(l.record_failure(a, Some("erp")), None, "failure {i}");
-            assert_eq!(l.check(a, Some("erp")), Ok(()));
+            assert_eq!(
+                longest(l.record_failure(a, Some("erp"))),
+                None,
+                "failure {i}"
+            );
+            assert_eq!(l.check(a, Some("erp"), false), Ok(()));
         }
-        let started = l.record_failure(a, Some("erp")).unwrap();
+        let started = longest(l.record_failure(a, Some("erp"))).unwrap();
         assert_eq!(started.remaining, 15 * MIN);
-        let e = l.check(a, Some("other")).unwrap_err();
-        assert_eq!(e.key, LockKey::Client(ClientKey::of(a)));
+        let e = l.check(a, Some("other"), false).unwrap_err();
+        assert_eq!(e.key, LockKey::Client(a));
         assert_eq!(
             e.to_string(),
             "Too many failed AUTH attempts from 192.0.2.1; try again in 900 s"
         );
-        let e = l.check(ip("198.51.100.2"), Some("erp")).unwrap_err();
+        let e = l.check(ip("198.51.100.2"), Some("erp"), false).unwrap_err();
         assert_eq!(e.key, LockKey::User("erp".into()));
         assert_eq!(
             e.to_string(),
             "Too many failed AUTH attempts from user \"erp\"; try again in 900 s"
         );
-        assert_eq!(l.check(ip("198.51.100.2"), Some("crm")), Ok(()));
+        assert_eq!(l.check(ip("198.51.100.2"), Some("crm"), false), Ok(()));
         // It expires.
         clock.advance(15 * MIN - Duration::from_secs(1));
-        assert_eq!(l.check(a, None).unwrap_err().remaining_secs(), 1);
+        assert_eq!(l.check(a, None, false).unwrap_err().remaining_secs(), 1);
         clock.advance(Duration::from_secs(1));
-        assert_eq!(l.check(a, Some("erp")), Ok(()));
+        assert_eq!(l.check(a, Some("erp"), false), Ok(()));
     }
 
     #[test]
@@ -323,9 +371,9 @@ mod tests {
             clock.advance(3 * MIN);
         }
         // The first failure is now 12 minutes old: only 4 in the window.
-        assert_eq!(l.record_failure(a, Some("erp")), None);
-        assert_eq!(l.check(a, Some("erp")), Ok(()));
-        assert!(l.record_failure(a, Some("erp")).is_some());
+        assert_eq!(longest(l.record_failure(a, Some("erp"))), None);
+        assert_eq!(l.check(a, Some("erp"), false), Ok(()));
+        assert!(longest(l.record_failure(a, Some("erp"))).is_some());
     }
 
     #[test]
@@ -336,7 +384,7 @@ mod tests {
         for _ in 0..9 {
             let mut started = None;
             for _ in 0..5 {
-                started = l.record_failure(a, None);
+                started = longest(l.record_failure(a, None));
             }
             let d = started.unwrap().remaining;
             lengths.push(d.as_secs() / 60);
@@ -348,7 +396,10 @@ mod tests {
         for _ in 0..4 {
             l.record_failure(a, None);
         }
-        assert_eq!(l.record_failure(a, None).unwrap().remaining, 15 * MIN);
+        assert_eq!(
+            longest(l.record_failure(a, None)).unwrap().remaining,
+            15 * MIN
+        );
     }
 
     #[test]
@@ -359,12 +410,12 @@ mod tests {
             l.record_failure(a, None);
         }
         clock.advance(MIN);
-        assert_eq!(l.record_failure(a, None), None);
-        assert_eq!(l.check(a, None).unwrap_err().remaining, 14 * MIN);
+        assert_eq!(longest(l.record_failure(a, None)), None);
+        assert_eq!(l.check(a, None, false).unwrap_err().remaining, 14 * MIN);
     }
 
     #[test]
-    fn success_clears_only_the_same_clients_failures() {
+    fn success_clears_only_its_own_pairs_failures() {
         let (l, _clock) = lockout(AbuseConfig::default());
         let app = ip("192.0.2.10");
         // Four attackers, one failure each, on the app's username.
@@ -372,29 +423,86 @@ mod tests {
             l.record_failure(ip(&format!("203.0.113.{i}")), Some("erp"));
         }
         l.record_success(app, Some("erp"));
-        let started = l.record_failure(ip("203.0.113.5"), Some("erp")).unwrap();
+        let started = longest(l.record_failure(ip("203.0.113.5"), Some("erp"))).unwrap();
         assert_eq!(started.key, LockKey::User("erp".into()));
 
-        // The app's own failures are cleared by its success.
+        // The app's own failures (a mistyped password) are cleared by its
+        // success, from the network's count and the username's.
         for _ in 0..4 {
             l.record_failure(app, Some("crm"));
         }
         l.record_success(app, Some("crm"));
         for _ in 0..4 {
-            assert_eq!(l.record_failure(app, Some("crm")), None);
+            assert_eq!(longest(l.record_failure(app, Some("crm"))), None);
         }
-        assert_eq!(l.check(app, Some("crm")), Ok(()));
+        assert_eq!(l.check(app, Some("crm"), false), Ok(()));
     }
 
     #[test]
-    fn ipv6_clients_count_per_64() {
+    fn one_valid_login_does_not_reset_spraying_other_usernames() {
+        let (l, _clock) = lockout(AbuseConfig::default());
+        let sprayer = ip("198.51.100.7");
+        for u in ["a", "b", "c", "d"] {
+            l.record_failure(sprayer, Some(u));
+        }
+        // It holds one valid credential and uses it.
+        l.record_success(sprayer, Some("mine"));
+        let started = longest(l.record_failure(sprayer, Some("e"))).unwrap();
+        assert_eq!(started.key, LockKey::Client(sprayer));
+        assert!(l.check(sprayer, Some("mine"), true).is_err());
+    }
+
+    #[test]
+    fn a_username_lockout_spares_networks_known_for_it() {
+        let (l, _clock) = lockout(AbuseConfig::default());
+        for i in 1..=5 {
+            l.record_failure(ip(&format!("203.0.113.{i}")), Some("erp"));
+        }
+        let app = ip("192.0.2.10");
+        let e = l.check(app, Some("erp"), false).unwrap_err();
+        assert_eq!(e.key, LockKey::User("erp".into()));
+        assert_eq!(l.check(app, Some("erp"), true), Ok(()));
+        // The known network's own failures still lock it.
+        for _ in 0..5 {
+            l.record_failure(app, Some("erp"));
+        }
+        let e = l.check(app, Some("erp"), true).unwrap_err();
+        assert_eq!(e.key, LockKey::Client(app));
+    }
+
+    #[test]
+    fn both_lockouts_a_failure_starts_are_returned() {
+        let (l, _clock) = lockout(AbuseConfig::default());
+        let a = ip("192.0.2.1");
+        for _ in 0..4 {
+            assert!(l.record_failure(a, Some("erp")).is_empty());
+        }
+        let keys: Vec<LockKey> = l
+            .record_failure(a, Some("erp"))
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, [LockKey::Client(a), LockKey::User("erp".into())]);
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_network_of_the_configured_prefix() {
         let (l, _clock) = lockout(AbuseConfig::default());
         for i in 1..=5 {
             l.record_failure(ip(&format!("2001:db8:0:1::{i}")), None);
         }
-        let e = l.check(ip("2001:db8:0:1:ffff::9"), None).unwrap_err();
+        let e = l
+            .check(ip("2001:db8:0:1:ffff::9"), None, false)
+            .unwrap_err();
         assert_eq!(e.key.to_string(), "2001:db8:0:1::/64");
-        assert_eq!(l.check(ip("2001:db8:0:2::1"), None), Ok(()));
+        assert_eq!(l.check(ip("2001:db8:0:2::1"), None, false), Ok(()));
+        // With ipv6_prefix = 48 the caller groups the whole /48.
+        let wide = |s: &str| ClientKey::of(s.parse().unwrap(), 48);
+        for i in 1..=5 {
+            l.record_failure(wide(&format!("2001:db8:7:{i}::1")), None);
+        }
+        let e = l.check(wide("2001:db8:7:ff::1"), None, false).unwrap_err();
+        assert_eq!(e.key.to_string(), "2001:db8:7::/48");
     }
 
     #[test]
@@ -405,9 +513,9 @@ mod tests {
         });
         let a = ip("192.0.2.1");
         for _ in 0..50 {
-            assert_eq!(l.record_failure(a, Some("erp")), None);
+            assert_eq!(longest(l.record_failure(a, Some("erp"))), None);
         }
-        assert_eq!(l.check(a, Some("erp")), Ok(()));
+        assert_eq!(l.check(a, Some("erp"), false), Ok(()));
         assert!(l.is_empty());
 
         l.reconfigure(&AbuseConfig {
@@ -416,10 +524,10 @@ mod tests {
             ..AbuseConfig::default()
         });
         l.record_failure(a, None);
-        assert_eq!(l.record_failure(a, None).unwrap().remaining, MIN);
+        assert_eq!(longest(l.record_failure(a, None)).unwrap().remaining, MIN);
         // A reload keeps the lockout in force.
         l.reconfigure(&AbuseConfig::default());
-        assert!(l.check(a, None).is_err());
+        assert!(l.check(a, None, false).is_err());
     }
 
     #[test]

@@ -2,25 +2,56 @@
 //!
 //! Order matters for what a client can learn. A locked-out client or
 //! username is refused before the password is checked (no oracle, no CPU
-//! spent on argon2). A disabled or expired credential, an expired secret and
-//! an unknown username all cost one argon2 verification and get the same
-//! `535 5.7.8` as a wrong password. Only a client that knows a valid secret
-//! learns that the credential may not be used from its network.
+//! spent on argon2); a username lockout spares networks known for that
+//! username (`known`). A disabled or expired credential, an expired secret
+//! and an unknown username get the same `535 5.7.8` as a wrong password,
+//! and every failure costs as many argon2 verifications as the credential
+//! with the most secrets needs, so neither the reply nor its timing tells
+//! which usernames exist. Only a client that knows a valid secret learns
+//! that the credential may not be used from its network.
+//!
+//! People type passwords into the username field, so a failure for an
+//! unknown username is logged with a short keyed hash of what was typed
+//! (the same text gives the same hash until postern restarts), never the
+//! text itself.
 
+use super::lockout::LockKey;
 use super::{Access, canonical_ip, verify};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Grant;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 fn invalid() -> Reply {
     Reply::new(535, "5.7.8", "Authentication credentials invalid")
 }
 
+/// 12 hex digits of HMAC-SHA256(per-process random key, `username`): enough
+/// to tell repeated attempts apart in a log, useless for testing guesses
+/// against it (the key never leaves memory).
+fn name_hash(username: &str) -> String {
+    static KEY: OnceLock<ring::hmac::Key> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let rng = ring::rand::SystemRandom::new();
+        ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            // No system randomness: still never the name, only linkable.
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"postern username log hash")
+        })
+    });
+    let tag = ring::hmac::sign(key, username.as_bytes());
+    tag.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Access {
     /// Checks one AUTH exchange from `peer`. Failed attempts count towards
-    /// the lockout and are answered after `[abuse] auth_failure_delay`.
+    /// the lockout and are answered after `[abuse] auth_failure_delay`; a
+    /// successful login makes `peer`'s network known for the username.
     pub async fn authenticate(
         self: &Arc<Self>,
         username: &str,
@@ -28,16 +59,27 @@ impl Access {
         peer: IpAddr,
     ) -> Result<Grant, Reply> {
         let peer = canonical_ip(peer);
-        if let Some(lockout) = &self.lockout
-            && let Err(locked) = lockout.check(peer, Some(username))
-        {
-            tracing::warn!(peer = %peer, key = %locked.key, rule = "abuse.auth_failures", remaining_s = locked.remaining_secs(), "AUTH refused: locked out");
-            return Err(Reply::new(454, "4.7.0", locked.to_string()));
+        let client = self.client_key(peer);
+        if let Some(lockout) = &self.lockout {
+            let known = self
+                .known
+                .as_ref()
+                .is_some_and(|k| k.is_known(client, username));
+            if let Err(locked) = lockout.check(client, Some(username), known) {
+                tracing::warn!(peer = %peer, key = %self.log_key(&locked.key), rule = "abuse.auth_failures", remaining_s = locked.remaining_secs(), "AUTH refused: locked out");
+                return Err(Reply::new(454, "4.7.0", locked.to_string()));
+            }
         }
         let Some(grant) = self.verify_login(username, password).await else {
-            tracing::warn!(peer = %peer, username = %username, "authentication failed");
+            if self.by_username.contains_key(username) {
+                tracing::warn!(peer = %peer, username = %username, "authentication failed");
+            } else {
+                tracing::warn!(peer = %peer, username_hash = %name_hash(username), "authentication failed: unknown username");
+            }
             if let Some(lockout) = &self.lockout {
-                lockout.record_failure(peer, Some(username));
+                for l in lockout.record_failure(client, Some(username)) {
+                    tracing::warn!(key = %self.log_key(&l.key), rule = "abuse.auth_failures", lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
+                }
                 let delay = lockout.failure_delay();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -46,7 +88,7 @@ impl Access {
             return Err(invalid());
         };
         if let Some(lockout) = &self.lockout {
-            lockout.record_success(peer, Some(username));
+            lockout.record_success(client, Some(username));
         }
         if !self.network_allows(&grant.credential, peer) {
             tracing::warn!(peer = %peer, credential = %grant.credential, rule = "networks", "AUTH refused: credential not allowed from this address");
@@ -59,7 +101,26 @@ impl Access {
                 ),
             ));
         }
+        if let Some(known) = &self.known {
+            known.record(client, username);
+        }
         Ok(grant)
+    }
+
+    /// A lockout key as logged: a username no credential has is shown as
+    /// its hash (it may be a password typed into the wrong field).
+    fn log_key(&self, key: &LockKey) -> String {
+        match key {
+            LockKey::User(u) if !self.by_username.contains_key(u) => {
+                format!("unknown user {}", name_hash(u))
+            }
+            k => k.to_string(),
+        }
+    }
+
+    /// argon2 verifications run by this generation so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Whether a login credential's `networks` (if any) contain `peer`.
@@ -94,9 +155,11 @@ impl Access {
     }
 
     /// Runs argon2 on the blocking pool against every active secret of the
-    /// username's credential. Unknown usernames and inactive credentials
-    /// are verified against a dummy hash so timing does not tell them
-    /// apart. Successful checks are cached (keyed on the hash too, so a
+    /// username's credential, then, if none matched, against the dummy hash
+    /// until `max_secrets` verifications were made: unknown usernames,
+    /// inactive credentials and credentials with fewer secrets cost the
+    /// same. (A match stops early; only a client that knows a secret sees
+    /// that.) Successful checks are cached (keyed on the hash too, so a
     /// changed hash invalidates the entry).
     async fn verify_login(self: &Arc<Self>, username: &str, password: &str) -> Option<Grant> {
         let now = SystemTime::now();
@@ -125,16 +188,26 @@ impl Access {
                 };
                 let pw = password.to_string();
                 let list = candidates.clone();
-                let found = tokio::task::spawn_blocking(move || {
-                    if list.is_empty() {
-                        verify::check(None, &pw);
-                        return None;
+                let pad = self.max_secrets;
+                let (found, checks) = tokio::task::spawn_blocking(move || {
+                    let mut checks = 0;
+                    for phc in list {
+                        checks += 1;
+                        if verify::check(Some(&phc), &pw) {
+                            return (Some(phc), checks);
+                        }
                     }
-                    list.into_iter().find(|phc| verify::check(Some(phc), &pw))
+                    while checks < pad {
+                        verify::check(None, &pw);
+                        checks += 1;
+                    }
+                    (None, checks)
                 })
                 .await
-                .ok()
-                .flatten()?;
+                .ok()?;
+                self.verifications
+                    .fetch_add(checks as u64, Ordering::Relaxed);
+                let found = found?;
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(verify::cache_key(username, password, &found));
                 }

@@ -6,6 +6,7 @@
 //! use argon2id off the async runtime; successful checks are cached so a
 //! client that logs in for every message does not pay ~40 ms each time.
 
+pub mod known;
 pub mod lockout;
 mod login;
 mod verify;
@@ -13,12 +14,15 @@ mod verify;
 pub use verify::{hash_secret, new_token};
 
 use crate::config::{Config, Credential};
+use crate::quota::ClientKey;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Grant, Limits, SizeLimit};
 use crate::validate::{Address, Domain};
+use known::KnownClients;
 use lockout::Lockout;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -39,6 +43,16 @@ pub struct Access {
     quotas: Option<Arc<crate::quota::Quotas>>,
     /// Failed-AUTH lockouts; daemon-owned like the quotas.
     lockout: Option<Arc<Lockout>>,
+    /// Networks that logged in recently; daemon-owned and persisted.
+    known: Option<Arc<KnownClients>>,
+    /// `[abuse] ipv6_prefix`: how client addresses are grouped.
+    ipv6_prefix: u8,
+    /// The most secrets any credential lists: every failed login costs
+    /// this many argon2 verifications, so the cost does not tell unknown
+    /// usernames (or how many secrets a credential has) apart.
+    max_secrets: usize,
+    /// argon2 verifications run so far (tests compare them).
+    verifications: AtomicU64,
     /// Route name → the largest message all its upstreams accept.
     route_limits: BTreeMap<String, u64>,
 }
@@ -56,6 +70,13 @@ impl Access {
             names.insert(name.clone(), Arc::from(name.as_str()));
             by_name.insert(name.clone(), cred);
         }
+        let max_secrets = by_name
+            .values()
+            .filter_map(|c| c.login.as_ref())
+            .map(|l| l.secrets.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         Access {
             by_name,
             by_username,
@@ -66,6 +87,10 @@ impl Access {
             )),
             quotas: None,
             lockout: None,
+            known: None,
+            ipv6_prefix: config.abuse.ipv6_prefix,
+            max_secrets,
+            verifications: AtomicU64::new(0),
             route_limits: BTreeMap::new(),
         }
     }
@@ -74,6 +99,30 @@ impl Access {
     pub fn with_lockout(mut self, lockout: Arc<Lockout>) -> Access {
         self.lockout = Some(lockout);
         self
+    }
+
+    /// Records successful logins in `known`, and lets known networks
+    /// through a username lockout and past the connection rate.
+    pub fn with_known_clients(mut self, known: Arc<KnownClients>) -> Access {
+        self.known = Some(known);
+        self
+    }
+
+    /// The client network `peer` is counted as by every per-client limit.
+    pub fn client_key(&self, peer: IpAddr) -> ClientKey {
+        ClientKey::of(peer, self.ipv6_prefix)
+    }
+
+    /// Whether `peer` skips `[abuse] connections_per_ip_per_minute`: a
+    /// `networks` credential trusts it, or its network logged in within
+    /// `known_client_ttl`. Such clients are bounded by
+    /// `max_connections_per_ip` only.
+    pub fn trusted_or_known(&self, peer: IpAddr) -> bool {
+        self.network_credential(peer).is_some()
+            || self
+                .known
+                .as_ref()
+                .is_some_and(|k| k.is_known_client(self.client_key(peer)))
     }
 
     /// Size limits of the routes' upstreams (see `Router::size_limits`),
@@ -127,7 +176,7 @@ impl Access {
             credential_quota: self.by_name.get(credential).and_then(|c| c.quota.as_ref()),
             sender: mail_from,
             from_domain: "",
-            ip: canonical_ip(peer),
+            client: self.client_key(peer),
         }
     }
 

@@ -214,3 +214,82 @@ fn recipient_domain_scope_denied_wins() {
     assert!(check("u@[192.0.2.1]").is_err());
     assert!(Policy::check_recipient(&a, "lan", &rcpt("u@example.com")).is_ok());
 }
+
+/// A third hash, of "third-pw", for a credential with three secrets.
+fn third_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| hash_secret("third-pw").unwrap())
+}
+
+#[tokio::test]
+async fn every_failure_costs_as_many_verifications_as_the_most_secrets() {
+    let (old, new) = hashes();
+    let third = third_hash();
+    // "app" rotates through three secrets; "one" has a single secret.
+    let a = access(&format!(
+        "secret_hashes = [\"{old}\", \"{new}\", \"{third}\"]\n[credentials.one]\nusername = \"one\"\nsecret_hash = \"{new}\"\nallowed_senders = [\"*\"]"
+    ));
+    let cost = |before: u64| a.verifications() - before;
+    let mut counts = Vec::new();
+    for (user, pw) in [
+        ("ghost", "guess"),
+        ("app", "guess"),
+        ("one", "guess"),
+        ("ghost2", "new-pw"),
+    ] {
+        let before = a.verifications();
+        let peer: IpAddr = "192.0.2.50".parse().unwrap();
+        assert!(a.authenticate(user, pw, peer).await.is_err(), "{user}");
+        counts.push((user, cost(before)));
+    }
+    assert_eq!(
+        counts,
+        [("ghost", 3), ("app", 3), ("one", 3), ("ghost2", 3)],
+        "an unknown username must cost what the credential with the most secrets costs"
+    );
+    // A disabled credential reads the same.
+    let d = access(&format!(
+        "secret_hashes = [\"{old}\", \"{new}\", \"{third}\"]\ndisabled = true"
+    ));
+    assert!(d.authenticate("app", "new-pw", PEER).await.is_err());
+    assert_eq!(d.verifications(), 3);
+    // A success stops at the secret that matched (the client knows it).
+    let before = a.verifications();
+    a.authenticate("app", "old-pw", PEER).await.unwrap();
+    assert_eq!(cost(before), 1);
+}
+
+#[tokio::test]
+async fn a_username_lockout_spares_the_network_that_logged_in_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = no_delay();
+    let known = Arc::new(KnownClients::new(&cfg, dir.path().join(known::FILE_NAME)));
+    let a = Arc::new(
+        Access::new(&config(&both_secrets()))
+            .with_lockout(Arc::new(Lockout::new(&cfg)))
+            .with_known_clients(Arc::clone(&known)),
+    );
+    a.authenticate("app", "new-pw", PEER).await.unwrap();
+    assert!(a.trusted_or_known(PEER));
+    for i in 2..=6 {
+        let bot: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+        assert!(!a.trusted_or_known(bot));
+        assert!(a.authenticate("app", "guess", bot).await.is_err());
+    }
+    let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+    let locked = code(&a.authenticate("app", "new-pw", stranger).await);
+    assert!(locked.starts_with("454 4.7.0"), "{locked}");
+    assert_eq!(code(&a.authenticate("app", "new-pw", PEER).await), "ok app");
+    // A refused login (networks) does not make a network known.
+    let fenced = Access::new(&config(&format!(
+        "{}\nnetworks = [\"10.0.0.0/8\"]",
+        both_secrets()
+    )))
+    .with_known_clients(Arc::clone(&known));
+    let fenced = Arc::new(fenced);
+    let outside: IpAddr = "198.51.100.77".parse().unwrap();
+    assert!(fenced.authenticate("app", "new-pw", outside).await.is_err());
+    assert!(!fenced.trusted_or_known(outside));
+    // A networks credential's clients are trusted without logging in.
+    assert!(a.trusted_or_known("192.0.2.9".parse().unwrap()));
+}

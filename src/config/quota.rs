@@ -103,6 +103,8 @@ pub struct RawAbuse {
     pub max_auth_attempts_per_connection: RawOpt,
     pub auth_failure_delay: Option<Spanned<Dur>>,
     pub connections_per_ip_per_minute: RawOpt,
+    pub known_client_ttl: Option<Spanned<Dur>>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
 }
 
 /// One limit key after validation.
@@ -213,7 +215,16 @@ pub struct AbuseConfig {
     pub lockout_max: Duration,
     pub max_auth_attempts_per_connection: Option<NonZeroU32>,
     pub auth_failure_delay: Duration,
+    /// Applies only to clients that are neither trusted by a `networks`
+    /// credential nor known (see `known_client_ttl`).
     pub connections_per_ip_per_minute: Option<NonZeroU32>,
+    /// How long a client network stays known for a username after a
+    /// successful AUTH: known networks are exempt from that username's
+    /// lockout and from the connection rate.
+    pub known_client_ttl: Duration,
+    /// IPv6 clients are counted per network of this many bits (IPv4 per
+    /// address), by every per-client limit.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for AbuseConfig {
@@ -226,12 +237,18 @@ impl Default for AbuseConfig {
             max_auth_attempts_per_connection: NonZeroU32::new(3),
             auth_failure_delay: Duration::from_secs(1),
             connections_per_ip_per_minute: NonZeroU32::new(60),
+            known_client_ttl: Duration::from_secs(30 * 86400),
+            ipv6_prefix: 64,
         }
     }
 }
 
 /// Longest accepted `auth_failure_delay`: the delay holds a connection open.
 const MAX_FAILURE_DELAY: Duration = Duration::from_secs(30);
+
+/// Accepted `ipv6_prefix` values: shorter than /32 would lump whole
+/// providers together (one client's failures would lock out thousands).
+const IPV6_PREFIXES: std::ops::RangeInclusive<i64> = 32..=128;
 
 fn setting(f: &File, v: &RawOpt, key: &str, errors: &mut ConfigErrors) -> Setting {
     let Some(v) = v else {
@@ -434,6 +451,11 @@ pub(super) fn build_abuse(files: &[File], errors: &mut ConfigErrors) -> AbuseCon
     out.auth_window = positive(&raw.auth_window, "auth_window", out.auth_window);
     out.lockout = positive(&raw.lockout, "lockout", out.lockout);
     out.lockout_max = positive(&raw.lockout_max, "lockout_max", out.lockout_max);
+    out.known_client_ttl = positive(
+        &raw.known_client_ttl,
+        "known_client_ttl",
+        out.known_client_ttl,
+    );
     if out.lockout_max < out.lockout {
         let at = raw.lockout_max.as_ref().or(raw.lockout.as_ref());
         if let Some(d) = at {
@@ -453,6 +475,16 @@ pub(super) fn build_abuse(files: &[File], errors: &mut ConfigErrors) -> AbuseCon
             ));
         }
         out.auth_failure_delay = d.get_ref().0;
+    }
+    if let Some(p) = &raw.ipv6_prefix {
+        match u8::try_from(*p.get_ref()) {
+            Ok(n) if IPV6_PREFIXES.contains(p.get_ref()) => out.ipv6_prefix = n,
+            _ => errors.push(ConfigError::new(
+                f.loc(p),
+                "abuse.ipv6_prefix",
+                "must be a prefix length from 32 to 128 (64: one client per /64)",
+            )),
+        }
     }
     out
 }

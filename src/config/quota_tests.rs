@@ -32,6 +32,8 @@ fn defaults_are_unlimited_and_abuse_has_documented_defaults() {
     assert_eq!(a.max_auth_attempts_per_connection, NonZeroU32::new(3));
     assert_eq!(a.auth_failure_delay, Duration::from_secs(1));
     assert_eq!(a.connections_per_ip_per_minute, NonZeroU32::new(60));
+    assert_eq!(a.known_client_ttl, Duration::from_secs(30 * 86400));
+    assert_eq!(a.ipv6_prefix, 64);
     assert!(c.upstreams["out"].max_concurrency.is_none());
     assert!(c.upstreams["out"].rate.is_none());
 }
@@ -198,6 +200,8 @@ lockout_max = "1h"
 max_auth_attempts_per_connection = 2
 auth_failure_delay = "500ms"
 connections_per_ip_per_minute = "unlimited"
+known_client_ttl = "7d"
+ipv6_prefix = 56
 "#,
     )
     .unwrap();
@@ -209,6 +213,8 @@ connections_per_ip_per_minute = "unlimited"
     assert_eq!(a.max_auth_attempts_per_connection, NonZeroU32::new(2));
     assert_eq!(a.auth_failure_delay, Duration::from_millis(500));
     assert_eq!(a.connections_per_ip_per_minute, None);
+    assert_eq!(a.known_client_ttl, Duration::from_secs(7 * 86400));
+    assert_eq!(a.ipv6_prefix, 56);
 
     let extra = "[abuse]\nlockout = \"2h\"\nlockout_max = \"1h\"\nauth_failure_delay = \"1m\"\nauth_window = \"0s\"\nauth_failures = 0\n";
     let e = load(extra).unwrap_err();
@@ -226,6 +232,20 @@ connections_per_ip_per_minute = "unlimited"
     assert!(
         text.contains(&format!("main.toml:{}:", line_of(extra, "lockout_max"))),
         "{text}"
+    );
+    for bad in ["ipv6_prefix = 24", "ipv6_prefix = 129", "ipv6_prefix = -1"] {
+        let e = load(&format!("[abuse]\n{bad}\n")).unwrap_err().join("\n");
+        assert!(
+            e.contains("key `abuse.ipv6_prefix`: must be a prefix length from 32 to 128"),
+            "{bad}: {e}"
+        );
+    }
+    let e = load("[abuse]\nknown_client_ttl = \"0s\"\n")
+        .unwrap_err()
+        .join("\n");
+    assert!(
+        e.contains("key `abuse.known_client_ttl`: must be longer than zero"),
+        "{e}"
     );
     let e = load("[abuse]\nlockout_minutes = 5\n").unwrap_err();
     assert!(e[0].contains("lockout_minutes"), "{e:#?}");

@@ -4,8 +4,8 @@
 //! and every upstream client built before anything is swapped, so a broken
 //! edit leaves the running configuration untouched (and says why, with
 //! file:line). Counters that belong to the daemon rather than to a
-//! configuration (quotas, lockouts, connection rate, circuit breakers) are
-//! reconfigured in place and keep their state.
+//! configuration (quotas, lockouts, known clients, connection rate, circuit
+//! breakers) are reconfigured in place and keep their state.
 
 use super::{Daemon, demo_config};
 use crate::config::{self, Config};
@@ -51,6 +51,7 @@ pub(super) async fn reload(
     delivery.replace_router(router);
     daemon.quotas.reconfigure(&new.quota);
     daemon.lockout.reconfigure(&new.abuse);
+    daemon.known.reconfigure(&new.abuse);
     daemon.conn_rate.reconfigure(&new.abuse);
     tracing::info!(
         files = new.files.len(),

@@ -1,8 +1,11 @@
-//! `[abuse] connections_per_ip_per_minute`: new connections per client IP.
+//! `[abuse] connections_per_ip_per_minute`: new connections per client network.
 //!
 //! Checked by the listener right after accept, before TLS, so a client that
 //! opens connections in a loop (a password sprayer, a broken cron job) costs
-//! one map lookup per attempt instead of a TLS handshake. This is the one
+//! one map lookup per attempt instead of a TLS handshake. The listener skips
+//! it for clients a `networks` credential trusts and for known clients
+//! (`access::known`): a batch job that opens one connection per message is
+//! not a flood. This is the one
 //! limiter that uses governor's own keyed state store as is: nothing about it
 //! needs to be all-or-nothing or persisted, and a reload that changes the
 //! number may start it empty.
@@ -16,7 +19,6 @@ use governor::nanos::Nanos;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 use std::fmt;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
@@ -93,8 +95,8 @@ impl ConnectionRate {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts one new connection from `ip`.
-    pub fn check(&self, ip: IpAddr) -> Result<(), ConnectionRefusal> {
+    /// Counts one new connection from the client network `key`.
+    pub fn check(&self, key: ClientKey) -> Result<(), ConnectionRefusal> {
         let inner = self.read();
         let Some(limiter) = &inner.limiter else {
             return Ok(());
@@ -102,7 +104,6 @@ impl ConnectionRate {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             limiter.retain_recent();
         }
-        let key = ClientKey::of(ip);
         limiter.check_key(&key).map_err(|not_until| {
             let retry_after = not_until.wait_time_from(GovernorClock(self.clock.clone()).now());
             tracing::info!(key = %key, retry_after_s = retry_after.as_secs(), "connection rate refused");
@@ -135,6 +136,11 @@ mod tests {
     use crate::quota::clock::ManualClock;
     use std::sync::Arc;
 
+    /// Grouped as by default (IPv6 per /64).
+    fn key(ip: &str) -> ClientKey {
+        ClientKey::of(ip.parse().unwrap(), crate::quota::DEFAULT_IPV6_PREFIX)
+    }
+
     fn rate(n: Option<u32>) -> (ConnectionRate, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(Duration::from_secs(1_000_000)));
         let cfg = AbuseConfig {
@@ -147,7 +153,7 @@ mod tests {
     #[test]
     fn sixty_per_minute_then_refused_with_retry_hint() {
         let (r, clock) = rate(Some(60));
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let ip = key("192.0.2.7");
         for i in 0..60 {
             assert_eq!(r.check(ip), Ok(()), "connection {i}");
         }
@@ -158,7 +164,7 @@ mod tests {
             "Too many connections from 192.0.2.7; try again in 1 s"
         );
         // Another address is not affected.
-        assert_eq!(r.check("192.0.2.8".parse().unwrap()), Ok(()));
+        assert_eq!(r.check(key("192.0.2.8")), Ok(()));
         clock.advance(Duration::from_secs(1));
         assert_eq!(r.check(ip), Ok(()));
         assert!(r.check(ip).is_err());
@@ -167,23 +173,21 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
         let (r, _clock) = rate(Some(2));
-        assert!(r.check("2001:db8:1:2::1".parse().unwrap()).is_ok());
-        assert!(r.check("2001:db8:1:2::ffff".parse().unwrap()).is_ok());
-        let e = r
-            .check("2001:db8:1:2:aaaa::3".parse().unwrap())
-            .unwrap_err();
+        assert!(r.check(key("2001:db8:1:2::1")).is_ok());
+        assert!(r.check(key("2001:db8:1:2::ffff")).is_ok());
+        let e = r.check(key("2001:db8:1:2:aaaa::3")).unwrap_err();
         assert_eq!(e.key.to_string(), "2001:db8:1:2::/64");
-        assert!(r.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
-        assert!(r.check("::ffff:192.0.2.1".parse().unwrap()).is_ok());
-        assert!(r.check("192.0.2.1".parse().unwrap()).is_ok());
-        let e = r.check("192.0.2.1".parse().unwrap()).unwrap_err();
+        assert!(r.check(key("2001:db8:1:3::1")).is_ok());
+        assert!(r.check(key("::ffff:192.0.2.1")).is_ok());
+        assert!(r.check(key("192.0.2.1")).is_ok());
+        let e = r.check(key("192.0.2.1")).unwrap_err();
         assert_eq!(e.key.to_string(), "192.0.2.1");
     }
 
     #[test]
     fn unlimited_and_reconfigure() {
         let (r, _clock) = rate(None);
-        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let ip = key("198.51.100.1");
         for _ in 0..1000 {
             assert!(r.check(ip).is_ok());
         }

@@ -275,7 +275,7 @@ impl Compiled {
         });
         let ip = Some(Target {
             dim: Dim::Ip,
-            key: Cow::Owned(super::ClientKey::of(s.ip).to_string()),
+            key: Cow::Owned(s.client.to_string()),
             limits: self.cfg.ip,
             layer: Layer::Default(Dim::Ip),
         });

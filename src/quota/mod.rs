@@ -20,7 +20,7 @@ pub mod clock;
 mod connections;
 mod engine;
 pub mod pacer;
-mod persist;
+pub(crate) mod persist;
 mod window;
 
 pub use crate::config::quota::{Limits, QuotaConfig};
@@ -40,7 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// How often [`persist_every`] saves hour and day counters by default.
+/// How often [`persist_every`] saves state (hour and day counters, known
+/// clients) at most.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keys copied per lock hold while saving.
@@ -57,7 +58,8 @@ pub struct Subject<'a> {
     pub sender: &'a str,
     /// From-header domain once known; empty means the sender's domain.
     pub from_domain: &'a str,
-    pub ip: IpAddr,
+    /// The client's network, for `[quota.ip]`.
+    pub client: ClientKey,
 }
 
 /// A limit was reached. Display gives the SMTP reply text for
@@ -96,22 +98,40 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The unit a client IP is counted as: the address itself for IPv4 (and
-/// IPv4-mapped IPv6), the /64 for IPv6, since one IPv6 host usually owns a
-/// whole /64 and could otherwise rotate addresses to escape every limit.
+/// The unit a client address is counted as, everywhere postern counts
+/// clients (connection limits, connection rate, AUTH lockout, quotas by IP,
+/// known clients): the address itself for IPv4 (and IPv4-mapped IPv6), the
+/// network of `[abuse] ipv6_prefix` bits (default /64) for IPv6, since one
+/// IPv6 host usually owns a whole /64 and could otherwise rotate addresses
+/// to escape every limit. The prefix is passed in by whoever holds the
+/// configuration, so every counter groups the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientKey(IpNet);
 
+/// `[abuse] ipv6_prefix` when not configured.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
 impl ClientKey {
-    pub fn of(ip: IpAddr) -> ClientKey {
+    /// The network `ip` belongs to when IPv6 clients are grouped by
+    /// `ipv6_prefix` bits (clamped to 0..=128).
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        let prefix = if ip.is_ipv4() { 32 } else { 64 };
+        let prefix = if ip.is_ipv4() {
+            32
+        } else {
+            ipv6_prefix.min(128)
+        };
         // Both prefixes are valid for their address family.
         let net = IpNet::new(ip, prefix).map_or(IpNet::from(ip), |n| n.trunc());
         ClientKey(net)
+    }
+
+    /// The network this key stands for (a /32 for an IPv4 client).
+    pub fn network(&self) -> IpNet {
+        self.0
     }
 }
 
@@ -293,10 +313,29 @@ impl fmt::Debug for Quotas {
     }
 }
 
-/// Saves `quotas` every `every` until `shutdown` completes, then once more.
+/// State that a background task saves to a file in `state_dir`: the quota
+/// counters and the known-client record.
+pub trait Persist: Send + Sync + 'static {
+    /// Saves if anything changed since the last save (blocking: called on
+    /// the blocking pool). Returns whether the file was written.
+    fn persist(&self) -> io::Result<bool>;
+    /// The file, and what it holds, for log lines.
+    fn describe(&self) -> (&Path, &'static str);
+}
+
+impl Persist for Quotas {
+    fn persist(&self) -> io::Result<bool> {
+        Quotas::persist(self)
+    }
+    fn describe(&self) -> (&Path, &'static str) {
+        (&self.path, "quota state")
+    }
+}
+
+/// Saves `state` every `every` until `shutdown` completes, then once more.
 /// Spawn it once: `tokio::spawn(persist_every(q, PERSIST_INTERVAL, stop))`.
-pub async fn persist_every(
-    quotas: Arc<Quotas>,
+pub async fn persist_every<P: Persist>(
+    state: Arc<P>,
     every: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -306,15 +345,16 @@ pub async fn persist_every(
             _ = tokio::time::sleep(every) => false,
             _ = &mut shutdown => true,
         };
-        let q = Arc::clone(&quotas);
-        match tokio::task::spawn_blocking(move || q.persist()).await {
+        let s = Arc::clone(&state);
+        let (path, what) = state.describe();
+        match tokio::task::spawn_blocking(move || s.persist()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(
-                path = %quotas.state_file().display(),
+                path = %path.display(),
                 error = %e,
-                "cannot save quota state"
+                "cannot save {what}"
             ),
-            Err(e) => tracing::warn!(error = %e, "quota state save task failed"),
+            Err(e) => tracing::warn!(error = %e, "{what} save task failed"),
         }
         if stop {
             return;

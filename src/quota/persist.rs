@@ -71,7 +71,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Record>, LoadError> {
     })
 }
 
-fn side_path(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn side_path(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)
@@ -85,6 +85,14 @@ pub(crate) fn save(path: &Path, records: Vec<Record>, saved_at: u64) -> io::Resu
         keys: records,
     };
     let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+    write_atomically(path, &bytes)
+}
+
+/// Replaces `path` with `bytes`: a temporary file that is fsync'd and
+/// renamed over it, then the directory fsync'd, so a crash leaves the old
+/// file or the new one. Owner-only: the state files name senders, usernames
+/// and client addresses. Also used for `access::known`'s file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -92,14 +100,13 @@ pub(crate) fn save(path: &Path, records: Vec<Record>, saved_at: u64) -> io::Resu
     fs::create_dir_all(dir)?;
     let tmp = side_path(path, ".tmp");
     {
-        // The file names senders and client addresses: owner only.
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)?;

@@ -61,7 +61,7 @@ fn subject<'a>(credential: &'a str, sender: &'a str, ip: &str) -> Subject<'a> {
         credential_quota: None,
         sender,
         from_domain: "",
-        ip: ip.parse().unwrap(),
+        client: ClientKey::of(ip.parse().unwrap(), DEFAULT_IPV6_PREFIX),
     }
 }
 
@@ -570,4 +570,29 @@ fn hostile_state_records_are_skipped_not_trusted() {
     std::fs::write(&path, r#"{"version":99,"saved_at":0,"keys":[]}"#).unwrap();
     let (_, err) = Quotas::with_clock(&cfg, path, start_clock());
     assert!(err.unwrap().to_string().contains("unknown version 99"));
+}
+
+#[test]
+fn client_keys_follow_the_configured_ipv6_prefix() {
+    let k = |ip: &str, p: u8| ClientKey::of(ip.parse().unwrap(), p).to_string();
+    assert_eq!(k("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::/64");
+    assert_eq!(k("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::/48");
+    assert_eq!(k("2001:db8:1:2:3:4:5:6", 128), "2001:db8:1:2:3:4:5:6");
+    // IPv4, and IPv4-mapped IPv6, are always one address.
+    assert_eq!(k("192.0.2.1", 48), "192.0.2.1");
+    assert_eq!(k("::ffff:192.0.2.1", 48), "192.0.2.1");
+
+    // Quotas by IP count the same networks.
+    let cfg = QuotaConfig {
+        ip: limits(&[("per_minute", 1)]),
+        ..QuotaConfig::default()
+    };
+    let f = fixture(&cfg);
+    let s = |ip: &str| Subject {
+        client: ClientKey::of(ip.parse().unwrap(), 48),
+        ..subject("", "a@x.test", "192.0.2.1")
+    };
+    assert_eq!(f.q.check_message(&s("2001:db8:1:2::1")), Ok(()));
+    let r = f.q.check_message(&s("2001:db8:1:ff::1")).unwrap_err();
+    assert_eq!(r.key, "ip 2001:db8:1::/48");
 }

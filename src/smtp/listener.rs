@@ -10,7 +10,7 @@ use super::reply::Reply;
 use super::session::{Grant, Limits, Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::config::{Config, TlsMode};
-use crate::quota::ConnectionRate;
+use crate::quota::{ClientKey, ConnectionRate};
 use crate::validate::{Address, Validator};
 use std::collections::HashMap;
 use std::future::Future;
@@ -105,7 +105,8 @@ pub struct Shared {
     /// survive a reload.
     conn_rate: Option<Arc<ConnectionRate>>,
     connections: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open connections per client network (`max_connections_per_ip`).
+    per_ip: Mutex<HashMap<ClientKey, usize>>,
 }
 
 impl Shared {
@@ -134,9 +135,11 @@ impl Shared {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(generation);
     }
 
-    /// Reserves a per-IP slot; None when the client already has too many.
-    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let max = self.current().max_per_ip;
+    /// Reserves a slot for the client network `ip` is in; None when it
+    /// already has too many.
+    fn enter(self: &Arc<Self>, generation: &Generation, ip: IpAddr) -> Option<IpSlot> {
+        let max = generation.max_per_ip;
+        let ip = generation.access.client_key(ip);
         let mut map = self.per_ip.lock().ok()?;
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -193,7 +196,7 @@ impl Policy for Shared {
 /// Releases a per-IP connection slot when the connection ends.
 struct IpSlot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    ip: ClientKey,
 }
 
 impl Drop for IpSlot {
@@ -301,13 +304,22 @@ fn admit(
     tls: TlsMode,
     shutdown: &broadcast::Sender<()>,
 ) {
-    if let Some(Err(refusal)) = shared.conn_rate.as_ref().map(|r| r.check(peer.ip())) {
+    // Trusted and known clients (a batch job that connects per message)
+    // are bounded only by max_connections_per_ip below.
+    let generation = shared.current();
+    let rate = shared
+        .conn_rate
+        .as_ref()
+        .filter(|_| !generation.access.trusted_or_known(peer.ip()));
+    if let Some(Err(refusal)) = rate.map(|r| r.check(generation.access.client_key(peer.ip()))) {
         tracing::warn!(peer = %peer, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
         refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"));
         return;
     }
     let permit = shared.connections.clone().try_acquire_owned().ok();
-    let slot = permit.as_ref().and_then(|_| shared.enter(peer.ip()));
+    let slot = permit
+        .as_ref()
+        .and_then(|_| shared.enter(&generation, peer.ip()));
     let (Some(permit), Some(slot)) = (permit, slot) else {
         tracing::warn!(peer = %peer, "connection refused: too many connections");
         refuse(

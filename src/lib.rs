@@ -6,14 +6,17 @@
 //! `config` loads the TOML policy and `observe` sets up logging.
 
 pub mod access;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod dkim;
 pub mod dnscheck;
+pub mod https;
 pub mod inspect;
 pub mod observe;
 pub mod quota;
+pub mod secret;
 pub mod smtp;
 pub mod spool;
 pub mod upstream;

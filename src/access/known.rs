@@ -20,9 +20,9 @@
 //! recently seen are evicted. The object is daemon-owned and reconfigured in
 //! place on reload; time comes from an injectable clock.
 
+use crate::clock::{SharedClock, SystemClock, nanos};
 use crate::config::quota::AbuseConfig;
 use crate::quota::ClientKey;
-use crate::quota::clock::{SharedClock, SystemClock, nanos};
 use crate::quota::persist::{side_path, write_atomically};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};

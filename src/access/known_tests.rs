@@ -3,7 +3,8 @@
 //! one moved aside) and regrouping when `ipv6_prefix` changes.
 
 use super::*;
-use crate::quota::{DEFAULT_IPV6_PREFIX, ManualClock};
+use crate::clock::ManualClock;
+use crate::quota::DEFAULT_IPV6_PREFIX;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;

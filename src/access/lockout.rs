@@ -26,9 +26,9 @@
 //! object is kept by the daemon across reloads ([`Lockout::reconfigure`]);
 //! time comes from an injectable clock.
 
+use crate::clock::{SharedClock, SystemClock, nanos};
 use crate::config::quota::AbuseConfig;
 use crate::quota::ClientKey;
-use crate::quota::clock::{SharedClock, SystemClock, nanos};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -307,7 +307,7 @@ impl Lockout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::ManualClock;
+    use crate::clock::ManualClock;
     use std::num::NonZeroU32;
     use std::sync::Arc;
 

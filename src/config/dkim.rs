@@ -6,9 +6,9 @@
 
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::load::{File, singleton};
-use super::secret;
 use super::units::to_system_time;
 use crate::dkim::{Algorithm, PrivateKey};
+use crate::secret;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::SystemTime;

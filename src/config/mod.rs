@@ -12,7 +12,6 @@ pub mod inspect;
 mod load;
 pub mod quota;
 mod schema;
-pub mod secret;
 pub mod units;
 mod upstream_api;
 mod upstream_ctx;
@@ -21,11 +20,11 @@ mod upstreams;
 pub mod validation;
 
 pub use crate::inspect::recipients::HeaderRecipients;
+pub use crate::secret::Secret;
 pub use credential::{Credential, Login, SecretHash};
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
 pub use schema::{BareNewlineSetting, LogFormat, TlsMode};
-pub use secret::Secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -189,15 +188,7 @@ pub struct HttpUpstream {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Where and how a provider API is reached (every provider kind has one).
-#[derive(Debug, Clone)]
-pub struct ApiEndpoint {
-    /// API root without trailing slash: the provider's default (for its
-    /// region) or the `base_url` override.
-    pub base_url: String,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-}
+pub use crate::https::Endpoint as ApiEndpoint;
 
 /// `kind = "ses"`: Amazon SES v2 with a raw MIME message.
 #[derive(Debug, Clone)]

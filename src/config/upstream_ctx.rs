@@ -3,9 +3,10 @@
 //! it, resolve a secret reference and read the endpoint keys common to every
 //! HTTPS provider, so all kinds word their errors the same.
 
+use super::ApiEndpoint;
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::schema::RawUpstream;
-use super::{ApiEndpoint, Secret, secret};
+use crate::secret::{self, Secret};
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;

@@ -5,7 +5,8 @@
 
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::schema::RawUpstream;
-use super::{HttpAuth, HttpFormat, HttpUpstream, Secret, Upstream, UpstreamKind, secret};
+use super::{HttpAuth, HttpFormat, HttpUpstream, Upstream, UpstreamKind};
+use crate::secret::{self, Secret};
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;

@@ -31,8 +31,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::load::{File, singleton};
-use super::secret::{self, Secret};
 use super::units::Dur;
+use crate::secret::{self, Secret};
 use crate::validate::domains::DomainPattern;
 
 #[derive(Deserialize, Default)]

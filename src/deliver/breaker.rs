@@ -20,8 +20,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::quota::SharedClock;
-use crate::quota::clock::nanos;
+use crate::clock::SharedClock;
+use crate::clock::nanos;
 
 /// When a breaker opens and for how long (per upstream, from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

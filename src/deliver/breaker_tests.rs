@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tests::{Call, envelope, fast, names, router_with, scripted, stop, temp_spool};
 use super::*;
-use crate::quota::ManualClock;
+use crate::clock::ManualClock;
 use crate::spool::new_id;
 use crate::upstream::{DeliverFuture, Delivered, Upstream};
 

@@ -40,8 +40,8 @@ pub use router::{
     UpstreamPolicy, build_router,
 };
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::OnAmbiguous;
-use crate::quota::{SharedClock, SystemClock};
 use crate::spool::{DeadReason, RetryState, Spool, SpoolError, StoredMessage, unix_now};
 use crate::upstream::{DeliveryError, OutboundMessage};
 use retry::random_jitter;

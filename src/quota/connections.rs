@@ -11,7 +11,7 @@
 //! number may start it empty.
 
 use super::ClientKey;
-use super::clock::{GovernorClock, SharedClock, SystemClock};
+use crate::clock::{GovernorClock, SharedClock, SystemClock};
 use crate::config::quota::AbuseConfig;
 use governor::clock::Clock as _;
 use governor::middleware::NoOpMiddleware;
@@ -133,7 +133,7 @@ impl ConnectionRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::clock::ManualClock;
+    use crate::clock::ManualClock;
     use std::sync::Arc;
 
     /// Grouped as by default (IPv6 per /64).

@@ -16,10 +16,10 @@
 //! limits are rolling bucket counters ([`super::window`]), which are exact
 //! about "N per day" where a token bucket is not, and which persist.
 
-use super::clock::{At, nanos};
 use super::persist::{Record, Snap, live, restore_window};
 use super::window::{Day, Hour, Window};
 use super::{Refusal, Subject};
+use crate::clock::{At, nanos};
 use crate::config::quota::{Limits, QuotaConfig, Windows};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;

@@ -16,15 +16,14 @@
 //! Also here: the per-IP new-connection limiter ([`ConnectionRate`]) and
 //! outbound pacing per upstream ([`Pacer`]).
 
-pub mod clock;
 mod connections;
 mod engine;
 pub mod pacer;
 pub(crate) mod persist;
 mod window;
 
+use crate::clock::{SharedClock, SystemClock};
 pub use crate::config::quota::{Limits, QuotaConfig};
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use connections::{ConnectionRate, ConnectionRefusal};
 pub use pacer::{Pacer, PacerPermit, Rate};
 pub use persist::{LoadError, STATE_FILE_NAME};

@@ -8,7 +8,7 @@
 //! more than 30 into any minute, whereas a bucket that allowed 30 at once
 //! could put nearly 60 into one minute.
 
-use super::clock::{GovernorClock, SharedClock, SystemClock};
+use crate::clock::{GovernorClock, SharedClock, SystemClock};
 use governor::clock::Clock as _;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -187,7 +187,7 @@ impl fmt::Debug for Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::clock::{Clock, ManualClock};
+    use crate::clock::{Clock, ManualClock};
     use std::sync::Mutex;
 
     /// Sleeping moves the manual clock and records the wait.

@@ -2,6 +2,7 @@
 //! reload and restart.
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::config::quota::{QuotaRule, Setting};
 use std::num::NonZeroU32;
 

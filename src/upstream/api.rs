@@ -20,39 +20,19 @@
 //! - any other 4xx: permanent, with the provider's own error text as the
 //!   dead-letter reason.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 
-use super::http::{build_client, parse_retry_after, read_bounded, transport_error};
+use super::http::{parse_retry_after, read_bounded, transport_error};
 use super::{Delivered, DeliveryError, UpstreamError, sanitize};
+pub use crate::https::Endpoint;
+use crate::https::build_client;
 
 /// Longest provider text quoted in a failure reason.
 const MAX_REASON: usize = 500;
 const MAX_MESSAGE_ID: usize = 200;
-
-/// Where a provider API is and how long to wait for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// API root without trailing slash, e.g. `https://api.sendgrid.com`.
-    pub base_url: String,
-    /// Whole-request timeout (connect, send, response).
-    pub timeout: Duration,
-    /// Extra trusted CA certificates (PEM), added to the system roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl From<&crate::config::ApiEndpoint> for Endpoint {
-    fn from(e: &crate::config::ApiEndpoint) -> Self {
-        Endpoint {
-            base_url: e.base_url.clone(),
-            timeout: e.timeout,
-            ca_file: e.ca_file.clone(),
-        }
-    }
-}
 
 /// How one provider reports results; the status classes are shared.
 pub(crate) trait ProviderResponse {
@@ -107,7 +87,8 @@ impl ApiClient {
                 "upstream API uses plain http (allowed for loopback emulators only)"
             );
         }
-        let client = build_client(name, endpoint.ca_file.as_deref(), https, endpoint.timeout)?;
+        let client = build_client(name, endpoint.ca_file.as_deref(), https, endpoint.timeout)
+            .map_err(UpstreamError::https(name))?;
         Ok(ApiClient {
             name: name.to_string(),
             base_url: endpoint.base_url.trim_end_matches('/').to_string(),

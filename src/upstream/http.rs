@@ -15,16 +15,14 @@
 mod tests;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::https::{build_client, error_chain};
 use base64::Engine as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -142,7 +140,8 @@ impl HttpUpstream {
                 "upstream uses plain http: mail and credentials travel unencrypted"
             );
         }
-        let client = build_client(name, config.ca_file.as_deref(), https, config.timeout)?;
+        let client = build_client(name, config.ca_file.as_deref(), https, config.timeout)
+            .map_err(UpstreamError::https(name))?;
         Ok(HttpUpstream {
             name: name.to_string(),
             url,
@@ -322,35 +321,6 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The pooled client every HTTP-based upstream uses: system roots plus
-/// `ca_file`, a whole-request timeout, and no redirects (following one
-/// would resend credentials elsewhere or turn the POST into a GET; a
-/// redirect means the configured url is wrong).
-pub(crate) fn build_client(
-    name: &str,
-    ca_file: Option<&Path>,
-    https: bool,
-    timeout: Duration,
-) -> Result<reqwest::Client, UpstreamError> {
-    let tls = tls_config(name, ca_file, https)?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        // Shorter than the whole-request timeout, so a hung connect or TLS
-        // handshake is reported as a connect error (nothing was sent), not
-        // as an ambiguous timeout.
-        .connect_timeout((timeout * 3 / 4).min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| UpstreamError::Other {
-            name: name.to_string(),
-            reason: format!("cannot build http client: {}", error_chain(&e)),
-        })
-}
-
 /// Status, headers and at most [`MAX_RESPONSE_BODY`] bytes: enough for an
 /// id or an error, not enough for a hostile server to exhaust memory. A
 /// body that breaks off is kept as far as it came: the status still decides.
@@ -400,67 +370,4 @@ pub(crate) fn transport_error(
     } else {
         DeliveryError::transient(reason)
     }
-}
-
-/// "outer: inner: root cause", because reqwest's own Display hides the
-/// part an operator needs ("Connection refused", "certificate expired").
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// rustls config with the system roots plus `ca_file`, ring as the crypto
-/// provider (reqwest is built without one), ALPN h2 then http/1.1.
-pub(crate) fn tls_config(
-    name: &str,
-    ca_file: Option<&Path>,
-    need_roots: bool,
-) -> Result<rustls::ClientConfig, UpstreamError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for err in &native.errors {
-        tracing::debug!(upstream = name, error = %err, "problem loading a system root certificate");
-    }
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let ca_error = |reason: String| UpstreamError::CaFile {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
-            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_error("no PEM certificates found".to_string()));
-        }
-    }
-    if need_roots && roots.is_empty() {
-        return Err(UpstreamError::NoRoots {
-            name: name.to_string(),
-        });
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Other {
-            name: name.to_string(),
-            reason: format!("TLS setup: {e}"),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
 }

@@ -42,7 +42,7 @@ impl fmt::Debug for MailgunConfig {
 impl MailgunConfig {
     pub fn from_config(c: &crate::config::MailgunUpstream) -> MailgunConfig {
         MailgunConfig {
-            endpoint: (&c.endpoint).into(),
+            endpoint: c.endpoint.clone(),
             domain: c.domain.clone(),
             api_key: c.api_key.expose().to_string(),
             tags: c.tags.clone(),

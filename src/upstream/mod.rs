@@ -49,7 +49,6 @@ pub mod sendgrid;
 pub mod ses;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,14 +190,12 @@ pub enum UpstreamError {
         url: String,
         reason: String,
     },
-    #[error("upstream {name:?}: cannot read ca_file {}: {reason}", path.display())]
-    CaFile {
+    #[error("upstream {name:?}: {source}")]
+    Https {
         name: String,
-        path: PathBuf,
-        reason: String,
+        #[source]
+        source: crate::https::ClientError,
     },
-    #[error("upstream {name:?}: no trusted root certificates (system store empty and no ca_file)")]
-    NoRoots { name: String },
     #[error("upstream {name:?}: {reason}")]
     Other { name: String, reason: String },
 }
@@ -254,6 +251,14 @@ pub fn from_config(
         UpstreamKind::Resend(c) => UpstreamConfig::Resend(ResendConfig::from_config(c)),
     };
     build(name, c)
+}
+
+impl UpstreamError {
+    /// The upstream's HTTPS client could not be built.
+    pub(crate) fn https(name: &str) -> impl FnOnce(crate::https::ClientError) -> UpstreamError {
+        let name = name.to_string();
+        move |source| UpstreamError::Https { name, source }
+    }
 }
 
 /// Shortens text from a remote system for logs and dead-letter reasons:

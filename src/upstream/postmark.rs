@@ -46,7 +46,7 @@ impl fmt::Debug for PostmarkConfig {
 impl PostmarkConfig {
     pub fn from_config(c: &crate::config::PostmarkUpstream) -> PostmarkConfig {
         PostmarkConfig {
-            endpoint: (&c.endpoint).into(),
+            endpoint: c.endpoint.clone(),
             server_token: c.server_token.expose().to_string(),
             message_stream: c.message_stream.clone(),
             tag: c.tag.clone(),

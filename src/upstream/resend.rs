@@ -41,7 +41,7 @@ impl fmt::Debug for ResendConfig {
 impl ResendConfig {
     pub fn from_config(c: &crate::config::ResendUpstream) -> ResendConfig {
         ResendConfig {
-            endpoint: (&c.endpoint).into(),
+            endpoint: c.endpoint.clone(),
             api_key: c.api_key.expose().to_string(),
         }
     }

@@ -47,7 +47,7 @@ impl fmt::Debug for SendgridConfig {
 impl SendgridConfig {
     pub fn from_config(c: &crate::config::SendgridUpstream) -> SendgridConfig {
         SendgridConfig {
-            endpoint: (&c.endpoint).into(),
+            endpoint: c.endpoint.clone(),
             api_key: c.api_key.expose().to_string(),
             categories: c.categories.clone(),
         }

@@ -56,7 +56,7 @@ impl fmt::Debug for SesConfig {
 impl SesConfig {
     pub fn from_config(c: &crate::config::SesUpstream) -> SesConfig {
         SesConfig {
-            endpoint: (&c.endpoint).into(),
+            endpoint: c.endpoint.clone(),
             region: c.region.clone(),
             access_key_id: c.access_key_id.expose().to_string(),
             secret_access_key: c.secret_access_key.expose().to_string(),

@@ -14,7 +14,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::config::validation::HookConfig;
-use crate::upstream::http::{error_chain, tls_config};
+use crate::https::{error_chain, tls_config};
 
 /// Longest response body read; a verdict is a few dozen bytes.
 const MAX_BODY: usize = 16 * 1024;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
+use std::sync::Arc;
 
 /// What the test server saw.
 struct Seen {
@@ -334,7 +335,16 @@ fn bad_configs_fail_at_build() {
     let mut cfg = config("https://example.com/".to_string(), Format::Raw);
     cfg.ca_file = Some(empty);
     let err = HttpUpstream::new("api", cfg).unwrap_err();
-    assert!(matches!(err, UpstreamError::CaFile { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            UpstreamError::Https {
+                source: crate::https::ClientError::CaFile { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

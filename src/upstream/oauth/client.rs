@@ -9,9 +9,10 @@ use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::super::http::{build_client, read_bounded, transport_error};
+use super::super::http::{read_bounded, transport_error};
 use super::super::{DeliveryError, UpstreamError, sanitize};
 use super::MAX_REASON;
+use crate::https::build_client;
 
 /// An HTTPS client for one upstream: system roots plus `ca_file`, no
 /// redirects (a redirect would resend credentials elsewhere), a timeout per
@@ -21,7 +22,7 @@ pub fn api_client(
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, UpstreamError> {
-    build_client(name, ca_file, true, timeout)
+    build_client(name, ca_file, true, timeout).map_err(UpstreamError::https(name))
 }
 
 /// Parses an `https://` URL (config, or one a provider handed out). Plain

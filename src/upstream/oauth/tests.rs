@@ -1,7 +1,7 @@
 //! Unit tests for token parsing, form encoding, grants and the classifier.
 
 use super::*;
-use crate::upstream::http::tls_config;
+use crate::https::tls_config;
 use reqwest::header::HeaderMap;
 
 #[test]

@@ -603,3 +603,63 @@ fn dkim_false_upstream_gets_the_message_without_our_signature() {
     assert_forwarded(&got, &sent);
     assert_eq!(signed_up.count(), 1);
 }
+
+/// Raw 8-bit headers from a legacy sender are repaired (RFC 2047) before
+/// signing: the signatures cover the repaired, pure-ASCII header that
+/// leaves, and dkimpy verifies them.
+#[test]
+fn repaired_8bit_headers_are_signed_and_verify() {
+    let k = keys();
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(
+        &ca,
+        &config(&up, &format!("{}{}", k.rsa.block(""), k.ed.block(""))),
+    );
+    let cases: Vec<(&str, Vec<u8>, &str, serde_json::Value)> = vec![
+        (
+            "raw UTF-8",
+            b"From: \"M\xc3\xbcller, Hans\" <app@example.com>\r\nTo: J\xc3\xb6rg Gro\xc3\x9f <bob@dest.test>\r\n\
+Subject: Rechnung f\xc3\xbcr M\xc3\xa4rz \xe2\x80\x94 Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln, D\xc3\xbcsseldorf und M\xc3\xbcnchen\r\n\
+Date: Mon, 02 Mar 2026 10:00:00 +0000\r\nMessage-ID: <utf8-dkim@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n"
+                .to_vec(),
+            "Rechnung für März — Grüße aus Köln, Düsseldorf und München",
+            serde_json::json!([["Müller, Hans", "app@example.com"]]),
+        ),
+        (
+            "raw Latin-1",
+            b"From: M\xfcller <app@example.com>\r\nTo: <bob@dest.test>\r\nSubject: Rechnung f\xfcr M\xe4rz\r\n\
+Date: Mon, 02 Mar 2026 10:00:00 +0000\r\nMessage-ID: <latin1-dkim@example.com>\r\n\r\nhi\r\n"
+                .to_vec(),
+            "Rechnung für März",
+            serde_json::json!([["Müller", "app@example.com"]]),
+        ),
+    ];
+    for (name, content, subject, from) in &cases {
+        let got = relay(&ca, &p, &up, "app@example.com", content);
+        let end = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header/body separator");
+        assert!(got[..end].is_ascii(), "{name}: {}", show(&got));
+        assert_eq!(leading_signatures(&got), 2, "{name}: {}", show(&got));
+        let (sigs, first) = verify(&got, &[&k.rsa, &k.ed], p.dir());
+        assert!(
+            sigs.len() == 2 && sigs.iter().all(|s| s.ok) && first,
+            "{name}: {sigs:?}\n{}",
+            show(&got)
+        );
+        for s in &sigs {
+            let h: Vec<String> = s.h.split(':').map(|h| h.to_ascii_lowercase()).collect();
+            assert!(
+                h.contains(&"subject".to_string()) && h.contains(&"from".to_string()),
+                "{name}: h={}",
+                s.h
+            );
+        }
+        let py = decode_headers(&got, &["Subject", "From"]);
+        assert_eq!(py["headers"]["Subject"][0], *subject, "{name}: {py}");
+        assert_eq!(py["addresses"]["From"], *from, "{name}: {py}");
+    }
+}

@@ -116,7 +116,9 @@ fn refusals_get_exact_replies_and_never_reach_the_upstream() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let mut cfg = Config::new(&up.url());
-    cfg.extra = "[inspect]\nmax_attachment_size = \"1KiB\"\n".into();
+    // "reject": the refusal of 8-bit header text as it was before
+    // header_8bit existed (the default now encodes it).
+    cfg.extra = "[inspect]\nmax_attachment_size = \"1KiB\"\nheader_8bit = \"reject\"\n".into();
     let p = Postern::start(&ca, &cfg);
 
     let plain = |headers: &str| {
@@ -250,16 +252,26 @@ fn eight_bit_headers_are_accepted_with_smtputf8() {
         .expect(250, "2.1.5", "RCPT");
     c.data(sent.as_bytes())
         .expect(250, "2.0.0", "UTF-8 headers with SMTPUTF8");
-    // The same bytes without SMTPUTF8 are refused.
+    // The same bytes without SMTPUTF8 are accepted too, but encoded.
     let r = c.send_message("app@example.com", &["bob@dest.test"], sent.as_bytes());
-    r.expect(554, "5.6.0", "UTF-8 headers without SMTPUTF8");
+    r.expect(250, "2.0.0", "UTF-8 headers without SMTPUTF8");
     c.quit();
 
-    let reqs = p.delivered(&up, 1);
-    // Date and Message-ID were present: only the trace header is added.
+    let reqs = p.delivered(&up, 2);
+    // Date and Message-ID were present: only the trace header is added,
+    // and the UTF-8 stays as it is (RFC 6532).
     assert_forwarded(&reqs[0].body, sent.as_bytes());
+    let (head, _) = split_message(&reqs[1].body);
+    assert!(
+        head.iter().all(|l| l.is_ascii()),
+        "without SMTPUTF8 the header must be encoded: {head:#?}"
+    );
+    assert!(
+        head.contains(&"Subject: =?UTF-8?B?Y2Fmw6kg4piV?=".to_string()),
+        "{head:#?}"
+    );
     p.wait_queue_empty();
-    assert_eq!(up.count(), 1);
+    assert_eq!(up.count(), 2);
 }
 
 #[test]
@@ -309,6 +321,295 @@ fn allowed_from_and_received_privacy() {
         format!("From: {rest}").as_bytes(),
         &ok,
         "message after Received",
+    );
+    p.wait_queue_empty();
+    assert_eq!(up.count(), 1);
+}
+
+/// A plaintext `networks` listener, as a legacy device or ERP uses it.
+fn plain_listener(up: &MockUpstream, inspect: &str) -> Config {
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network();
+    cfg.extra = format!("[inspect]\n{inspect}");
+    cfg
+}
+
+fn plain_session(p: &Postern) -> SmtpClient {
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    c
+}
+
+/// The header section (through its final CRLF) and the body.
+fn head_and_body(msg: &[u8]) -> (&[u8], &[u8]) {
+    let at = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header/body separator in\n{}", show(msg)));
+    (&msg[..at + 2], &msg[at + 4..])
+}
+
+fn strs(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn legacy_8bit_headers_are_encoded_and_decode_to_the_original_text() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(&ca, &plain_listener(&up, ""));
+
+    let body: &[u8] =
+        b"Sehr geehrter Herr M\xc3\xbcller,\r\nanbei die Rechnung f\xc3\xbcr M\xc3\xa4rz.\r\n";
+    // What old PHP mail(), ERPs and Windows tools send: raw UTF-8 ...
+    let mut utf8 = b"From: \"M\xc3\xbcller, Hans\" <app@example.com>\r\n\
+To: J\xc3\xb6rg Gro\xc3\x9f <bob@dest.test>, carol@dest.test\r\n\
+Subject: Rechnung f\xc3\xbcr M\xc3\xa4rz\r\n\
+Date: Mon, 2 Mar 2026 10:00:00 +0100\r\n\
+Message-ID: <utf8-legacy@example.com>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\n"
+        .to_vec();
+    utf8.extend_from_slice(body);
+    // ... and raw Latin-1 (windows-1252: 0x80 is the euro sign).
+    let mut latin1 = b"From: M\xfcller <app@example.com>\r\n\
+To: \"Gro\xdf, J\xf6rg\" <bob@dest.test>\r\n\
+Subject: Rechnung f\xfcr M\xe4rz: 100 \x80\r\n\
+Date: Mon, 2 Mar 2026 10:00:00 +0100\r\n\
+Message-ID: <latin1-legacy@example.com>\r\n\r\n"
+        .to_vec();
+    latin1.extend_from_slice(b"Gr\xfc\xdfe\r\n");
+
+    let mut c = plain_session(&p);
+    for (what, msg) in [("raw UTF-8", &utf8), ("raw Latin-1", &latin1)] {
+        c.send_message(
+            "app@example.com",
+            &["bob@dest.test", "carol@dest.test"],
+            msg,
+        )
+        .expect(250, "2.0.0", what);
+    }
+    c.quit();
+    let reqs = p.delivered(&up, 2);
+    let by_id = |id: &str| {
+        reqs.iter()
+            .map(|r| r.body.clone())
+            .find(|b| contains(b, id.as_bytes()))
+            .unwrap_or_else(|| panic!("no delivery with {id}"))
+    };
+    let names = ["From", "To", "Subject", "Date", "Message-ID"];
+
+    let got = by_id("<utf8-legacy@example.com>");
+    let (head, got_body) = head_and_body(&got);
+    assert!(head.is_ascii(), "header not pure ASCII:\n{}", show(head));
+    for line in head.split(|&b| b == b'\n') {
+        assert!(line.len() <= 79, "line over 78 octets: {}", show(line));
+    }
+    // The 8bit body keeps its bytes; fields without 8-bit text keep theirs.
+    assert_bytes_eq(got_body, body, "body");
+    for kept in [
+        "\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\n",
+        "\r\nContent-Transfer-Encoding: 8bit\r\n",
+        "\r\nMessage-ID: <utf8-legacy@example.com>\r\n",
+    ] {
+        assert!(
+            contains(head, kept.as_bytes()),
+            "{kept:?} changed:\n{}",
+            show(head)
+        );
+    }
+    let py = decode_headers(&got, &names);
+    assert_eq!(strs(&py["headers"]["Subject"]), ["Rechnung für März"]);
+    assert_eq!(strs(&py["legacy"]["Subject"]), ["Rechnung für März"]);
+    assert_eq!(
+        py["addresses"]["From"],
+        serde_json::json!([["Müller, Hans", "app@example.com"]])
+    );
+    assert_eq!(
+        py["addresses"]["To"],
+        serde_json::json!([["Jörg Groß", "bob@dest.test"], ["", "carol@dest.test"]])
+    );
+    for n in names {
+        assert_eq!(py["defects"][n], serde_json::json!([]), "{n}: {py}");
+    }
+
+    let got = by_id("<latin1-legacy@example.com>");
+    let (head, got_body) = head_and_body(&got);
+    assert!(head.is_ascii(), "header not pure ASCII:\n{}", show(head));
+    assert_bytes_eq(got_body, b"Gr\xfc\xdfe\r\n", "body");
+    let py = decode_headers(&got, &names);
+    assert_eq!(
+        strs(&py["headers"]["Subject"]),
+        ["Rechnung für März: 100 €"]
+    );
+    assert_eq!(
+        py["addresses"]["From"],
+        serde_json::json!([["Müller", "app@example.com"]])
+    );
+    assert_eq!(
+        py["addresses"]["To"],
+        serde_json::json!([["Groß, Jörg", "bob@dest.test"]])
+    );
+    for n in names {
+        assert_eq!(py["defects"][n], serde_json::json!([]), "{n}: {py}");
+    }
+    p.wait_queue_empty();
+    assert_eq!(up.count(), 2);
+}
+
+#[test]
+fn what_no_encoding_can_carry_is_still_refused_naming_the_header() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let p = Postern::start(&ca, &plain_listener(&up, ""));
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "8-bit local part in To",
+            b"From: <app@example.com>\r\nTo: J\xc3\xb6rg <j\xc3\xb6rg@dest.test>\r\nSubject: t\r\n\r\nhi\r\n",
+            "554 5.6.0 Header To (line 2) contains an 8-bit address; use SMTPUTF8 or an ASCII address",
+        ),
+        (
+            "Latin-1 local part in From",
+            b"From: M\xfcller <m\xfcller@example.com>\r\nSubject: t\r\n\r\nhi\r\n",
+            "554 5.6.0 Header From (line 1) contains an 8-bit address; use SMTPUTF8 or an ASCII address",
+        ),
+        (
+            "8-bit domain in Cc",
+            b"From: <app@example.com>\r\nSubject: t\r\nCc: <a@b\xc3\xbccher.example>\r\n\r\nhi\r\n",
+            "554 5.6.0 Header Cc (line 3) contains an 8-bit address; use SMTPUTF8 or an ASCII address",
+        ),
+        (
+            "8-bit Message-ID",
+            b"From: <app@example.com>\r\nMessage-ID: <\xc3\xa4@example.com>\r\n\r\nhi\r\n",
+            "554 5.6.0 Header Message-ID (line 2) contains 8-bit characters, which this header cannot carry without SMTPUTF8",
+        ),
+    ];
+    let mut c = plain_session(&p);
+    for (what, msg, want) in cases {
+        let r = c.send_message("app@example.com", &["bob@dest.test"], msg);
+        assert_eq!(r.lines, [want.to_string()], "{what}");
+    }
+    // With SMTPUTF8 the 8-bit address is fine (RFC 6531/6532).
+    c.cmd("MAIL FROM:<app@example.com> SMTPUTF8")
+        .expect(250, "2.1.0", "MAIL SMTPUTF8");
+    c.cmd("RCPT TO:<bob@dest.test>")
+        .expect(250, "2.1.5", "RCPT");
+    c.data(cases[0].1)
+        .expect(250, "2.0.0", "8-bit address with SMTPUTF8");
+    c.quit();
+    let got = p.delivered(&up, 1).remove(0).body;
+    assert!(
+        contains(&got, b"\r\nTo: J\xc3\xb6rg <j\xc3\xb6rg@dest.test>\r\n"),
+        "{}",
+        show(&got)
+    );
+    p.wait_queue_empty();
+    assert_eq!(up.count(), 1);
+}
+
+#[test]
+fn header_8bit_reject_keeps_the_old_reply_and_pass_forwards_the_bytes() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let utf8 = b"From: J\xc3\xb6rg <app@example.com>\r\nTo: <bob@dest.test>\r\nSubject: Rechnung f\xc3\xbcr M\xc3\xa4rz\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <pass@example.com>\r\n\r\nhi\r\n";
+    let latin1 = b"From: <app@example.com>\r\nTo: <bob@dest.test>\r\nSubject: f\xfcr\r\n\r\nhi\r\n";
+
+    let p = Postern::start(&ca, &plain_listener(&up, "header_8bit = \"reject\"\n"));
+    let mut c = plain_session(&p);
+    let r = c.send_message("app@example.com", &["bob@dest.test"], utf8);
+    assert_eq!(
+        r.lines,
+        [
+            "554 5.6.0 Header line 1 contains 8-bit characters; use SMTPUTF8 or encode them (RFC 2047)"
+        ]
+    );
+    let r = c.send_message("app@example.com", &["bob@dest.test"], latin1);
+    assert_eq!(
+        r.lines,
+        [
+            "554 5.6.0 Header line 3 contains 8-bit characters; use SMTPUTF8 or encode them (RFC 2047)"
+        ]
+    );
+    c.quit();
+    drop(p);
+    assert_eq!(up.count(), 0);
+
+    let p = Postern::start(&ca, &plain_listener(&up, "header_8bit = \"pass\"\n"));
+    let mut c = plain_session(&p);
+    c.send_message("app@example.com", &["bob@dest.test"], utf8)
+        .expect(250, "2.0.0", "raw UTF-8 under pass");
+    // RFC 6532 is UTF-8: Latin-1 is not passed on.
+    let r = c.send_message("app@example.com", &["bob@dest.test"], latin1);
+    assert_eq!(r.lines, ["554 5.6.0 Header line 3 is not valid UTF-8"]);
+    c.quit();
+    p.only_delivery(&up, utf8);
+}
+
+#[test]
+fn missing_from_envelope_adds_the_envelope_sender_and_the_default_refuses() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let no_from = b"To: <bob@dest.test>\r\nSubject: scan\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <scan-1@example.com>\r\n\r\nscan attached\r\n";
+
+    let p = Postern::start(&ca, &plain_listener(&up, ""));
+    let mut c = plain_session(&p);
+    let r = c.send_message("scanner@example.com", &["bob@dest.test"], no_from);
+    assert_eq!(r.lines, ["554 5.6.0 Message has no From header"]);
+    c.quit();
+    drop(p);
+
+    // allowed_from is stricter than allowed_senders (which lets the null
+    // sender in): the envelope sender that stands in for From is held to it
+    // like a From the client wrote.
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .credential(format!(
+            "{}allowed_from = [\"scanner@example.com\"]\n",
+            Config::networks_credential("scanners", &["127.0.0.0/8"], &["*"])
+        ));
+    cfg.extra = "[inspect]\nmissing_from = \"envelope\"\n".into();
+    let p = Postern::start(&ca, &cfg);
+    let mut c = plain_session(&p);
+    c.send_message("scanner@example.com", &["bob@dest.test"], no_from)
+        .expect(250, "2.0.0", "no From, envelope sender allowed");
+    let r = c.send_message("other@example.com", &["bob@dest.test"], no_from);
+    assert_eq!(
+        r.lines,
+        ["550 5.7.1 From <other@example.com> not allowed for credential \"scanners\""]
+    );
+    let r = c.send_message("", &["bob@dest.test"], no_from);
+    assert_eq!(
+        r.lines,
+        [
+            "554 5.6.0 Message has no From header, and the null envelope sender <> cannot stand in for one"
+        ]
+    );
+    // A From that is present but not allowed is refused, never replaced.
+    let wrong = b"From: <other@example.com>\r\nTo: <bob@dest.test>\r\n\r\nx\r\n";
+    let r = c.send_message("scanner@example.com", &["bob@dest.test"], wrong);
+    assert_eq!(
+        r.lines,
+        ["550 5.7.1 From <other@example.com> not allowed for credential \"scanners\""]
+    );
+    c.quit();
+    let got = p.delivered(&up, 1).remove(0).body;
+    let (_, rest) = split_received(&got);
+    let (head, body) = head_and_body(rest);
+    assert_eq!(body, b"scan attached\r\n");
+    assert_bytes_eq(
+        head,
+        b"To: <bob@dest.test>\r\nSubject: scan\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <scan-1@example.com>\r\nFrom: <scanner@example.com>\r\n",
+        "header with the added From",
     );
     p.wait_queue_empty();
     assert_eq!(up.count(), 1);

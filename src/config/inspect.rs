@@ -8,6 +8,7 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::load::{File, singleton};
 use super::units::Size;
+use encoding_rs::Encoding;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -38,7 +39,42 @@ pub struct RawInspect {
     pub max_attachment_size: Option<Spanned<Size>>,
     pub max_header_count: Option<Spanned<usize>>,
     pub max_header_size: Option<Spanned<Size>>,
+    pub header_8bit: Option<Header8bit>,
+    pub legacy_charset: Option<Spanned<String>>,
+    pub missing_from: Option<MissingFrom>,
 }
+
+/// What to do with 8-bit bytes in the header of a message sent without
+/// SMTPUTF8 (old PHP `mail()`, ERPs and Windows tools write raw UTF-8 or
+/// Latin-1 there).
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Header8bit {
+    /// Rewrite the text as RFC 2047 encoded-words (RFC 2231 for MIME
+    /// parameters); refuse what cannot be encoded (an 8-bit address).
+    #[default]
+    Encode,
+    /// Forward raw UTF-8 (RFC 6532) unchanged; refuse anything else.
+    Pass,
+    /// `554 5.6.0`, as postern did before `header_8bit` existed.
+    Reject,
+}
+
+/// What to do with a message that has no `From:` header.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingFrom {
+    /// `554 5.6.0 Message has no From header`.
+    #[default]
+    Reject,
+    /// Add `From: <envelope sender>` (held to the From policy like a From
+    /// the client wrote); a null sender `<>` is still refused.
+    Envelope,
+}
+
+/// The default `legacy_charset`: the WHATWG superset of Latin-1 that
+/// Windows software actually writes.
+pub const DEFAULT_LEGACY_CHARSET: &Encoding = encoding_rs::WINDOWS_1252;
 
 /// The validated `[inspect]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +97,10 @@ pub struct InspectConfig {
     pub max_attachment_size: Option<u64>,
     pub max_header_count: usize,
     pub max_header_size: usize,
+    pub header_8bit: Header8bit,
+    /// How 8-bit header text that is not valid UTF-8 is decoded.
+    pub legacy_charset: &'static Encoding,
+    pub missing_from: MissingFrom,
 }
 
 impl Default for InspectConfig {
@@ -79,6 +119,9 @@ impl Default for InspectConfig {
             max_attachment_size: None,
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            header_8bit: Header8bit::default(),
+            legacy_charset: DEFAULT_LEGACY_CHARSET,
+            missing_from: MissingFrom::default(),
         }
     }
 }
@@ -145,7 +188,35 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> InspectConfig 
         }
         out.max_header_size = usize::try_from(s.get_ref().0).unwrap_or(usize::MAX);
     }
+    out.header_8bit = raw.header_8bit.unwrap_or(out.header_8bit);
+    out.missing_from = raw.missing_from.unwrap_or(out.missing_from);
+    if let Some(label) = &raw.legacy_charset {
+        match legacy_charset(label.get_ref()) {
+            Ok(enc) => out.legacy_charset = enc,
+            Err(msg) => errors.push(ConfigError::new(
+                f.loc(label),
+                "inspect.legacy_charset",
+                msg,
+            )),
+        }
+    }
     out
+}
+
+/// A WHATWG encoding label (`"windows-1252"`, `"latin1"`, `"iso-8859-2"`,
+/// `"shift_jis"`, ...) whose ASCII bytes mean ASCII, so that the structure of
+/// a header (colons, brackets, `@`) reads the same before and after decoding.
+fn legacy_charset(label: &str) -> Result<&'static Encoding, String> {
+    match Encoding::for_label_no_replacement(label.trim().as_bytes()) {
+        Some(enc) if enc.is_ascii_compatible() => Ok(enc),
+        Some(enc) => Err(format!(
+            "{label:?} ({}) is not ASCII-compatible, so header structure could not be read in it; use a charset such as \"windows-1252\" or \"iso-8859-2\"",
+            enc.name()
+        )),
+        None => Err(format!(
+            "{label:?} is not a known charset label (WHATWG Encoding Standard), e.g. \"windows-1252\", \"iso-8859-15\", \"koi8-r\""
+        )),
+    }
 }
 
 /// Lower-cased header field name (RFC 5322 `ftext`), or why it is not one.
@@ -204,6 +275,32 @@ mod tests {
         assert_eq!(c.max_header_count, 500);
         assert_eq!(c.max_header_size, 262_144);
         assert_eq!(c.max_attachment_size, None);
+        assert_eq!(c.header_8bit, Header8bit::Encode);
+        assert_eq!(c.legacy_charset.name(), "windows-1252");
+        assert_eq!(c.missing_from, MissingFrom::Reject);
+    }
+
+    #[test]
+    fn bad_8bit_settings_are_located() {
+        let e = load("[inspect]\nlegacy_charset = \"klingon\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/p/main.toml:20:18: error: key `inspect.legacy_charset`")
+                && e[0].contains("not a known charset label"),
+            "{e:?}"
+        );
+        let e = load("[inspect]\nlegacy_charset = \"utf-16le\"\n").unwrap_err();
+        assert!(e[0].contains("not ASCII-compatible"), "{e:?}");
+        let e = load("[inspect]\nheader_8bit = \"fix\"\n").unwrap_err();
+        assert!(
+            e.len() == 1 && e[0].contains(":20:") && e[0].contains("header_8bit"),
+            "{e:?}"
+        );
+        let e = load("[inspect]\nmissing_from = \"add\"\n").unwrap_err();
+        assert!(
+            e[0].contains("missing_from") && e[0].contains("envelope"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -221,6 +318,9 @@ blocked_extensions = [".EXE", "tar.gz"]
 max_attachment_size = "10MiB"
 max_header_count = 50
 max_header_size = "64KiB"
+header_8bit = "pass"
+legacy_charset = "Latin1"
+missing_from = "envelope"
 "#,
         )
         .unwrap();
@@ -237,8 +337,15 @@ max_header_size = "64KiB"
                 max_attachment_size: Some(10 << 20),
                 max_header_count: 50,
                 max_header_size: 64 << 10,
+                header_8bit: Header8bit::Pass,
+                legacy_charset: encoding_rs::WINDOWS_1252,
+                missing_from: MissingFrom::Envelope,
             }
         );
+        let c =
+            load("[inspect]\nheader_8bit = \"reject\"\nlegacy_charset = \"iso-8859-2\"\n").unwrap();
+        assert_eq!(c.header_8bit, Header8bit::Reject);
+        assert_eq!(c.legacy_charset, encoding_rs::ISO_8859_2);
         let none = load("[inspect]\nblocked_extensions = []\n").unwrap();
         assert!(none.blocked_extensions.is_empty());
     }

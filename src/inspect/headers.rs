@@ -5,10 +5,13 @@
 //! ranges of the original header block, never on a re-serialized message.
 //! The same single pass enforces the limits that keep a hostile header
 //! block from reaching the parser or a downstream system: NUL, overlong
-//! lines, too many or too large headers, 8-bit text without SMTPUTF8, and
-//! lines that are not header fields at all (which parsers disagree about,
-//! the classic way to smuggle a second From past a filter).
+//! lines, too many or too large headers, 8-bit text the `header_8bit`
+//! setting does not allow, and lines that are not header fields at all
+//! (which parsers disagree about, the classic way to smuggle a second From
+//! past a filter). Fields with 8-bit text that [`super::eightbit`] must
+//! repair or vet are marked, so a message without any costs nothing more.
 
+use crate::config::inspect::Header8bit;
 use std::ops::Range;
 
 /// RFC 5322 2.1.1: a line is at most 998 octets, excluding the CRLF.
@@ -30,6 +33,24 @@ pub enum HeaderError {
     EightBit { line: usize },
     #[error("Header line {line} is not valid UTF-8")]
     NotUtf8 { line: usize },
+    /// Only SMTPUTF8 can carry an address with 8-bit characters.
+    #[error(
+        "Header {name} (line {line}) contains an 8-bit address; use SMTPUTF8 or an ASCII address"
+    )]
+    EightBitAddress { name: String, line: usize },
+    /// 8-bit text in a field that has no encoding for it (Message-ID,
+    /// Date, Received, ...).
+    #[error(
+        "Header {name} (line {line}) contains 8-bit characters, which this header cannot carry without SMTPUTF8"
+    )]
+    EightBitStructured { name: String, line: usize },
+    /// 8-bit text that is neither UTF-8 nor valid in `legacy_charset`.
+    #[error("Header {name} (line {line}) is neither UTF-8 nor valid {charset}")]
+    Undecodable {
+        name: String,
+        line: usize,
+        charset: String,
+    },
     #[error("Header line {line} has a bare CR or LF")]
     BareNewline { line: usize },
     #[error("Header line {line} is not a header field (no name and colon)")]
@@ -48,6 +69,8 @@ pub struct Limits {
     pub max_size: usize,
     /// The client announced SMTPUTF8, so UTF-8 header text is allowed.
     pub smtputf8: bool,
+    /// What 8-bit text is allowed otherwise (`[inspect] header_8bit`).
+    pub eight_bit: Header8bit,
 }
 
 /// One header field: its (trimmed) name and its whole extent including
@@ -56,6 +79,9 @@ pub struct Limits {
 pub struct Field {
     pub name: Range<usize>,
     pub range: Range<usize>,
+    /// Has 8-bit text that `header_8bit` repairs (`encode`) or vets
+    /// (`pass`); text that SMTPUTF8 allows is not marked.
+    pub eight_bit: bool,
 }
 
 /// The header section of a message.
@@ -115,10 +141,13 @@ pub fn scan(data: &[u8], limits: Limits) -> Result<Section, HeaderError> {
                 max: limits.max_size,
             });
         }
-        check_line(content, line, limits)?;
+        let eight_bit = check_line(content, line, limits)?;
         if matches!(content[0], b' ' | b'\t') {
             match fields.last_mut() {
-                Some(f) => f.range.end = next,
+                Some(f) => {
+                    f.range.end = next;
+                    f.eight_bit |= eight_bit;
+                }
                 None => return Err(HeaderError::NotAField { line }),
             }
         } else {
@@ -138,13 +167,16 @@ pub fn scan(data: &[u8], limits: Limits) -> Result<Section, HeaderError> {
             fields.push(Field {
                 name: pos..pos + name.len(),
                 range: pos..next,
+                eight_bit,
             });
         }
         pos = next;
     }
 }
 
-fn check_line(content: &[u8], line: usize, limits: Limits) -> Result<(), HeaderError> {
+/// Checks one line; `Ok(true)` when its 8-bit text is for
+/// [`super::eightbit`] to repair or vet.
+fn check_line(content: &[u8], line: usize, limits: Limits) -> Result<bool, HeaderError> {
     if content.len() > MAX_LINE {
         return Err(HeaderError::LineTooLong {
             line,
@@ -157,15 +189,19 @@ fn check_line(content: &[u8], line: usize, limits: Limits) -> Result<(), HeaderE
     if content.contains(&b'\r') {
         return Err(HeaderError::BareNewline { line });
     }
-    if !content.is_ascii() {
-        if !limits.smtputf8 {
-            return Err(HeaderError::EightBit { line });
-        }
-        if std::str::from_utf8(content).is_err() {
-            return Err(HeaderError::NotUtf8 { line });
-        }
+    if content.is_ascii() {
+        return Ok(false);
     }
-    Ok(())
+    let utf8 = std::str::from_utf8(content).is_ok();
+    match (limits.smtputf8, limits.eight_bit) {
+        // RFC 6532 with SMTPUTF8: forwarded as it is.
+        (true, _) if utf8 => Ok(false),
+        (false, Header8bit::Pass) if utf8 => Ok(true),
+        // Latin-1 and friends: decoded and encoded, SMTPUTF8 or not.
+        (_, Header8bit::Encode) => Ok(true),
+        (false, Header8bit::Reject) => Err(HeaderError::EightBit { line }),
+        _ => Err(HeaderError::NotUtf8 { line }),
+    }
 }
 
 fn trim_end_wsp(b: &[u8]) -> &[u8] {
@@ -184,6 +220,7 @@ mod tests {
         max_count: 10,
         max_size: 4096,
         smtputf8: false,
+        eight_bit: Header8bit::Reject,
     };
 
     fn names(data: &[u8], s: &Section) -> Vec<String> {
@@ -284,6 +321,47 @@ mod tests {
         assert!(scan(m, utf8).is_ok());
         let latin1 = b"From: a@x\r\nSubject: caf\xe9\r\n\r\n";
         assert_eq!(scan(latin1, utf8), Err(HeaderError::NotUtf8 { line: 2 }));
+    }
+
+    #[test]
+    fn eight_bit_fields_are_marked_for_repair_or_vetting() {
+        let m = b"From: a@x\r\nSubject: x\r\n caf\xc3\xa9\r\nX-L: caf\xe9\r\n\r\n";
+        let marks = |l: Limits| {
+            scan(m, l).map(|s| s.fields.iter().map(|f| f.eight_bit).collect::<Vec<_>>())
+        };
+        let encode = Limits {
+            eight_bit: Header8bit::Encode,
+            ..LIMITS
+        };
+        assert_eq!(marks(encode), Ok(vec![false, true, true]));
+        // SMTPUTF8 allows the UTF-8 line; the Latin-1 one is still repaired.
+        let utf8 = Limits {
+            smtputf8: true,
+            ..encode
+        };
+        assert_eq!(marks(utf8), Ok(vec![false, false, true]));
+        let pass = Limits {
+            eight_bit: Header8bit::Pass,
+            ..LIMITS
+        };
+        assert_eq!(marks(pass), Err(HeaderError::NotUtf8 { line: 4 }));
+        let utf8_only = b"From: a@x\r\nSubject: caf\xc3\xa9\r\n\r\n";
+        assert_eq!(
+            scan(utf8_only, pass).map(|s| s.fields[1].eight_bit),
+            Ok(true)
+        );
+        assert_eq!(
+            scan(
+                utf8_only,
+                Limits {
+                    smtputf8: true,
+                    ..pass
+                }
+            )
+            .map(|s| s.fields[1].eight_bit),
+            Ok(false)
+        );
+        assert_eq!(marks(LIMITS), Err(HeaderError::EightBit { line: 3 }));
     }
 
     #[test]

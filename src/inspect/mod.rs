@@ -4,23 +4,28 @@
 //! reply to the final dot, never a bounce later) and repaired where legacy
 //! clients leave it incomplete. One pass over the raw header block
 //! ([`headers`]) enforces header sanity and finds the byte ranges the repairs
-//! edit; one mail-parser parse serves the From policy ([`policy`]) and the
-//! attachment policy ([`attachments`]); [`repair`] then edits the raw bytes,
-//! so everything not repaired stays byte-identical. Parsing a 25 MiB message
+//! edit; fields with 8-bit text are rewritten first ([`eightbit`]; only then
+//! is the message copied and scanned again), so every later step sees the
+//! repaired header; one mail-parser parse serves the From policy
+//! ([`policy`]) and the attachment policy ([`attachments`]); [`repair`] then
+//! edits the raw bytes, so everything not repaired stays byte-identical. Parsing a 25 MiB message
 //! takes real CPU time, so it runs on the blocking pool, a bounded number
 //! at a time.
 
 pub mod attachments;
+pub mod eightbit;
+pub mod encode;
 pub mod headers;
 pub mod policy;
 mod received;
 pub mod recipients;
 pub mod repair;
+pub mod structured;
 
 pub use received::{Trace, private_received_header, received_header, rfc5322_date};
 
 use crate::config::Credential;
-use crate::config::inspect::InspectConfig;
+use crate::config::inspect::{Header8bit, InspectConfig, MissingFrom};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use attachments::AttachmentError;
@@ -77,6 +82,9 @@ pub struct Submission {
     /// `allowed_from` is empty.
     pub from_patterns: Vec<String>,
     pub smtputf8: bool,
+    /// The envelope sender, `""` for `<>`: the From header that
+    /// `missing_from = "envelope"` adds.
+    pub mail_from: String,
     pub helo: String,
     pub peer: IpAddr,
     /// This relay's name, for `Received:` and `Message-ID:`.
@@ -121,6 +129,7 @@ impl Submission {
             credential: tx.credential.to_string(),
             from_patterns,
             smtputf8: tx.smtputf8,
+            mail_from: tx.mail_from.clone(),
             helo: tx.helo.clone(),
             peer,
             hostname: hostname.to_string(),
@@ -193,8 +202,9 @@ impl Inspector {
         result
     }
 
-    /// The whole inspection, synchronously: header sanity, From policy,
-    /// attachment policy, then repairs. Returns the bytes to spool.
+    /// The whole inspection, synchronously: header sanity, 8-bit repair,
+    /// From policy, attachment policy, then repairs. Returns the bytes to
+    /// spool.
     pub fn check(
         &self,
         sub: &Submission,
@@ -202,16 +212,34 @@ impl Inspector {
         now: SystemTime,
     ) -> Result<Vec<u8>, InspectError> {
         let c = &self.config;
-        let section = headers::scan(
-            data,
-            headers::Limits {
-                max_count: c.max_header_count,
-                max_size: c.max_header_size,
-                smtputf8: sub.smtputf8,
-            },
-        )?;
+        let limits = headers::Limits {
+            max_count: c.max_header_count,
+            max_size: c.max_header_size,
+            smtputf8: sub.smtputf8,
+            eight_bit: c.header_8bit,
+        };
+        let mut section = headers::scan(data, limits)?;
         if section.fields.is_empty() {
             return Err(InspectError::NoHeaders);
+        }
+        let removed = self.removed(sub);
+        let repaired: Vec<u8>;
+        let mut data = data;
+        if section.fields.iter().any(|f| f.eight_bit) {
+            match c.header_8bit {
+                Header8bit::Encode => {
+                    let opts = eightbit::Options {
+                        charset: c.legacy_charset,
+                        removed: &removed,
+                    };
+                    repaired = eightbit::repair(data, &section, opts)?;
+                    data = &repaired;
+                    section = headers::scan(data, limits)?;
+                }
+                Header8bit::Pass => eightbit::vet(data, &section, &removed)?,
+                // The scan refuses 8-bit text under "reject".
+                Header8bit::Reject => {}
+            }
         }
         // Flattened at once: a deeply nested parse tree must never be
         // dropped as a tree, not even on an early return.
@@ -233,7 +261,17 @@ impl Inspector {
         if parsed_start != Some(body_start) {
             return Err(HeaderError::Ambiguous.into());
         }
-        let from = policy::from_address(root, section.count(data, "from"))?;
+        let (from, add_from) = match policy::from_address(root, section.count(data, "from")) {
+            // Only a From that is absent in both views: one that is present
+            // but unparsable or not allowed is never papered over.
+            Err(FromError::Missing) if c.missing_from == MissingFrom::Envelope => {
+                if sub.mail_from.is_empty() {
+                    return Err(FromError::MissingNullSender.into());
+                }
+                (sub.mail_from.clone(), true)
+            }
+            other => (other?, false),
+        };
         policy::check_allowed(&from, &sub.from_patterns, &sub.credential)?;
         attachments::check(
             &messages,
@@ -243,7 +281,11 @@ impl Inspector {
             },
         )?;
         drop(messages);
-        let out = repair::apply(data, &section, &self.plan(sub, data, &section, now));
+        let mut plan = self.plan(sub, data, &section, &removed, now);
+        if add_from {
+            plan.append.insert(0, format!("From: <{from}>\r\n"));
+        }
+        let out = repair::apply(data, &section, &plan);
         // Judged on what will be sent: Bcc may have been removed above.
         if sub.refuse_header_only
             && let Some(h) = recipients::header_only(&out, &sub.rcpt_to)
@@ -255,11 +297,27 @@ impl Inspector {
         Ok(out)
     }
 
+    /// Lower-cased names (or `prefix*` patterns) of the fields the repairs
+    /// remove.
+    fn removed(&self, sub: &Submission) -> Vec<String> {
+        let c = &self.config;
+        let mut names = Vec::with_capacity(c.strip_headers.len() + 2);
+        if c.remove_bcc {
+            names.extend(["bcc".to_string(), "resent-bcc".to_string()]);
+        }
+        names.extend(c.strip_headers.iter().cloned());
+        if sub.strip_control_headers {
+            names.extend(CONTROL_HEADERS.iter().map(|h| h.to_string()));
+        }
+        names
+    }
+
     fn plan(
         &self,
         sub: &Submission,
         data: &[u8],
         section: &headers::Section,
+        removed: &[String],
         now: SystemTime,
     ) -> repair::Plan {
         let c = &self.config;
@@ -272,15 +330,7 @@ impl Inspector {
                 received_header(&trace, now)
             });
         }
-        if c.remove_bcc {
-            plan.remove
-                .extend(["bcc".to_string(), "resent-bcc".to_string()]);
-        }
-        plan.remove.extend(c.strip_headers.iter().cloned());
-        if sub.strip_control_headers {
-            plan.remove
-                .extend(CONTROL_HEADERS.iter().map(|h| h.to_string()));
-        }
+        plan.remove.extend_from_slice(removed);
         let kept = |name: &str| {
             if plan.remove.iter().any(|r| r == name) {
                 0

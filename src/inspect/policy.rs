@@ -14,6 +14,10 @@ pub enum FromError {
     /// `554 5.6.0`
     #[error("Message has no From header")]
     Missing,
+    /// `554 5.6.0`: under `missing_from = "envelope"`, with nothing to
+    /// put in the From header.
+    #[error("Message has no From header, and the null envelope sender <> cannot stand in for one")]
+    MissingNullSender,
     /// `554 5.6.0`
     #[error("Message has {0} From headers; exactly one is required")]
     Several(usize),

@@ -11,6 +11,7 @@ fn sub() -> Submission {
         credential: "erp".into(),
         from_patterns: vec!["billing@example.com".into(), "*@erp.example.com".into()],
         smtputf8: false,
+        mail_from: "billing@example.com".into(),
         helo: "client.lan".into(),
         peer: "192.0.2.7".parse().unwrap(),
         hostname: "relay.test".into(),
@@ -161,10 +162,6 @@ fn header_sanity_refusals_are_554_560() {
         ),
         (long.into_bytes(), "999 octets"),
         (
-            b"From: billing@example.com\r\nSubject: caf\xc3\xa9\r\n\r\nx\r\n".to_vec(),
-            "8-bit",
-        ),
-        (
             b"From: billing@example.com\r\nnot a header\r\n\r\nx\r\n".to_vec(),
             "not a header field",
         ),
@@ -174,9 +171,25 @@ fn header_sanity_refusals_are_554_560() {
         assert_eq!((code, enh.as_str()), (554, "5.6.0"), "{text}");
         assert!(text.contains(want), "{text} should mention {want}");
     }
+    // header_8bit = "reject": 8-bit text without SMTPUTF8 is refused...
+    let reject = inspector(|c| c.header_8bit = Header8bit::Reject);
+    let e = reject
+        .check(
+            &sub(),
+            b"From: billing@example.com\r\nSubject: caf\xc3\xa9\r\n\r\nx\r\n",
+            NOW,
+        )
+        .unwrap_err()
+        .reply();
+    assert_eq!((e.code, e.enhanced.as_deref()), (554, Some("5.6.0")));
+    assert_eq!(
+        e.lines[0],
+        "Header line 2 contains 8-bit characters; use SMTPUTF8 or encode them (RFC 2047)"
+    );
+    // ...but allowed with it.
     let mut utf8 = sub();
     utf8.smtputf8 = true;
-    let ok = inspector(|_| {}).check(
+    let ok = reject.check(
         &utf8,
         b"From: billing@example.com\r\nSubject: caf\xc3\xa9\r\n\r\nx\r\n",
         NOW,
@@ -324,4 +337,111 @@ fn header_only_recipients_are_refused_after_repairs_when_the_route_says_so() {
     // Bcc is removed by default, so it cannot leak and is not refused.
     let bcc = b"From: billing@example.com\r\nTo: bob@dest.test\r\nBcc: evil@attacker.example\r\n\r\nx\r\n";
     assert!(i.check(&strict, bcc, NOW).is_ok());
+}
+
+#[test]
+fn eight_bit_headers_are_repaired_before_the_policies_look() {
+    let i = inspector(|c| c.add_received = false);
+    let sent = b"From: \"M\xc3\xbcller, Hans\" <billing@example.com>\r\nTo: bob@dest.test\r\nSubject: Rechnung f\xfcr M\xe4rz\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <1@example.com>\r\n\r\nK\xf6rper\r\n";
+    let out = i.check(&sub(), sent, NOW).unwrap();
+    assert_eq!(
+        out,
+        b"From: =?UTF-8?B?TcO8bGxlciwgSGFucw==?= <billing@example.com>\r\nTo: bob@dest.test\r\nSubject: Rechnung =?UTF-8?B?ZsO8ciBNw6Ryeg==?=\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <1@example.com>\r\n\r\nK\xf6rper\r\n"
+    );
+    // The From policy sees the address, not the (decoded) display name.
+    let (code, _, text) =
+        reply_of(b"From: \"billing@example.com \xc3\xa4\" <x@evil.example>\r\n\r\nx\r\n");
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("<x@evil.example>"), "{text}");
+    // The attachment policy sees the RFC 2231 name.
+    let r = reply_of(b"From: billing@example.com\r\nContent-Type: application/octet-stream; name=\"R\xe9sum\xe9.exe\"\r\n\r\nMZ\r\n");
+    assert_eq!(
+        r,
+        (
+            554,
+            "5.7.1".into(),
+            "Attachment \"R\u{e9}sum\u{e9}.exe\" blocked (extension .exe)".into()
+        )
+    );
+    // What cannot be encoded is refused, naming the header.
+    assert_eq!(
+        reply_of(b"From: billing@example.com\r\nTo: <j\xc3\xb6rg@dest.test>\r\n\r\nx\r\n"),
+        (
+            554,
+            "5.6.0".into(),
+            "Header To (line 2) contains an 8-bit address; use SMTPUTF8 or an ASCII address".into()
+        )
+    );
+    // SMTPUTF8: UTF-8 stays raw (RFC 6532); Latin-1 is still repaired.
+    let mut utf8 = sub();
+    utf8.smtputf8 = true;
+    let m = b"From: billing@example.com\r\nSubject: f\xc3\xbcr\r\nX-Old: f\xfcr\r\n\r\nx\r\n";
+    let out = i.check(&utf8, m, NOW).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("Subject: für\r\nX-Old: =?UTF-8?B?ZsO8cg==?=\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn header_8bit_pass_keeps_utf8_bytes_and_refuses_the_rest() {
+    let i = inspector(|c| {
+        c.header_8bit = Header8bit::Pass;
+        c.add_received = false;
+    });
+    let sent = b"From: J\xc3\xb6rg <billing@example.com>\r\nSubject: f\xc3\xbcr\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\nMessage-ID: <1@example.com>\r\n\r\nx\r\n";
+    assert_eq!(i.check(&sub(), sent, NOW).unwrap(), sent);
+    let latin1 = b"From: billing@example.com\r\nSubject: f\xfcr\r\n\r\nx\r\n";
+    assert_eq!(
+        i.check(&sub(), latin1, NOW).unwrap_err(),
+        InspectError::Header(HeaderError::NotUtf8 { line: 2 })
+    );
+    let address = b"From: billing@example.com\r\nTo: <j\xc3\xb6rg@dest.test>\r\n\r\nx\r\n";
+    assert!(matches!(
+        i.check(&sub(), address, NOW),
+        Err(InspectError::Header(HeaderError::EightBitAddress { .. }))
+    ));
+}
+
+#[test]
+fn missing_from_envelope_adds_the_envelope_sender() {
+    let no_from = b"To: bob@dest.test\r\nSubject: scan\r\n\r\nx\r\n";
+    assert_eq!(
+        check(no_from).unwrap_err(),
+        InspectError::From(FromError::Missing)
+    );
+    let i = inspector(|c| {
+        c.missing_from = MissingFrom::Envelope;
+        c.add_received = false;
+        c.add_message_id = false;
+    });
+    let out = i.check(&sub(), no_from, NOW).unwrap();
+    assert_eq!(
+        out,
+        b"To: bob@dest.test\r\nSubject: scan\r\nFrom: <billing@example.com>\r\nDate: Thu, 01 Jan 1970 00:00:00 +0000\r\n\r\nx\r\n"
+    );
+    // The added From is held to the From policy like any other.
+    let mut s = sub();
+    s.from_patterns = vec!["*@erp.example.com".into()];
+    assert!(matches!(
+        i.check(&s, no_from, NOW),
+        Err(InspectError::From(FromError::NotAllowed { .. }))
+    ));
+    // Never instead of a From that is present but wrong.
+    assert!(matches!(
+        i.check(&sub(), b"From: x@evil.example\r\n\r\nx\r\n", NOW),
+        Err(InspectError::From(FromError::NotAllowed { .. }))
+    ));
+    assert_eq!(
+        i.check(&sub(), b"From: nobody\r\n\r\nx\r\n", NOW)
+            .unwrap_err(),
+        InspectError::From(FromError::Unparsable)
+    );
+    // A null sender has nothing to offer.
+    let mut null = sub();
+    null.mail_from = String::new();
+    let r = i.check(&null, no_from, NOW).unwrap_err().reply();
+    assert_eq!((r.code, r.enhanced.as_deref()), (554, Some("5.6.0")));
+    assert!(r.lines[0].contains("null envelope sender"), "{r:?}");
 }

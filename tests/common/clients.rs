@@ -145,3 +145,26 @@ pub fn python(script: &str, args: &[&str]) -> Output {
         .output()
         .expect("run python3")
 }
+
+/// Python's `email` package's reading of the headers `names` of `msg`
+/// (tests/py/decode_headers.py): an independent check that repaired
+/// headers decode to what the client meant. Keys: `headers` (decoded
+/// values), `legacy` (`decode_header` + `make_header`), `addresses`
+/// (`[display name, addr-spec]`), `defects`, `filenames`.
+pub fn decode_headers(msg: &[u8], names: &[&str]) -> serde_json::Value {
+    let file = tempfile::NamedTempFile::new().expect("temp message file");
+    std::fs::write(file.path(), msg).expect("write message");
+    let path = file.path().to_string_lossy().into_owned();
+    let mut args = vec![path.as_str()];
+    args.extend_from_slice(names);
+    let out = python("decode_headers.py", &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "decode_headers.py failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("decode_headers.py output is not JSON ({e}): {stdout}"))
+}

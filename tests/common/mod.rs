@@ -13,7 +13,7 @@ pub mod upstream;
 pub mod util;
 
 pub use ca::TestCa;
-pub use clients::{PASSWORD, password_hash, python, swaks};
+pub use clients::{PASSWORD, decode_headers, password_hash, python, swaks};
 pub use postern::{Config, Postern};
 pub use smtp::{Reply, SmtpClient};
 pub use upstream::{MockUpstream, Recorded, Scripted};

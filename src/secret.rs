@@ -16,6 +16,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret written in a unit test, which has no file or environment.
+    #[cfg(test)]
+    pub(crate) fn for_test(value: &str) -> Secret {
+        Secret(value.to_string())
+    }
 }
 
 impl fmt::Debug for Secret {

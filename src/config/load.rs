@@ -24,6 +24,9 @@ pub(super) struct File {
     pub(super) path: Arc<Path>,
     pub(super) source: Arc<str>,
     pub(super) raw: RawFile,
+    /// The keys each `[upstreams.NAME]` table sets, so a key its kind does
+    /// not take can be named (`upstream_ctx`).
+    pub(super) upstream_keys: BTreeMap<String, Vec<String>>,
 }
 
 impl File {
@@ -100,10 +103,12 @@ fn parse_tree(
             return;
         }
     };
+    let upstream_keys = upstream_keys(&text);
     let file = File {
         path: arc,
         source: Arc::from(text),
         raw,
+        upstream_keys,
     };
     let mut children = Vec::new();
     for inc in &file.raw.include {
@@ -242,6 +247,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
                 &name,
                 f.loc(u),
                 u.get_ref(),
+                f.upstream_keys.get(&name).map_or(&[][..], Vec::as_slice),
                 &|p| f.resolve_path(p),
                 &|s| f.loc(s),
                 errors,
@@ -321,6 +327,20 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         upstreams,
         files: files.iter().map(|f| f.path.to_path_buf()).collect(),
     }
+}
+
+/// Key names of every `[upstreams.NAME]` table in `text` (which already
+/// parsed as a `RawFile`).
+fn upstream_keys(text: &str) -> BTreeMap<String, Vec<String>> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return BTreeMap::new();
+    };
+    let Some(ups) = table.get("upstreams").and_then(toml::Value::as_table) else {
+        return BTreeMap::new();
+    };
+    ups.iter()
+        .filter_map(|(name, v)| Some((name.clone(), v.as_table()?.keys().cloned().collect())))
+        .collect()
 }
 
 fn system_hostname() -> String {

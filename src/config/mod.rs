@@ -19,8 +19,6 @@ mod upstream_oauth;
 mod upstreams;
 pub mod validation;
 
-pub use crate::inspect::recipients::HeaderRecipients;
-pub use crate::secret::Secret;
 pub use credential::{Credential, Login, SecretHash};
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
@@ -107,11 +105,11 @@ pub struct Route {
     pub upstreams: Vec<String>,
 }
 
-/// One configured upstream: its kind-specific settings plus options every
+/// One configured upstream: its kind's own settings plus options every
 /// kind shares.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub kind: UpstreamKind,
+    pub settings: crate::upstream::Settings,
     /// Deliver postern's DKIM signatures through this upstream (default
     /// true; false for APIs that rebuild the message and sign themselves).
     pub dkim: bool,
@@ -120,7 +118,7 @@ pub struct Upstream {
     /// At most this many messages per period, evenly spaced.
     pub rate: Option<crate::quota::Rate>,
     /// What a request that timed out after being sent means.
-    pub on_ambiguous: OnAmbiguous,
+    pub on_ambiguous: crate::deliver::OnAmbiguous,
     /// Consecutive transient failures that open the circuit breaker.
     pub breaker_failures: u32,
     /// How long an open breaker skips the upstream before one probe.
@@ -129,152 +127,6 @@ pub struct Upstream {
     /// they are stripped before signing unless every upstream of the
     /// message's route passes them).
     pub pass_control_headers: bool,
-}
-
-impl Upstream {
-    /// For kinds whose provider takes recipients from the message headers
-    /// (msgraph, gmail): what happens to addresses only the headers name.
-    /// None for kinds that deliver to the envelope.
-    pub fn header_recipients(&self) -> Option<HeaderRecipients> {
-        match &self.kind {
-            UpstreamKind::Msgraph(g) => Some(g.header_recipients),
-            UpstreamKind::Gmail(g) => Some(g.header_recipients),
-            _ => None,
-        }
-    }
-}
-
-/// `on_ambiguous`: the upstream may or may not have taken the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnAmbiguous {
-    /// Try again (possibly a duplicate; logged as such).
-    #[default]
-    Retry,
-    /// Never risk a duplicate: move the message to dead letters.
-    DeadLetter,
-}
-
-#[derive(Debug, Clone)]
-pub enum UpstreamKind {
-    Http(HttpUpstream),
-    Directory { path: PathBuf },
-    Ses(SesUpstream),
-    Sendgrid(SendgridUpstream),
-    Mailgun(MailgunUpstream),
-    Postmark(PostmarkUpstream),
-    Resend(ResendUpstream),
-    Msgraph(MsgraphUpstream),
-    Gmail(GmailUpstream),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpFormat {
-    Raw,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub enum HttpAuth {
-    Bearer(Secret),
-    Basic { username: String, password: Secret },
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpUpstream {
-    pub url: String,
-    pub format: HttpFormat,
-    pub auth: Option<HttpAuth>,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-}
-
-pub use crate::https::Endpoint as ApiEndpoint;
-
-/// `kind = "ses"`: Amazon SES v2 with a raw MIME message.
-#[derive(Debug, Clone)]
-pub struct SesUpstream {
-    pub endpoint: ApiEndpoint,
-    pub region: String,
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-    pub configuration_set: Option<String>,
-}
-
-/// `kind = "sendgrid"`.
-#[derive(Debug, Clone)]
-pub struct SendgridUpstream {
-    pub endpoint: ApiEndpoint,
-    pub api_key: Secret,
-    pub categories: Vec<String>,
-}
-
-/// `kind = "mailgun"`; the region is folded into `endpoint.base_url`.
-#[derive(Debug, Clone)]
-pub struct MailgunUpstream {
-    pub endpoint: ApiEndpoint,
-    pub domain: String,
-    pub api_key: Secret,
-    /// Sent as `o:tag` (Mailgun allows 3 per message).
-    pub tags: Vec<String>,
-}
-
-/// `kind = "postmark"`.
-#[derive(Debug, Clone)]
-pub struct PostmarkUpstream {
-    pub endpoint: ApiEndpoint,
-    pub server_token: Secret,
-    pub message_stream: Option<String>,
-    /// Sent as `Tag`.
-    pub tag: Option<String>,
-}
-
-/// `kind = "resend"`.
-#[derive(Debug, Clone)]
-pub struct ResendUpstream {
-    pub endpoint: ApiEndpoint,
-    pub api_key: Secret,
-}
-
-/// `kind = "msgraph"`: Microsoft Graph, OAuth client credentials.
-#[derive(Debug, Clone)]
-pub struct MsgraphUpstream {
-    /// Default `https://graph.microsoft.com`.
-    pub endpoint: ApiEndpoint,
-    /// Default `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`.
-    pub token_url: Option<String>,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub credential: MsgraphCredential,
-    /// Send as this mailbox; default: the message's From address.
-    pub mailbox: Option<String>,
-    pub save_to_sent_items: bool,
-    pub header_recipients: HeaderRecipients,
-}
-
-/// How a msgraph upstream proves its identity to Entra ID.
-#[derive(Debug, Clone)]
-pub enum MsgraphCredential {
-    Secret(Secret),
-    /// PEM certificate registered with the app, and its private key.
-    Certificate {
-        certificate: PathBuf,
-        key: Secret,
-    },
-}
-
-/// `kind = "gmail"`: Gmail API, service account with domain-wide delegation.
-#[derive(Debug, Clone)]
-pub struct GmailUpstream {
-    /// Default `https://gmail.googleapis.com`.
-    pub endpoint: ApiEndpoint,
-    /// Default: the key's `token_uri`.
-    pub token_url: Option<String>,
-    /// The service account's JSON key file contents.
-    pub service_account_key: Secret,
-    /// The Workspace user to send as (`sub` of the assertion).
-    pub user: String,
-    pub header_recipients: HeaderRecipients,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ fn base_loads_and_resolves_relative_paths() {
     let c = load_str(Path::new("/etc/p/main.toml"), BASE).unwrap();
     assert_eq!(c.server.state_dir, Path::new("/etc/p/state"));
     assert!(
-        matches!(&c.upstreams["out"].kind, UpstreamKind::Directory { path } if path == Path::new("/etc/p/outbox"))
+        matches!(&c.upstreams["out"].settings, crate::upstream::Settings::Directory(d) if d.path == Path::new("/etc/p/outbox"))
     );
     assert_eq!(c.credentials["lan"].route, "default");
     assert_eq!(c.server.max_message_size, 25 << 20);

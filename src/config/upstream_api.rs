@@ -1,35 +1,25 @@
 //! Validation of the email-API provider kinds: ses, sendgrid, mailgun,
-//! postmark and resend.
+//! postmark and resend, each built into its provider's own `Settings`.
 //!
-//! Kept apart from `upstreams.rs` so each provider's required keys, default
-//! API root and value checks sit in one place, and a mistake (a missing key,
-//! a literal secret, an `http://` url to a remote host) is reported at its
-//! line before the daemon starts rather than as failed deliveries later.
+//! Each provider's required keys, default API root and value checks sit in
+//! one function, and a mistake (a missing key, a literal secret, an
+//! `http://` url to a remote host) is reported at its line before the
+//! daemon starts rather than as failed deliveries later.
 
-use super::error::{ConfigErrors, Loc};
-use super::schema::RawUpstream;
-use super::upstream_ctx::{Ctx, LocFn};
-use super::{
-    ApiEndpoint, MailgunUpstream, PostmarkUpstream, ResendUpstream, SendgridUpstream, SesUpstream,
-    UpstreamKind,
-};
+use super::upstream_ctx::Ctx;
+use crate::https::Endpoint;
+use crate::upstream::{Settings, mailgun, postmark, resend, sendgrid, ses};
 use std::net::IpAddr;
-use std::path::PathBuf;
-
-/// The provider kinds validated here.
-pub const KINDS: &[&str] = &["ses", "sendgrid", "mailgun", "postmark", "resend"];
-
-/// Kinds that rebuild the message from its parts (JSON APIs): postern's
-/// DKIM signature could never verify there, so `dkim` defaults to false.
-pub const REBUILDS_MESSAGE: &[&str] = &["sendgrid", "postmark", "resend"];
 
 /// SendGrid refuses more categories than this, and longer ones.
 const MAX_CATEGORIES: usize = 10;
 const MAX_CATEGORY_LEN: usize = 255;
 
 impl Ctx<'_> {
-    fn api_endpoint(&mut self, default_base: Option<String>) -> Option<ApiEndpoint> {
-        let base_url = match (&self.raw.base_url, default_base) {
+    /// `base_url` or the provider's default, with `timeout` and `ca_file`.
+    fn api_endpoint(&mut self, default_base: Option<String>) -> Option<Endpoint> {
+        let raw = self.raw;
+        let base_url = match (self.take("base_url", &raw.base_url), default_base) {
             (Some(u), _) => match check_base_url(u.get_ref()) {
                 Ok(url) => url,
                 Err(e) => {
@@ -43,132 +33,113 @@ impl Ctx<'_> {
         };
         Some(self.endpoint_at(base_url))
     }
+
+    /// A list key checked as a whole.
+    fn list(
+        &mut self,
+        k: &'static str,
+        v: &Option<toml::Spanned<Vec<String>>>,
+        check: fn(&[String]) -> Result<(), String>,
+    ) -> Option<Vec<String>> {
+        let Some(list) = self.take(k, v) else {
+            return Some(Vec::new());
+        };
+        match check(list.get_ref()) {
+            Ok(()) => Some(list.get_ref().clone()),
+            Err(e) => {
+                self.error(self.table.clone(), k, e);
+                None
+            }
+        }
+    }
 }
 
-/// Builds one provider kind from its table; errors go to `errors`.
-pub(super) fn build(
-    name: &str,
-    table: Loc,
-    raw: &RawUpstream,
-    resolve: &dyn Fn(&str) -> PathBuf,
-    loc: LocFn<'_>,
-    errors: &mut ConfigErrors,
-) -> Option<UpstreamKind> {
-    let kind = raw.kind.get_ref().as_str();
-    let mut c = Ctx {
-        name,
-        kind,
-        table,
-        raw,
-        resolve,
-        loc,
-        errors,
+pub(super) fn ses(c: &mut Ctx<'_>) -> Option<Settings> {
+    let raw = c.raw;
+    let region = c.text("region", &raw.region, check_aws_region);
+    let endpoint = c.api_endpoint(
+        region
+            .as_ref()
+            .map(|r| format!("https://email.{r}.amazonaws.com")),
+    );
+    let access_key_id = c.required_secret("access_key_id", &raw.access_key_id);
+    let secret_access_key = c.required_secret("secret_access_key", &raw.secret_access_key);
+    let session_token = c.optional_secret("session_token", &raw.session_token);
+    let configuration_set = c
+        .optional_text("configuration_set", &raw.configuration_set, check_non_empty)
+        .ok()?;
+    Some(Settings::Ses(ses::Settings {
+        endpoint: endpoint?,
+        region: region?,
+        access_key_id: access_key_id?,
+        secret_access_key: secret_access_key?,
+        session_token,
+        configuration_set,
+    }))
+}
+
+pub(super) fn sendgrid(c: &mut Ctx<'_>) -> Option<Settings> {
+    let raw = c.raw;
+    let endpoint = c.api_endpoint(Some("https://api.sendgrid.com".into()));
+    let api_key = c.required_secret("api_key", &raw.api_key);
+    let categories = c.list("categories", &raw.categories, check_categories)?;
+    Some(Settings::Sendgrid(sendgrid::Settings {
+        endpoint: endpoint?,
+        api_key: api_key?,
+        categories,
+    }))
+}
+
+pub(super) fn mailgun(c: &mut Ctx<'_>) -> Option<Settings> {
+    let raw = c.raw;
+    let default_base = match c
+        .take("region", &raw.region)
+        .map(|r| (r, r.get_ref().as_str()))
+    {
+        None | Some((_, "us")) => "https://api.mailgun.net",
+        Some((_, "eu")) => "https://api.eu.mailgun.net",
+        Some((r, other)) => {
+            let message = format!("unknown mailgun region {other:?}; use \"us\" or \"eu\"");
+            c.error_at(r, "region", message);
+            return None;
+        }
     };
-    match kind {
-        "ses" => {
-            let region = c.text(raw.region.as_ref(), "region", check_aws_region);
-            let endpoint = c.api_endpoint(
-                region
-                    .as_ref()
-                    .map(|r| format!("https://email.{r}.amazonaws.com")),
-            );
-            let access_key_id = c.required_secret(raw.access_key_id.as_ref(), "access_key_id");
-            let secret_access_key =
-                c.required_secret(raw.secret_access_key.as_ref(), "secret_access_key");
-            let session_token = raw
-                .session_token
-                .as_ref()
-                .and_then(|v| c.secret(v, "session_token"));
-            let configuration_set = match &raw.configuration_set {
-                Some(v) => Some(c.text(Some(v), "configuration_set", check_non_empty)?),
-                None => None,
-            };
-            Some(UpstreamKind::Ses(SesUpstream {
-                endpoint: endpoint?,
-                region: region?,
-                access_key_id: access_key_id?,
-                secret_access_key: secret_access_key?,
-                session_token,
-                configuration_set,
-            }))
-        }
-        "sendgrid" => {
-            let endpoint = c.api_endpoint(Some("https://api.sendgrid.com".into()));
-            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
-            let categories = match &raw.categories {
-                Some(list) => match check_categories(list.get_ref()) {
-                    Ok(()) => list.get_ref().clone(),
-                    Err(e) => {
-                        c.error(c.table.clone(), "categories", e);
-                        return None;
-                    }
-                },
-                None => Vec::new(),
-            };
-            Some(UpstreamKind::Sendgrid(SendgridUpstream {
-                endpoint: endpoint?,
-                api_key: api_key?,
-                categories,
-            }))
-        }
-        "mailgun" => {
-            let default_base = match raw.region.as_ref().map(|r| (r, r.get_ref().as_str())) {
-                None | Some((_, "us")) => "https://api.mailgun.net",
-                Some((_, "eu")) => "https://api.eu.mailgun.net",
-                Some((r, other)) => {
-                    let message = format!("unknown mailgun region {other:?}; use \"us\" or \"eu\"");
-                    c.error_at(r, "region", message);
-                    return None;
-                }
-            };
-            let endpoint = c.api_endpoint(Some(default_base.into()));
-            let domain = c.text(raw.domain.as_ref(), "domain", check_domain);
-            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
-            let tags = match &raw.tags {
-                Some(list) => match check_mailgun_tags(list.get_ref()) {
-                    Ok(()) => list.get_ref().clone(),
-                    Err(e) => {
-                        c.error(c.table.clone(), "tags", e);
-                        return None;
-                    }
-                },
-                None => Vec::new(),
-            };
-            Some(UpstreamKind::Mailgun(MailgunUpstream {
-                endpoint: endpoint?,
-                domain: domain?,
-                api_key: api_key?,
-                tags,
-            }))
-        }
-        "postmark" => {
-            let endpoint = c.api_endpoint(Some("https://api.postmarkapp.com".into()));
-            let server_token = c.required_secret(raw.server_token.as_ref(), "server_token");
-            let message_stream = match &raw.message_stream {
-                Some(v) => Some(c.text(Some(v), "message_stream", check_non_empty)?),
-                None => None,
-            };
-            let tag = match &raw.tag {
-                Some(v) => Some(c.text(Some(v), "tag", check_postmark_tag)?),
-                None => None,
-            };
-            Some(UpstreamKind::Postmark(PostmarkUpstream {
-                endpoint: endpoint?,
-                server_token: server_token?,
-                message_stream,
-                tag,
-            }))
-        }
-        "resend" => {
-            let endpoint = c.api_endpoint(Some("https://api.resend.com".into()));
-            let api_key = c.required_secret(raw.api_key.as_ref(), "api_key");
-            Some(UpstreamKind::Resend(ResendUpstream {
-                endpoint: endpoint?,
-                api_key: api_key?,
-            }))
-        }
-        _ => None,
-    }
+    let endpoint = c.api_endpoint(Some(default_base.into()));
+    let domain = c.text("domain", &raw.domain, check_domain);
+    let api_key = c.required_secret("api_key", &raw.api_key);
+    let tags = c.list("tags", &raw.tags, check_mailgun_tags)?;
+    Some(Settings::Mailgun(mailgun::Settings {
+        endpoint: endpoint?,
+        domain: domain?,
+        api_key: api_key?,
+        tags,
+    }))
+}
+
+pub(super) fn postmark(c: &mut Ctx<'_>) -> Option<Settings> {
+    let raw = c.raw;
+    let endpoint = c.api_endpoint(Some("https://api.postmarkapp.com".into()));
+    let server_token = c.required_secret("server_token", &raw.server_token);
+    let message_stream = c
+        .optional_text("message_stream", &raw.message_stream, check_non_empty)
+        .ok()?;
+    let tag = c.optional_text("tag", &raw.tag, check_postmark_tag).ok()?;
+    Some(Settings::Postmark(postmark::Settings {
+        endpoint: endpoint?,
+        server_token: server_token?,
+        message_stream,
+        tag,
+    }))
+}
+
+pub(super) fn resend(c: &mut Ctx<'_>) -> Option<Settings> {
+    let raw = c.raw;
+    let endpoint = c.api_endpoint(Some("https://api.resend.com".into()));
+    let api_key = c.required_secret("api_key", &raw.api_key);
+    Some(Settings::Resend(resend::Settings {
+        endpoint: endpoint?,
+        api_key: api_key?,
+    }))
 }
 
 /// `https://…`, or `http://` to a loopback host only (a local emulator or
@@ -336,7 +307,7 @@ upstreams = ["p"]
         .unwrap();
         let u = &c.upstreams["p"];
         assert!(u.dkim, "ses keeps postern's DKIM signature by default");
-        let UpstreamKind::Ses(s) = &u.kind else {
+        let Settings::Ses(s) = &u.settings else {
             panic!("{u:?}")
         };
         assert_eq!(s.endpoint.base_url, "https://email.eu-west-1.amazonaws.com");
@@ -359,7 +330,7 @@ upstreams = ["p"]
              region = \"eu\"\n",
         )
         .unwrap();
-        let UpstreamKind::Mailgun(m) = &c.upstreams["p"].kind else {
+        let Settings::Mailgun(m) = &c.upstreams["p"].settings else {
             panic!()
         };
         assert_eq!(m.endpoint.base_url, "https://api.eu.mailgun.net");

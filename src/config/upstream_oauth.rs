@@ -1,32 +1,42 @@
 //! Validation of the OAuth provider kinds: msgraph and gmail.
 //!
 //! Their credentials are key material (a certificate and private key, a
-//! service account JSON key), so they are parsed here, at load time: a
-//! wrong file or a key that cannot sign is reported at its line by
-//! `postern check-config` instead of surfacing later as deliveries stuck
-//! on "credentials rejected".
+//! service account JSON key), so they are parsed here, at load time, into
+//! the provider's settings: a wrong file or a key that cannot sign is
+//! reported at its line by `postern check-config` instead of surfacing later
+//! as deliveries stuck on "credentials rejected", and the running daemon
+//! never parses them again.
 
-use super::error::{ConfigErrors, Loc};
-use super::schema::RawUpstream;
-use super::upstream_ctx::{Ctx, LocFn};
-use super::{
-    ApiEndpoint, GmailUpstream, HeaderRecipients, MsgraphCredential, MsgraphUpstream, UpstreamKind,
-};
-use crate::upstream::{gmail, jwt, msgraph};
-use std::path::PathBuf;
-use toml::Spanned;
-
-/// The kinds validated here.
-pub const KINDS: &[&str] = &["msgraph", "gmail"];
-
-/// Kinds whose provider DKIM-signs with its own keys (and may rewrite the
-/// message): postern's signature is off by default there.
-pub const OWN_DKIM: &[&str] = &["msgraph", "gmail"];
+use super::upstream_ctx::Ctx;
+use crate::https::Endpoint;
+use crate::inspect::recipients::HeaderRecipients;
+use crate::upstream::{Settings, gmail, msgraph};
 
 impl Ctx<'_> {
+    /// An optional `https://` url key.
+    fn url(&mut self, k: &'static str, v: &Option<toml::Spanned<String>>) -> Option<String> {
+        let v = self.take(k, v)?;
+        match check_https_url(v.get_ref()) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.error_at(v, k, e);
+                None
+            }
+        }
+    }
+
+    fn oauth_endpoint(&mut self, default_base: &str) -> Endpoint {
+        let raw = self.raw;
+        let base_url = self
+            .url("base_url", &raw.base_url)
+            .unwrap_or_else(|| default_base.to_string());
+        self.endpoint_at(base_url)
+    }
+
     /// `header_recipients = "refuse" | "drop"` (default refuse).
     fn header_recipients(&mut self) -> HeaderRecipients {
-        match self.raw.header_recipients.as_ref() {
+        let raw = self.raw;
+        match self.take("header_recipients", &raw.header_recipients) {
             None => HeaderRecipients::Refuse,
             Some(v) => match v.get_ref().as_str() {
                 "refuse" => HeaderRecipients::Refuse,
@@ -39,92 +49,45 @@ impl Ctx<'_> {
             },
         }
     }
-
-    fn url(&mut self, v: Option<&Spanned<String>>, k: &str) -> Option<String> {
-        let v = v?;
-        match check_https_url(v.get_ref()) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                self.error_at(v, k, e);
-                None
-            }
-        }
-    }
-
-    fn oauth_endpoint(&mut self, default_base: &str) -> ApiEndpoint {
-        let base_url = self
-            .url(self.raw.base_url.as_ref(), "base_url")
-            .unwrap_or_else(|| default_base.to_string());
-        self.endpoint_at(base_url)
-    }
 }
 
-/// Builds a msgraph or gmail upstream from its table; errors go to `errors`.
-pub(super) fn build(
-    name: &str,
-    table: Loc,
-    raw: &RawUpstream,
-    resolve: &dyn Fn(&str) -> PathBuf,
-    loc: LocFn<'_>,
-    errors: &mut ConfigErrors,
-) -> Option<UpstreamKind> {
-    let mut c = Ctx {
-        name,
-        kind: raw.kind.get_ref().as_str(),
-        table,
-        raw,
-        resolve,
-        loc,
-        errors,
-    };
-    if c.kind == "msgraph" {
-        build_msgraph(&mut c)
-    } else {
-        build_gmail(&mut c)
-    }
-}
-
-fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
+pub(super) fn msgraph(c: &mut Ctx<'_>) -> Option<Settings> {
     let raw = c.raw;
     let endpoint = c.oauth_endpoint(msgraph::DEFAULT_BASE_URL);
-    let token_url = c.url(raw.token_url.as_ref(), "token_url");
-    let tenant_id = c.text(raw.tenant_id.as_ref(), "tenant_id", check_tenant);
-    let client_id = c.text(raw.client_id.as_ref(), "client_id", check_token);
-    let mailbox = match &raw.mailbox {
-        Some(m) => match check_address(m.get_ref().trim()) {
-            Ok(()) => Some(m.get_ref().trim().to_string()),
-            Err(e) => {
-                c.error_at(m, "mailbox", e);
-                None
-            }
-        },
-        None => None,
-    };
-    let credential = match (&raw.client_secret, &raw.client_certificate, &raw.client_key) {
-        (Some(s), None, None) => c.secret(s, "client_secret").map(MsgraphCredential::Secret),
+    let token_url = c.url("token_url", &raw.token_url);
+    let tenant_id = c.text("tenant_id", &raw.tenant_id, check_tenant);
+    let client_id = c.text("client_id", &raw.client_id, check_token);
+    let mailbox = c
+        .optional_text("mailbox", &raw.mailbox, check_address)
+        .ok()?;
+    let secret = c.take("client_secret", &raw.client_secret);
+    let certificate = c.take("client_certificate", &raw.client_certificate);
+    let key = c.take("client_key", &raw.client_key);
+    let credential = match (secret, certificate, key) {
+        (Some(s), None, None) => c
+            .secret(s, "client_secret")
+            .map(msgraph::Credential::ClientSecret),
         (None, Some(cert), Some(key)) => {
             let path = (c.resolve)(cert.get_ref());
-            let cert_ok = match std::fs::read_to_string(&path) {
-                Ok(pem) => jwt::cert_thumbprint_s256(&pem)
-                    .map_err(|e| c.error_at(cert, "client_certificate", e.to_string()))
-                    .is_ok(),
+            let thumbprint = match std::fs::read_to_string(&path) {
+                Ok(pem) => msgraph::Credential::thumbprint(&pem)
+                    .map_err(|e| c.error_at(cert, "client_certificate", e))
+                    .ok(),
                 Err(e) => {
                     let message = format!("cannot read {}: {e}", path.display());
                     c.error_at(cert, "client_certificate", message);
-                    false
+                    None
                 }
             };
-            let key_secret = c.secret(key, "client_key");
-            let key_ok = key_secret.as_ref().is_some_and(|k| {
-                jwt::RsaSigner::from_pem(k.expose())
-                    .map_err(|e| c.error_at(key, "client_key", e.to_string()))
-                    .is_ok()
+            let signer = c.secret(key, "client_key").and_then(|k| {
+                msgraph::Credential::signer(&k)
+                    .map_err(|e| c.error_at(key, "client_key", e))
+                    .ok()
             });
-            match (cert_ok, key_secret) {
-                (true, Some(key)) if key_ok => Some(MsgraphCredential::Certificate {
-                    certificate: path,
-                    key,
-                }),
+            match (thumbprint, signer) {
+                (Some(thumbprint), Some(signer)) => {
+                    Some(msgraph::Credential::Certificate { thumbprint, signer })
+                }
                 _ => None,
             }
         }
@@ -140,28 +103,32 @@ fn build_msgraph(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
             None
         }
     };
+    let save_to_sent_items = c
+        .take("save_to_sent_items", &raw.save_to_sent_items)
+        .copied()
+        .unwrap_or(true);
     let header_recipients = c.header_recipients();
-    Some(UpstreamKind::Msgraph(MsgraphUpstream {
-        header_recipients,
+    Some(Settings::Msgraph(msgraph::Settings {
         endpoint,
         token_url,
         tenant_id: tenant_id?,
         client_id: client_id?,
         credential: credential?,
         mailbox,
-        save_to_sent_items: raw.save_to_sent_items.unwrap_or(true),
+        save_to_sent_items,
+        header_recipients,
     }))
 }
 
-fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
+pub(super) fn gmail(c: &mut Ctx<'_>) -> Option<Settings> {
     let raw = c.raw;
     let endpoint = c.oauth_endpoint(gmail::DEFAULT_BASE_URL);
-    let token_url = c.url(raw.token_url.as_ref(), "token_url");
-    let user = c.text(raw.user.as_ref(), "user", check_address);
-    let key = match &raw.service_account_key {
+    let token_url = c.url("token_url", &raw.token_url);
+    let user = c.text("user", &raw.user, check_address);
+    let key = match c.take("service_account_key", &raw.service_account_key) {
         Some(k) => c.secret(k, "service_account_key").and_then(|s| {
-            match gmail::ServiceAccountKey::parse(s.expose()) {
-                Ok(_) => Some(s),
+            match gmail::ServiceAccount::parse(&s) {
+                Ok(key) => Some(key),
                 Err(e) => {
                     c.error_at(k, "service_account_key", e);
                     None
@@ -174,12 +141,12 @@ fn build_gmail(c: &mut Ctx<'_>) -> Option<UpstreamKind> {
         }
     };
     let header_recipients = c.header_recipients();
-    Some(UpstreamKind::Gmail(GmailUpstream {
-        header_recipients,
+    Some(Settings::Gmail(gmail::Settings {
         endpoint,
         token_url,
-        service_account_key: key?,
+        key: key?,
         user: user?,
+        header_recipients,
     }))
 }
 
@@ -259,14 +226,14 @@ mod tests {
         .unwrap();
         let u = &c.upstreams["p"];
         assert!(!u.dkim);
-        let UpstreamKind::Msgraph(g) = &u.kind else {
+        let Settings::Msgraph(g) = &u.settings else {
             panic!("{u:?}")
         };
         assert_eq!(g.endpoint.base_url, "https://graph.microsoft.com");
         assert_eq!(g.endpoint.timeout, DEFAULT_TIMEOUT);
         assert!(g.save_to_sent_items && g.mailbox.is_none() && g.token_url.is_none());
         assert!(
-            matches!(&g.credential, MsgraphCredential::Secret(s) if s.expose() == "top-secret")
+            matches!(&g.credential, msgraph::Credential::ClientSecret(s) if s.expose() == "top-secret")
         );
         assert!(!format!("{u:?}").contains("top-secret"));
 

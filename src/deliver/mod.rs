@@ -36,12 +36,11 @@ pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
 pub use paced::Paced;
 pub use retry::RetryPolicy;
 pub use router::{
-    AcceptPolicies, AcceptPolicy, Choice, DEFAULT_ROUTE, Resolved, Router, RouterError,
-    UpstreamPolicy, build_router,
+    AcceptPolicies, AcceptPolicy, Choice, DEFAULT_ROUTE, OnAmbiguous, Resolved, Router,
+    RouterError, UpstreamPolicy, build_router,
 };
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::OnAmbiguous;
 use crate::spool::{DeadReason, RetryState, Spool, SpoolError, StoredMessage, unix_now};
 use crate::upstream::{DeliveryError, OutboundMessage};
 use retry::random_jitter;

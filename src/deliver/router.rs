@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::breaker::{BreakerSettings, Breakers, Permit};
-use crate::config::OnAmbiguous;
 use crate::upstream::Upstream;
 
 /// Name of the route used by credentials without `route`, and for messages
@@ -24,6 +23,16 @@ pub enum RouterError {
     UnknownUpstream { route: String, upstream: String },
     #[error("route {0:?} has no upstreams")]
     Empty(String),
+}
+
+/// `on_ambiguous`: the upstream may or may not have taken the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAmbiguous {
+    /// Try again (possibly a duplicate; logged as such).
+    #[default]
+    Retry,
+    /// Never risk a duplicate: move the message to dead letters.
+    DeadLetter,
 }
 
 /// How failures of one upstream are handled (`[upstreams.NAME]`).
@@ -267,7 +276,7 @@ impl Resolved<'_> {
 pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
     let mut upstreams = HashMap::new();
     for (name, u) in &config.upstreams {
-        let mut built = crate::upstream::from_config(name, &u.kind).map_err(|e| e.to_string())?;
+        let mut built = crate::upstream::build(name, &u.settings).map_err(|e| e.to_string())?;
         if !u.dkim {
             built = crate::dkim::WithoutSignatures::wrap(built);
         }
@@ -287,9 +296,10 @@ pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
             .filter_map(|u| config.upstreams.get(u))
             .collect();
         let policy = AcceptPolicy {
-            refuse_header_only: ups
-                .iter()
-                .any(|u| u.header_recipients() == Some(crate::config::HeaderRecipients::Refuse)),
+            refuse_header_only: ups.iter().any(|u| {
+                u.settings.header_recipients()
+                    == Some(crate::inspect::recipients::HeaderRecipients::Refuse)
+            }),
             strip_control_headers: !ups.iter().all(|u| u.pass_control_headers),
         };
         router.accept.0.insert(route.clone(), policy);

@@ -13,8 +13,6 @@ mod dkim;
 mod dmarc;
 mod spf;
 
-pub use spf::UPSTREAM_SPF;
-
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +27,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::Serialize;
 
-use crate::config::{self, Config, UpstreamKind};
+use crate::config::{self, Config};
 use crate::validate::dns::{build_resolver, fqdn};
 
 /// How long one DNS query may take before the check reports it as failed.
@@ -147,20 +145,8 @@ impl Txt for Dns {
 pub(crate) struct Context {
     /// `[[dkim]]` keys whose domain is DOMAIN.
     pub keys: Vec<config::dkim::DkimKey>,
-    /// (upstream name, kind name) of every configured upstream.
-    pub upstreams: Vec<(String, String)>,
-}
-
-/// The name a kind is configured with (`kind = "ses"`), for the SPF
-/// table. Each variant of `UpstreamKind` is named after its kind, so the
-/// name is read off the variant (through Debug) instead of a match here
-/// that every new provider would have to extend.
-fn kind_name(kind: &UpstreamKind) -> String {
-    format!("{kind:?}")
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
+    /// (upstream name, kind) of every configured upstream.
+    pub upstreams: Vec<(String, crate::upstream::Kind)>,
 }
 
 fn context(config: &Config, domain: &str) -> Context {
@@ -175,7 +161,7 @@ fn context(config: &Config, domain: &str) -> Context {
         upstreams: config
             .upstreams
             .iter()
-            .map(|(name, u)| (name.clone(), kind_name(&u.kind)))
+            .map(|(name, u)| (name.clone(), u.settings.kind()))
             .collect(),
     }
 }
@@ -352,22 +338,6 @@ mod tests {
             json,
             serde_json::json!([{"check": "spf", "status": "FAIL", "detail": "no SPF record", "fix": "add one"}])
         );
-    }
-
-    #[test]
-    fn kind_names_follow_the_config_spelling() {
-        let dir = UpstreamKind::Directory {
-            path: PathBuf::from("/x"),
-        };
-        assert_eq!(kind_name(&dir), "directory");
-        let http = UpstreamKind::Http(config::HttpUpstream {
-            url: "https://x.example/".into(),
-            format: config::HttpFormat::Raw,
-            auth: None,
-            timeout: Duration::from_secs(1),
-            ca_file: None,
-        });
-        assert_eq!(kind_name(&http), "http");
     }
 
     #[test]

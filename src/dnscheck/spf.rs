@@ -6,18 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::{Finding, Status, Txt};
-
-/// SPF include that authorizes each upstream kind's sending servers, keyed
-/// by the kind name used in `[upstreams.X] kind = "..."`. Kinds not listed
-/// (http, directory) send from infrastructure postern cannot know.
-pub const UPSTREAM_SPF: &[(&str, &str, &str)] = &[
-    ("msgraph", "Microsoft 365", "spf.protection.outlook.com"),
-    ("ses", "Amazon SES", "amazonses.com"),
-    ("sendgrid", "SendGrid", "sendgrid.net"),
-    ("mailgun", "Mailgun", "mailgun.org"),
-    ("postmark", "Postmark", "spf.mtasv.net"),
-    ("gmail", "Google", "_spf.google.com"),
-];
+use crate::upstream::Kind;
 
 /// RFC 7208 §4.6.4.
 const MAX_LOOKUPS: usize = 10;
@@ -152,7 +141,7 @@ fn spf_records(values: Vec<String>) -> Vec<String> {
 pub(super) async fn check(
     dns: &dyn Txt,
     domain: &str,
-    upstreams: &[(String, String)],
+    upstreams: &[(String, Kind)],
 ) -> Vec<Finding> {
     let example = format!(
         "{domain}. IN TXT \"v=spf1 {}-all\"",
@@ -323,15 +312,13 @@ fn all_finding(terms: &[Term]) -> Finding {
     }
 }
 
-fn upstream_findings(upstreams: &[(String, String)], included: &BTreeSet<String>) -> Vec<Finding> {
+fn upstream_findings(upstreams: &[(String, Kind)], included: &BTreeSet<String>) -> Vec<Finding> {
     let mut out = Vec::new();
     for (name, kind) in upstreams {
-        let Some((_, provider, include)) =
-            UPSTREAM_SPF.iter().find(|(k, _, _)| *k == kind.as_str())
-        else {
+        let Some((provider, include)) = kind.spf() else {
             continue;
         };
-        if included.contains(*include) {
+        if included.contains(include) {
             out.push(Finding::new(
                 "spf-upstream",
                 Status::Pass,
@@ -351,12 +338,12 @@ fn upstream_findings(upstreams: &[(String, String)], included: &BTreeSet<String>
     out
 }
 
-fn suggested_includes(upstreams: &[(String, String)]) -> String {
+fn suggested_includes(upstreams: &[(String, Kind)]) -> String {
     let mut seen = BTreeSet::new();
     let mut text = String::new();
     for (_, kind) in upstreams {
-        if let Some((_, _, inc)) = UPSTREAM_SPF.iter().find(|(k, _, _)| *k == kind.as_str())
-            && seen.insert(*inc)
+        if let Some((_, inc)) = kind.spf()
+            && seen.insert(inc)
         {
             text.push_str(&format!("include:{inc} "));
         }
@@ -401,10 +388,14 @@ mod tests {
             )
             .with("amazonses.com", "v=spf1 ip4:199.255.192.0/22 -all");
         dns.broken.push("gone.example".into());
-        let ups: Vec<(String, String)> = [("ses", "ses"), ("graph", "msgraph"), ("api", "http")]
-            .iter()
-            .map(|(n, k)| (n.to_string(), k.to_string()))
-            .collect();
+        let ups: Vec<(String, Kind)> = [
+            ("ses", Kind::Ses),
+            ("graph", Kind::Msgraph),
+            ("api", Kind::Http),
+        ]
+        .iter()
+        .map(|(n, k)| (n.to_string(), *k))
+        .collect();
         let f = block_on(check(&dns, "example.com", &ups));
         assert_eq!(
             statuses(&f),

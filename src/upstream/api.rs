@@ -48,10 +48,10 @@ pub(crate) trait ProviderResponse {
     }
 }
 
-/// A pooled client bound to one upstream's API root.
+/// A pooled client bound to one upstream's API endpoint (root + path).
 pub(crate) struct ApiClient {
     name: String,
-    base_url: String,
+    url: Url,
     timeout: Duration,
     client: reqwest::Client,
 }
@@ -60,13 +60,19 @@ impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiClient")
             .field("name", &self.name)
-            .field("base_url", &self.base_url)
+            .field("url", &self.url.as_str())
             .finish_non_exhaustive()
     }
 }
 
 impl ApiClient {
-    pub(crate) fn new(name: &str, endpoint: &Endpoint) -> Result<ApiClient, UpstreamError> {
+    /// The client for `endpoint`'s root + `path` (starting with `/`,
+    /// already percent-encoded).
+    pub(crate) fn new(
+        name: &str,
+        endpoint: &Endpoint,
+        path: &str,
+    ) -> Result<ApiClient, UpstreamError> {
         let invalid = |reason: &str| UpstreamError::InvalidUrl {
             name: name.to_string(),
             url: endpoint.base_url.clone(),
@@ -89,26 +95,26 @@ impl ApiClient {
         }
         let client = build_client(name, endpoint.ca_file.as_deref(), https, endpoint.timeout)
             .map_err(UpstreamError::https(name))?;
+        let text = format!("{}{path}", endpoint.base_url.trim_end_matches('/'));
+        let url = Url::parse(&text).map_err(|e| UpstreamError::InvalidUrl {
+            name: name.to_string(),
+            url: text,
+            reason: e.to_string(),
+        })?;
         Ok(ApiClient {
             name: name.to_string(),
-            base_url: endpoint.base_url.trim_end_matches('/').to_string(),
+            url,
             timeout: endpoint.timeout,
             client,
         })
     }
 
-    /// `base_url` + `path` (path starts with `/`, already percent-encoded).
-    pub(crate) fn url(&self, path: &str) -> Result<Url, UpstreamError> {
-        let text = format!("{}{path}", self.base_url);
-        Url::parse(&text).map_err(|e| UpstreamError::InvalidUrl {
-            name: self.name.clone(),
-            url: text,
-            reason: e.to_string(),
-        })
+    pub(crate) fn url(&self) -> &Url {
+        &self.url
     }
 
-    pub(crate) fn post(&self, url: &Url) -> RequestBuilder {
-        self.client.post(url.clone())
+    pub(crate) fn post(&self) -> RequestBuilder {
+        self.client.post(self.url.clone())
     }
 
     /// Sends `request` and maps the response or failure to an outcome.
@@ -191,6 +197,21 @@ pub(crate) fn classify<P: ProviderResponse>(
     } else {
         Err(DeliveryError::Permanent { reason })
     }
+}
+
+/// A provider's error text with its error code in front, when it gives
+/// one: `"{prefix}{code}: {message}"`.
+pub(crate) fn coded_message(
+    body: &[u8],
+    message: &str,
+    code: &str,
+    prefix: &str,
+) -> Option<String> {
+    let text = json_str(body, message)?;
+    Some(match json_str(body, code) {
+        Some(c) => format!("{prefix}{c}: {text}"),
+        None => text,
+    })
 }
 
 /// A string field of a JSON object body.

@@ -11,41 +11,36 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
 
+/// `[upstreams.NAME]` of `kind = "directory"`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryConfig {
+pub struct Settings {
     pub path: PathBuf,
 }
 
 /// Upstream that stores messages as files.
 #[derive(Debug)]
 pub struct DirectoryUpstream {
-    name: String,
     path: PathBuf,
 }
 
 impl DirectoryUpstream {
     /// Creates the directory (0750) if missing so a bad path shows at startup.
-    pub fn new(name: &str, config: DirectoryConfig) -> Result<Self, UpstreamError> {
-        create_dir(&config.path).map_err(|e| UpstreamError::Other {
+    pub fn new(name: &str, settings: &Settings) -> Result<Self, UpstreamError> {
+        create_dir(&settings.path).map_err(|e| UpstreamError::Other {
             name: name.to_string(),
-            reason: format!("cannot create directory {}: {e}", config.path.display()),
+            reason: format!("cannot create directory {}: {e}", settings.path.display()),
         })?;
         Ok(DirectoryUpstream {
-            name: name.to_string(),
-            path: config.path,
+            path: settings.path.clone(),
         })
     }
 }
 
-impl Upstream for DirectoryUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(async move {
+impl Provider for DirectoryUpstream {
+    async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
+        {
             // The id becomes a file name: refuse anything that could escape
             // the directory rather than trusting the caller.
             let safe = !msg.id.is_empty()
@@ -78,7 +73,7 @@ impl Upstream for DirectoryUpstream {
                     "write task failed: {join}"
                 ))),
             }
-        })
+        }
     }
 }
 
@@ -129,12 +124,12 @@ mod tests {
     async fn writes_exact_bytes_under_id_and_creates_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("out/nested");
-        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path: path.clone() }).unwrap();
+        let up = DirectoryUpstream::new("outbox", &Settings { path: path.clone() }).unwrap();
         assert!(path.is_dir());
         let rcpt = vec!["b@example.net".to_string()];
         let data = b"From: a@example.com\r\n\r\nline\r\n.\r\n\xff\x00".to_vec();
 
-        let got = up.deliver(&message("ABC123", &rcpt, &data)).await.unwrap();
+        let got = up.send(&message("ABC123", &rcpt, &data)).await.unwrap();
         assert_eq!(got.upstream_id.as_deref(), Some("ABC123.eml"));
         assert_eq!(fs::read(path.join("ABC123.eml")).unwrap(), data);
         let names: Vec<_> = fs::read_dir(&path)
@@ -146,7 +141,7 @@ mod tests {
         // Removed after startup: recreated on the next delivery; same id
         // replaces the file.
         fs::remove_dir_all(&path).unwrap();
-        up.deliver(&message("ABC123", &rcpt, b"v2")).await.unwrap();
+        up.send(&message("ABC123", &rcpt, b"v2")).await.unwrap();
         assert_eq!(fs::read(path.join("ABC123.eml")).unwrap(), b"v2");
     }
 
@@ -154,8 +149,8 @@ mod tests {
     async fn path_traversal_ids_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("out");
-        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path }).unwrap();
-        let err = up.deliver(&message("../x", &[], b"x")).await.unwrap_err();
+        let up = DirectoryUpstream::new("outbox", &Settings { path }).unwrap();
+        let err = up.send(&message("../x", &[], b"x")).await.unwrap_err();
         assert!(err.is_permanent(), "{err}");
         assert!(!tmp.path().join("x.eml").exists());
     }
@@ -164,11 +159,11 @@ mod tests {
     async fn unwritable_directory_is_transient() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("out");
-        let up = DirectoryUpstream::new("outbox", DirectoryConfig { path: path.clone() }).unwrap();
+        let up = DirectoryUpstream::new("outbox", &Settings { path: path.clone() }).unwrap();
         // A file where the directory should be fails even for root.
         fs::remove_dir(&path).unwrap();
         fs::write(&path, b"").unwrap();
-        let err = up.deliver(&message("ID1", &[], b"x")).await.unwrap_err();
+        let err = up.send(&message("ID1", &[], b"x")).await.unwrap_err();
         assert!(!err.is_permanent(), "{err}");
         assert!(err.reason().contains("ID1.eml"), "{err}");
     }

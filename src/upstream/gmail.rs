@@ -6,10 +6,7 @@
 //! `message/rfc822`) to `users/{user}/messages/send`; Gmail takes up to
 //! 35 MB that way and answers with its message id.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mail_parser::MessageParser;
 use reqwest::Url;
@@ -17,11 +14,13 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::api::Endpoint;
 use super::jwt::RsaSigner;
-use super::oauth::{Grant, TokenCache, api_client, https_url};
+use super::oauth::{TokenCache, TokenGrant, api_client, https_url};
 use super::recipients::{envelope_only_headers, with_envelope_bcc};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError, sanitize};
 use crate::inspect::recipients::HeaderRecipients;
+use crate::secret::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://gmail.googleapis.com";
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -29,31 +28,32 @@ pub const SEND_SCOPE: &str = "https://www.googleapis.com/auth/gmail.send";
 /// Gmail's limit for `messages.send` media uploads.
 pub const MAX_MESSAGE_SIZE: u64 = 35 * 1024 * 1024;
 
-/// The fields postern needs from a service account's JSON key file.
-#[derive(Clone, Deserialize)]
-pub struct ServiceAccountKey {
+/// The parts of a service account's JSON key file postern reads.
+#[derive(Deserialize)]
+struct KeyFile {
+    client_email: String,
+    private_key: String,
+    #[serde(default)]
+    private_key_id: Option<String>,
+    #[serde(default)]
+    token_uri: Option<String>,
+}
+
+/// A service account key, parsed and checked to sign when the
+/// configuration is loaded, so a bad key is a located config error.
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
     pub client_email: String,
-    pub private_key: String,
-    #[serde(default)]
-    pub private_key_id: Option<String>,
-    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The endpoint Google issued the key for (the assertion's audience).
     pub token_uri: Option<String>,
+    pub signer: Arc<RsaSigner>,
 }
 
-impl fmt::Debug for ServiceAccountKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceAccountKey")
-            .field("client_email", &self.client_email)
-            .field("private_key", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServiceAccountKey {
-    /// Parses the key file and checks that its key can sign. The error
-    /// never quotes the file (it is a secret).
-    pub fn parse(json: &str) -> Result<(ServiceAccountKey, RsaSigner), String> {
-        let key: ServiceAccountKey = serde_json::from_str(json).map_err(|e| {
+impl ServiceAccount {
+    /// Parses the key file (a secret: errors never quote it).
+    pub fn parse(json: &Secret) -> Result<ServiceAccount, String> {
+        let key: KeyFile = serde_json::from_str(json.expose()).map_err(|e| {
             format!(
                 "not a service account JSON key (line {}, column {}: {}); download one in the Google Cloud console under IAM > Service accounts > Keys",
                 e.line(),
@@ -68,52 +68,26 @@ impl ServiceAccountKey {
             return Err("client_email is not an address".to_string());
         }
         let signer = RsaSigner::from_pem(&key.private_key).map_err(|e| e.to_string())?;
-        Ok((key, signer))
+        Ok(ServiceAccount {
+            client_email: key.client_email,
+            key_id: key.private_key_id,
+            token_uri: key.token_uri,
+            signer: Arc::new(signer),
+        })
     }
 }
 
-/// Settings of one `kind = "gmail"` upstream, secrets resolved.
-#[derive(Clone)]
-pub struct GmailConfig {
-    /// Contents of the service account JSON key file.
-    pub service_account_key: String,
-    /// The Workspace user to send as.
-    pub user: String,
-    pub base_url: Option<String>,
-    /// Token endpoint; default: the key's `token_uri`.
+/// `[upstreams.NAME]` of `kind = "gmail"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Default `https://gmail.googleapis.com`.
+    pub endpoint: Endpoint,
+    /// Default: the key's `token_uri`.
     pub token_url: Option<String>,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
+    pub key: ServiceAccount,
+    /// The Workspace user to send as (`sub` of the assertion).
+    pub user: String,
     pub header_recipients: HeaderRecipients,
-}
-
-impl fmt::Debug for GmailConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GmailConfig")
-            .field("service_account_key", &"<redacted>")
-            .field("user", &self.user)
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("timeout", &self.timeout)
-            .field("ca_file", &self.ca_file)
-            .field("header_recipients", &self.header_recipients)
-            .finish()
-    }
-}
-
-impl GmailConfig {
-    /// From the validated `[upstreams.NAME]` table.
-    pub fn from_config(c: &crate::config::GmailUpstream) -> GmailConfig {
-        GmailConfig {
-            service_account_key: c.service_account_key.expose().to_string(),
-            user: c.user.clone(),
-            base_url: Some(c.endpoint.base_url.clone()),
-            token_url: c.token_url.clone(),
-            timeout: c.endpoint.timeout,
-            ca_file: c.endpoint.ca_file.clone(),
-            header_recipients: c.header_recipients,
-        }
-    }
 }
 
 /// One service account acting as one user.
@@ -125,35 +99,15 @@ pub struct GmailUpstream {
     tokens: TokenCache,
 }
 
-impl fmt::Debug for GmailUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GmailUpstream")
-            .field("name", &self.name)
-            .field("send_url", &self.send_url.as_str())
-            .field("tokens", &self.tokens)
-            .finish_non_exhaustive()
-    }
-}
-
 impl GmailUpstream {
-    pub fn new(name: &str, config: GmailConfig) -> Result<Self, UpstreamError> {
-        let (key, signer) =
-            ServiceAccountKey::parse(&config.service_account_key).map_err(|reason| {
-                UpstreamError::Other {
-                    name: name.to_string(),
-                    reason: format!("service_account_key: {reason}"),
-                }
-            })?;
-        let mut send_url = https_url(
-            name,
-            "base_url",
-            config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
-        )?;
+    pub fn new(name: &str, config: &Settings) -> Result<Self, UpstreamError> {
+        let key = &config.key;
+        let mut send_url = https_url(name, "base_url", &config.endpoint.base_url)?;
         send_url
             .path_segments_mut()
             .map_err(|_| UpstreamError::InvalidUrl {
                 name: name.to_string(),
-                url: config.base_url.clone().unwrap_or_default(),
+                url: config.endpoint.base_url.clone(),
                 reason: "base_url cannot take a path".to_string(),
             })?
             .pop_if_empty()
@@ -178,22 +132,29 @@ impl GmailUpstream {
             "token_url",
             config.token_url.as_deref().unwrap_or(&audience),
         )?;
-        let grant = Grant::JwtBearer {
-            issuer: key.client_email,
+        let grant = TokenGrant::JwtBearer {
+            issuer: key.client_email.clone(),
             subject: config.user.clone(),
             scope: SEND_SCOPE.to_string(),
             audience,
-            key_id: key.private_key_id,
-            signer: Arc::new(signer),
+            key_id: key.key_id.clone(),
+            signer: Arc::clone(&key.signer),
         };
-        let client = api_client(name, config.ca_file.as_deref(), config.timeout)?;
+        let timeout = config.endpoint.timeout;
+        let client = api_client(name, config.endpoint.ca_file.as_deref(), timeout)?;
         Ok(GmailUpstream {
             name: name.to_string(),
             header_recipients: config.header_recipients,
             send_url,
-            tokens: TokenCache::new(name, client.clone(), token_url, grant, config.timeout),
+            tokens: TokenCache::new(name, client.clone(), token_url, grant, timeout),
             client,
         })
+    }
+}
+
+impl Provider for GmailUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
@@ -228,5 +189,3 @@ impl GmailUpstream {
         Ok(Delivered { upstream_id: id })
     }
 }
-
-super::provider_upstream!(GmailUpstream, MAX_MESSAGE_SIZE);

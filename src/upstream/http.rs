@@ -14,7 +14,6 @@
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -25,9 +24,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DeliverFuture, Delivered, DeliveryError, OutboundMessage, Upstream, UpstreamError, sanitize,
-};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError, sanitize};
+use crate::secret::Secret;
 
 /// Response bodies are read only this far: enough for an id or an error
 /// message, not enough for a hostile server to exhaust memory.
@@ -60,29 +58,16 @@ impl FromStr for Format {
     }
 }
 
-/// Credentials sent with every request. Debug never shows the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub enum HttpAuth {
-    Bearer(String),
-    Basic { username: String, password: String },
-}
-
-impl fmt::Debug for HttpAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HttpAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-            HttpAuth::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-        }
-    }
-}
-
-/// Settings of one `kind = "http"` upstream, secrets already resolved.
+/// Credentials sent with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConfig {
+pub enum HttpAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+/// `[upstreams.NAME]` of `kind = "http"`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
     pub url: String,
     pub format: Format,
     pub auth: Option<HttpAuth>,
@@ -94,7 +79,6 @@ pub struct HttpConfig {
 
 /// One HTTP endpoint with its own connection pool.
 pub struct HttpUpstream {
-    name: String,
     url: Url,
     format: Format,
     auth: Option<HttpAuth>,
@@ -102,19 +86,8 @@ pub struct HttpUpstream {
     client: reqwest::Client,
 }
 
-impl fmt::Debug for HttpUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("format", &self.format)
-            .field("auth", &self.auth)
-            .finish_non_exhaustive()
-    }
-}
-
 impl HttpUpstream {
-    pub fn new(name: &str, config: HttpConfig) -> Result<Self, UpstreamError> {
+    pub fn new(name: &str, config: &Settings) -> Result<Self, UpstreamError> {
         let invalid = |reason: &str| UpstreamError::InvalidUrl {
             name: name.to_string(),
             url: redact_userinfo(&config.url),
@@ -143,15 +116,16 @@ impl HttpUpstream {
         let client = build_client(name, config.ca_file.as_deref(), https, config.timeout)
             .map_err(UpstreamError::https(name))?;
         Ok(HttpUpstream {
-            name: name.to_string(),
             url,
             format: config.format,
-            auth: config.auth,
+            auth: config.auth.clone(),
             timeout: config.timeout,
             client,
         })
     }
+}
 
+impl Provider for HttpUpstream {
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let mut request = self.client.post(self.url.clone());
         request = match self.format {
@@ -176,9 +150,9 @@ impl HttpUpstream {
                 .body(json_body(msg)?),
         };
         request = match &self.auth {
-            Some(HttpAuth::Bearer(token)) => request.bearer_auth(token),
+            Some(HttpAuth::Bearer(token)) => request.bearer_auth(token.expose()),
             Some(HttpAuth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password))
+                request.basic_auth(username, Some(password.expose()))
             }
             None => request,
         };
@@ -188,16 +162,6 @@ impl HttpUpstream {
             .map_err(|e| transport_error(e, self.timeout, ""))?;
         let (status, headers, body) = read_bounded(response).await;
         classify(status, &headers, &body, SystemTime::now())
-    }
-}
-
-impl Upstream for HttpUpstream {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
-        Box::pin(self.send(msg))
     }
 }
 

@@ -6,89 +6,52 @@
 //! envelope recipients receive them. Auth is HTTP basic `api:KEY`; the
 //! region (`us`/`eu`) only selects the API host at config time.
 
-use std::fmt;
-
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
+use crate::secret::Secret;
 
 /// "The maximum message size Mailgun supports is 25MB."
 pub const MAX_MESSAGE_SIZE: u64 = 25_000_000;
 
-#[derive(Clone)]
-pub struct MailgunConfig {
+/// `[upstreams.NAME]` of `kind = "mailgun"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// `https://api.mailgun.net`, `https://api.eu.mailgun.net` or an override.
     pub endpoint: Endpoint,
     /// The sending domain as configured in Mailgun (`mg.example.com`).
     pub domain: String,
-    pub api_key: String,
+    pub api_key: Secret,
     /// `o:tag` fields on every message.
     pub tags: Vec<String>,
 }
 
-impl fmt::Debug for MailgunConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailgunConfig")
-            .field("endpoint", &self.endpoint)
-            .field("domain", &self.domain)
-            .field("api_key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl MailgunConfig {
-    pub fn from_config(c: &crate::config::MailgunUpstream) -> MailgunConfig {
-        MailgunConfig {
-            endpoint: c.endpoint.clone(),
-            domain: c.domain.clone(),
-            api_key: c.api_key.expose().to_string(),
-            tags: c.tags.clone(),
-        }
-    }
-}
-
 pub struct MailgunUpstream {
-    name: String,
     api: ApiClient,
-    url: Url,
-    api_key: String,
-    tags: Vec<String>,
+    settings: Settings,
     rng: SystemRandom,
 }
 
-impl fmt::Debug for MailgunUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailgunUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
-    }
-}
-
 impl MailgunUpstream {
-    pub fn new(name: &str, config: MailgunConfig) -> Result<MailgunUpstream, UpstreamError> {
-        let domain_ok = !config.domain.is_empty()
-            && config
+    pub fn new(name: &str, settings: &Settings) -> Result<MailgunUpstream, UpstreamError> {
+        let domain_ok = !settings.domain.is_empty()
+            && settings
                 .domain
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
         if !domain_ok {
             return Err(UpstreamError::Other {
                 name: name.to_string(),
-                reason: format!("invalid mailgun domain {:?}", config.domain),
+                reason: format!("invalid mailgun domain {:?}", settings.domain),
             });
         }
-        let api = ApiClient::new(name, &config.endpoint)?;
-        let url = api.url(&format!("/v3/{}/messages.mime", config.domain))?;
+        let path = format!("/v3/{}/messages.mime", settings.domain);
+        let api = ApiClient::new(name, &settings.endpoint, &path)?;
         Ok(MailgunUpstream {
-            name: name.to_string(),
             api,
-            url,
-            api_key: config.api_key,
-            tags: config.tags,
+            settings: settings.clone(),
             rng: SystemRandom::new(),
         })
     }
@@ -112,14 +75,20 @@ impl MailgunUpstream {
             "cannot find a multipart boundary absent from the message",
         ))
     }
+}
+
+impl Provider for MailgunUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let boundary = self.boundary(msg)?;
-        let body = form_body(&boundary, msg, &self.tags)?;
+        let body = form_body(&boundary, msg, &self.settings.tags)?;
         let request = self
             .api
-            .post(&self.url)
-            .basic_auth("api", Some(&self.api_key))
+            .post()
+            .basic_auth("api", Some(self.settings.api_key.expose()))
             .header(
                 CONTENT_TYPE,
                 format!("multipart/form-data; boundary={boundary}"),
@@ -174,8 +143,6 @@ fn form_body(
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
-
-super::provider_upstream!(MailgunUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"id": "<...>", "message": "Queued. Thank you."}`; errors `{"message"}`.
 struct Mailgun;
@@ -235,22 +202,22 @@ mod tests {
 
     #[test]
     fn domain_must_be_a_host_name() {
-        let cfg = |domain: &str| MailgunConfig {
+        let cfg = |domain: &str| Settings {
             endpoint: Endpoint {
                 base_url: "https://api.mailgun.net".into(),
                 timeout: std::time::Duration::from_secs(5),
                 ca_file: None,
             },
             domain: domain.into(),
-            api_key: "key-secret".into(),
+            api_key: Secret::for_test("key-secret"),
             tags: Vec::new(),
         };
-        assert!(MailgunUpstream::new("mg", cfg("../admin")).is_err());
-        let up = MailgunUpstream::new("mg", cfg("mg.example.com")).unwrap();
+        assert!(MailgunUpstream::new("mg", &cfg("../admin")).is_err());
+        let up = MailgunUpstream::new("mg", &cfg("mg.example.com")).unwrap();
         assert_eq!(
-            up.url.as_str(),
+            up.api.url().as_str(),
             "https://api.mailgun.net/v3/mg.example.com/messages.mime"
         );
-        assert!(!format!("{up:?} {:?}", cfg("x")).contains("key-secret"));
+        assert!(!format!("{:?}", cfg("x")).contains("key-secret"));
     }
 }

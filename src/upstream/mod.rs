@@ -7,32 +7,6 @@
 //! Upstreams know nothing about the spool, retries or SMTP; the delivery
 //! workers own those decisions.
 
-/// `impl Upstream` for a provider client: a `name` field, an
-/// `async fn send(&self, &OutboundMessage) -> Result<Delivered, DeliveryError>`
-/// and the provider's fixed size limit. One definition instead of the same
-/// three methods in every provider file.
-macro_rules! provider_upstream {
-    ($ty:ty, $max:expr) => {
-        impl $crate::upstream::Upstream for $ty {
-            fn name(&self) -> &str {
-                &self.name
-            }
-
-            fn deliver<'a>(
-                &'a self,
-                msg: &'a $crate::upstream::OutboundMessage<'a>,
-            ) -> $crate::upstream::DeliverFuture<'a> {
-                Box::pin(self.send(msg))
-            }
-
-            fn max_message_size(&self) -> Option<u64> {
-                Some($max)
-            }
-        }
-    };
-}
-pub(crate) use provider_upstream;
-
 pub mod api;
 pub mod convert;
 pub mod directory;
@@ -49,19 +23,21 @@ pub mod sendgrid;
 pub mod ses;
 
 use std::future::Future;
+
+use crate::inspect::recipients::HeaderRecipients;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use directory::{DirectoryConfig, DirectoryUpstream};
-pub use gmail::{GmailConfig, GmailUpstream};
-pub use http::{Format, HttpAuth, HttpConfig, HttpUpstream};
-pub use mailgun::{MailgunConfig, MailgunUpstream};
-pub use msgraph::{MsGraphAuth, MsGraphConfig, MsGraphUpstream};
-pub use postmark::{PostmarkConfig, PostmarkUpstream};
-pub use resend::{ResendConfig, ResendUpstream};
-pub use sendgrid::{SendgridConfig, SendgridUpstream};
-pub use ses::{SesConfig, SesUpstream};
+pub use directory::DirectoryUpstream;
+pub use gmail::GmailUpstream;
+pub use http::HttpUpstream;
+pub use mailgun::MailgunUpstream;
+pub use msgraph::MsgraphUpstream;
+pub use postmark::PostmarkUpstream;
+pub use resend::ResendUpstream;
+pub use sendgrid::SendgridUpstream;
+pub use ses::SesUpstream;
 
 /// One message as handed to an upstream; borrowed so a retry does not copy.
 #[derive(Debug, Clone, Copy)]
@@ -167,18 +143,165 @@ pub trait Upstream: Send + Sync {
     }
 }
 
-/// Provider settings, one variant per `kind`, with secrets already resolved.
+/// The upstream kinds (`kind = "..."`), and what the rest of postern must
+/// know about each without looking at its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    Directory,
+    Ses,
+    Sendgrid,
+    Mailgun,
+    Postmark,
+    Resend,
+    Msgraph,
+    Gmail,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Http,
+        Kind::Directory,
+        Kind::Ses,
+        Kind::Sendgrid,
+        Kind::Mailgun,
+        Kind::Postmark,
+        Kind::Resend,
+        Kind::Msgraph,
+        Kind::Gmail,
+    ];
+
+    /// The `kind = "..."` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Directory => "directory",
+            Kind::Ses => "ses",
+            Kind::Sendgrid => "sendgrid",
+            Kind::Mailgun => "mailgun",
+            Kind::Postmark => "postmark",
+            Kind::Resend => "resend",
+            Kind::Msgraph => "msgraph",
+            Kind::Gmail => "gmail",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The provider's product name and the SPF `include:` that authorizes
+    /// the servers it sends from (for `dns-check`); None where postern
+    /// cannot know (http, directory, or unpublished).
+    pub fn spf(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Kind::Msgraph => Some(("Microsoft 365", "spf.protection.outlook.com")),
+            Kind::Ses => Some(("Amazon SES", "amazonses.com")),
+            Kind::Sendgrid => Some(("SendGrid", "sendgrid.net")),
+            Kind::Mailgun => Some(("Mailgun", "mailgun.org")),
+            Kind::Postmark => Some(("Postmark", "spf.mtasv.net")),
+            Kind::Gmail => Some(("Google", "_spf.google.com")),
+            Kind::Http | Kind::Directory | Kind::Resend => None,
+        }
+    }
+
+    /// Whether postern's DKIM signature reaches recipients intact (the
+    /// default of `dkim`): the raw-message kinds pass the bytes on; the JSON
+    /// APIs rebuild the message, and Graph and Gmail sign with their own keys.
+    pub fn keeps_signature(self) -> bool {
+        matches!(
+            self,
+            Kind::Http | Kind::Directory | Kind::Ses | Kind::Mailgun
+        )
+    }
+}
+
+/// One `[upstreams.NAME]` kind with its validated settings (secrets
+/// resolved, keys parsed); each provider's type lives in its own file.
 #[derive(Debug, Clone)]
-pub enum UpstreamConfig {
-    Http(HttpConfig),
-    Directory(DirectoryConfig),
-    Msgraph(MsGraphConfig),
-    Gmail(GmailConfig),
-    Ses(SesConfig),
-    Sendgrid(SendgridConfig),
-    Mailgun(MailgunConfig),
-    Postmark(PostmarkConfig),
-    Resend(ResendConfig),
+pub enum Settings {
+    Http(http::Settings),
+    Directory(directory::Settings),
+    Ses(ses::Settings),
+    Sendgrid(sendgrid::Settings),
+    Mailgun(mailgun::Settings),
+    Postmark(postmark::Settings),
+    Resend(resend::Settings),
+    Msgraph(msgraph::Settings),
+    Gmail(gmail::Settings),
+}
+
+impl Settings {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Settings::Http(_) => Kind::Http,
+            Settings::Directory(_) => Kind::Directory,
+            Settings::Ses(_) => Kind::Ses,
+            Settings::Sendgrid(_) => Kind::Sendgrid,
+            Settings::Mailgun(_) => Kind::Mailgun,
+            Settings::Postmark(_) => Kind::Postmark,
+            Settings::Resend(_) => Kind::Resend,
+            Settings::Msgraph(_) => Kind::Msgraph,
+            Settings::Gmail(_) => Kind::Gmail,
+        }
+    }
+
+    /// For kinds whose provider takes recipients from the message headers
+    /// (msgraph, gmail): what happens to addresses only the headers name.
+    /// None for kinds that deliver to the envelope.
+    pub fn header_recipients(&self) -> Option<HeaderRecipients> {
+        match self {
+            Settings::Msgraph(g) => Some(g.header_recipients),
+            Settings::Gmail(g) => Some(g.header_recipients),
+            _ => None,
+        }
+    }
+}
+
+/// What makes one provider different from another: how it sends, and the
+/// largest message it takes. [`Named`] turns any provider into an
+/// [`Upstream`], so this is the one thing a provider file implements.
+pub trait Provider: Send + Sync + 'static {
+    /// The largest message (raw bytes) the provider accepts, if it has a limit.
+    fn max_message_size(&self) -> Option<u64> {
+        None
+    }
+
+    fn send(
+        &self,
+        msg: &OutboundMessage<'_>,
+    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
+}
+
+/// A provider under its `[upstreams.NAME]` name: the `Upstream` every kind
+/// is, without a macro and without each provider keeping a name field by
+/// convention.
+pub struct Named<P> {
+    name: String,
+    provider: P,
+}
+
+impl<P: Provider> Named<P> {
+    pub fn new(name: &str, provider: P) -> Named<P> {
+        Named {
+            name: name.to_string(),
+            provider,
+        }
+    }
+}
+
+impl<P: Provider> Upstream for Named<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, msg: &'a OutboundMessage<'a>) -> DeliverFuture<'a> {
+        Box::pin(self.provider.send(msg))
+    }
+
+    fn max_message_size(&self) -> Option<u64> {
+        self.provider.max_message_size()
+    }
 }
 
 /// Errors building an upstream from its configuration (reported at startup).
@@ -200,57 +323,23 @@ pub enum UpstreamError {
     Other { name: String, reason: String },
 }
 
-/// Builds the upstream named `name` (the `[upstreams.NAME]` key).
-pub fn build(name: &str, config: UpstreamConfig) -> Result<Arc<dyn Upstream>, UpstreamError> {
-    Ok(match config {
-        UpstreamConfig::Http(c) => Arc::new(HttpUpstream::new(name, c)?),
-        UpstreamConfig::Directory(c) => Arc::new(DirectoryUpstream::new(name, c)?),
-        UpstreamConfig::Msgraph(c) => Arc::new(MsGraphUpstream::new(name, c)?),
-        UpstreamConfig::Gmail(c) => Arc::new(GmailUpstream::new(name, c)?),
-        UpstreamConfig::Ses(c) => Arc::new(SesUpstream::new(name, c)?),
-        UpstreamConfig::Sendgrid(c) => Arc::new(SendgridUpstream::new(name, c)?),
-        UpstreamConfig::Mailgun(c) => Arc::new(MailgunUpstream::new(name, c)?),
-        UpstreamConfig::Postmark(c) => Arc::new(PostmarkUpstream::new(name, c)?),
-        UpstreamConfig::Resend(c) => Arc::new(ResendUpstream::new(name, c)?),
+/// Builds the upstream named `name` (the `[upstreams.NAME]` key) from its
+/// validated settings.
+pub fn build(name: &str, settings: &Settings) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    fn named<P: Provider>(name: &str, p: P) -> Arc<dyn Upstream> {
+        Arc::new(Named::new(name, p))
+    }
+    Ok(match settings {
+        Settings::Http(s) => named(name, HttpUpstream::new(name, s)?),
+        Settings::Directory(s) => named(name, DirectoryUpstream::new(name, s)?),
+        Settings::Ses(s) => named(name, SesUpstream::new(name, s)?),
+        Settings::Sendgrid(s) => named(name, SendgridUpstream::new(name, s)?),
+        Settings::Mailgun(s) => named(name, MailgunUpstream::new(name, s)?),
+        Settings::Postmark(s) => named(name, PostmarkUpstream::new(name, s)?),
+        Settings::Resend(s) => named(name, ResendUpstream::new(name, s)?),
+        Settings::Msgraph(s) => named(name, MsgraphUpstream::new(name, s)?),
+        Settings::Gmail(s) => named(name, GmailUpstream::new(name, s)?),
     })
-}
-
-/// Builds an upstream from its validated `[upstreams.NAME]` table, moving
-/// resolved secrets into the provider's own config type.
-pub fn from_config(
-    name: &str,
-    kind: &crate::config::UpstreamKind,
-) -> Result<Arc<dyn Upstream>, UpstreamError> {
-    use crate::config::{self, UpstreamKind};
-    let c = match kind {
-        UpstreamKind::Http(h) => UpstreamConfig::Http(HttpConfig {
-            url: h.url.clone(),
-            format: match h.format {
-                config::HttpFormat::Raw => http::Format::Raw,
-                config::HttpFormat::Json => http::Format::Json,
-            },
-            auth: h.auth.as_ref().map(|a| match a {
-                config::HttpAuth::Bearer(t) => http::HttpAuth::Bearer(t.expose().to_string()),
-                config::HttpAuth::Basic { username, password } => http::HttpAuth::Basic {
-                    username: username.clone(),
-                    password: password.expose().to_string(),
-                },
-            }),
-            timeout: h.timeout,
-            ca_file: h.ca_file.clone(),
-        }),
-        UpstreamKind::Directory { path } => {
-            UpstreamConfig::Directory(DirectoryConfig { path: path.clone() })
-        }
-        UpstreamKind::Msgraph(g) => UpstreamConfig::Msgraph(MsGraphConfig::from_config(name, g)?),
-        UpstreamKind::Gmail(g) => UpstreamConfig::Gmail(GmailConfig::from_config(g)),
-        UpstreamKind::Ses(c) => UpstreamConfig::Ses(SesConfig::from_config(c)),
-        UpstreamKind::Sendgrid(c) => UpstreamConfig::Sendgrid(SendgridConfig::from_config(c)),
-        UpstreamKind::Mailgun(c) => UpstreamConfig::Mailgun(MailgunConfig::from_config(c)),
-        UpstreamKind::Postmark(c) => UpstreamConfig::Postmark(PostmarkConfig::from_config(c)),
-        UpstreamKind::Resend(c) => UpstreamConfig::Resend(ResendConfig::from_config(c)),
-    };
-    build(name, c)
 }
 
 impl UpstreamError {

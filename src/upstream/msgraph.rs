@@ -15,10 +15,7 @@
 
 mod convert;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use mail_parser::{Message, MessageParser};
@@ -26,11 +23,13 @@ use reqwest::Url;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
+use super::api::Endpoint;
 use super::jwt::{RsaSigner, cert_thumbprint_s256};
-use super::oauth::{ApiResponse, Grant, TokenCache, api_client, https_url};
+use super::oauth::{ApiResponse, TokenCache, TokenGrant, api_client, https_url};
 use super::recipients::{envelope_only_headers, with_envelope_bcc};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError, sanitize};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError, sanitize};
 use crate::inspect::recipients::HeaderRecipients;
+use crate::secret::Secret;
 use convert::{Offloaded, base64_len, json_message, split_for_draft};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com";
@@ -46,80 +45,50 @@ const UPLOAD_CHUNK: usize = 10 * 320 * 1024;
 pub const MAX_MESSAGE_SIZE: u64 = 150 * 1024 * 1024;
 const MAX_ID: usize = 300;
 
-/// How the app authenticates to Entra ID. Debug never shows secrets.
-#[derive(Clone)]
-pub enum MsGraphAuth {
-    ClientSecret(String),
-    /// PEM certificate (registered with the app) and its PEM private key.
+/// How the app proves its identity to Entra ID.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ClientSecret(Secret),
+    /// A certificate registered with the app (its SHA-256 thumbprint goes
+    /// in the assertion header) and its private key, parsed at load time.
     Certificate {
-        certificate_pem: String,
-        key_pem: String,
+        thumbprint: String,
+        signer: Arc<RsaSigner>,
     },
 }
 
-impl fmt::Debug for MsGraphAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MsGraphAuth::ClientSecret(_) => f.write_str("ClientSecret(<redacted>)"),
-            MsGraphAuth::Certificate { .. } => f.write_str("Certificate(<key redacted>)"),
-        }
+impl Credential {
+    /// The `client_certificate` PEM's thumbprint; the error names what is wrong.
+    pub fn thumbprint(certificate_pem: &str) -> Result<String, String> {
+        cert_thumbprint_s256(certificate_pem).map_err(|e| e.to_string())
+    }
+
+    /// The `client_key`, checked to sign.
+    pub fn signer(key: &Secret) -> Result<Arc<RsaSigner>, String> {
+        RsaSigner::from_pem(key.expose())
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
     }
 }
 
-/// Settings of one `kind = "msgraph"` upstream, secrets resolved.
+/// `[upstreams.NAME]` of `kind = "msgraph"`, validated.
 #[derive(Debug, Clone)]
-pub struct MsGraphConfig {
+pub struct Settings {
+    /// Default `https://graph.microsoft.com`.
+    pub endpoint: Endpoint,
+    /// Default `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`.
+    pub token_url: Option<String>,
     pub tenant_id: String,
     pub client_id: String,
-    pub auth: MsGraphAuth,
-    /// Send as this mailbox instead of the From address.
+    pub credential: Credential,
+    /// Send as this mailbox; default: the message's From address.
     pub mailbox: Option<String>,
     pub save_to_sent_items: bool,
-    /// API root; default `https://graph.microsoft.com`.
-    pub base_url: Option<String>,
-    /// Token endpoint; default `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
-    pub token_url: Option<String>,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
     pub header_recipients: HeaderRecipients,
 }
 
-impl MsGraphConfig {
-    /// From the validated `[upstreams.NAME]` table; reads the certificate.
-    pub fn from_config(
-        name: &str,
-        c: &crate::config::MsgraphUpstream,
-    ) -> Result<MsGraphConfig, UpstreamError> {
-        use crate::config::MsgraphCredential;
-        let auth = match &c.credential {
-            MsgraphCredential::Secret(s) => MsGraphAuth::ClientSecret(s.expose().to_string()),
-            MsgraphCredential::Certificate { certificate, key } => MsGraphAuth::Certificate {
-                certificate_pem: std::fs::read_to_string(certificate).map_err(|e| {
-                    UpstreamError::Other {
-                        name: name.to_string(),
-                        reason: format!("client_certificate {}: {e}", certificate.display()),
-                    }
-                })?,
-                key_pem: key.expose().to_string(),
-            },
-        };
-        Ok(MsGraphConfig {
-            tenant_id: c.tenant_id.clone(),
-            client_id: c.client_id.clone(),
-            auth,
-            mailbox: c.mailbox.clone(),
-            save_to_sent_items: c.save_to_sent_items,
-            base_url: Some(c.endpoint.base_url.clone()),
-            token_url: c.token_url.clone(),
-            timeout: c.endpoint.timeout,
-            ca_file: c.endpoint.ca_file.clone(),
-            header_recipients: c.header_recipients,
-        })
-    }
-}
-
 /// One Graph app registration with its token cache and connection pool.
-pub struct MsGraphUpstream {
+pub struct MsgraphUpstream {
     name: String,
     header_recipients: HeaderRecipients,
     base: Url,
@@ -127,17 +96,6 @@ pub struct MsGraphUpstream {
     save_to_sent_items: bool,
     client: reqwest::Client,
     tokens: TokenCache,
-}
-
-impl fmt::Debug for MsGraphUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MsGraphUpstream")
-            .field("name", &self.name)
-            .field("base", &self.base.as_str())
-            .field("mailbox", &self.mailbox)
-            .field("tokens", &self.tokens)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The `.default` scope of the Graph cloud `base` belongs to: national
@@ -156,17 +114,9 @@ fn scope_for(base: &Url) -> String {
     }
 }
 
-impl MsGraphUpstream {
-    pub fn new(name: &str, config: MsGraphConfig) -> Result<Self, UpstreamError> {
-        let other = |reason: String| UpstreamError::Other {
-            name: name.to_string(),
-            reason,
-        };
-        let base = https_url(
-            name,
-            "base_url",
-            config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
-        )?;
+impl MsgraphUpstream {
+    pub fn new(name: &str, config: &Settings) -> Result<Self, UpstreamError> {
+        let base = https_url(name, "base_url", &config.endpoint.base_url)?;
         let token_url = match &config.token_url {
             Some(u) => u.clone(),
             None => format!(
@@ -176,34 +126,29 @@ impl MsGraphUpstream {
         };
         let token_url = https_url(name, "token_url", &token_url)?;
         let scope = scope_for(&base);
-        let grant = match config.auth {
-            MsGraphAuth::ClientSecret(secret) => Grant::ClientSecret {
+        let grant = match &config.credential {
+            Credential::ClientSecret(secret) => TokenGrant::ClientSecret {
                 client_id: config.client_id.clone(),
-                secret,
+                secret: secret.clone(),
                 scope,
             },
-            MsGraphAuth::Certificate {
-                certificate_pem,
-                key_pem,
-            } => Grant::ClientAssertion {
+            Credential::Certificate { thumbprint, signer } => TokenGrant::ClientAssertion {
                 client_id: config.client_id.clone(),
-                signer: Arc::new(
-                    RsaSigner::from_pem(&key_pem).map_err(|e| other(format!("client_key: {e}")))?,
-                ),
-                thumbprint: cert_thumbprint_s256(&certificate_pem)
-                    .map_err(|e| other(format!("client_certificate: {e}")))?,
+                signer: Arc::clone(signer),
+                thumbprint: thumbprint.clone(),
                 scope,
                 audience: token_url.to_string(),
             },
         };
-        let client = api_client(name, config.ca_file.as_deref(), config.timeout)?;
-        Ok(MsGraphUpstream {
+        let timeout = config.endpoint.timeout;
+        let client = api_client(name, config.endpoint.ca_file.as_deref(), timeout)?;
+        Ok(MsgraphUpstream {
             name: name.to_string(),
             header_recipients: config.header_recipients,
             base,
-            mailbox: config.mailbox,
+            mailbox: config.mailbox.clone(),
             save_to_sent_items: config.save_to_sent_items,
-            tokens: TokenCache::new(name, client.clone(), token_url, grant, config.timeout),
+            tokens: TokenCache::new(name, client.clone(), token_url, grant, timeout),
             client,
         })
     }
@@ -242,6 +187,12 @@ impl MsGraphUpstream {
                 )
             })
     }
+}
+
+impl Provider for MsgraphUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let parsed = MessageParser::default().parse(msg.data);
@@ -277,7 +228,9 @@ impl MsGraphUpstream {
             self.send_large(&mailbox, &data, &parsed).await
         }
     }
+}
 
+impl MsgraphUpstream {
     async fn send_mime(&self, mailbox: &str, data: &[u8]) -> Result<Delivered, DeliveryError> {
         let body = base64::engine::general_purpose::STANDARD.encode(data);
         self.send_mail(mailbox, "text/plain", body.into_bytes())
@@ -549,8 +502,6 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(|v| sanitize(v, MAX_ID))
         .filter(|v| !v.is_empty())
 }
-
-super::provider_upstream!(MsGraphUpstream, MAX_MESSAGE_SIZE);
 
 /// A timeout while building the draft cannot have sent anything (only
 /// "send draft" can), so it is an ordinary transient failure, not an

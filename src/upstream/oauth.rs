@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::http::parse_retry_after;
 use super::jwt::{JwtAlg, RsaSigner, random_uuid};
 use super::{DeliveryError, sanitize};
+use crate::secret::Secret;
 use client::is_rate_limit;
 
 mod client;
@@ -49,11 +50,12 @@ const ASSERTION_LIFETIME: u64 = 600;
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How an upstream proves its identity to the token endpoint.
-pub enum Grant {
+#[derive(Debug)]
+pub enum TokenGrant {
     /// `client_credentials` with a client secret (Entra).
     ClientSecret {
         client_id: String,
-        secret: String,
+        secret: Secret,
         scope: String,
     },
     /// `client_credentials` with a certificate-signed client assertion (Entra).
@@ -78,45 +80,22 @@ pub enum Grant {
     },
 }
 
-impl fmt::Debug for Grant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Grant::ClientSecret { client_id, .. } => f
-                .debug_struct("ClientSecret")
-                .field("client_id", client_id)
-                .field("secret", &"<redacted>")
-                .finish(),
-            Grant::ClientAssertion { client_id, .. } => f
-                .debug_struct("ClientAssertion")
-                .field("client_id", client_id)
-                .finish_non_exhaustive(),
-            Grant::JwtBearer {
-                issuer, subject, ..
-            } => f
-                .debug_struct("JwtBearer")
-                .field("issuer", issuer)
-                .field("subject", subject)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-impl Grant {
+impl TokenGrant {
     /// The token request's form fields. Signs (RSA) for assertion grants,
     /// so call it off the async runtime.
     fn form(&self, now: u64) -> Result<Vec<(&'static str, String)>, String> {
         Ok(match self {
-            Grant::ClientSecret {
+            TokenGrant::ClientSecret {
                 client_id,
                 secret,
                 scope,
             } => vec![
                 ("client_id", client_id.clone()),
                 ("scope", scope.clone()),
-                ("client_secret", secret.clone()),
+                ("client_secret", secret.expose().to_string()),
                 ("grant_type", "client_credentials".into()),
             ],
-            Grant::ClientAssertion {
+            TokenGrant::ClientAssertion {
                 client_id,
                 signer,
                 thumbprint,
@@ -144,7 +123,7 @@ impl Grant {
                     ("grant_type", "client_credentials".into()),
                 ]
             }
-            Grant::JwtBearer {
+            TokenGrant::JwtBearer {
                 issuer,
                 subject,
                 scope,
@@ -203,7 +182,7 @@ pub struct TokenCache {
     upstream: String,
     client: reqwest::Client,
     token_url: Url,
-    grant: Arc<Grant>,
+    grant: Arc<TokenGrant>,
     timeout: Duration,
     state: Mutex<State>,
     /// Set once "credentials rejected" was logged, cleared by a success.
@@ -225,7 +204,7 @@ impl TokenCache {
         upstream: &str,
         client: reqwest::Client,
         token_url: Url,
-        grant: Grant,
+        grant: TokenGrant,
         timeout: Duration,
     ) -> TokenCache {
         TokenCache {

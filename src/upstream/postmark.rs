@@ -7,70 +7,34 @@
 //! Cc-only mail is sent with those recipients as To, and a single hidden
 //! recipient becomes the To (see `Recipients::with_visible_to`).
 
-use std::fmt;
-
 use base64::Engine as _;
-use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde::Serialize;
 
-use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
+use super::api::{ApiClient, Endpoint, ProviderResponse, coded_message, json_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
+use crate::secret::Secret;
 
 /// "Total message size, including attachments, can be 10 MB."
 pub const MAX_MESSAGE_SIZE: u64 = 10_000_000;
 const PATH: &str = "/email";
 const PROVIDER: &str = "Postmark";
 
-#[derive(Clone)]
-pub struct PostmarkConfig {
+/// `[upstreams.NAME]` of `kind = "postmark"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub endpoint: Endpoint,
-    pub server_token: String,
+    /// A server API token.
+    pub server_token: Secret,
     /// Postmark's default stream ("outbound") when unset.
     pub message_stream: Option<String>,
     pub tag: Option<String>,
 }
 
-impl fmt::Debug for PostmarkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostmarkConfig")
-            .field("endpoint", &self.endpoint)
-            .field("server_token", &"<redacted>")
-            .field("message_stream", &self.message_stream)
-            .field("tag", &self.tag)
-            .finish()
-    }
-}
-
-impl PostmarkConfig {
-    pub fn from_config(c: &crate::config::PostmarkUpstream) -> PostmarkConfig {
-        PostmarkConfig {
-            endpoint: c.endpoint.clone(),
-            server_token: c.server_token.expose().to_string(),
-            message_stream: c.message_stream.clone(),
-            tag: c.tag.clone(),
-        }
-    }
-}
-
 pub struct PostmarkUpstream {
-    name: String,
     api: ApiClient,
-    url: Url,
-    server_token: String,
-    message_stream: Option<String>,
-    tag: Option<String>,
-}
-
-impl fmt::Debug for PostmarkUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostmarkUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("message_stream", &self.message_stream)
-            .finish_non_exhaustive()
-    }
+    settings: Settings,
 }
 
 #[derive(Serialize)]
@@ -182,17 +146,18 @@ pub(crate) fn request_body(
 }
 
 impl PostmarkUpstream {
-    pub fn new(name: &str, config: PostmarkConfig) -> Result<PostmarkUpstream, UpstreamError> {
-        let api = ApiClient::new(name, &config.endpoint)?;
-        let url = api.url(PATH)?;
+    pub fn new(name: &str, settings: &Settings) -> Result<PostmarkUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &settings.endpoint, PATH)?;
         Ok(PostmarkUpstream {
-            name: name.to_string(),
             api,
-            url,
-            server_token: config.server_token,
-            message_stream: config.message_stream,
-            tag: config.tag,
+            settings: settings.clone(),
         })
+    }
+}
+
+impl Provider for PostmarkUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
@@ -200,21 +165,22 @@ impl PostmarkUpstream {
         let body = request_body(
             &mail,
             msg,
-            self.message_stream.as_deref(),
-            self.tag.as_deref(),
+            self.settings.message_stream.as_deref(),
+            self.settings.tag.as_deref(),
         )?;
         let request = self
             .api
-            .post(&self.url)
-            .header("X-Postmark-Server-Token", &self.server_token)
+            .post()
+            .header(
+                "X-Postmark-Server-Token",
+                self.settings.server_token.expose(),
+            )
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
             .body(body);
         self.api.send::<Postmark>(request).await
     }
 }
-
-super::provider_upstream!(PostmarkUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"MessageID": ...}`; errors `{"ErrorCode": 300, "Message": ...}`.
 struct Postmark;
@@ -227,11 +193,7 @@ impl ProviderResponse for Postmark {
     }
 
     fn error_text(_: &HeaderMap, body: &[u8]) -> Option<String> {
-        let message = json_str(body, "Message")?;
-        Some(match json_str(body, "ErrorCode") {
-            Some(code) => format!("ErrorCode {code}: {message}"),
-            None => message,
-        })
+        coded_message(body, "Message", "ErrorCode", "ErrorCode ")
     }
 }
 

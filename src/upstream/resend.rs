@@ -7,60 +7,31 @@
 //! Recipients follow the envelope as for Postmark
 //! (`Recipients::with_visible_to`).
 
-use std::fmt;
-
 use base64::Engine as _;
+use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
-use super::api::{ApiClient, Endpoint, ProviderResponse, json_str};
+use super::api::{ApiClient, Endpoint, ProviderResponse, coded_message, json_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
+use crate::secret::Secret;
 
 /// "max 40MB per email, after Base64 encoding of the attachments".
 pub const MAX_MESSAGE_SIZE: u64 = 40_000_000;
 const PATH: &str = "/emails";
 const PROVIDER: &str = "Resend";
 
-#[derive(Clone)]
-pub struct ResendConfig {
+/// `[upstreams.NAME]` of `kind = "resend"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub endpoint: Endpoint,
-    pub api_key: String,
-}
-
-impl fmt::Debug for ResendConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResendConfig")
-            .field("endpoint", &self.endpoint)
-            .field("api_key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl ResendConfig {
-    pub fn from_config(c: &crate::config::ResendUpstream) -> ResendConfig {
-        ResendConfig {
-            endpoint: c.endpoint.clone(),
-            api_key: c.api_key.expose().to_string(),
-        }
-    }
+    pub api_key: Secret,
 }
 
 pub struct ResendUpstream {
-    name: String,
     api: ApiClient,
-    url: Url,
-    api_key: String,
-}
-
-impl fmt::Debug for ResendUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResendUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
-    }
+    api_key: Secret,
 }
 
 #[derive(Serialize)]
@@ -145,15 +116,18 @@ pub(crate) fn request_body(
 }
 
 impl ResendUpstream {
-    pub fn new(name: &str, config: ResendConfig) -> Result<ResendUpstream, UpstreamError> {
-        let api = ApiClient::new(name, &config.endpoint)?;
-        let url = api.url(PATH)?;
+    pub fn new(name: &str, settings: &Settings) -> Result<ResendUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &settings.endpoint, PATH)?;
         Ok(ResendUpstream {
-            name: name.to_string(),
             api,
-            url,
-            api_key: config.api_key,
+            api_key: settings.api_key.clone(),
         })
+    }
+}
+
+impl Provider for ResendUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
@@ -161,16 +135,14 @@ impl ResendUpstream {
         let body = request_body(&mail, msg)?;
         let request = self
             .api
-            .post(&self.url)
-            .bearer_auth(&self.api_key)
+            .post()
+            .bearer_auth(self.api_key.expose())
             .header(CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", msg.id)
             .body(body);
         self.api.send::<Resend>(request).await
     }
 }
-
-super::provider_upstream!(ResendUpstream, MAX_MESSAGE_SIZE);
 
 /// `{"id": ...}`; errors `{"statusCode", "name", "message"}`.
 struct Resend;
@@ -183,11 +155,7 @@ impl ProviderResponse for Resend {
     }
 
     fn error_text(_: &HeaderMap, body: &[u8]) -> Option<String> {
-        let message = json_str(body, "message")?;
-        Some(match json_str(body, "name") {
-            Some(name) => format!("{name}: {message}"),
-            None => message,
-        })
+        coded_message(body, "message", "name", "")
     }
 
     /// The first request with this key is still being processed; asking

@@ -9,16 +9,14 @@
 //! visible, each hidden recipient gets a personalization of its own so
 //! that nobody sees anybody else's address.
 
-use std::fmt;
-
 use base64::Engine as _;
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, header_str};
 use super::convert::{self, Mailbox, ParsedMail, Recipients};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
+use crate::secret::Secret;
 
 /// "The total size of your email, including attachments, must be less
 /// than 30MB."
@@ -27,48 +25,18 @@ const PATH: &str = "/v3/mail/send";
 /// Custom headers SendGrid refuses beyond those `convert` never passes.
 const RESERVED: &[&str] = &["x-sg-id", "x-sg-eid"];
 
-#[derive(Clone)]
-pub struct SendgridConfig {
+/// `[upstreams.NAME]` of `kind = "sendgrid"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub endpoint: Endpoint,
-    pub api_key: String,
+    pub api_key: Secret,
+    /// Up to 10 category names attached to every message.
     pub categories: Vec<String>,
 }
 
-impl fmt::Debug for SendgridConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendgridConfig")
-            .field("endpoint", &self.endpoint)
-            .field("api_key", &"<redacted>")
-            .field("categories", &self.categories)
-            .finish()
-    }
-}
-
-impl SendgridConfig {
-    pub fn from_config(c: &crate::config::SendgridUpstream) -> SendgridConfig {
-        SendgridConfig {
-            endpoint: c.endpoint.clone(),
-            api_key: c.api_key.expose().to_string(),
-            categories: c.categories.clone(),
-        }
-    }
-}
-
 pub struct SendgridUpstream {
-    name: String,
     api: ApiClient,
-    url: Url,
-    api_key: String,
-    categories: Vec<String>,
-}
-
-impl fmt::Debug for SendgridUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendgridUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
-    }
+    settings: Settings,
 }
 
 #[derive(Serialize)]
@@ -242,32 +210,32 @@ fn permanent(e: convert::ConvertError) -> DeliveryError {
 }
 
 impl SendgridUpstream {
-    pub fn new(name: &str, config: SendgridConfig) -> Result<SendgridUpstream, UpstreamError> {
-        let api = ApiClient::new(name, &config.endpoint)?;
-        let url = api.url(PATH)?;
+    pub fn new(name: &str, settings: &Settings) -> Result<SendgridUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &settings.endpoint, PATH)?;
         Ok(SendgridUpstream {
-            name: name.to_string(),
             api,
-            url,
-            api_key: config.api_key,
-            categories: config.categories,
+            settings: settings.clone(),
         })
+    }
+}
+
+impl Provider for SendgridUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
     }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let mail = convert::parse(msg.data).map_err(permanent)?;
-        let body = request_body(&mail, msg, &self.categories)?;
+        let body = request_body(&mail, msg, &self.settings.categories)?;
         let request = self
             .api
-            .post(&self.url)
-            .bearer_auth(&self.api_key)
+            .post()
+            .bearer_auth(self.settings.api_key.expose())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         self.api.send::<Sendgrid>(request).await
     }
 }
-
-super::provider_upstream!(SendgridUpstream, MAX_MESSAGE_SIZE);
 
 /// 202 with `X-Message-Id`; errors as `{"errors":[{"message","field"}]}`.
 struct Sendgrid;

@@ -7,83 +7,43 @@
 //! envelope sender in `FromEmailAddress`. Requests are signed with AWS
 //! Signature V4 (service `ses`) by the `aws-sigv4` crate.
 
-use std::fmt;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use base64::Engine as _;
+use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
 use super::api::{ApiClient, Endpoint, ProviderResponse, header_str, json_str};
-use super::{Delivered, DeliveryError, OutboundMessage, UpstreamError};
+use super::{Delivered, DeliveryError, OutboundMessage, Provider, UpstreamError};
+use crate::secret::Secret;
 
 /// SES v2 accepts messages up to 40 MB (attachments included).
 pub const MAX_MESSAGE_SIZE: u64 = 40_000_000;
 const SERVICE: &str = "ses";
 const PATH: &str = "/v2/email/outbound-emails";
 
-/// Settings of one `kind = "ses"` upstream; Debug hides the keys.
-#[derive(Clone)]
-pub struct SesConfig {
+/// `[upstreams.NAME]` of `kind = "ses"`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub endpoint: Endpoint,
     pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// For temporary credentials.
+    pub session_token: Option<Secret>,
+    /// Sent as `ConfigurationSetName`.
     pub configuration_set: Option<String>,
 }
 
-impl fmt::Debug for SesConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SesConfig")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &"<redacted>")
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("configuration_set", &self.configuration_set)
-            .finish()
-    }
-}
-
-impl SesConfig {
-    pub fn from_config(c: &crate::config::SesUpstream) -> SesConfig {
-        SesConfig {
-            endpoint: c.endpoint.clone(),
-            region: c.region.clone(),
-            access_key_id: c.access_key_id.expose().to_string(),
-            secret_access_key: c.secret_access_key.expose().to_string(),
-            session_token: c.session_token.as_ref().map(|t| t.expose().to_string()),
-            configuration_set: c.configuration_set.clone(),
-        }
-    }
-}
-
 pub struct SesUpstream {
-    name: String,
     api: ApiClient,
-    url: Url,
     region: String,
-    /// Debug of `Credentials` redacts the secret parts.
     credentials: Credentials,
     configuration_set: Option<String>,
-}
-
-impl fmt::Debug for SesUpstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SesUpstream")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("region", &self.region)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Serialize)]
@@ -116,22 +76,22 @@ struct Raw {
 }
 
 impl SesUpstream {
-    pub fn new(name: &str, config: SesConfig) -> Result<SesUpstream, UpstreamError> {
-        let api = ApiClient::new(name, &config.endpoint)?;
-        let url = api.url(PATH)?;
+    pub fn new(name: &str, settings: &Settings) -> Result<SesUpstream, UpstreamError> {
+        let api = ApiClient::new(name, &settings.endpoint, PATH)?;
         Ok(SesUpstream {
-            name: name.to_string(),
             api,
-            url,
-            region: config.region,
+            region: settings.region.clone(),
             credentials: Credentials::new(
-                config.access_key_id,
-                config.secret_access_key,
-                config.session_token,
+                settings.access_key_id.expose(),
+                settings.secret_access_key.expose(),
+                settings
+                    .session_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string()),
                 None,
                 "postern-config",
             ),
-            configuration_set: config.configuration_set,
+            configuration_set: settings.configuration_set.clone(),
         })
     }
 
@@ -152,6 +112,12 @@ impl SesUpstream {
         serde_json::to_vec(&body)
             .map_err(|e| DeliveryError::permanent(format!("cannot encode SES request: {e}")))
     }
+}
+
+impl Provider for SesUpstream {
+    fn max_message_size(&self) -> Option<u64> {
+        Some(MAX_MESSAGE_SIZE)
+    }
 
     async fn send(&self, msg: &OutboundMessage<'_>) -> Result<Delivered, DeliveryError> {
         let body = self.body(msg)?;
@@ -161,7 +127,7 @@ impl SesUpstream {
             &self.region,
             SERVICE,
             "POST",
-            self.url.as_str(),
+            self.api.url().as_str(),
             &[("content-type", content_type)],
             &body,
             SystemTime::now(),
@@ -169,7 +135,7 @@ impl SesUpstream {
         .map_err(|e| DeliveryError::transient(format!("cannot sign SES request: {e}")))?;
         let mut request = self
             .api
-            .post(&self.url)
+            .post()
             .header(CONTENT_TYPE, content_type)
             .body(body);
         for (name, value) in signed {
@@ -178,8 +144,6 @@ impl SesUpstream {
         self.api.send::<Ses>(request).await
     }
 }
-
-super::provider_upstream!(SesUpstream, MAX_MESSAGE_SIZE);
 
 /// The headers (x-amz-date, authorization, x-amz-security-token) that sign
 /// a request with AWS Signature V4. `headers` are the extra headers to sign
@@ -409,21 +373,20 @@ mod tests {
     fn body_carries_envelope_and_raw_message() {
         let up = SesUpstream::new(
             "ses",
-            SesConfig {
+            &Settings {
                 endpoint: Endpoint {
                     base_url: "https://email.eu-west-1.amazonaws.com".into(),
                     timeout: Duration::from_secs(5),
                     ca_file: None,
                 },
                 region: "eu-west-1".into(),
-                access_key_id: "AKID".into(),
-                secret_access_key: "sekrit".into(),
+                access_key_id: Secret::for_test("AKID"),
+                secret_access_key: Secret::for_test("sekrit"),
                 session_token: None,
                 configuration_set: Some("tx".into()),
             },
         )
         .unwrap();
-        assert!(!format!("{up:?}").contains("sekrit"));
         let rcpt = vec!["a@x.test".to_string(), "b@y.test".to_string()];
         let msg = OutboundMessage {
             id: "q1",

@@ -7,7 +7,6 @@
 //! error, answered per `on_error`, because a verifier that is down must not
 //! silently turn into "every address is invalid".
 
-use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::validation::HookConfig;
 use crate::https::{error_chain, tls_config};
+use crate::secret::Secret;
 
 /// Longest response body read; a verdict is a few dozen bytes.
 const MAX_BODY: usize = 16 * 1024;
@@ -28,23 +28,12 @@ pub enum Verdict {
     Invalid { reason: String },
 }
 
+#[derive(Debug)]
 pub struct Hook {
     url: reqwest::Url,
     client: Result<reqwest::Client, String>,
-    bearer_token: Option<String>,
+    bearer_token: Option<Secret>,
     timeout: Duration,
-}
-
-impl fmt::Debug for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hook")
-            .field("url", &self.url.as_str())
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Serialize)]
@@ -85,7 +74,7 @@ impl Hook {
         Ok(Hook {
             url,
             client,
-            bearer_token: cfg.bearer_token.as_ref().map(|s| s.expose().to_string()),
+            bearer_token: cfg.bearer_token.clone(),
             timeout: cfg.timeout,
         })
     }
@@ -101,7 +90,7 @@ impl Hook {
             .header(ACCEPT, "application/json")
             .body(body);
         if let Some(token) = &self.bearer_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let call = async {
             let mut response = request.send().await.map_err(|e| {

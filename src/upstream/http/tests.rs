@@ -95,8 +95,8 @@ async fn server(reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> Server 
     Server { addr, seen, task }
 }
 
-fn config(url: String, format: Format) -> HttpConfig {
-    HttpConfig {
+fn config(url: String, format: Format) -> Settings {
+    Settings {
         url,
         format,
         auth: None,
@@ -124,10 +124,10 @@ fn message<'a>(rcpt: &'a [String]) -> OutboundMessage<'a> {
 async fn raw_format_sends_bytes_and_envelope_headers() {
     let mut srv = server((202, vec![("X-Message-Id", "up-42")], b"queued"), None).await;
     let mut cfg = config(format!("http://{}/mail", srv.addr), Format::Raw);
-    cfg.auth = Some(HttpAuth::Bearer("s3cret-token".to_string()));
-    let up = HttpUpstream::new("api", cfg).unwrap();
+    cfg.auth = Some(HttpAuth::Bearer(Secret::for_test("s3cret-token")));
+    let up = HttpUpstream::new("api", &cfg).unwrap();
     let rcpt = rcpts();
-    let got = up.deliver(&message(&rcpt)).await.unwrap();
+    let got = up.send(&message(&rcpt)).await.unwrap();
     assert_eq!(got.upstream_id.as_deref(), Some("up-42"));
 
     let seen = srv.seen.recv().await.unwrap();
@@ -160,11 +160,11 @@ async fn json_format_sends_base64_document_with_basic_auth() {
     let mut cfg = config(format!("http://{}/", srv.addr), Format::Json);
     cfg.auth = Some(HttpAuth::Basic {
         username: "user".to_string(),
-        password: "pa:ss".to_string(),
+        password: Secret::for_test("pa:ss"),
     });
-    let up = HttpUpstream::new("api", cfg).unwrap();
+    let up = HttpUpstream::new("api", &cfg).unwrap();
     let rcpt = rcpts();
-    let got = up.deliver(&message(&rcpt)).await.unwrap();
+    let got = up.send(&message(&rcpt)).await.unwrap();
     assert_eq!(got.upstream_id.as_deref(), Some("msg-7"));
 
     let seen = srv.seen.recv().await.unwrap();
@@ -209,9 +209,9 @@ async fn status_codes_map_to_outcomes_over_the_wire() {
     for (reply, expect) in cases {
         let status = reply.0;
         let srv = server(reply, None).await;
-        let up =
-            HttpUpstream::new("api", config(format!("http://{}/", srv.addr), Format::Raw)).unwrap();
-        let got = up.deliver(&message(&rcpt)).await;
+        let up = HttpUpstream::new("api", &config(format!("http://{}/", srv.addr), Format::Raw))
+            .unwrap();
+        let got = up.send(&message(&rcpt)).await;
         match (got, expect) {
             (Ok(d), Ok(())) => assert_eq!(d.upstream_id, None),
             (Err(e), Err((permanent, reason))) => {
@@ -233,9 +233,9 @@ async fn connection_refused_is_transient() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let up = HttpUpstream::new("api", config(format!("http://{addr}/"), Format::Raw)).unwrap();
+    let up = HttpUpstream::new("api", &config(format!("http://{addr}/"), Format::Raw)).unwrap();
     let rcpt = rcpts();
-    let err = up.deliver(&message(&rcpt)).await.unwrap_err();
+    let err = up.send(&message(&rcpt)).await.unwrap_err();
     assert!(!err.is_permanent(), "{err}");
     assert!(
         !err.is_ambiguous(),
@@ -257,9 +257,9 @@ async fn silent_server_times_out_as_ambiguous() {
     });
     let mut cfg = config(format!("http://{addr}/"), Format::Raw);
     cfg.timeout = Duration::from_millis(200);
-    let up = HttpUpstream::new("api", cfg).unwrap();
+    let up = HttpUpstream::new("api", &cfg).unwrap();
     let rcpt = rcpts();
-    let err = up.deliver(&message(&rcpt)).await.unwrap_err();
+    let err = up.send(&message(&rcpt)).await.unwrap_err();
     hold.abort();
     // The request went out; the server may have acted on it.
     assert!(err.is_ambiguous(), "{err:?}");
@@ -301,18 +301,18 @@ async fn https_with_private_ca_negotiates_h2() {
     let url = format!("https://127.0.0.1:{}/send", srv.addr.port());
 
     // Without the private CA the certificate is not trusted: transient.
-    let untrusted = HttpUpstream::new("api", config(url.clone(), Format::Raw));
+    let untrusted = HttpUpstream::new("api", &config(url.clone(), Format::Raw));
     if let Ok(up) = untrusted {
         let rcpt = rcpts();
-        let err = up.deliver(&message(&rcpt)).await.unwrap_err();
+        let err = up.send(&message(&rcpt)).await.unwrap_err();
         assert!(!err.is_permanent(), "{err}");
     }
 
     let mut cfg = config(url, Format::Raw);
     cfg.ca_file = Some(ca_file);
-    let up = HttpUpstream::new("api", cfg).unwrap();
+    let up = HttpUpstream::new("api", &cfg).unwrap();
     let rcpt = rcpts();
-    let got = up.deliver(&message(&rcpt)).await.unwrap();
+    let got = up.send(&message(&rcpt)).await.unwrap();
     assert_eq!(got.upstream_id.as_deref(), Some("abc"));
     let seen = srv.seen.recv().await.unwrap();
     assert_eq!(seen.version, hyper::Version::HTTP_2);
@@ -322,7 +322,9 @@ async fn https_with_private_ca_negotiates_h2() {
 #[test]
 fn bad_configs_fail_at_build() {
     for url in ["ftp://x/", "not a url", "https://user:pw@example.com/"] {
-        let err = HttpUpstream::new("api", config(url.to_string(), Format::Raw)).unwrap_err();
+        let Err(err) = HttpUpstream::new("api", &config(url.to_string(), Format::Raw)) else {
+            panic!("{url} accepted")
+        };
         assert!(
             matches!(err, UpstreamError::InvalidUrl { .. }),
             "{url}: {err}"
@@ -334,7 +336,9 @@ fn bad_configs_fail_at_build() {
     std::fs::write(&empty, "no certificates here\n").unwrap();
     let mut cfg = config("https://example.com/".to_string(), Format::Raw);
     cfg.ca_file = Some(empty);
-    let err = HttpUpstream::new("api", cfg).unwrap_err();
+    let Err(err) = HttpUpstream::new("api", &cfg) else {
+        panic!("unreadable ca_file accepted")
+    };
     assert!(
         matches!(
             err,
@@ -350,11 +354,11 @@ fn bad_configs_fail_at_build() {
 #[test]
 fn debug_never_shows_secrets() {
     let mut cfg = config("https://example.com/".to_string(), Format::Json);
-    cfg.auth = Some(HttpAuth::Bearer("tok-123".to_string()));
+    cfg.auth = Some(HttpAuth::Bearer(Secret::for_test("tok-123")));
     assert!(!format!("{cfg:?}").contains("tok-123"));
     let basic = HttpAuth::Basic {
         username: "u".to_string(),
-        password: "pw-456".to_string(),
+        password: Secret::for_test("pw-456"),
     };
     let text = format!("{basic:?}");
     assert!(!text.contains("pw-456") && text.contains("\"u\""), "{text}");

@@ -34,9 +34,9 @@ fn form_encoding_escapes_reserved_characters() {
 
 #[test]
 fn client_secret_grant_fields_and_redacted_debug() {
-    let g = Grant::ClientSecret {
+    let g = TokenGrant::ClientSecret {
         client_id: "cid".into(),
-        secret: "s3cret".into(),
+        secret: crate::secret::Secret::for_test("s3cret"),
         scope: "sc".into(),
     };
     assert_eq!(
@@ -98,9 +98,9 @@ fn cache() -> TokenCache {
         "t",
         client,
         Url::parse("https://127.0.0.1:9/token").unwrap(),
-        Grant::ClientSecret {
+        TokenGrant::ClientSecret {
             client_id: "c".into(),
-            secret: "s".into(),
+            secret: crate::secret::Secret::for_test("s"),
             scope: "x".into(),
         },
         Duration::from_secs(1),

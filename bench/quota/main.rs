@@ -6,8 +6,8 @@
 //! nothing is refused, so each check walks the full path (four keys, GCRA
 //! plus hour and day windows). Run: `cargo bench --bench quota`.
 
-use postern::config::quota::{Limits, QuotaConfig, QuotaRule, Setting, Windows};
 use postern::quota::{ClientKey, DEFAULT_IPV6_PREFIX, Quotas, Subject};
+use postern::quota::{Limits, Rule as QuotaRule, Setting, Settings as QuotaConfig, Windows};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! use argon2id off the async runtime; successful checks are cached so a
 //! client that logs in for every message does not pay ~40 ms each time.
 
+mod credential;
 pub mod known;
 pub mod lockout;
 mod login;
@@ -13,7 +14,9 @@ mod verify;
 
 pub use verify::{hash_secret, new_token};
 
-use crate::config::{Config, Credential};
+pub use credential::{Credential, Login, SecretHash};
+
+use crate::config::Config;
 use crate::quota::ClientKey;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Grant, Limits, SizeLimit};

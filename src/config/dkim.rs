@@ -7,7 +7,7 @@
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::load::{File, singleton};
 use super::units::to_system_time;
-use crate::dkim::{Algorithm, PrivateKey};
+use crate::dkim::{Algorithm, Key, PrivateKey, Settings, UnsignedPolicy};
 use crate::secret;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -33,42 +33,10 @@ pub struct RawDkimPolicy {
     pub unsigned: Option<UnsignedPolicy>,
 }
 
-/// What happens to mail whose From domain has no key valid now.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum UnsignedPolicy {
-    /// Pass it on unsigned.
-    #[default]
-    Allow,
-    /// Answer `550 5.7.1 No DKIM key for domain D`.
-    Reject,
-}
-
-/// One `[[dkim]]` entry, key loaded.
-#[derive(Debug, Clone)]
-pub struct DkimKey {
-    /// Lower-case A-label form.
-    pub domain: String,
-    pub selector: String,
-    pub algorithm: Algorithm,
-    pub key: Arc<PrivateKey>,
-    /// Inclusive start of the key's validity; evaluated for each message.
-    pub not_before: Option<SystemTime>,
-    /// Exclusive end of the key's validity.
-    pub not_after: Option<SystemTime>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct DkimConfig {
-    /// In configuration order (main file first, then includes).
-    pub keys: Vec<DkimKey>,
-    pub unsigned: UnsignedPolicy,
-}
-
-pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> DkimConfig {
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
     let policy = singleton(files, "dkim_policy", |r| r.dkim_policy.as_ref(), errors);
     let unsigned = policy.and_then(|(_, p)| p.unsigned).unwrap_or_default();
-    let mut keys: Vec<(DkimKey, Loc)> = Vec::new();
+    let mut keys: Vec<(Key, Loc)> = Vec::new();
     for f in files {
         for entry in &f.raw.dkim {
             if let Some(k) = build_key(f, entry.get_ref(), &keys, errors) {
@@ -91,7 +59,7 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> DkimConfig {
             "unsigned = \"reject\" but no [[dkim]] keys are configured: every message would be rejected",
         ));
     }
-    DkimConfig {
+    Settings {
         keys: keys.into_iter().map(|(k, _)| k).collect(),
         unsigned,
     }
@@ -100,9 +68,9 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> DkimConfig {
 fn build_key(
     f: &File,
     raw: &RawDkimKey,
-    earlier: &[(DkimKey, Loc)],
+    earlier: &[(Key, Loc)],
     errors: &mut ConfigErrors,
-) -> Option<DkimKey> {
+) -> Option<Key> {
     let before = errors.0.len();
     let domain = crate::dkim::normalize_domain(raw.domain.get_ref())
         .map_err(|e| errors.push(ConfigError::new(f.loc(&raw.domain), "dkim.domain", e)))
@@ -172,7 +140,7 @@ fn build_key(
     if errors.0.len() > before {
         return None;
     }
-    Some(DkimKey {
+    Some(Key {
         domain: domain?,
         selector: selector?,
         algorithm: algorithm?,
@@ -193,7 +161,7 @@ mod tests {
         [routes.default]\nupstreams = [\"out\"]\n\
         [upstreams.out]\nkind = \"directory\"\npath = \"outbox\"\n";
 
-    fn load(extra: &str) -> Result<DkimConfig, Vec<String>> {
+    fn load(extra: &str) -> Result<Settings, Vec<String>> {
         crate::config::load_str(Path::new("/etc/p/main.toml"), &format!("{BASE}{extra}"))
             .map(|c| c.dkim)
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())

@@ -8,23 +8,10 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::load::{File, singleton};
 use super::units::Size;
+use crate::inspect::{Header8bit, MissingFrom, Settings};
 use encoding_rs::Encoding;
 use serde::Deserialize;
 use toml::Spanned;
-
-/// Attachment extensions refused unless `blocked_extensions` says otherwise:
-/// executables, scripts, installers, shortcuts and disk images that mail
-/// clients open with one click.
-pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
-    "exe", "scr", "com", "pif", "bat", "cmd", "js", "jse", "vbs", "vbe", "wsf", "hta", "msi",
-    "msp", "lnk", "ps1", "jar", "cpl", "reg", "iso", "img",
-];
-
-/// Default cap on the number of header fields of one message.
-pub const DEFAULT_MAX_HEADER_COUNT: usize = 500;
-
-/// Default cap on the size of the header section (256 KiB).
-pub const DEFAULT_MAX_HEADER_SIZE: usize = 256 << 10;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -44,90 +31,8 @@ pub struct RawInspect {
     pub missing_from: Option<MissingFrom>,
 }
 
-/// What to do with 8-bit bytes in the header of a message sent without
-/// SMTPUTF8 (old PHP `mail()`, ERPs and Windows tools write raw UTF-8 or
-/// Latin-1 there).
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Header8bit {
-    /// Rewrite the text as RFC 2047 encoded-words (RFC 2231 for MIME
-    /// parameters); refuse what cannot be encoded (an 8-bit address).
-    #[default]
-    Encode,
-    /// Forward raw UTF-8 (RFC 6532) unchanged; refuse anything else.
-    Pass,
-    /// `554 5.6.0`, as postern did before `header_8bit` existed.
-    Reject,
-}
-
-/// What to do with a message that has no `From:` header.
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MissingFrom {
-    /// `554 5.6.0 Message has no From header`.
-    #[default]
-    Reject,
-    /// Add `From: <envelope sender>` (held to the From policy like a From
-    /// the client wrote); a null sender `<>` is still refused.
-    Envelope,
-}
-
-/// The default `legacy_charset`: the WHATWG superset of Latin-1 that
-/// Windows software actually writes.
-pub const DEFAULT_LEGACY_CHARSET: &Encoding = encoding_rs::WINDOWS_1252;
-
-/// The validated `[inspect]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InspectConfig {
-    /// Add a `Date:` header when the client sent none.
-    pub add_date: bool,
-    /// Add a `Message-ID:` header when the client sent none.
-    pub add_message_id: bool,
-    /// Remove `Bcc:` and `Resent-Bcc:` headers.
-    pub remove_bcc: bool,
-    /// Header field names to remove, lower-cased.
-    pub strip_headers: Vec<String>,
-    /// Prepend a `Received:` trace header.
-    pub add_received: bool,
-    /// Leave the client's address and HELO name out of `Received:`.
-    pub received_privacy: bool,
-    /// Refused attachment extensions, lower-cased, without the leading dot.
-    pub blocked_extensions: Vec<String>,
-    /// Largest decoded size of one attachment; `None` for no limit.
-    pub max_attachment_size: Option<u64>,
-    pub max_header_count: usize,
-    pub max_header_size: usize,
-    pub header_8bit: Header8bit,
-    /// How 8-bit header text that is not valid UTF-8 is decoded.
-    pub legacy_charset: &'static Encoding,
-    pub missing_from: MissingFrom,
-}
-
-impl Default for InspectConfig {
-    fn default() -> Self {
-        InspectConfig {
-            add_date: true,
-            add_message_id: true,
-            remove_bcc: true,
-            strip_headers: Vec::new(),
-            add_received: true,
-            received_privacy: false,
-            blocked_extensions: DEFAULT_BLOCKED_EXTENSIONS
-                .iter()
-                .map(|e| e.to_string())
-                .collect(),
-            max_attachment_size: None,
-            max_header_count: DEFAULT_MAX_HEADER_COUNT,
-            max_header_size: DEFAULT_MAX_HEADER_SIZE,
-            header_8bit: Header8bit::default(),
-            legacy_charset: DEFAULT_LEGACY_CHARSET,
-            missing_from: MissingFrom::default(),
-        }
-    }
-}
-
-pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> InspectConfig {
-    let mut out = InspectConfig::default();
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
+    let mut out = Settings::default();
     let Some((f, raw)) = singleton(files, "inspect", |r| r.inspect.as_ref(), errors) else {
         return out;
     };
@@ -260,14 +165,14 @@ mod tests {
     use super::*;
     use crate::config::test_util::{BASE, load_text};
 
-    fn load(extra: &str) -> Result<InspectConfig, Vec<String>> {
+    fn load(extra: &str) -> Result<Settings, Vec<String>> {
         load_text(&format!("{BASE}{extra}")).map(|c| c.inspect)
     }
 
     #[test]
     fn defaults_without_table() {
         let c = load("").unwrap();
-        assert_eq!(c, InspectConfig::default());
+        assert_eq!(c, Settings::default());
         assert!(c.add_date && c.add_message_id && c.remove_bcc && c.add_received);
         assert!(!c.received_privacy);
         assert_eq!(c.blocked_extensions.len(), 21);
@@ -326,7 +231,7 @@ missing_from = "envelope"
         .unwrap();
         assert_eq!(
             c,
-            InspectConfig {
+            Settings {
                 add_date: false,
                 add_message_id: false,
                 remove_bcc: false,

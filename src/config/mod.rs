@@ -19,7 +19,6 @@ mod upstream_oauth;
 mod upstreams;
 pub mod validation;
 
-pub use credential::{Credential, Login, SecretHash};
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
 pub use schema::{BareNewlineSetting, LogFormat, TlsMode};
@@ -40,14 +39,14 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub delivery: Delivery,
     pub log: Log,
-    pub credentials: BTreeMap<String, Credential>,
+    pub credentials: BTreeMap<String, crate::access::Credential>,
     pub routes: BTreeMap<String, Route>,
     pub upstreams: BTreeMap<String, Upstream>,
-    pub dkim: dkim::DkimConfig,
-    pub inspect: inspect::InspectConfig,
-    pub validation: validation::ValidationConfig,
+    pub dkim: crate::dkim::Settings,
+    pub inspect: crate::inspect::Settings,
+    pub validation: crate::validate::Settings,
     /// `[quota]`: rate limits per credential, sender, domain, IP.
-    pub quota: quota::QuotaConfig,
+    pub quota: crate::quota::Settings,
     /// `[abuse]`: AUTH lockout and connection rate.
     pub abuse: quota::AbuseConfig,
     /// Every file that was read, main file first.

@@ -11,6 +11,7 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::load::{File, sender_pattern, singleton};
 use super::units::Dur;
+use crate::quota::{Limits, Rule, Setting, Settings, Windows};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
@@ -105,102 +106,6 @@ pub struct RawAbuse {
     pub connections_per_ip_per_minute: RawOpt,
     pub known_client_ttl: Option<Spanned<Dur>>,
     pub ipv6_prefix: Option<Spanned<i64>>,
-}
-
-/// One limit key after validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Setting {
-    /// Not written here: the layer below decides.
-    #[default]
-    Inherit,
-    Unlimited,
-    Max(NonZeroU32),
-}
-
-impl Setting {
-    /// `self` unless it inherits, then `below`.
-    pub fn or(self, below: Setting) -> Setting {
-        if self == Setting::Inherit {
-            below
-        } else {
-            self
-        }
-    }
-
-    /// The effective maximum; `None` when there is no limit.
-    pub fn max(self) -> Option<NonZeroU32> {
-        match self {
-            Setting::Max(n) => Some(n),
-            _ => None,
-        }
-    }
-}
-
-/// Minute, hour and day limits for one unit (messages or recipients).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Windows {
-    pub per_minute: Setting,
-    pub per_hour: Setting,
-    pub per_day: Setting,
-    /// How many may go back to back before `per_minute` pacing applies;
-    /// default: `per_minute` itself.
-    pub burst: Setting,
-}
-
-impl Windows {
-    pub fn over(self, below: Windows) -> Windows {
-        Windows {
-            per_minute: self.per_minute.or(below.per_minute),
-            per_hour: self.per_hour.or(below.per_hour),
-            per_day: self.per_day.or(below.per_day),
-            burst: self.burst.or(below.burst),
-        }
-    }
-
-    pub fn is_unlimited(&self) -> bool {
-        self.per_minute.max().is_none()
-            && self.per_hour.max().is_none()
-            && self.per_day.max().is_none()
-    }
-}
-
-/// A set of limits (one layer, or the merged result of several).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits {
-    pub messages: Windows,
-    pub recipients: Windows,
-}
-
-impl Limits {
-    /// This layer's keys on top of `below`.
-    pub fn over(&self, below: &Limits) -> Limits {
-        Limits {
-            messages: self.messages.over(below.messages),
-            recipients: self.recipients.over(below.recipients),
-        }
-    }
-}
-
-/// `[[quota.rules]]`: different sender limits for senders matching a pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaRule {
-    pub name: String,
-    /// Lower-cased `user@domain`, `*@domain` or `*`.
-    pub senders: Vec<String>,
-    /// One counter for all matching senders instead of one per address.
-    pub shared: bool,
-    pub limits: Limits,
-}
-
-/// The validated `[quota]` section. Everything defaults to unlimited.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QuotaConfig {
-    pub credential: Limits,
-    pub sender: Limits,
-    pub domain: Limits,
-    pub ip: Limits,
-    /// In configuration order.
-    pub rules: Vec<QuotaRule>,
 }
 
 /// The validated `[abuse]` section.
@@ -345,8 +250,8 @@ pub(super) fn build_credential_quota(
     build_fields(f, fields_of_limits(raw.get_ref()), key, errors)
 }
 
-pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> QuotaConfig {
-    let mut out = QuotaConfig::default();
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
+    let mut out = Settings::default();
     let Some((f, raw)) = singleton(files, "quota", |r| r.quota.as_ref(), errors) else {
         return out;
     };
@@ -400,7 +305,7 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> QuotaConfig {
                 "a rule needs at least one sender pattern",
             ));
         }
-        out.rules.push(QuotaRule {
+        out.rules.push(Rule {
             name,
             senders,
             shared: rule.shared,

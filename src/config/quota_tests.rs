@@ -22,7 +22,7 @@ fn line_of(extra: &str, needle: &str) -> usize {
 #[test]
 fn defaults_are_unlimited_and_abuse_has_documented_defaults() {
     let c = load("").unwrap();
-    assert_eq!(c.quota, QuotaConfig::default());
+    assert_eq!(c.quota, crate::quota::Settings::default());
     assert_eq!(c.credentials["lan"].quota, None);
     let a = &c.abuse;
     assert_eq!(a.auth_failures, NonZeroU32::new(5));

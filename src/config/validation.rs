@@ -20,10 +20,6 @@
 //! resolver address, secret, CA file) is checked here so a typo fails
 //! `check-config` instead of turning into 4xx replies at run time.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::time::Duration;
-
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
@@ -32,8 +28,9 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::load::{File, singleton};
 use super::units::Dur;
-use crate::secret::{self, Secret};
+use crate::secret;
 use crate::validate::domains::DomainPattern;
+use crate::validate::{DEFAULT_HOOK_TIMEOUT, HookSettings, OnError, Settings, parse_resolver};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -61,71 +58,8 @@ pub struct RawHook {
     pub ca_file: Option<Spanned<String>>,
 }
 
-/// What to answer when the hook cannot give a verdict.
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Accept the recipient (verification is best effort).
-    #[default]
-    Accept,
-    /// `451 4.4.3`, so the client retries later.
-    Tempfail,
-}
-
-#[derive(Debug, Clone)]
-pub struct ValidationConfig {
-    pub allowed_recipient_domains: Vec<DomainPattern>,
-    pub denied_recipient_domains: Vec<DomainPattern>,
-    pub check_recipient_domain: bool,
-    /// Accept recipients whose quoted local part holds characters that an
-    /// address-list parser could split on (`"a, b@evil"@example.com`).
-    pub allow_quoted_local_parts: bool,
-    /// Upper bound for one recipient's DNS check (all queries together).
-    pub dns_timeout: Duration,
-    /// One DNS server for all lookups instead of the system's.
-    pub resolver: Option<SocketAddr>,
-    pub hook: Option<HookConfig>,
-}
-
-impl Default for ValidationConfig {
-    fn default() -> Self {
-        ValidationConfig {
-            allowed_recipient_domains: Vec::new(),
-            denied_recipient_domains: Vec::new(),
-            check_recipient_domain: false,
-            allow_quoted_local_parts: false,
-            dns_timeout: DEFAULT_DNS_TIMEOUT,
-            resolver: None,
-            hook: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct HookConfig {
-    /// An `https://` URL.
-    pub url: String,
-    pub timeout: Duration,
-    pub on_error: OnError,
-    pub bearer_token: Option<Secret>,
-    pub ca_file: Option<PathBuf>,
-}
-
-pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `"127.0.0.1:5353"`, `"[::1]:53"` or a bare IP (port 53).
-pub fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
-    let t = text.trim();
-    t.parse::<SocketAddr>()
-        .or_else(|_| t.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .map_err(|_| {
-            format!("{t:?} is not a DNS server address like \"127.0.0.1:53\" or \"[::1]:53\"")
-        })
-}
-
-pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> ValidationConfig {
-    let mut out = ValidationConfig::default();
+pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
+    let mut out = Settings::default();
     let Some((f, v)) = singleton(files, "validation", |r| r.validation.as_ref(), errors) else {
         return out;
     };
@@ -166,7 +100,7 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> ValidationConf
     out
 }
 
-fn build_hook(f: &File, h: &Spanned<RawHook>, errors: &mut ConfigErrors) -> Option<HookConfig> {
+fn build_hook(f: &File, h: &Spanned<RawHook>, errors: &mut ConfigErrors) -> Option<HookSettings> {
     let before = errors.0.len();
     let raw = h.get_ref();
     let url = raw.url.get_ref().trim().to_string();
@@ -217,7 +151,7 @@ fn build_hook(f: &File, h: &Spanned<RawHook>, errors: &mut ConfigErrors) -> Opti
         }
         p
     });
-    (errors.0.len() == before).then_some(HookConfig {
+    (errors.0.len() == before).then_some(HookSettings {
         url,
         timeout,
         on_error: raw.on_error.unwrap_or_default(),
@@ -245,8 +179,10 @@ fn pem_certificates(path: &std::path::Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::test_util::{BASE, load_text};
+    use crate::validate::DEFAULT_DNS_TIMEOUT;
+    use std::time::Duration;
 
-    fn load(extra: &str) -> Result<ValidationConfig, Vec<String>> {
+    fn load(extra: &str) -> Result<Settings, Vec<String>> {
         load_text(&format!("{BASE}{extra}")).map(|c| c.validation)
     }
 

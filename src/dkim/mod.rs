@@ -10,6 +10,7 @@
 
 mod key;
 mod keygen;
+mod settings;
 mod sign;
 mod strip;
 
@@ -18,6 +19,7 @@ pub use keygen::{
     DEFAULT_RSA_BITS, Generated, KeygenError, KeygenRequest, RSA_BITS, generate_pem, keygen,
     keygen_cmd, txt_strings, zone_record,
 };
+pub use settings::{Key, Settings, UnsignedPolicy};
 pub use sign::{
     KeySlot, SIGNED_HEADERS, SignError, Signed, Signer, from_domain, headers_to_sign, sign_message,
 };

@@ -9,7 +9,7 @@
 //! runtime threads.
 
 use super::key::PrivateKey;
-use crate::config::dkim::{DkimConfig, UnsignedPolicy};
+use super::{Settings, UnsignedPolicy};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::collections::BTreeMap;
@@ -114,7 +114,7 @@ impl Signer {
         }
     }
 
-    pub fn from_config(c: &DkimConfig) -> Signer {
+    pub fn from_config(c: &Settings) -> Signer {
         let slots = c
             .keys
             .iter()

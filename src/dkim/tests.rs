@@ -3,7 +3,7 @@
 //! (dkimpy) in tests/dkim.rs.
 
 use super::*;
-use crate::config::dkim::UnsignedPolicy;
+use crate::dkim::UnsignedPolicy;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

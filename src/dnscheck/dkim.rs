@@ -7,10 +7,10 @@ use std::time::SystemTime;
 use base64::Engine as _;
 
 use super::{Finding, Status, Txt, tags};
-use crate::config::dkim::DkimKey;
+use crate::dkim::Key;
 use crate::dkim::zone_record;
 
-pub(super) async fn check(dns: &dyn Txt, domain: &str, keys: &[DkimKey]) -> Vec<Finding> {
+pub(super) async fn check(dns: &dyn Txt, domain: &str, keys: &[Key]) -> Vec<Finding> {
     if keys.is_empty() {
         return vec![
             Finding::new(
@@ -30,7 +30,7 @@ pub(super) async fn check(dns: &dyn Txt, domain: &str, keys: &[DkimKey]) -> Vec<
     out
 }
 
-async fn check_key(dns: &dyn Txt, key: &DkimKey) -> Finding {
+async fn check_key(dns: &dyn Txt, key: &Key) -> Finding {
     let name = format!("{}._domainkey.{}", key.selector, key.domain);
     let expected = key.key.dns_record();
     let publish = format!(
@@ -125,9 +125,9 @@ mod tests {
     use crate::dkim::{Algorithm, PrivateKey};
     use std::sync::Arc;
 
-    fn key(selector: &str, algorithm: Algorithm) -> DkimKey {
+    fn key(selector: &str, algorithm: Algorithm) -> Key {
         let pem = crate::dkim::generate_pem(algorithm, None).unwrap();
-        DkimKey {
+        Key {
             domain: "example.com".into(),
             selector: selector.into(),
             algorithm,

@@ -144,7 +144,7 @@ impl Txt for Dns {
 #[derive(Default)]
 pub(crate) struct Context {
     /// `[[dkim]]` keys whose domain is DOMAIN.
-    pub keys: Vec<config::dkim::DkimKey>,
+    pub keys: Vec<crate::dkim::Key>,
     /// (upstream name, kind) of every configured upstream.
     pub upstreams: Vec<(String, crate::upstream::Kind)>,
 }
@@ -219,7 +219,7 @@ fn run(opts: &Options) -> Result<Vec<Finding>, String> {
     let server: Option<SocketAddr> = opts
         .resolver
         .as_deref()
-        .map(config::validation::parse_resolver)
+        .map(crate::validate::parse_resolver)
         .transpose()
         .map_err(|e| format!("--resolver: {e}"))?;
     let mut findings = Vec::new();

@@ -178,7 +178,7 @@ mod tests {
     use mail_parser::MessageParser;
 
     fn exts() -> Vec<String> {
-        crate::config::inspect::DEFAULT_BLOCKED_EXTENSIONS
+        crate::inspect::DEFAULT_BLOCKED_EXTENSIONS
             .iter()
             .map(|s| s.to_string())
             .collect()

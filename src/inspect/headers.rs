@@ -11,7 +11,7 @@
 //! past a filter). Fields with 8-bit text that [`super::eightbit`] must
 //! repair or vet are marked, so a message without any costs nothing more.
 
-use crate::config::inspect::Header8bit;
+use crate::inspect::Header8bit;
 use std::ops::Range;
 
 /// RFC 5322 2.1.1: a line is at most 998 octets, excluding the CRLF.

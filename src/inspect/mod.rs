@@ -20,18 +20,22 @@ pub mod policy;
 mod received;
 pub mod recipients;
 pub mod repair;
+mod settings;
 pub mod structured;
 
 pub use received::{Trace, private_received_header, received_header, rfc5322_date};
 
-use crate::config::Credential;
-use crate::config::inspect::{Header8bit, InspectConfig, MissingFrom};
+use crate::access::Credential;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use attachments::AttachmentError;
 use headers::HeaderError;
 use mail_parser::MessageParser;
 use policy::FromError;
+pub use settings::{
+    DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_LEGACY_CHARSET, DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE, Header8bit, MissingFrom, Settings,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -157,14 +161,14 @@ impl Submission {
 
 /// Applies the `[inspect]` policy to messages.
 pub struct Inspector {
-    config: InspectConfig,
+    config: Settings,
     /// Parsing allocates several times the message size; bounding how many
     /// run at once bounds that memory and keeps blocking threads for others.
     permits: Semaphore,
 }
 
 impl Inspector {
-    pub fn new(config: InspectConfig) -> Inspector {
+    pub fn new(config: Settings) -> Inspector {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Inspector {
             config,

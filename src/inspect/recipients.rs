@@ -259,7 +259,7 @@ pub fn keep_envelope_only(data: &[u8], rcpt_to: &[String]) -> Result<Option<Rewr
             max_size: usize::MAX,
             smtputf8: true,
             // Already inspected: whatever 8-bit text is left was let through.
-            eight_bit: crate::config::inspect::Header8bit::Pass,
+            eight_bit: crate::inspect::Header8bit::Pass,
         },
     )
     .map_err(|e| format!("cannot rewrite the recipient headers: {e}"))?;

@@ -96,7 +96,7 @@ mod tests {
             max_count: 100,
             max_size: 1 << 20,
             smtputf8: false,
-            eight_bit: crate::config::inspect::Header8bit::Reject,
+            eight_bit: crate::inspect::Header8bit::Reject,
         };
         apply(data, &scan(data, limits).unwrap(), plan)
     }

@@ -24,8 +24,8 @@ fn sub() -> Submission {
     }
 }
 
-fn inspector(f: impl FnOnce(&mut InspectConfig)) -> Inspector {
-    let mut c = InspectConfig::default();
+fn inspector(f: impl FnOnce(&mut Settings)) -> Inspector {
+    let mut c = Settings::default();
     f(&mut c);
     Inspector::new(c)
 }

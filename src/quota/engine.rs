@@ -18,9 +18,9 @@
 
 use super::persist::{Record, Snap, live, restore_window};
 use super::window::{Day, Hour, Window};
+use super::{Limits, Settings, Windows};
 use super::{Refusal, Subject};
 use crate::clock::{At, nanos};
-use crate::config::quota::{Limits, QuotaConfig, Windows};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{NotKeyed, StateStore};
@@ -174,10 +174,10 @@ struct Target<'a> {
     layer: Layer<'a>,
 }
 
-/// `QuotaConfig` arranged for lookups.
+/// `Settings` arranged for lookups.
 #[derive(Debug, Default)]
 pub(crate) struct Compiled {
-    cfg: QuotaConfig,
+    cfg: Settings,
     /// Each rule's limits on top of the sender defaults.
     rule_limits: Vec<Limits>,
     exact: HashMap<String, usize>,
@@ -186,7 +186,7 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
-    pub fn new(cfg: &QuotaConfig) -> Compiled {
+    pub fn new(cfg: &Settings) -> Compiled {
         let mut c = Compiled {
             cfg: cfg.clone(),
             ..Compiled::default()
@@ -302,7 +302,7 @@ impl Compiled {
                 Span::Hour => w.per_hour,
                 Span::Day => w.per_day,
             };
-            s != crate::config::quota::Setting::Inherit
+            s != super::Setting::Inherit
         };
         let prefix = match layer {
             Layer::Credential(name, q) if set_in(q) => format!("credentials.{name}.quota"),
@@ -338,7 +338,7 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: &QuotaConfig) -> Engine {
+    pub fn new(cfg: &Settings) -> Engine {
         Engine {
             compiled: Compiled::new(cfg),
             ..Engine::default()

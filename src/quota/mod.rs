@@ -20,13 +20,14 @@ mod connections;
 mod engine;
 pub mod pacer;
 pub(crate) mod persist;
+mod settings;
 mod window;
 
 use crate::clock::{SharedClock, SystemClock};
-pub use crate::config::quota::{Limits, QuotaConfig};
 pub use connections::{ConnectionRate, ConnectionRefusal};
 pub use pacer::{Pacer, PacerPermit, Rate};
 pub use persist::{LoadError, STATE_FILE_NAME};
+pub use settings::{Limits, Rule, Setting, Settings, Windows};
 
 use engine::{Engine, Unit};
 use ipnet::IpNet;
@@ -163,7 +164,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn has_limits(cfg: &QuotaConfig) -> bool {
+fn has_limits(cfg: &Settings) -> bool {
     let set = |l: &Limits| l != &Limits::default();
     set(&cfg.credential)
         || set(&cfg.sender)
@@ -176,7 +177,7 @@ impl Quotas {
     /// Loads saved hour/day counters from `state_file` (normally
     /// `state_dir/quota-state.json`); a problem with the file is logged and
     /// counting starts empty.
-    pub fn new(cfg: &QuotaConfig, state_file: PathBuf) -> Quotas {
+    pub fn new(cfg: &Settings, state_file: PathBuf) -> Quotas {
         let (q, err) = Quotas::with_clock(cfg, state_file, SystemClock::shared());
         if let Some(e) = err {
             tracing::warn!(error = %e, "quota state not restored");
@@ -187,7 +188,7 @@ impl Quotas {
     /// Like [`Quotas::new`] on a given clock; returns the load problem
     /// instead of logging it.
     pub fn with_clock(
-        cfg: &QuotaConfig,
+        cfg: &Settings,
         state_file: PathBuf,
         clock: SharedClock,
     ) -> (Quotas, Option<LoadError>) {
@@ -256,7 +257,7 @@ impl Quotas {
     }
 
     /// On reload: new limits, same counters.
-    pub fn reconfigure(&self, cfg: &QuotaConfig) {
+    pub fn reconfigure(&self, cfg: &Settings) {
         let compiled = engine::Compiled::new(cfg);
         lock(&self.engine).compiled = compiled;
         self.any_limit.store(has_limits(cfg), Ordering::Relaxed);

@@ -2,8 +2,8 @@
 //! reload and restart.
 
 use super::*;
+use super::{Rule, Setting};
 use crate::clock::ManualClock;
-use crate::config::quota::{QuotaRule, Setting};
 use std::num::NonZeroU32;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -44,7 +44,7 @@ fn start_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000 + 10)))
 }
 
-fn fixture(cfg: &QuotaConfig) -> Fixture {
+fn fixture(cfg: &Settings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = start_clock();
     let (q, err) = Quotas::with_clock(cfg, dir.path().join(STATE_FILE_NAME), clock.clone());
@@ -68,9 +68,9 @@ fn subject<'a>(credential: &'a str, sender: &'a str, ip: &str) -> Subject<'a> {
 
 #[test]
 fn sixth_message_in_a_minute_is_refused_with_retry_hint() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         credential: limits(&[("per_minute", 5)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("erp", "billing@example.com", "192.0.2.1");
@@ -97,10 +97,10 @@ fn sixth_message_in_a_minute_is_refused_with_retry_hint() {
 
 #[test]
 fn a_refusal_by_one_key_counts_against_no_other() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_minute", 1)]),
         ip: limits(&[("per_minute", 3)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let ip = "198.51.100.9";
@@ -120,9 +120,9 @@ fn a_refusal_by_one_key_counts_against_no_other() {
 
 #[test]
 fn the_longest_wait_is_reported_when_several_limits_refuse() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_minute", 1), ("per_hour", 1)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("", "a@x.test", "192.0.2.1");
@@ -136,9 +136,9 @@ fn the_longest_wait_is_reported_when_several_limits_refuse() {
 
 #[test]
 fn credential_override_layers_on_defaults_and_names_its_key() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         credential: limits(&[("per_minute", 2), ("per_hour", 6)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let over = limits(&[("per_minute", 4), ("per_day", 5)]);
@@ -158,7 +158,7 @@ fn credential_override_layers_on_defaults_and_names_its_key() {
     // With per_day lifted, the inherited per_hour = 6 applies, and its
     // refusal names the default.
     let lifted = Limits {
-        messages: crate::config::quota::Windows {
+        messages: super::Windows {
             per_day: Setting::Unlimited,
             ..over.messages
         },
@@ -173,8 +173,8 @@ fn credential_override_layers_on_defaults_and_names_its_key() {
     assert_eq!(r.rule, "quota.credential.per_hour");
 }
 
-fn rule(name: &str, senders: &[&str], shared: bool, l: Limits) -> QuotaRule {
-    QuotaRule {
+fn rule(name: &str, senders: &[&str], shared: bool, l: Limits) -> Rule {
+    Rule {
         name: name.into(),
         senders: senders.iter().map(|s| s.to_string()).collect(),
         shared,
@@ -184,7 +184,7 @@ fn rule(name: &str, senders: &[&str], shared: bool, l: Limits) -> QuotaRule {
 
 #[test]
 fn sender_rules_override_defaults_most_specific_first() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_hour", 1), ("per_minute", 100)]),
         rules: vec![
             rule("catchall", &["*"], false, limits(&[("per_hour", 2)])),
@@ -201,7 +201,7 @@ fn sender_rules_override_defaults_most_specific_first() {
                 limits(&[("per_hour", 4)]),
             ),
         ],
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let count = |sender: &str| {
@@ -239,9 +239,9 @@ fn sender_rules_override_defaults_most_specific_first() {
 
 #[test]
 fn sender_defaults_apply_without_rules_and_keys_ignore_case() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_day", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     assert_eq!(
@@ -262,14 +262,14 @@ fn sender_defaults_apply_without_rules_and_keys_ignore_case() {
 
 #[test]
 fn shared_rule_pools_its_senders() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         rules: vec![rule(
             "bulk",
             &["*@news.example.com"],
             true,
             limits(&[("per_hour", 3)]),
         )],
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     for s in [
@@ -294,9 +294,9 @@ fn shared_rule_pools_its_senders() {
 
 #[test]
 fn domain_limit_uses_from_domain_or_the_senders_domain() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         domain: limits(&[("per_minute", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     assert_eq!(
@@ -316,9 +316,9 @@ fn domain_limit_uses_from_domain_or_the_senders_domain() {
 
 #[test]
 fn recipients_count_separately_from_messages() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         credential: limits(&[("per_minute", 1), ("recipients_per_minute", 3)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("erp", "a@x.test", "192.0.2.1");
@@ -333,9 +333,9 @@ fn recipients_count_separately_from_messages() {
 
 #[test]
 fn burst_lets_fewer_through_back_to_back() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         ip: limits(&[("per_minute", 60), ("burst", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("", "a@x.test", "2001:db8::1");
@@ -350,9 +350,9 @@ fn burst_lets_fewer_through_back_to_back() {
 
 #[test]
 fn refund_gives_back_an_aborted_transaction() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_minute", 1), ("per_day", 1), ("recipients_per_day", 1)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("", "a@x.test", "192.0.2.1");
@@ -367,17 +367,17 @@ fn refund_gives_back_an_aborted_transaction() {
 
 #[test]
 fn reconfigure_keeps_counters() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_day", 3), ("per_minute", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("", "a@x.test", "192.0.2.1");
     assert_eq!(f.q.check_message(&s), Ok(()));
     assert_eq!(f.q.check_message(&s), Ok(()));
-    f.q.reconfigure(&QuotaConfig {
+    f.q.reconfigure(&Settings {
         sender: limits(&[("per_day", 4), ("per_minute", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     });
     // The minute state was kept (a fresh one would let this through).
     assert_eq!(
@@ -392,15 +392,15 @@ fn reconfigure_keeps_counters() {
         f.q.check_message(&s).unwrap_err().rule,
         "quota.sender.per_day"
     );
-    f.q.reconfigure(&QuotaConfig::default());
+    f.q.reconfigure(&Settings::default());
     assert_eq!(f.q.check_message(&s), Ok(()));
 }
 
 #[test]
 fn day_counters_survive_a_restart() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         credential: limits(&[("per_day", 3), ("recipients_per_hour", 2)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = subject("erp", "a@x.test", "192.0.2.1");
@@ -441,7 +441,7 @@ fn a_corrupt_state_file_is_moved_aside_and_counting_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(STATE_FILE_NAME);
     std::fs::write(&path, b"{not json").unwrap();
-    let (q, err) = Quotas::with_clock(&QuotaConfig::default(), path.clone(), start_clock());
+    let (q, err) = Quotas::with_clock(&Settings::default(), path.clone(), start_clock());
     let err = err.unwrap();
     assert!(matches!(err, LoadError::Corrupt { .. }), "{err}");
     assert!(
@@ -458,7 +458,7 @@ fn a_corrupt_state_file_is_moved_aside_and_counting_starts_empty() {
 
 #[test]
 fn unlimited_configuration_tracks_nothing() {
-    let f = fixture(&QuotaConfig::default());
+    let f = fixture(&Settings::default());
     for i in 0..1000 {
         let sender = format!("s{i}@x.test");
         assert_eq!(
@@ -476,9 +476,9 @@ fn unlimited_configuration_tracks_nothing() {
 
 #[test]
 fn idle_keys_are_pruned_on_persist() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_minute", 10), ("per_hour", 10)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     for i in 0..50 {
@@ -514,9 +514,9 @@ fn refusal_text_rounds_up_to_whole_seconds() {
 
 #[tokio::test]
 async fn persister_saves_on_shutdown() {
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_day", 5)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let q = Arc::new(f.q);
@@ -553,9 +553,9 @@ fn hostile_state_records_are_skipped_not_trusted() {
         ]}"#,
     )
     .unwrap();
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         sender: limits(&[("per_day", 3)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let (q, err) = Quotas::with_clock(&cfg, path.clone(), start_clock());
     assert!(err.is_none(), "{err:?}");
@@ -584,9 +584,9 @@ fn client_keys_follow_the_configured_ipv6_prefix() {
     assert_eq!(k("::ffff:192.0.2.1", 48), "192.0.2.1");
 
     // Quotas by IP count the same networks.
-    let cfg = QuotaConfig {
+    let cfg = Settings {
         ip: limits(&[("per_minute", 1)]),
-        ..QuotaConfig::default()
+        ..Settings::default()
     };
     let f = fixture(&cfg);
     let s = |ip: &str| Subject {

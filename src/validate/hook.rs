@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
-use crate::config::validation::HookConfig;
+use super::HookSettings;
 use crate::https::{error_chain, tls_config};
 use crate::secret::Secret;
 
@@ -52,7 +52,7 @@ impl Hook {
     /// Fails only on a url the config loader refuses anyway. A client that
     /// cannot be built (an unusable CA file, also checked at load time)
     /// makes every call an error, which `on_error` then answers.
-    pub fn new(cfg: &HookConfig) -> Result<Hook, String> {
+    pub fn new(cfg: &HookSettings) -> Result<Hook, String> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("hook url: {e}"))?;
         let client = tls_config("validation.hook", cfg.ca_file.as_deref(), true)
             .map_err(|e| e.to_string())

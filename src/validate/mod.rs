@@ -16,13 +16,16 @@ pub mod address;
 pub mod dns;
 pub mod domains;
 pub mod hook;
+mod settings;
 
 use std::sync::Arc;
 
 pub use address::{Address, AddressError, Domain, Path, parse_path};
 pub use domains::DomainPattern;
 
-use crate::config::validation::{OnError, ValidationConfig};
+pub use settings::{
+    DEFAULT_DNS_TIMEOUT, DEFAULT_HOOK_TIMEOUT, HookSettings, OnError, Settings, parse_resolver,
+};
 
 /// A recipient refused by domain policy (`550 5.7.1`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +85,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(cfg: &ValidationConfig) -> Rules {
+    pub fn new(cfg: &Settings) -> Rules {
         Rules {
             allowed: cfg.allowed_recipient_domains.clone(),
             denied: cfg.denied_recipient_domains.clone(),
@@ -139,7 +142,7 @@ impl Validator {
     /// Problems that only show at run time (no system resolver config, an
     /// unusable CA file) are logged here and then answered per recipient
     /// (450 for DNS, `on_error` for the hook), so they never stop the daemon.
-    pub fn new(cfg: &ValidationConfig) -> Validator {
+    pub fn new(cfg: &Settings) -> Validator {
         let dns = cfg
             .check_recipient_domain
             .then(|| dns::DomainChecker::new(cfg.resolver, cfg.dns_timeout));

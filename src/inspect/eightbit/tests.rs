@@ -2,7 +2,7 @@
 //! they decode, and that nothing else moves.
 
 use super::*;
-use crate::config::inspect::Header8bit;
+use crate::inspect::Header8bit;
 use crate::inspect::headers::{Limits, scan};
 use mail_parser::{HeaderName, MessageParser, MimeHeaders};
 

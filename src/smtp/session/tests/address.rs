@@ -2,7 +2,7 @@
 //! the stored envelope, domain patterns, and the asynchronous check step.
 
 use super::*;
-use crate::config::validation::ValidationConfig;
+use crate::validate::Settings as ValidationConfig;
 use crate::validate::{CheckError, DomainPattern};
 
 fn rules(allowed: &[&str], denied: &[&str], check: bool) -> Arc<validate::Rules> {

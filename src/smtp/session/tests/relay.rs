@@ -4,7 +4,7 @@
 use super::*;
 
 fn checking_rules() -> Arc<validate::Rules> {
-    let cfg = crate::config::validation::ValidationConfig {
+    let cfg = crate::validate::Settings {
         check_recipient_domain: true,
         ..Default::default()
     };

@@ -283,7 +283,7 @@ struct Daemon {
     quotas: Arc<crate::quota::Quotas>,
     lockout: Arc<access::lockout::Lockout>,
     known: Arc<access::known::KnownClients>,
-    conn_rate: Arc<crate::quota::ConnectionRate>,
+    conn_rate: Arc<crate::access::ConnectionRate>,
 }
 
 impl Daemon {
@@ -356,7 +356,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String>
         quotas,
         lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
         known,
-        conn_rate: Arc::new(crate::quota::ConnectionRate::new(&config.abuse)),
+        conn_rate: Arc::new(crate::access::ConnectionRate::new(&config.abuse)),
     };
     let (generation, router) = daemon.generation(&config)?;
     let retry = RetryPolicy {

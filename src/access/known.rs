@@ -20,8 +20,8 @@
 //! recently seen are evicted. The object is daemon-owned and reconfigured in
 //! place on reload; time comes from an injectable clock.
 
+use super::abuse::Settings as AbuseSettings;
 use crate::clock::{SharedClock, SystemClock, nanos};
-use crate::config::quota::AbuseConfig;
 use crate::quota::ClientKey;
 use crate::quota::persist::{side_path, write_atomically};
 use ipnet::IpNet;
@@ -196,7 +196,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl KnownClients {
     /// Loads `path` (normally `state_dir/known-clients.json`); a problem
     /// with the file is logged and the record starts empty.
-    pub fn new(cfg: &AbuseConfig, path: PathBuf) -> KnownClients {
+    pub fn new(cfg: &AbuseSettings, path: PathBuf) -> KnownClients {
         let (k, err) = KnownClients::with_clock(cfg, path, SystemClock::shared(), MAX_PAIRS);
         if let Some(e) = err {
             tracing::warn!(error = %e, "known clients not restored");
@@ -207,7 +207,7 @@ impl KnownClients {
     /// Like [`KnownClients::new`] on a given clock and cap; returns the
     /// load problem instead of logging it.
     pub fn with_clock(
-        cfg: &AbuseConfig,
+        cfg: &AbuseSettings,
         path: PathBuf,
         clock: SharedClock,
         cap: usize,
@@ -288,7 +288,7 @@ impl KnownClients {
 
     /// On reload: the new TTL applies to every pair (from its last login);
     /// a new `ipv6_prefix` regroups the IPv6 networks.
-    pub fn reconfigure(&self, cfg: &AbuseConfig) {
+    pub fn reconfigure(&self, cfg: &AbuseSettings) {
         let now = self.clock.now();
         let mut s = lock(&self.state);
         s.ttl = nanos(cfg.known_client_ttl);

@@ -17,7 +17,7 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-fn fixture_with(cfg: &AbuseConfig, cap: usize) -> Fixture {
+fn fixture_with(cfg: &AbuseSettings, cap: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)));
     let (known, err) =
@@ -27,12 +27,12 @@ fn fixture_with(cfg: &AbuseConfig, cap: usize) -> Fixture {
 }
 
 fn fixture() -> Fixture {
-    fixture_with(&AbuseConfig::default(), MAX_PAIRS)
+    fixture_with(&AbuseSettings::default(), MAX_PAIRS)
 }
 
 impl Fixture {
     /// A second instance on the same file and clock, as after a restart.
-    fn reopen(&self, cfg: &AbuseConfig) -> (KnownClients, Option<LoadError>) {
+    fn reopen(&self, cfg: &AbuseSettings) -> (KnownClients, Option<LoadError>) {
         KnownClients::with_clock(
             cfg,
             self.dir.path().join(FILE_NAME),
@@ -89,9 +89,9 @@ fn ipv6_networks_are_grouped_by_the_configured_prefix() {
     assert!(f.known.is_known(key("192.0.2.7"), "erp"));
 
     // A reload to /48 merges the /64s; the record is regrouped.
-    let cfg = AbuseConfig {
+    let cfg = AbuseSettings {
         ipv6_prefix: 48,
-        ..AbuseConfig::default()
+        ..AbuseSettings::default()
     };
     f.known.reconfigure(&cfg);
     let wide = |ip: &str| ClientKey::of(ip.parse().unwrap(), 48);
@@ -129,7 +129,7 @@ fn saved_only_after_a_change_and_restored_after_a_restart() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let (again, err) = f.reopen(&AbuseConfig::default());
+    let (again, err) = f.reopen(&AbuseSettings::default());
     assert!(err.is_none(), "{err:?}");
     assert!(again.is_known(key("192.0.2.10"), "erp"));
     assert!(again.is_known(key("2001:db8:0:1::99"), "crm"));
@@ -139,7 +139,7 @@ fn saved_only_after_a_change_and_restored_after_a_restart() {
     // After the TTL a restart does not bring them back, and the next save
     // drops them from the file.
     f.clock.advance(31 * DAY);
-    let (late, _) = f.reopen(&AbuseConfig::default());
+    let (late, _) = f.reopen(&AbuseSettings::default());
     assert!(late.is_empty());
     assert!(late.persist().unwrap());
     let text = std::fs::read_to_string(f.known.state_file()).unwrap();
@@ -151,7 +151,7 @@ fn saved_only_after_a_change_and_restored_after_a_restart() {
 
 #[test]
 fn the_record_is_bounded_and_evicts_the_least_recently_seen() {
-    let f = fixture_with(&AbuseConfig::default(), 64);
+    let f = fixture_with(&AbuseSettings::default(), 64);
     for i in 0..200u32 {
         f.known
             .record(key(&format!("10.0.{}.{}", i / 256, i % 256)), "erp");
@@ -164,7 +164,7 @@ fn the_record_is_bounded_and_evicts_the_least_recently_seen() {
     }
     assert!(!f.known.is_known(key("10.0.0.0"), "erp"));
     // Recently seen survive even if first seen long ago.
-    let f = fixture_with(&AbuseConfig::default(), 16);
+    let f = fixture_with(&AbuseSettings::default(), 16);
     f.known.record(key("192.0.2.1"), "erp");
     for i in 0..40u32 {
         f.clock.advance(Duration::from_secs(7200));
@@ -179,7 +179,7 @@ fn the_record_is_bounded_and_evicts_the_least_recently_seen() {
 fn a_broken_file_is_moved_aside_and_the_record_starts_empty() {
     let f = fixture();
     std::fs::write(f.known.state_file(), b"{ not json").unwrap();
-    let (k, err) = f.reopen(&AbuseConfig::default());
+    let (k, err) = f.reopen(&AbuseSettings::default());
     let err = err.expect("a load error");
     assert!(
         err.to_string().contains("is not a known-clients file"),
@@ -195,7 +195,7 @@ fn a_broken_file_is_moved_aside_and_the_record_starts_empty() {
         br#"{"version":9,"saved_at":0,"clients":[]}"#,
     )
     .unwrap();
-    let (_, err) = f.reopen(&AbuseConfig::default());
+    let (_, err) = f.reopen(&AbuseSettings::default());
     assert!(err.unwrap().to_string().contains("unknown version 9"));
 }
 
@@ -204,9 +204,9 @@ fn a_shorter_ttl_on_reload_applies_to_existing_pairs() {
     let f = fixture();
     f.known.record(key("192.0.2.10"), "erp");
     f.clock.advance(2 * DAY);
-    f.known.reconfigure(&AbuseConfig {
+    f.known.reconfigure(&AbuseSettings {
         known_client_ttl: DAY,
-        ..AbuseConfig::default()
+        ..AbuseSettings::default()
     });
     assert!(!f.known.is_known(key("192.0.2.10"), "erp"));
 }

@@ -26,8 +26,8 @@
 //! object is kept by the daemon across reloads ([`Lockout::reconfigure`]);
 //! time comes from an injectable clock.
 
+use super::abuse::Settings as AbuseSettings;
 use crate::clock::{SharedClock, SystemClock, nanos};
-use crate::config::quota::AbuseConfig;
 use crate::quota::ClientKey;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -114,7 +114,7 @@ impl Entry {
 }
 
 struct State {
-    cfg: AbuseConfig,
+    cfg: AbuseSettings,
     entries: HashMap<LockKey, Entry>,
     /// Random per process, so nobody can pick usernames whose hashes
     /// collide with a victim's and have a success clear them.
@@ -189,11 +189,11 @@ fn user_key(username: &str) -> LockKey {
 }
 
 impl Lockout {
-    pub fn new(cfg: &AbuseConfig) -> Lockout {
+    pub fn new(cfg: &AbuseSettings) -> Lockout {
         Lockout::with_clock(cfg, SystemClock::shared())
     }
 
-    pub fn with_clock(cfg: &AbuseConfig, clock: SharedClock) -> Lockout {
+    pub fn with_clock(cfg: &AbuseSettings, clock: SharedClock) -> Lockout {
         Lockout {
             state: Mutex::new(State {
                 cfg: cfg.clone(),
@@ -284,7 +284,7 @@ impl Lockout {
     /// On reload: new thresholds and durations, same counts and lockouts.
     /// (A new `ipv6_prefix` groups new failures differently; IPv6 entries
     /// under the old grouping age out.)
-    pub fn reconfigure(&self, cfg: &AbuseConfig) {
+    pub fn reconfigure(&self, cfg: &AbuseSettings) {
         self.lock().cfg = cfg.clone();
     }
 
@@ -313,7 +313,7 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
 
-    fn lockout(cfg: AbuseConfig) -> (Lockout, Arc<ManualClock>) {
+    fn lockout(cfg: AbuseSettings) -> (Lockout, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(Duration::from_secs(1_000_000)));
         (Lockout::with_clock(&cfg, clock.clone()), clock)
     }
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn five_failures_lock_the_client_and_the_username() {
-        let (l, clock) = lockout(AbuseConfig::default());
+        let (l, clock) = lockout(AbuseSettings::default());
         let a = ip("192.0.2.1");
         for i in 0..4 {
             assert_eq!(
@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn failures_outside_the_window_do_not_add_up() {
-        let (l, clock) = lockout(AbuseConfig::default());
+        let (l, clock) = lockout(AbuseSettings::default());
         let a = ip("192.0.2.1");
         for _ in 0..4 {
             l.record_failure(a, Some("erp"));
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn repeated_lockouts_double_up_to_the_cap_and_are_forgotten() {
-        let (l, clock) = lockout(AbuseConfig::default());
+        let (l, clock) = lockout(AbuseSettings::default());
         let a = ip("192.0.2.1");
         let mut lengths = vec![];
         for _ in 0..9 {
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn attempts_while_locked_neither_count_nor_extend() {
-        let (l, clock) = lockout(AbuseConfig::default());
+        let (l, clock) = lockout(AbuseSettings::default());
         let a = ip("192.0.2.1");
         for _ in 0..5 {
             l.record_failure(a, None);
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn success_clears_only_its_own_pairs_failures() {
-        let (l, _clock) = lockout(AbuseConfig::default());
+        let (l, _clock) = lockout(AbuseSettings::default());
         let app = ip("192.0.2.10");
         // Four attackers, one failure each, on the app's username.
         for i in 1..=4 {
@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn one_valid_login_does_not_reset_spraying_other_usernames() {
-        let (l, _clock) = lockout(AbuseConfig::default());
+        let (l, _clock) = lockout(AbuseSettings::default());
         let sprayer = ip("198.51.100.7");
         for u in ["a", "b", "c", "d"] {
             l.record_failure(sprayer, Some(u));
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_username_lockout_spares_networks_known_for_it() {
-        let (l, _clock) = lockout(AbuseConfig::default());
+        let (l, _clock) = lockout(AbuseSettings::default());
         for i in 1..=5 {
             l.record_failure(ip(&format!("203.0.113.{i}")), Some("erp"));
         }
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn both_lockouts_a_failure_starts_are_returned() {
-        let (l, _clock) = lockout(AbuseConfig::default());
+        let (l, _clock) = lockout(AbuseSettings::default());
         let a = ip("192.0.2.1");
         for _ in 0..4 {
             assert!(l.record_failure(a, Some("erp")).is_empty());
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_count_per_network_of_the_configured_prefix() {
-        let (l, _clock) = lockout(AbuseConfig::default());
+        let (l, _clock) = lockout(AbuseSettings::default());
         for i in 1..=5 {
             l.record_failure(ip(&format!("2001:db8:0:1::{i}")), None);
         }
@@ -507,9 +507,9 @@ mod tests {
 
     #[test]
     fn disabled_and_reconfigured() {
-        let (l, _clock) = lockout(AbuseConfig {
+        let (l, _clock) = lockout(AbuseSettings {
             auth_failures: None,
-            ..AbuseConfig::default()
+            ..AbuseSettings::default()
         });
         let a = ip("192.0.2.1");
         for _ in 0..50 {
@@ -518,21 +518,21 @@ mod tests {
         assert_eq!(l.check(a, Some("erp"), false), Ok(()));
         assert!(l.is_empty());
 
-        l.reconfigure(&AbuseConfig {
+        l.reconfigure(&AbuseSettings {
             auth_failures: NonZeroU32::new(2),
             lockout: MIN,
-            ..AbuseConfig::default()
+            ..AbuseSettings::default()
         });
         l.record_failure(a, None);
         assert_eq!(longest(l.record_failure(a, None)).unwrap().remaining, MIN);
         // A reload keeps the lockout in force.
-        l.reconfigure(&AbuseConfig::default());
+        l.reconfigure(&AbuseSettings::default());
         assert!(l.check(a, None, false).is_err());
     }
 
     #[test]
     fn sweep_forgets_idle_entries_and_long_usernames_are_bounded() {
-        let (l, clock) = lockout(AbuseConfig::default());
+        let (l, clock) = lockout(AbuseSettings::default());
         let long = "é".repeat(300);
         l.record_failure(ip("192.0.2.1"), Some(&long));
         assert_eq!(l.len(), 2);

@@ -6,6 +6,8 @@
 //! use argon2id off the async runtime; successful checks are cached so a
 //! client that logs in for every message does not pay ~40 ms each time.
 
+pub mod abuse;
+mod connection_rate;
 mod credential;
 pub mod known;
 pub mod lockout;
@@ -14,6 +16,7 @@ mod verify;
 
 pub use verify::{hash_secret, new_token};
 
+pub use connection_rate::{ConnectionRate, ConnectionRefusal};
 pub use credential::{Credential, Login, SecretHash};
 
 use crate::config::Config;

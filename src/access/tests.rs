@@ -3,7 +3,7 @@
 //! revoked by a new configuration generation, and per-credential limits.
 
 use super::*;
-use crate::config::quota::AbuseConfig;
+use crate::access::abuse::Settings as AbuseSettings;
 use crate::smtp::session::Policy;
 use std::sync::OnceLock;
 
@@ -50,10 +50,10 @@ fn both_secrets() -> String {
 
 const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 
-fn no_delay() -> AbuseConfig {
-    AbuseConfig {
+fn no_delay() -> AbuseSettings {
+    AbuseSettings {
         auth_failure_delay: std::time::Duration::ZERO,
-        ..AbuseConfig::default()
+        ..AbuseSettings::default()
     }
 }
 

@@ -316,7 +316,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         inspect: super::inspect::build(files, errors),
         validation: super::validation::build(files, errors),
         quota: super::quota::build(files, errors),
-        abuse: super::quota::build_abuse(files, errors),
+        abuse: super::abuse::build(files, errors),
         server,
         tls,
         listeners,

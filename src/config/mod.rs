@@ -5,6 +5,7 @@
 //! validated types only, so a running daemon never meets a dangling route or
 //! an unresolved secret.
 
+pub mod abuse;
 mod credential;
 pub mod dkim;
 mod error;
@@ -48,7 +49,7 @@ pub struct Config {
     /// `[quota]`: rate limits per credential, sender, domain, IP.
     pub quota: crate::quota::Settings,
     /// `[abuse]`: AUTH lockout and connection rate.
-    pub abuse: quota::AbuseConfig,
+    pub abuse: crate::access::abuse::Settings,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
 }

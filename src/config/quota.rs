@@ -1,4 +1,4 @@
-//! `[quota]`, `[[quota.rules]]`, a credential's `quota = { ... }` and `[abuse]`.
+//! `[quota]`, `[[quota.rules]]` and a credential's `quota = { ... }`.
 //!
 //! Limits are layered: `[quota.credential|sender|domain|ip]` hold the
 //! defaults for each kind of key, a credential's `quota` table overrides the
@@ -10,13 +10,11 @@
 
 use super::error::{ConfigError, ConfigErrors};
 use super::load::{File, sender_pattern, singleton};
-use super::units::Dur;
 use crate::quota::{Limits, Rule, Setting, Settings, Windows};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 use std::num::NonZeroU32;
-use std::time::Duration;
 use toml::Spanned;
 
 /// An integer or the string `"unlimited"`, checked in `build` where the
@@ -49,7 +47,7 @@ impl<'de> Deserialize<'de> for RawSetting {
     }
 }
 
-type RawOpt = Option<Spanned<RawSetting>>;
+pub(super) type RawOpt = Option<Spanned<RawSetting>>;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -94,68 +92,7 @@ pub struct RawQuota {
     pub rules: Vec<Spanned<RawRule>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawAbuse {
-    pub auth_failures: RawOpt,
-    pub auth_window: Option<Spanned<Dur>>,
-    pub lockout: Option<Spanned<Dur>>,
-    pub lockout_max: Option<Spanned<Dur>>,
-    pub max_auth_attempts_per_connection: RawOpt,
-    pub auth_failure_delay: Option<Spanned<Dur>>,
-    pub connections_per_ip_per_minute: RawOpt,
-    pub known_client_ttl: Option<Spanned<Dur>>,
-    pub ipv6_prefix: Option<Spanned<i64>>,
-}
-
-/// The validated `[abuse]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AbuseConfig {
-    /// Failed AUTH attempts (per IP, per username) that trigger a lockout;
-    /// `None` disables lockout.
-    pub auth_failures: Option<NonZeroU32>,
-    pub auth_window: Duration,
-    /// First lockout; each further lockout of the same key doubles it.
-    pub lockout: Duration,
-    pub lockout_max: Duration,
-    pub max_auth_attempts_per_connection: Option<NonZeroU32>,
-    pub auth_failure_delay: Duration,
-    /// Applies only to clients that are neither trusted by a `networks`
-    /// credential nor known (see `known_client_ttl`).
-    pub connections_per_ip_per_minute: Option<NonZeroU32>,
-    /// How long a client network stays known for a username after a
-    /// successful AUTH: known networks are exempt from that username's
-    /// lockout and from the connection rate.
-    pub known_client_ttl: Duration,
-    /// IPv6 clients are counted per network of this many bits (IPv4 per
-    /// address), by every per-client limit.
-    pub ipv6_prefix: u8,
-}
-
-impl Default for AbuseConfig {
-    fn default() -> Self {
-        AbuseConfig {
-            auth_failures: NonZeroU32::new(5),
-            auth_window: Duration::from_secs(600),
-            lockout: Duration::from_secs(900),
-            lockout_max: Duration::from_secs(86400),
-            max_auth_attempts_per_connection: NonZeroU32::new(3),
-            auth_failure_delay: Duration::from_secs(1),
-            connections_per_ip_per_minute: NonZeroU32::new(60),
-            known_client_ttl: Duration::from_secs(30 * 86400),
-            ipv6_prefix: 64,
-        }
-    }
-}
-
-/// Longest accepted `auth_failure_delay`: the delay holds a connection open.
-const MAX_FAILURE_DELAY: Duration = Duration::from_secs(30);
-
-/// Accepted `ipv6_prefix` values: shorter than /32 would lump whole
-/// providers together (one client's failures would lock out thousands).
-const IPV6_PREFIXES: std::ops::RangeInclusive<i64> = 32..=128;
-
-fn setting(f: &File, v: &RawOpt, key: &str, errors: &mut ConfigErrors) -> Setting {
+pub(super) fn setting(f: &File, v: &RawOpt, key: &str, errors: &mut ConfigErrors) -> Setting {
     let Some(v) = v else {
         return Setting::Inherit;
     };
@@ -311,85 +248,6 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
             shared: rule.shared,
             limits: build_fields(f, fields_of_rule(rule), &prefix, errors),
         });
-    }
-    out
-}
-
-pub(super) fn build_abuse(files: &[File], errors: &mut ConfigErrors) -> AbuseConfig {
-    let mut out = AbuseConfig::default();
-    let Some((f, raw)) = singleton(files, "abuse", |r| r.abuse.as_ref(), errors) else {
-        return out;
-    };
-    let mut count = |v: &RawOpt, key: &str, default: Option<NonZeroU32>| match setting(
-        f,
-        v,
-        &format!("abuse.{key}"),
-        errors,
-    ) {
-        Setting::Inherit => default,
-        Setting::Unlimited => None,
-        Setting::Max(n) => Some(n),
-    };
-    out.auth_failures = count(&raw.auth_failures, "auth_failures", out.auth_failures);
-    out.max_auth_attempts_per_connection = count(
-        &raw.max_auth_attempts_per_connection,
-        "max_auth_attempts_per_connection",
-        out.max_auth_attempts_per_connection,
-    );
-    out.connections_per_ip_per_minute = count(
-        &raw.connections_per_ip_per_minute,
-        "connections_per_ip_per_minute",
-        out.connections_per_ip_per_minute,
-    );
-    let mut positive = |v: &Option<Spanned<Dur>>, key: &str, default: Duration| match v {
-        Some(d) if d.get_ref().0.is_zero() => {
-            errors.push(ConfigError::new(
-                f.loc(d),
-                format!("abuse.{key}"),
-                "must be longer than zero",
-            ));
-            default
-        }
-        Some(d) => d.get_ref().0,
-        None => default,
-    };
-    out.auth_window = positive(&raw.auth_window, "auth_window", out.auth_window);
-    out.lockout = positive(&raw.lockout, "lockout", out.lockout);
-    out.lockout_max = positive(&raw.lockout_max, "lockout_max", out.lockout_max);
-    out.known_client_ttl = positive(
-        &raw.known_client_ttl,
-        "known_client_ttl",
-        out.known_client_ttl,
-    );
-    if out.lockout_max < out.lockout {
-        let at = raw.lockout_max.as_ref().or(raw.lockout.as_ref());
-        if let Some(d) = at {
-            errors.push(ConfigError::new(
-                f.loc(d),
-                "abuse.lockout_max",
-                "lockout_max is shorter than lockout",
-            ));
-        }
-    }
-    if let Some(d) = &raw.auth_failure_delay {
-        if d.get_ref().0 > MAX_FAILURE_DELAY {
-            errors.push(ConfigError::new(
-                f.loc(d),
-                "abuse.auth_failure_delay",
-                "at most \"30s\": a longer delay only holds connections open",
-            ));
-        }
-        out.auth_failure_delay = d.get_ref().0;
-    }
-    if let Some(p) = &raw.ipv6_prefix {
-        match u8::try_from(*p.get_ref()) {
-            Ok(n) if IPV6_PREFIXES.contains(p.get_ref()) => out.ipv6_prefix = n,
-            _ => errors.push(ConfigError::new(
-                f.loc(p),
-                "abuse.ipv6_prefix",
-                "must be a prefix length from 32 to 128 (64: one client per /64)",
-            )),
-        }
     }
     out
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::test_util::{BASE, errors_of, load_text};
 use crate::config::{Config, load_str};
 use std::path::Path;
+use std::time::Duration;
 
 fn load(extra: &str) -> Result<Config, Vec<String>> {
     load_text(&format!("{BASE}{extra}"))

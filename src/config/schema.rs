@@ -33,7 +33,7 @@ pub struct RawFile {
     pub inspect: Option<Spanned<super::inspect::RawInspect>>,
     pub validation: Option<Spanned<super::validation::RawValidation>>,
     pub quota: Option<Spanned<super::quota::RawQuota>>,
-    pub abuse: Option<Spanned<super::quota::RawAbuse>>,
+    pub abuse: Option<Spanned<super::abuse::RawAbuse>>,
 }
 
 #[derive(Deserialize, Default)]

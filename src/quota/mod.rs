@@ -16,7 +16,6 @@
 //! Also here: the per-IP new-connection limiter ([`ConnectionRate`]) and
 //! outbound pacing per upstream ([`Pacer`]).
 
-mod connections;
 mod engine;
 pub mod pacer;
 pub(crate) mod persist;
@@ -24,7 +23,6 @@ mod settings;
 mod window;
 
 use crate::clock::{SharedClock, SystemClock};
-pub use connections::{ConnectionRate, ConnectionRefusal};
 pub use pacer::{Pacer, PacerPermit, Rate};
 pub use persist::{LoadError, STATE_FILE_NAME};
 pub use settings::{Limits, Rule, Setting, Settings, Windows};

@@ -10,9 +10,9 @@
 //! needs to be all-or-nothing or persisted, and a reload that changes the
 //! number may start it empty.
 
-use super::ClientKey;
+use super::abuse::Settings as AbuseSettings;
 use crate::clock::{GovernorClock, SharedClock, SystemClock};
-use crate::config::quota::AbuseConfig;
+use crate::quota::ClientKey;
 use governor::clock::Clock as _;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -79,11 +79,11 @@ fn build(per_minute: Option<NonZeroU32>, clock: &SharedClock) -> Inner {
 }
 
 impl ConnectionRate {
-    pub fn new(cfg: &AbuseConfig) -> ConnectionRate {
+    pub fn new(cfg: &AbuseSettings) -> ConnectionRate {
         ConnectionRate::with_clock(cfg, SystemClock::shared())
     }
 
-    pub fn with_clock(cfg: &AbuseConfig, clock: SharedClock) -> ConnectionRate {
+    pub fn with_clock(cfg: &AbuseSettings, clock: SharedClock) -> ConnectionRate {
         ConnectionRate {
             inner: RwLock::new(build(cfg.connections_per_ip_per_minute, &clock)),
             clock,
@@ -112,7 +112,7 @@ impl ConnectionRate {
     }
 
     /// On reload; the counts are kept unless the limit itself changed.
-    pub fn reconfigure(&self, cfg: &AbuseConfig) {
+    pub fn reconfigure(&self, cfg: &AbuseSettings) {
         if self.read().per_minute == cfg.connections_per_ip_per_minute {
             return;
         }
@@ -143,9 +143,9 @@ mod tests {
 
     fn rate(n: Option<u32>) -> (ConnectionRate, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(Duration::from_secs(1_000_000)));
-        let cfg = AbuseConfig {
+        let cfg = AbuseSettings {
             connections_per_ip_per_minute: n.and_then(NonZeroU32::new),
-            ..AbuseConfig::default()
+            ..AbuseSettings::default()
         };
         (ConnectionRate::with_clock(&cfg, clock.clone()), clock)
     }
@@ -192,9 +192,9 @@ mod tests {
             assert!(r.check(ip).is_ok());
         }
         assert!(r.is_empty());
-        let mut cfg = AbuseConfig {
+        let mut cfg = AbuseSettings {
             connections_per_ip_per_minute: NonZeroU32::new(1),
-            ..AbuseConfig::default()
+            ..AbuseSettings::default()
         };
         r.reconfigure(&cfg);
         assert!(r.check(ip).is_ok());

@@ -1,5 +1,4 @@
-//! The `run` command: wires config, listeners, spool and delivery together,
-//! and the small one-shot commands (check-config, hash-secret, token new).
+//! The `run` command: wires config, listeners, spool and delivery together.
 //!
 //! This is the only place that knows every stage; the stages themselves
 //! know nothing of each other (the SMTP side hands messages to a
@@ -14,7 +13,6 @@ use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
 use crate::spool::{self, Envelope, Spool};
 use std::future::Future;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,127 +21,7 @@ use std::sync::Arc;
 
 mod reload;
 
-/// `postern check-config`: exit 0 when the configuration (including TLS
-/// material) would start, otherwise print every error and exit 1.
-pub fn check_config(path: &Path) -> ExitCode {
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Err(e) = tls_for(&config) {
-        eprintln!("{}: error: key `tls`: {e}", path.display());
-        return ExitCode::from(1);
-    }
-    println!(
-        "config OK: {} ({} file(s), {} listener(s), {} credential(s), {} route(s), {} upstream(s))",
-        path.display(),
-        config.files.len(),
-        config.listeners.len(),
-        config.credentials.len(),
-        config.routes.len(),
-        config.upstreams.len()
-    );
-    ExitCode::SUCCESS
-}
-
-/// `postern hash-secret`: the password is the first line of stdin, so it
-/// never appears in shell history or `ps`.
-pub fn hash_secret_cmd() -> ExitCode {
-    let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("postern: cannot read stdin: {e}");
-        return ExitCode::from(1);
-    }
-    let secret = input.lines().next().unwrap_or("");
-    if secret.is_empty() {
-        eprintln!(
-            "postern: no password on stdin (example: echo -n 'password' | postern hash-secret)"
-        );
-        return ExitCode::from(1);
-    }
-    match access::hash_secret(secret) {
-        Ok(h) => {
-            println!("{h}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("postern: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `postern token new NAME [--expires DATE]`: the token is printed once on
-/// stdout's first line, followed by the TOML block; only the hash is ever
-/// stored. With `--expires` the hash goes into `secret_hashes` with that
-/// instant, so the token stops working by itself.
-pub fn token_new_cmd(name: &str, expires: Option<&str>) -> ExitCode {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
-        eprintln!("postern: credential name must be letters, digits, '-' or '_'");
-        return ExitCode::from(2);
-    }
-    let expires = match expires.map(parse_expiry).transpose() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("postern: --expires: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = access::new_token().and_then(|t| access::hash_secret(&t).map(|h| (t, h)));
-    match result {
-        Ok((token, hash)) => {
-            eprintln!(
-                "New token for \"{name}\" (shown only once; put it in the application's SMTP password field):"
-            );
-            println!("{token}");
-            println!();
-            println!("# add to postern.toml (or a file in conf.d/), then reload:");
-            println!("[credentials.{name}]");
-            println!("username = \"{name}\"");
-            match &expires {
-                None => println!("secret_hash = \"{hash}\""),
-                Some(at) => {
-                    println!(
-                        "# to rotate: add the next token's entry here, reload, switch the app, remove this one, reload"
-                    );
-                    println!("secret_hashes = [");
-                    println!("  {{ hash = \"{hash}\", expires = {at} }},");
-                    println!("]");
-                }
-            }
-            println!(
-                "allowed_senders = [\"{name}@example.com\"]   # adjust: who this application may send as"
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("postern: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Checks a `--expires` value the way the config will read it and
-/// returns it in TOML datetime syntax; a past instant is refused.
-fn parse_expiry(text: &str) -> Result<String, String> {
-    let dt: toml::value::Datetime = text.trim().parse().map_err(|_| {
-        format!("{text:?} is not a date (2027-01-31) or a time with offset (2027-01-31T12:00:00Z)")
-    })?;
-    let at = config::units::to_system_time(&dt)?;
-    if at <= std::time::SystemTime::now() {
-        return Err(format!("{text} is in the past"));
-    }
-    Ok(dt.to_string())
-}
-
-fn tls_for(
+pub(crate) fn tls_for(
     config: &Config,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, crate::smtp::tls::TlsError> {
     let needed = config.listeners.iter().any(|l| l.tls != TlsMode::None);

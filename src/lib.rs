@@ -6,6 +6,7 @@
 //! `config` loads the TOML policy and `observe` sets up logging.
 
 pub mod access;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -102,17 +102,17 @@ fn main() -> ExitCode {
         Command::Run { config, demo } => {
             postern::daemon::main(if demo { None } else { Some(config) })
         }
-        Command::CheckConfig { config } => postern::daemon::check_config(&config),
-        Command::HashSecret => postern::daemon::hash_secret_cmd(),
+        Command::CheckConfig { config } => postern::cli::check_config(&config),
+        Command::HashSecret => postern::cli::hash_secret(),
         Command::Token(TokenCommand::New { name, expires }) => {
-            postern::daemon::token_new_cmd(&name, expires.as_deref())
+            postern::cli::token_new(&name, expires.as_deref())
         }
         Command::DnsCheck {
             domain,
             config,
             json,
             resolver,
-        } => postern::dnscheck::command(&postern::dnscheck::Options {
+        } => postern::cli::dns_check(&postern::cli::DnsCheck {
             domain,
             config,
             json,
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             algorithm,
             bits,
             out,
-        }) => postern::dkim::keygen_cmd(&postern::dkim::KeygenRequest {
+        }) => postern::cli::dkim_keygen(&postern::dkim::KeygenRequest {
             domain: &domain,
             selector: &selector,
             algorithm: &algorithm,

@@ -11,7 +11,6 @@ use base64::Engine;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// RSA sizes ring can sign with; 2048 is what receivers expect today.
 pub const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
@@ -72,36 +71,6 @@ impl Generated {
             self.algorithm,
             self.path.display()
         )
-    }
-}
-
-/// The CLI command: prints the record and config block on stdout, the file
-/// written on stderr. Exit 0 on success, 1 on failure, 2 on bad arguments.
-pub fn keygen_cmd(req: &KeygenRequest<'_>) -> ExitCode {
-    match keygen(req) {
-        Ok(g) => {
-            eprintln!(
-                "Wrote {} private key {} (mode 0600).",
-                g.algorithm,
-                g.path.display()
-            );
-            println!("; DNS: publish this TXT record in the {} zone", g.domain);
-            println!("{}", g.zone_record());
-            println!("; the same value on one line, for DNS provider web forms:");
-            println!("; {}", g.txt_value);
-            println!();
-            println!("# postern.toml (or a file in conf.d/): add, then restart postern");
-            print!("{}", g.config_snippet());
-            ExitCode::SUCCESS
-        }
-        Err(e @ KeygenError::Usage(_)) => {
-            eprintln!("postern: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("postern: {e}");
-            ExitCode::from(1)
-        }
     }
 }
 

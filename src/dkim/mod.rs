@@ -17,7 +17,7 @@ mod strip;
 pub use key::{Algorithm, KeyError, PrivateKey};
 pub use keygen::{
     DEFAULT_RSA_BITS, Generated, KeygenError, KeygenRequest, RSA_BITS, generate_pem, keygen,
-    keygen_cmd, txt_strings, zone_record,
+    txt_strings, zone_record,
 };
 pub use settings::{Key, Settings, UnsignedPolicy};
 pub use sign::{

@@ -3,8 +3,8 @@
 //! to send, before the first message bounces or lands in spam.
 //!
 //! Each check produces [`Finding`]s (`PASS` / `WARN` / `FAIL`, with a fix
-//! hint); the command prints one line per finding, or JSON for scripts, and
-//! exits 1 if anything FAILed. The checks read records through the small
+//! hint); the command (`cli::dns_check`) prints one line per finding, or
+//! JSON for scripts, and exits 1 if anything FAILed. The checks read records through the small
 //! [`Txt`] trait so their logic is unit tested without a DNS server; the
 //! command itself uses hickory-resolver, optionally pointed at one server
 //! with `--resolver`.
@@ -16,9 +16,7 @@ mod spf;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -27,7 +25,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::Serialize;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::validate::dns::{build_resolver, fqdn};
 
 /// How long one DNS query may take before the check reports it as failed.
@@ -174,72 +172,17 @@ pub(crate) async fn check_domain(dns: &dyn Txt, domain: &str, ctx: &Context) -> 
     out
 }
 
-/// Command-line options of `postern dns-check`.
-pub struct Options {
-    pub domain: String,
-    /// None: the default path, which may be absent.
-    pub config: Option<PathBuf>,
-    pub json: bool,
-    pub resolver: Option<String>,
-}
-
-/// `postern dns-check`: prints the findings, returns the exit code.
-pub fn command(opts: &Options) -> ExitCode {
-    match run(opts) {
-        Ok(findings) => {
-            if opts.json {
-                match serde_json::to_string_pretty(&findings) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => {
-                        eprintln!("postern: cannot encode JSON: {e}");
-                        return ExitCode::from(1);
-                    }
-                }
-            } else {
-                for f in &findings {
-                    println!("{f}");
-                }
-            }
-            if findings.iter().any(|f| f.status == Status::Fail) {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("postern: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn run(opts: &Options) -> Result<Vec<Finding>, String> {
-    let domain = crate::validate::address::normalize_domain(&opts.domain)
-        .map_err(|e| format!("{:?} is not a domain name: {e}", opts.domain))?;
-    let server: Option<SocketAddr> = opts
-        .resolver
-        .as_deref()
-        .map(crate::validate::parse_resolver)
-        .transpose()
-        .map_err(|e| format!("--resolver: {e}"))?;
-    let mut findings = Vec::new();
-    let ctx = match load_config(opts.config.as_deref())? {
-        Some(c) => context(&c, &domain),
-        None => {
-            findings.push(
-                Finding::new(
-                    "config",
-                    Status::Warn,
-                    format!(
-                        "{} not found: DKIM selectors and upstreams are not checked",
-                        config::DEFAULT_PATH
-                    ),
-                )
-                .fix("pass --config PATH"),
-            );
-            Context::default()
-        }
-    };
+/// Every check for `domain` against what `config` (if any) says postern
+/// sends, asking `server` (or the system resolver). Blocking: runs its own
+/// runtime, for the command line.
+pub fn check(
+    domain: &str,
+    config: Option<&Config>,
+    server: Option<SocketAddr>,
+) -> Result<Vec<Finding>, String> {
+    let domain = crate::validate::address::normalize_domain(domain)
+        .map_err(|e| format!("{domain:?} is not a domain name: {e}"))?;
+    let ctx = config.map_or_else(Context::default, |c| context(c, &domain));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -249,21 +192,8 @@ fn run(opts: &Options) -> Result<Vec<Finding>, String> {
             resolver: build_resolver(server, QUERY_TIMEOUT)?,
             silent: AtomicBool::new(false),
         };
-        findings.extend(check_domain(&dns, &domain, &ctx).await);
-        Ok(findings)
+        Ok(check_domain(&dns, &domain, &ctx).await)
     })
-}
-
-/// An explicit `--config` must load; the default path may be missing.
-fn load_config(path: Option<&Path>) -> Result<Option<Config>, String> {
-    let (path, explicit) = match path {
-        Some(p) => (p.to_path_buf(), true),
-        None => (PathBuf::from(config::DEFAULT_PATH), false),
-    };
-    if !explicit && !path.exists() {
-        return Ok(None);
-    }
-    config::load(&path).map(Some).map_err(|e| e.to_string())
 }
 
 /// `tag=value; tag=value` records (DKIM, DMARC): lower-case tag names,

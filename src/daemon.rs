@@ -4,18 +4,14 @@
 //! know nothing of each other (the SMTP side hands messages to a
 //! `MessageSink`, the delivery side reads the spool and calls upstreams).
 
+use crate::accept::Acceptor;
 use crate::access::{self, Access};
 use crate::config::{self, Config, TlsMode};
 use crate::deliver::{Delivery, RetryPolicy, Router};
 use crate::inspect;
-use crate::smtp::listener::{self, Generation, MessageSink, Shared};
-use crate::smtp::reply::Reply;
-use crate::smtp::session::Transaction;
-use crate::spool::{self, Envelope, Spool};
-use std::future::Future;
-use std::net::SocketAddr;
+use crate::smtp::listener::{self, Generation, Shared};
+use crate::spool::Spool;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,82 +26,6 @@ pub(crate) fn tls_for(
             crate::smtp::tls::server_config(source, &config.server.hostname).map(Some)
         }
         _ => Ok(None),
-    }
-}
-
-/// Hands accepted messages to the spool after adding the trace header.
-struct SpoolSink {
-    spool: Arc<Spool>,
-    access: Arc<Access>,
-    hostname: String,
-    /// Inspection and repair before signing.
-    inspector: Arc<inspect::Inspector>,
-    /// DKIM: signs after inspection, before the spool.
-    signer: Arc<crate::dkim::Signer>,
-    /// What each route's upstreams require of acceptance.
-    routes: crate::deliver::AcceptPolicies,
-}
-
-impl MessageSink for SpoolSink {
-    fn accept<'a>(
-        &'a self,
-        tx: Transaction,
-        peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>> {
-        Box::pin(async move {
-            let id = spool::new_id();
-            // Inspection and repair (policy checks, header fixes, Received:);
-            // a refusal is the reply to the final dot.
-            let mut tx = tx;
-            let cred = self.access.credential(&tx.credential);
-            let route = self.access.route_of(&tx.credential);
-            let policy = self.routes.for_route(&route);
-            let sub = inspect::Submission {
-                refuse_header_only: policy.refuse_header_only,
-                strip_control_headers: policy.strip_control_headers,
-                ..inspect::Submission::new(&tx, cred.map(|c| &**c), peer.ip(), &self.hostname, &id)
-            };
-            let data = self
-                .inspector
-                .run(sub, std::mem::take(&mut tx.data))
-                .await
-                .map_err(|e| e.reply())?;
-            // DKIM signing: last change to the bytes, so the spool stores
-            // (and upstreams receive) exactly what was signed.
-            let data = crate::dkim::sign_message(&self.signer, data, &id).await?;
-            let size = data.len();
-            let envelope = Envelope {
-                id: id.clone(),
-                received_at: spool::unix_now(),
-                credential: tx.credential.to_string(),
-                mail_from: tx.mail_from.clone(),
-                rcpt_to: tx.rcpt_to.clone(),
-                route,
-                size: 0,
-            };
-            match self.spool.put(envelope, data).await {
-                Ok(()) => {
-                    tracing::info!(
-                        queue_id = %id,
-                        credential = %tx.credential,
-                        peer = %peer.ip(),
-                        from = %tx.mail_from,
-                        rcpts = tx.rcpt_to.len(),
-                        size,
-                        "accepted"
-                    );
-                    Ok(id)
-                }
-                Err(e) => {
-                    tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
-                    Err(Reply::new(
-                        452,
-                        "4.3.1",
-                        "Insufficient system storage, message not accepted; try again later",
-                    ))
-                }
-            }
-        })
     }
 }
 
@@ -178,7 +98,7 @@ impl Daemon {
                 .with_known_clients(Arc::clone(&self.known))
                 .with_route_limits(router.size_limits()),
         );
-        let sink = Arc::new(SpoolSink {
+        let sink = Arc::new(Acceptor {
             spool: Arc::clone(&self.spool),
             access: Arc::clone(&access),
             hostname: config.server.hostname.clone(),

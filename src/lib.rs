@@ -5,6 +5,7 @@
 //! headers, `spool` stores it durably, `deliver` hands it to an `upstream`.
 //! `config` loads the TOML policy and `observe` sets up logging.
 
+pub mod accept;
 pub mod access;
 pub mod cli;
 pub mod clock;

@@ -25,22 +25,6 @@ pub use sign::{
 };
 pub use strip::{WithoutSignatures, strip_signatures};
 
-use crate::smtp::reply::Reply;
-
-/// The reply for a message the signer refused. A signing failure is
-/// temporary (the client retries and may hit a healthy moment); a missing
-/// key under `unsigned = "reject"` is policy.
-pub fn reply_for(e: &SignError) -> Reply {
-    match e {
-        SignError::NoKey(_) | SignError::NoFromDomain => Reply::new(550, "5.7.1", e.to_string()),
-        SignError::Failed(_) => Reply::new(
-            451,
-            "4.3.0",
-            "Temporary failure while DKIM-signing the message; try again later",
-        ),
-    }
-}
-
 /// A domain as used in `d=` and for key lookup: lower case, no trailing
 /// dot, IDNA A-labels (so a From domain written in Unicode under SMTPUTF8
 /// finds the key configured for its `xn--` form and vice versa).

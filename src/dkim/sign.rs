@@ -227,7 +227,7 @@ pub async fn sign_message(
     signer: &Arc<Signer>,
     message: Vec<u8>,
     queue_id: &str,
-) -> Result<Vec<u8>, crate::smtp::reply::Reply> {
+) -> Result<Vec<u8>, SignError> {
     if signer.is_noop() {
         return Ok(message);
     }
@@ -249,11 +249,11 @@ pub async fn sign_message(
         }
         Err(e @ SignError::Failed(_)) => {
             tracing::error!(queue_id, error = %e, "DKIM signing failed; answered 451");
-            Err(super::reply_for(&e))
+            Err(e)
         }
         Err(e) => {
             tracing::info!(queue_id, reason = %e, "rejected: unsigned mail not allowed");
-            Err(super::reply_for(&e))
+            Err(e)
         }
     }
 }

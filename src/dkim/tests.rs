@@ -158,7 +158,7 @@ fn unsigned_policy_decides_for_unknown_domains() {
     assert_eq!(allow.sign(other, SystemTime::now()), Ok(None));
     let err = reject.sign(other, SystemTime::now()).unwrap_err();
     assert_eq!(err, SignError::NoKey("example.org".into()));
-    let reply = reply_for(&err);
+    let reply = err.reply();
     assert_eq!(
         (reply.code, reply.enhanced.as_deref()),
         (550, Some("5.7.1"))
@@ -170,7 +170,7 @@ fn unsigned_policy_decides_for_unknown_domains() {
         reject.sign(no_from, SystemTime::now()),
         Err(SignError::NoFromDomain)
     );
-    let failed = reply_for(&SignError::Failed("x".into()));
+    let failed = SignError::Failed("x".into()).reply();
     assert_eq!(
         (failed.code, failed.enhanced.as_deref()),
         (451, Some("4.3.0"))

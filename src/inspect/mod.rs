@@ -25,9 +25,6 @@ pub mod structured;
 
 pub use received::{Trace, private_received_header, received_header, rfc5322_date};
 
-use crate::access::Credential;
-use crate::smtp::reply::Reply;
-use crate::smtp::session::Transaction;
 use attachments::AttachmentError;
 use headers::HeaderError;
 use mail_parser::MessageParser;
@@ -59,22 +56,6 @@ pub enum InspectError {
     /// A failure of postern itself: the client should try again.
     #[error("Temporary failure while inspecting the message; try again later")]
     Internal(String),
-}
-
-impl InspectError {
-    /// The SMTP reply to the final dot of DATA.
-    pub fn reply(&self) -> Reply {
-        let (code, enhanced) = match self {
-            InspectError::From(FromError::NotAllowed { .. }) | InspectError::HeaderOnly(_) => {
-                (550, "5.7.1")
-            }
-            InspectError::Attachment(AttachmentError::Blocked { .. }) => (554, "5.7.1"),
-            InspectError::Attachment(AttachmentError::TooLarge { .. }) => (552, "5.7.1"),
-            InspectError::Internal(_) => (451, "4.3.0"),
-            _ => (554, "5.6.0"),
-        };
-        Reply::new(code, enhanced, self.to_string())
-    }
 }
 
 /// One submission as inspection needs it. Owned, so the work can move to
@@ -112,40 +93,6 @@ pub struct Submission {
 pub const CONTROL_HEADERS: &[&str] = &["x-ses-*", "x-mailgun-*", "x-smtpapi", "x-pm-*"];
 
 impl Submission {
-    /// What inspection needs from a finished SMTP transaction (`data` is
-    /// passed separately, by value). `credential` is the sender's
-    /// credential; if it vanished, no From address is allowed.
-    pub fn new(
-        tx: &Transaction,
-        credential: Option<&Credential>,
-        peer: IpAddr,
-        hostname: &str,
-        queue_id: &str,
-    ) -> Submission {
-        let from_patterns = credential.map_or_else(Vec::new, |c| {
-            if c.allowed_from.is_empty() {
-                c.allowed_senders.clone()
-            } else {
-                c.allowed_from.clone()
-            }
-        });
-        Submission {
-            credential: tx.credential.to_string(),
-            from_patterns,
-            smtputf8: tx.smtputf8,
-            mail_from: tx.mail_from.clone(),
-            helo: tx.helo.clone(),
-            peer,
-            hostname: hostname.to_string(),
-            tls: tx.tls,
-            authenticated: tx.authenticated,
-            queue_id: queue_id.to_string(),
-            rcpt_to: tx.rcpt_to.clone(),
-            refuse_header_only: false,
-            strip_control_headers: true,
-        }
-    }
-
     fn trace(&self) -> Trace<'_> {
         Trace {
             helo: &self.helo,

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod data;
 pub mod listener;
+pub mod refusal;
 pub mod reply;
 pub mod sasl;
 pub mod session;

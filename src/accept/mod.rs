@@ -1,0 +1,130 @@
+//! Acceptance: what happens between the client's final dot and the `250`,
+//! the decision the whole product rests on. A message is the client's
+//! problem until postern answers 250 and postern's afterwards, so 250 is
+//! sent only once the message has passed every check and is on disk.
+//!
+//! For one finished SMTP transaction, in order:
+//! 1. **Inspect** (`inspect::Inspector`, on the blocking pool): header
+//!    sanity and 8-bit repair, the From policy, the attachment policy, the
+//!    repairs (Received, Date, Message-ID, Bcc and provider control headers
+//!    removed), and, when the route's provider delivers to the header
+//!    recipients, the check that they name only envelope recipients.
+//! 2. **Sign** (`dkim::Signer`, on the blocking pool): the last change to
+//!    the bytes, so the spool stores (and upstreams receive) what was signed.
+//! 3. **Spool** (`spool::Spool::put`): the message and its envelope written
+//!    and fsync'd, group-committed with other sessions'.
+//! 4. **Reply**: `250 2.0.0 Ok: queued as ID`; any refusal on the way is the
+//!    reply to the final dot instead (`smtp::refusal` maps each stage's
+//!    error), so nothing refused ever becomes a bounce later.
+
+use crate::access::Access;
+use crate::deliver::AcceptPolicies;
+use crate::dkim::Signer;
+use crate::inspect::{Inspector, Submission};
+use crate::smtp::listener::MessageSink;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::Transaction;
+use crate::spool::{self, Envelope, Spool};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Everything acceptance needs from one configuration generation; the
+/// spool outlives generations.
+pub struct Acceptor {
+    pub spool: Arc<Spool>,
+    pub access: Arc<Access>,
+    /// This relay's name, for `Received:` and `Message-ID:`.
+    pub hostname: String,
+    pub inspector: Arc<Inspector>,
+    pub signer: Arc<Signer>,
+    /// What each route's upstreams require of acceptance.
+    pub routes: AcceptPolicies,
+}
+
+impl Acceptor {
+    /// Steps 1 to 3 for `tx`; the queue id, or the refusal.
+    async fn accept(&self, mut tx: Transaction, peer: SocketAddr) -> Result<String, Reply> {
+        let id = spool::new_id();
+        let route = self.access.route_of(&tx.credential);
+        let sub = self.submission(&tx, &route, peer, &id);
+        let data = self
+            .inspector
+            .run(sub, std::mem::take(&mut tx.data))
+            .await
+            .map_err(|e| e.reply())?;
+        let data = crate::dkim::sign_message(&self.signer, data, &id)
+            .await
+            .map_err(|e| e.reply())?;
+        let size = data.len();
+        let envelope = Envelope {
+            id: id.clone(),
+            received_at: spool::unix_now(),
+            credential: tx.credential.to_string(),
+            mail_from: tx.mail_from.clone(),
+            rcpt_to: tx.rcpt_to.clone(),
+            route,
+            size: 0,
+        };
+        match self.spool.put(envelope, data).await {
+            Ok(()) => {
+                tracing::info!(
+                    queue_id = %id,
+                    credential = %tx.credential,
+                    peer = %peer.ip(),
+                    from = %tx.mail_from,
+                    rcpts = tx.rcpt_to.len(),
+                    size,
+                    "accepted"
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
+                Err(e.reply())
+            }
+        }
+    }
+
+    /// What inspection needs to know about the transaction. A credential
+    /// that a reload removed allows no From address.
+    fn submission(&self, tx: &Transaction, route: &str, peer: SocketAddr, id: &str) -> Submission {
+        let from_patterns = self
+            .access
+            .credential(&tx.credential)
+            .map_or_else(Vec::new, |c| {
+                if c.allowed_from.is_empty() {
+                    c.allowed_senders.clone()
+                } else {
+                    c.allowed_from.clone()
+                }
+            });
+        let policy = self.routes.for_route(route);
+        Submission {
+            credential: tx.credential.to_string(),
+            from_patterns,
+            smtputf8: tx.smtputf8,
+            mail_from: tx.mail_from.clone(),
+            helo: tx.helo.clone(),
+            peer: peer.ip(),
+            hostname: self.hostname.clone(),
+            tls: tx.tls,
+            authenticated: tx.authenticated,
+            queue_id: id.to_string(),
+            rcpt_to: tx.rcpt_to.clone(),
+            refuse_header_only: policy.refuse_header_only,
+            strip_control_headers: policy.strip_control_headers,
+        }
+    }
+}
+
+impl MessageSink for Acceptor {
+    fn accept<'a>(
+        &'a self,
+        tx: Transaction,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>> {
+        Box::pin(Acceptor::accept(self, tx, peer))
+    }
+}

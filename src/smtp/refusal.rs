@@ -1,0 +1,56 @@
+//! Every stage's typed error as the SMTP reply a client gets, in one place,
+//! so the codes are consistent: policy is 5xx (the client must not retry
+//! the same message), postern's own trouble is 4xx (it should), and the
+//! text always names the reason.
+
+use super::reply::Reply;
+use crate::dkim::SignError;
+use crate::inspect::InspectError;
+use crate::inspect::attachments::AttachmentError;
+use crate::inspect::policy::FromError;
+use crate::spool::SpoolError;
+
+impl InspectError {
+    /// The reply to the final dot of DATA.
+    pub fn reply(&self) -> Reply {
+        let (code, enhanced) = match self {
+            InspectError::From(FromError::NotAllowed { .. }) | InspectError::HeaderOnly(_) => {
+                (550, "5.7.1")
+            }
+            InspectError::Attachment(AttachmentError::Blocked { .. }) => (554, "5.7.1"),
+            InspectError::Attachment(AttachmentError::TooLarge { .. }) => (552, "5.7.1"),
+            InspectError::Internal(_) => (451, "4.3.0"),
+            _ => (554, "5.6.0"),
+        };
+        Reply::new(code, enhanced, self.to_string())
+    }
+}
+
+impl SignError {
+    /// A signing failure is temporary (the client retries and may hit a
+    /// healthy moment); a missing key under `unsigned = "reject"` is policy.
+    pub fn reply(&self) -> Reply {
+        match self {
+            SignError::NoKey(_) | SignError::NoFromDomain => {
+                Reply::new(550, "5.7.1", self.to_string())
+            }
+            SignError::Failed(_) => Reply::new(
+                451,
+                "4.3.0",
+                "Temporary failure while DKIM-signing the message; try again later",
+            ),
+        }
+    }
+}
+
+impl SpoolError {
+    /// Whatever stopped the spool (disk full, read-only, ...), the message
+    /// was not stored: never 250, and the client keeps it and retries.
+    pub fn reply(&self) -> Reply {
+        Reply::new(
+            452,
+            "4.3.1",
+            "Insufficient system storage, message not accepted; try again later",
+        )
+    }
+}

@@ -17,6 +17,23 @@ use std::sync::Arc;
 
 mod reload;
 
+/// Why the daemon cannot start, or a reload cannot be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::smtp::tls::TlsError),
+    #[error(transparent)]
+    Routes(#[from] crate::deliver::BuildError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Listen(#[from] std::io::Error),
+    #[error("reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 pub(crate) fn tls_for(
     config: &Config,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, crate::smtp::tls::TlsError> {
@@ -88,8 +105,8 @@ impl Daemon {
     /// Builds everything a configuration determines: the listener side
     /// (policy, TLS, inspection, signing) and the delivery routes. Fails
     /// without side effects, so a bad reload leaves the old one in force.
-    fn generation(&self, config: &Config) -> Result<(Generation, Router), String> {
-        let tls = tls_for(config).map_err(|e| format!("tls: {e}"))?;
+    fn generation(&self, config: &Config) -> Result<(Generation, Router), StartError> {
+        let tls = tls_for(config)?;
         let router = crate::deliver::build_router(config)?;
         let access = Arc::new(
             Access::new(config)
@@ -110,14 +127,13 @@ impl Daemon {
     }
 }
 
-async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String> {
+async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartError> {
     if matches!(config.tls, Some(config::TlsSource::SelfSigned)) {
         tracing::warn!(
             "TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production"
         );
     }
-    let spool =
-        Arc::new(Spool::open(config.server.state_dir.join("spool")).map_err(|e| e.to_string())?);
+    let spool = Arc::new(Spool::open(config.server.state_dir.join("spool"))?);
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
     // Hour and day counters live in state_dir so a restart does not hand a
     // runaway application a fresh day.
@@ -172,14 +188,13 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), String>
             let _ = stop.recv().await;
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let shared = Shared::new(
         generation,
         config.server.max_connections,
         Some(Arc::clone(&daemon.conn_rate)),
     );
-    let bound = listener::bind(&config).await.map_err(|e| e.to_string())?;
+    let bound = listener::bind(&config).await?;
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

@@ -7,7 +7,7 @@
 //! configuration (quotas, lockouts, known clients, connection rate, circuit
 //! breakers) are reconfigured in place and keep their state.
 
-use super::{Daemon, demo_config};
+use super::{Daemon, StartError, demo_config};
 use crate::config::{self, Config};
 use crate::deliver::Delivery;
 use crate::smtp::listener::Shared;
@@ -22,12 +22,12 @@ pub(super) async fn reload(
     let path = daemon.config_path.clone();
     // Reading files and building clients is blocking work.
     let loaded = tokio::task::spawn_blocking(move || match &path {
-        Some(p) => config::load(p).map_err(|e| e.to_string()),
-        None => config::load_str(Path::new("postern-demo.toml"), &demo_config())
-            .map_err(|e| e.to_string()),
+        Some(p) => config::load(p),
+        None => config::load_str(Path::new("postern-demo.toml"), &demo_config()),
     })
     .await
-    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+    .map_err(StartError::from)
+    .and_then(|r| r.map_err(StartError::from));
     let built = loaded.and_then(|new| {
         let parts = daemon.generation(&new)?;
         Ok((new, parts))

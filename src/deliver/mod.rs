@@ -36,7 +36,7 @@ pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
 pub use paced::Paced;
 pub use retry::RetryPolicy;
 pub use router::{
-    AcceptPolicies, AcceptPolicy, Choice, DEFAULT_ROUTE, OnAmbiguous, Resolved, Router,
+    AcceptPolicies, AcceptPolicy, BuildError, Choice, DEFAULT_ROUTE, OnAmbiguous, Resolved, Router,
     RouterError, UpstreamPolicy, build_router,
 };
 

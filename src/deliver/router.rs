@@ -273,10 +273,19 @@ impl Resolved<'_> {
 }
 
 /// Builds every upstream client and the route table from the config.
-pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
+/// Why the configured routes could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error(transparent)]
+    Route(#[from] RouterError),
+}
+
+pub fn build_router(config: &crate::config::Config) -> Result<Router, BuildError> {
     let mut upstreams = HashMap::new();
     for (name, u) in &config.upstreams {
-        let mut built = crate::upstream::build(name, &u.settings).map_err(|e| e.to_string())?;
+        let mut built = crate::upstream::build(name, &u.settings)?;
         if !u.dkim {
             built = crate::dkim::WithoutSignatures::wrap(built);
         }
@@ -287,8 +296,7 @@ pub fn build_router(config: &crate::config::Config) -> Result<Router, String> {
     let mut router = Router::from_names(
         config.routes.iter().map(|(n, r)| (n, &r.upstreams)),
         &upstreams,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for (route, r) in &config.routes {
         let ups: Vec<&crate::config::Upstream> = r
             .upstreams

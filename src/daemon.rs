@@ -7,7 +7,7 @@
 use crate::accept::Acceptor;
 use crate::access::{self, Access};
 use crate::config::{self, Config, TlsMode};
-use crate::deliver::{Delivery, RetryPolicy, Router};
+use crate::deliver::{Delivery, Router};
 use crate::inspect;
 use crate::smtp::listener::{self, Generation, Shared};
 use crate::spool::Spool;
@@ -173,16 +173,11 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         conn_rate: Arc::new(crate::access::ConnectionRate::new(&config.abuse)),
     };
     let (generation, router) = daemon.generation(&config)?;
-    let retry = RetryPolicy {
-        initial: config.delivery.retry_initial,
-        max: config.delivery.retry_max,
-        max_age: config.delivery.max_age,
-    };
     let mut stop = shutdown.subscribe();
     let delivery = Delivery::start(
         Arc::clone(&spool),
         router,
-        retry,
+        config.delivery.retry,
         config.delivery.workers,
         async move {
             let _ = stop.recv().await;

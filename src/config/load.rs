@@ -467,16 +467,21 @@ fn build_listeners(files: &[File], have_tls: bool, errors: &mut ConfigErrors) ->
     out
 }
 
-fn build_delivery(found: Option<(&File, &RawDelivery)>, errors: &mut ConfigErrors) -> Delivery {
+fn build_delivery(
+    found: Option<(&File, &RawDelivery)>,
+    errors: &mut ConfigErrors,
+) -> crate::deliver::Settings {
     let default = RawDelivery::default();
     let d = found.map_or(&default, |(_, d)| d);
-    let out = Delivery {
+    let out = crate::deliver::Settings {
         workers: d.workers.unwrap_or(16).clamp(1, 1024),
-        retry_initial: d.retry_initial.map_or(Duration::from_secs(30), |v| v.0),
-        retry_max: d.retry_max.map_or(Duration::from_secs(3600), |v| v.0),
-        max_age: d.max_age.map_or(Duration::from_secs(5 * 86400), |v| v.0),
+        retry: crate::deliver::RetryPolicy {
+            initial: d.retry_initial.map_or(Duration::from_secs(30), |v| v.0),
+            max: d.retry_max.map_or(Duration::from_secs(3600), |v| v.0),
+            max_age: d.max_age.map_or(Duration::from_secs(5 * 86400), |v| v.0),
+        },
     };
-    if out.retry_initial > out.retry_max
+    if out.retry.initial > out.retry.max
         && let Some((f, _)) = found
     {
         errors.push(ConfigError::new(

@@ -38,7 +38,7 @@ pub struct Config {
     pub server: Server,
     pub tls: Option<TlsSource>,
     pub listeners: Vec<Listener>,
-    pub delivery: Delivery,
+    pub delivery: crate::deliver::Settings,
     pub log: Log,
     pub credentials: BTreeMap<String, crate::access::Credential>,
     pub routes: BTreeMap<String, Route>,
@@ -84,14 +84,6 @@ pub enum TlsSource {
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: TlsMode,
-}
-
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub workers: usize,
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -84,12 +84,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.server.shutdown_timeout != new.server.shutdown_timeout {
         out.push("server.shutdown_timeout");
     }
-    let d = (&old.delivery, &new.delivery);
-    if d.0.workers != d.1.workers
-        || d.0.retry_initial != d.1.retry_initial
-        || d.0.retry_max != d.1.retry_max
-        || d.0.max_age != d.1.max_age
-    {
+    if old.delivery != new.delivery {
         out.push("delivery");
     }
     if old.log.level != new.log.level || old.log.format != new.log.format {

@@ -53,6 +53,14 @@ const MAX_BREAKER_WAIT: Duration = Duration::from_secs(3600);
 /// make waiting messages spin.
 const MIN_BREAKER_WAIT: Duration = Duration::from_secs(1);
 
+/// What `[delivery]` configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Delivery tasks running at once.
+    pub workers: usize,
+    pub retry: RetryPolicy,
+}
+
 /// Running delivery: workers plus the task feeding them. Dropping it does
 /// not stop delivery; call `wait` after triggering the shutdown future.
 pub struct Delivery {

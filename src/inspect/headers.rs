@@ -62,9 +62,9 @@ pub enum HeaderError {
     Ambiguous,
 }
 
-/// Limits applied while scanning.
+/// ScanLimits applied while scanning.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ScanLimits {
     pub max_count: usize,
     pub max_size: usize,
     /// The client announced SMTPUTF8, so UTF-8 header text is allowed.
@@ -108,7 +108,7 @@ impl Section {
 }
 
 /// Splits and checks the header section of `data` (CRLF line endings).
-pub fn scan(data: &[u8], limits: Limits) -> Result<Section, HeaderError> {
+pub fn scan(data: &[u8], limits: ScanLimits) -> Result<Section, HeaderError> {
     let mut fields: Vec<Field> = Vec::new();
     let mut pos = 0;
     let mut line = 0;
@@ -176,7 +176,7 @@ pub fn scan(data: &[u8], limits: Limits) -> Result<Section, HeaderError> {
 
 /// Checks one line; `Ok(true)` when its 8-bit text is for
 /// [`super::eightbit`] to repair or vet.
-fn check_line(content: &[u8], line: usize, limits: Limits) -> Result<bool, HeaderError> {
+fn check_line(content: &[u8], line: usize, limits: ScanLimits) -> Result<bool, HeaderError> {
     if content.len() > MAX_LINE {
         return Err(HeaderError::LineTooLong {
             line,
@@ -216,7 +216,7 @@ fn trim_end_wsp(b: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
+    const LIMITS: ScanLimits = ScanLimits {
         max_count: 10,
         max_size: 4096,
         smtputf8: false,
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn utf8_headers_need_smtputf8() {
         let m = b"From: a@x\r\nSubject: caf\xc3\xa9\r\n\r\n";
-        let utf8 = Limits {
+        let utf8 = ScanLimits {
             smtputf8: true,
             ..LIMITS
         };
@@ -326,21 +326,21 @@ mod tests {
     #[test]
     fn eight_bit_fields_are_marked_for_repair_or_vetting() {
         let m = b"From: a@x\r\nSubject: x\r\n caf\xc3\xa9\r\nX-L: caf\xe9\r\n\r\n";
-        let marks = |l: Limits| {
+        let marks = |l: ScanLimits| {
             scan(m, l).map(|s| s.fields.iter().map(|f| f.eight_bit).collect::<Vec<_>>())
         };
-        let encode = Limits {
+        let encode = ScanLimits {
             eight_bit: Header8bit::Encode,
             ..LIMITS
         };
         assert_eq!(marks(encode), Ok(vec![false, true, true]));
         // SMTPUTF8 allows the UTF-8 line; the Latin-1 one is still repaired.
-        let utf8 = Limits {
+        let utf8 = ScanLimits {
             smtputf8: true,
             ..encode
         };
         assert_eq!(marks(utf8), Ok(vec![false, false, true]));
-        let pass = Limits {
+        let pass = ScanLimits {
             eight_bit: Header8bit::Pass,
             ..LIMITS
         };
@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(
             scan(
                 utf8_only,
-                Limits {
+                ScanLimits {
                     smtputf8: true,
                     ..pass
                 }
@@ -375,7 +375,7 @@ mod tests {
         let mut more = b"X-N: 10\r\n".to_vec();
         more.extend_from_slice(&m);
         assert_eq!(scan(&more, LIMITS), Err(HeaderError::TooMany { max: 10 }));
-        let small = Limits {
+        let small = ScanLimits {
             max_size: 40,
             ..LIMITS
         };

@@ -163,7 +163,7 @@ impl Inspector {
         now: SystemTime,
     ) -> Result<Vec<u8>, InspectError> {
         let c = &self.config;
-        let limits = headers::Limits {
+        let limits = headers::ScanLimits {
             max_count: c.max_header_count,
             max_size: c.max_header_size,
             smtputf8: sub.smtputf8,

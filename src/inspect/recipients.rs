@@ -254,7 +254,7 @@ pub fn keep_envelope_only(data: &[u8], rcpt_to: &[String]) -> Result<Option<Rewr
     }
     let section = headers::scan(
         data,
-        headers::Limits {
+        headers::ScanLimits {
             max_count: usize::MAX,
             max_size: usize::MAX,
             smtputf8: true,

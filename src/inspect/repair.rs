@@ -88,11 +88,11 @@ pub fn new_message_id(hostname: &str, fallback: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::headers::{Limits, scan};
+    use super::super::headers::{ScanLimits, scan};
     use super::*;
 
     fn edit(data: &[u8], plan: &Plan) -> Vec<u8> {
-        let limits = Limits {
+        let limits = ScanLimits {
             max_count: 100,
             max_size: 1 << 20,
             smtputf8: false,

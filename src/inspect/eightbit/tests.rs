@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::inspect::Header8bit;
-use crate::inspect::headers::{Limits, scan};
+use crate::inspect::headers::{ScanLimits, scan};
 use mail_parser::{HeaderName, MessageParser, MimeHeaders};
 
-fn limits(eight_bit: Header8bit) -> Limits {
-    Limits {
+fn limits(eight_bit: Header8bit) -> ScanLimits {
+    ScanLimits {
         max_count: 100,
         max_size: 1 << 20,
         smtputf8: false,

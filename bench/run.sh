@@ -138,6 +138,10 @@ run_mode() {
 hostname = "bench.test"
 state_dir = "$dir/state"
 max_connections_per_ip = 200
+# Each loadgen session sends about COUNT/SESSIONS messages (one RCPT each)
+# on one connection: lift the per-session RCPT limit so the default 1000
+# does not end sessions mid-run.
+max_rcpt_commands = 1000000
 
 [tls]
 certificate = "$WORK/certs/server.pem"

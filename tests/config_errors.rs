@@ -301,6 +301,30 @@ fn bad_duration() {
 }
 
 #[test]
+fn zero_connection_limits() {
+    for (key, value) in [
+        ("write_timeout", "\"0s\""),
+        ("tls_handshake_timeout", "\"0ms\""),
+        ("max_session_duration", "\"0s\""),
+        ("max_junk_commands", "0"),
+        ("max_rcpt_commands", "0"),
+    ] {
+        expect_error(
+            &format!("zero {key}"),
+            |t| {
+                edit(
+                    &t,
+                    "command_timeout = \"5m\"\n",
+                    &format!("command_timeout = \"5m\"\n{key} = {value}  # <-\n"),
+                )
+            },
+            &[],
+            key,
+        );
+    }
+}
+
+#[test]
 fn bad_size() {
     expect_error(
         "bad size",

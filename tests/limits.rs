@@ -193,7 +193,9 @@ fn the_largest_allowed_recipient_list_is_delivered() {
     let cfg = Config::new(&up.url())
         .listeners(&["none"])
         .with_loopback_network()
-        .server(&format!("max_recipients = {MAX}"))
+        .server(&format!(
+            "max_recipients = {MAX}\nmax_rcpt_commands = {MAX}"
+        ))
         .upstream("format = \"json\"");
     let p = Postern::start(&ca, &cfg);
     // 64-octet local part and a 189-octet domain: 254 octets, the path 256.

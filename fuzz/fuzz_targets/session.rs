@@ -88,6 +88,8 @@ fuzz_target!(|input: &[u8]| {
         max_message_size: MAX_SIZE,
         max_recipients: MAX_RCPT,
         max_bad_commands: 10,
+        max_junk_commands: 20,
+        max_rcpt_commands: 50,
         max_auth_attempts: Some(3),
         starttls: knobs & 1 != 0,
         bare_newline: if knobs & 2 != 0 {

@@ -231,7 +231,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
             ),
         ));
     }
-    let server = build_server(found_server);
+    let server = build_server(found_server, errors);
     let tls = build_tls(singleton(files, "tls", |r| r.tls.as_ref(), errors), errors);
     let listeners = build_listeners(files, tls.is_some(), errors);
     let delivery = build_delivery(
@@ -351,12 +351,51 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn build_server(found: Option<(&File, &RawServer)>) -> Server {
+fn build_server(found: Option<(&File, &RawServer)>, errors: &mut ConfigErrors) -> Server {
     let default = RawServer::default();
     let (file, s) = match found {
         Some((f, s)) => (Some(f), s),
         None => (None, &default),
     };
+    // A zero here would close every connection at once: refused, located.
+    let mut duration =
+        |v: &Option<Spanned<units::Dur>>, key: &str, default: Duration| match (v, file) {
+            (Some(d), Some(f)) if d.get_ref().0.is_zero() => {
+                errors.push(ConfigError::new(
+                    f.loc(d),
+                    format!("server.{key}"),
+                    "must be longer than zero",
+                ));
+                default
+            }
+            (Some(d), _) => d.get_ref().0,
+            (None, _) => default,
+        };
+    let write_timeout = duration(&s.write_timeout, "write_timeout", Duration::from_secs(60));
+    let tls_handshake_timeout = duration(
+        &s.tls_handshake_timeout,
+        "tls_handshake_timeout",
+        Duration::from_secs(10),
+    );
+    let max_session_duration = duration(
+        &s.max_session_duration,
+        "max_session_duration",
+        Duration::from_secs(30 * 60),
+    );
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match (v, file) {
+        (Some(n), Some(f)) if *n.get_ref() == 0 => {
+            errors.push(ConfigError::new(
+                f.loc(n),
+                format!("server.{key}"),
+                "must be at least 1",
+            ));
+            default
+        }
+        (Some(n), _) => *n.get_ref(),
+        (None, _) => default,
+    };
+    let max_junk_commands = count(&s.max_junk_commands, "max_junk_commands", 100);
+    let max_rcpt_commands = count(&s.max_rcpt_commands, "max_rcpt_commands", 1000);
     let state_dir = match (&s.state_dir, file) {
         (Some(d), Some(f)) => f.resolve_path(d.get_ref()),
         _ => PathBuf::from("/var/lib/postern"),
@@ -378,6 +417,11 @@ fn build_server(found: Option<(&File, &RawServer)>) -> Server {
         max_connections: s.max_connections.unwrap_or(500).max(1),
         max_connections_per_ip: s.max_connections_per_ip.unwrap_or(50).max(1),
         shutdown_timeout: s.shutdown_timeout.map_or(Duration::from_secs(30), |d| d.0),
+        write_timeout,
+        tls_handshake_timeout,
+        max_session_duration,
+        max_junk_commands,
+        max_rcpt_commands,
     }
 }
 

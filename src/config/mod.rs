@@ -68,6 +68,18 @@ pub struct Server {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub shutdown_timeout: Duration,
+    /// A reply (or batch of pipelined replies) not written within this
+    /// closes the connection: a client that never reads holds no slot.
+    pub write_timeout: Duration,
+    /// Implicit TLS and STARTTLS handshakes must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// A session open this long gets `421 4.4.2` and is closed.
+    pub max_session_duration: Duration,
+    /// NOOP, RSET, HELP, VRFY, EXPN and repeated EHLO/HELO allowed per
+    /// session before each further one counts as a bad command.
+    pub max_junk_commands: u32,
+    /// RCPT commands per session, over all its transactions.
+    pub max_rcpt_commands: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -51,6 +51,11 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub shutdown_timeout: Option<Dur>,
+    pub write_timeout: Option<Spanned<Dur>>,
+    pub tls_handshake_timeout: Option<Spanned<Dur>>,
+    pub max_session_duration: Option<Spanned<Dur>>,
+    pub max_junk_commands: Option<Spanned<u32>>,
+    pub max_rcpt_commands: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -138,3 +138,58 @@ fn every_error_is_reported_at_once() {
     let e = errors_of(&BASE.replace("upstreams = [\"out\"]", "upstreams = [\"a\", \"b\"]"));
     assert_eq!(e.len(), 2, "{e:?}");
 }
+
+#[test]
+fn connection_limits_have_defaults_and_refuse_zero() {
+    let c = load_str(Path::new("/etc/p/main.toml"), BASE).unwrap();
+    assert_eq!(c.server.write_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.max_session_duration, Duration::from_secs(1800));
+    assert_eq!(c.server.max_junk_commands, 100);
+    assert_eq!(c.server.max_rcpt_commands, 1000);
+    let set = BASE.replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nwrite_timeout = \"5s\"\ntls_handshake_timeout = \"2s\"\n\
+         max_session_duration = \"1h\"\nmax_junk_commands = 7\nmax_rcpt_commands = 9",
+    );
+    let c = load_str(Path::new("/etc/p/main.toml"), &set).unwrap();
+    assert_eq!(
+        (
+            c.server.write_timeout,
+            c.server.tls_handshake_timeout,
+            c.server.max_session_duration,
+            c.server.max_junk_commands,
+            c.server.max_rcpt_commands
+        ),
+        (
+            Duration::from_secs(5),
+            Duration::from_secs(2),
+            Duration::from_secs(3600),
+            7,
+            9
+        )
+    );
+    for (key, value, why) in [
+        ("write_timeout", "\"0s\"", "must be longer than zero"),
+        (
+            "tls_handshake_timeout",
+            "\"0s\"",
+            "must be longer than zero",
+        ),
+        ("max_session_duration", "\"0s\"", "must be longer than zero"),
+        ("max_junk_commands", "0", "must be at least 1"),
+        ("max_rcpt_commands", "0", "must be at least 1"),
+    ] {
+        let e = errors_of(&BASE.replace(
+            "state_dir = \"state\"",
+            &format!("state_dir = \"state\"\n{key} = {value}"),
+        ));
+        assert_eq!(e.len(), 1, "{key}: {e:?}");
+        assert!(
+            e[0].starts_with("/etc/p/main.toml:4:")
+                && e[0].contains(&format!("`server.{key}`"))
+                && e[0].contains(why),
+            "{key}: {e:?}"
+        );
+    }
+}

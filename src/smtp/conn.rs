@@ -5,6 +5,12 @@
 //! STARTTLS upgrade, streaming DATA through the decoder, password checks and
 //! spooling. Replies to pipelined commands are written in one batch when the
 //! client has nothing more buffered (RFC 2920).
+//!
+//! Every wait has a bound, so no client can hold a connection slot forever:
+//! reads (`command_timeout`, `data_timeout`), every write (`write_timeout`:
+//! a client that pipelines and never reads), TLS handshakes
+//! (`tls_handshake_timeout`) and the session as a whole
+//! (`max_session_duration`).
 
 use super::data::DataDecoder;
 use super::listener::{Generation, Shared};
@@ -17,7 +23,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -25,6 +33,16 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Flow {
     Continue,
     Close,
+}
+
+/// What waiting for more input brought.
+enum Read {
+    Data,
+    Eof,
+    /// The read timeout passed without input.
+    Idle,
+    /// `max_session_duration` is over.
+    Expired,
 }
 
 /// Per-connection state; exists so the step handlers can share buffers.
@@ -40,6 +58,8 @@ pub struct Conn {
     wbuf: Vec<u8>,
     /// Set after an over-long line until its end is seen.
     discarding: bool,
+    /// End of `max_session_duration`; None when too far away to represent.
+    deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -53,16 +73,13 @@ impl Conn {
     ) -> io::Result<()> {
         let _ = socket.set_nodelay(true);
         let generation = shared.current();
+        let deadline = Instant::now().checked_add(generation.max_session_duration);
         let stream = if implicit_tls {
             let acceptor = generation
                 .tls
                 .clone()
                 .ok_or_else(|| io::Error::other("no TLS configured"))?;
-            let tls = timeout(generation.command_timeout, acceptor.accept(socket))
-                .await
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })??;
+            let tls = handshake(&acceptor, socket, &generation, peer).await?;
             Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(socket)
@@ -83,20 +100,42 @@ impl Conn {
             rbuf: Vec::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(1024),
             discarding: false,
+            deadline,
         };
         conn.session.greeting().write_to(&mut conn.wbuf);
         conn.flush().await?;
         conn.serve(&mut shutdown).await?;
-        let _ = conn.stream.shutdown().await;
+        // TLS close_notify is a write too.
+        let _ = timeout(conn.generation.write_timeout, conn.stream.shutdown()).await;
         Ok(())
     }
 
+    /// Writes what is buffered within `write_timeout`, or gives up on the
+    /// connection: a client that does not read its replies would otherwise
+    /// hold this task and its slot for good.
     async fn flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.stream.flush().await?;
-            self.wbuf.clear();
+        if self.wbuf.is_empty() {
+            return Ok(());
         }
+        let (stream, wbuf) = (&mut self.stream, &self.wbuf);
+        let write = async {
+            stream.write_all(wbuf).await?;
+            stream.flush().await
+        };
+        let limit = self.generation.write_timeout;
+        match timeout(limit, write).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::warn!(
+                    peer = %self.peer,
+                    pending = self.wbuf.len(),
+                    timeout = ?limit,
+                    "closing connection: write timed out (the client does not read its replies)"
+                );
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
+            }
+        }
+        self.wbuf.clear();
         Ok(())
     }
 
@@ -105,15 +144,25 @@ impl Conn {
         self.flush().await
     }
 
-    /// Reads more bytes; Ok(false) on EOF.
-    async fn fill(&mut self, limit: std::time::Duration) -> io::Result<Option<bool>> {
+    /// Reads more bytes, waiting at most `limit` and never past the
+    /// session's deadline (checked first, so a client that always has
+    /// input buffered still meets it).
+    async fn fill(&mut self, limit: std::time::Duration) -> io::Result<Read> {
+        let remaining = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            return Ok(Read::Expired);
+        }
+        let expires = remaining.is_some_and(|r| r <= limit);
+        let wait = remaining.map_or(limit, |r| r.min(limit));
         let start = self.rbuf.len();
         self.rbuf.resize(start + READ_CHUNK, 0);
-        let res = timeout(limit, self.stream.read(&mut self.rbuf[start..])).await;
+        let res = timeout(wait, self.stream.read(&mut self.rbuf[start..])).await;
         match res {
             Err(_) => {
                 self.rbuf.truncate(start);
-                Ok(None)
+                Ok(if expires { Read::Expired } else { Read::Idle })
             }
             Ok(Err(e)) => {
                 self.rbuf.truncate(start);
@@ -121,8 +170,22 @@ impl Conn {
             }
             Ok(Ok(n)) => {
                 self.rbuf.truncate(start + n);
-                Ok(Some(n > 0))
+                Ok(if n > 0 { Read::Data } else { Read::Eof })
             }
+        }
+    }
+
+    /// The 421 for a read that ended the session (idle or expired).
+    fn ended(&mut self, read: &Read) -> Reply {
+        if matches!(read, Read::Expired) {
+            tracing::info!(
+                peer = %self.peer,
+                limit = ?self.generation.max_session_duration,
+                "closing connection: max_session_duration reached"
+            );
+            self.session.expired()
+        } else {
+            self.session.timeout()
         }
     }
 
@@ -143,12 +206,12 @@ impl Conn {
                 }
             };
             match read {
-                None => {
-                    let r = self.session.timeout();
+                Read::Idle | Read::Expired => {
+                    let r = self.ended(&read);
                     return self.reply_and_close(r).await;
                 }
-                Some(false) => return Ok(()),
-                Some(true) => {}
+                Read::Eof => return Ok(()),
+                Read::Data => {}
             }
         }
     }
@@ -198,6 +261,9 @@ impl Conn {
                     return Ok(Flow::Continue);
                 }
                 Step::Close(r) => {
+                    if r.code == 421 {
+                        tracing::info!(peer = %self.peer, reply = %r, "closing connection");
+                    }
                     r.write_to(&mut self.wbuf);
                     return Ok(Flow::Close);
                 }
@@ -219,9 +285,8 @@ impl Conn {
                     self.flush().await?;
                     let decoder = self.session.new_data_decoder();
                     match self.receive_data(decoder).await? {
-                        Some(outcome) => self.session.data_finished(outcome),
-                        None => {
-                            let r = self.session.timeout();
+                        Ok(outcome) => self.session.data_finished(outcome),
+                        Err(r) => {
                             r.write_to(&mut self.wbuf);
                             return Ok(Flow::Close);
                         }
@@ -253,35 +318,56 @@ impl Conn {
                 "STARTTLS on a stream that is not plain TCP",
             ));
         };
-        let tls = timeout(self.generation.command_timeout, acceptor.accept(tcp))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let tls = handshake(&acceptor, tcp, &self.generation, self.peer).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.session.tls_started();
         Ok(())
     }
 
-    /// Streams DATA through the decoder; None on timeout.
+    /// Streams DATA through the decoder; Err is the 421 to close with
+    /// (idle too long, or the session is over).
     async fn receive_data(
         &mut self,
         mut decoder: DataDecoder,
-    ) -> io::Result<Option<super::data::DataOutcome>> {
+    ) -> io::Result<Result<super::data::DataOutcome, Reply>> {
         loop {
             let used = decoder.feed(&self.rbuf);
             self.rbuf.drain(..used);
             if decoder.is_done() {
-                return Ok(Some(decoder.finish()));
+                return Ok(Ok(decoder.finish()));
             }
             match self.fill(self.generation.data_timeout).await? {
-                None => return Ok(None),
-                Some(false) => {
+                read @ (Read::Idle | Read::Expired) => return Ok(Err(self.ended(&read))),
+                Read::Eof => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "client closed during DATA",
                     ));
                 }
-                Some(true) => {}
+                Read::Data => {}
             }
+        }
+    }
+}
+
+/// A TLS handshake (implicit or after STARTTLS), its reads and writes
+/// bounded by `tls_handshake_timeout`: a client that connects and says
+/// nothing holds its slot no longer than that.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    generation: &Generation,
+    peer: SocketAddr,
+) -> io::Result<TlsStream<TcpStream>> {
+    let limit = generation.tls_handshake_timeout;
+    match timeout(limit, acceptor.accept(tcp)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::info!(peer = %peer, timeout = ?limit, "closing connection: TLS handshake timed out");
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            ))
         }
     }
 }

@@ -52,6 +52,11 @@ pub struct Generation {
     pub max_line_length: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// Bounds every write, so a client that stops reading cannot hold
+    /// its connection (and its task) forever.
+    pub write_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_session_duration: Duration,
     max_per_ip: usize,
 }
 
@@ -70,6 +75,8 @@ impl Generation {
                 max_message_size: usize::try_from(s.max_message_size).unwrap_or(usize::MAX),
                 max_recipients: s.max_recipients,
                 max_bad_commands: s.max_bad_commands,
+                max_junk_commands: s.max_junk_commands,
+                max_rcpt_commands: s.max_rcpt_commands,
                 starttls,
                 bare_newline: match s.bare_newline {
                     crate::config::BareNewlineSetting::Normalize => {
@@ -94,6 +101,9 @@ impl Generation {
             max_line_length: s.max_line_length,
             command_timeout: s.command_timeout,
             data_timeout: s.data_timeout,
+            write_timeout: s.write_timeout,
+            tls_handshake_timeout: s.tls_handshake_timeout,
+            max_session_duration: s.max_session_duration,
             max_per_ip: s.max_connections_per_ip,
         }
     }
@@ -314,7 +324,7 @@ fn admit(
         .filter(|_| !generation.access.trusted_or_known(peer.ip()));
     if let Some(Err(refusal)) = rate.map(|r| r.check(generation.access.client_key(peer.ip()))) {
         tracing::warn!(peer = %peer, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
-        refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"));
+        refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"), shared);
         return;
     }
     let permit = shared.connections.clone().try_acquire_owned().ok();
@@ -327,6 +337,7 @@ fn admit(
             conns,
             sock,
             "421 4.7.0 Too many connections, try again later\r\n".to_string(),
+            shared,
         );
         return;
     };
@@ -345,9 +356,15 @@ fn admit(
 
 /// Answers a refused connection and closes it. Plain text even on an
 /// implicit-TLS port: the client gets no handshake, which tells it the same.
-fn refuse(conns: &mut JoinSet<()>, mut sock: TcpStream, line: String) {
+/// Bounded by `write_timeout` like every other write: these tasks are not
+/// counted against `max_connections`.
+fn refuse(conns: &mut JoinSet<()>, mut sock: TcpStream, line: String, shared: &Shared) {
+    let limit = shared.current().write_timeout;
     conns.spawn(async move {
-        let _ = sock.write_all(line.as_bytes()).await;
-        let _ = sock.shutdown().await;
+        let _ = tokio::time::timeout(limit, async {
+            let _ = sock.write_all(line.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        })
+        .await;
     });
 }

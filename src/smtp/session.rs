@@ -12,7 +12,8 @@
 //!
 //! MAIL/RCPT handling, including address validation, lives in
 //! `session/envelope.rs`; AUTH in `session/auth.rs` (the encodings in
-//! `sasl.rs`); what the session asks the access layer in `session/policy.rs`.
+//! `sasl.rs`); what the session asks the access layer in `session/policy.rs`;
+//! how much misbehaviour it tolerates before hanging up in `session/limits.rs`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ use crate::validate::{self, Address};
 
 mod auth;
 mod envelope;
+mod limits;
 mod policy;
 
 pub use policy::{Grant, Limits, Policy, SizeLimit};
@@ -37,8 +39,16 @@ pub struct SessionConfig {
     pub hostname: String,
     pub max_message_size: usize,
     pub max_recipients: usize,
-    /// Client-caused 5xx replies tolerated before `421 4.7.0`.
+    /// Client-caused 5xx replies (and 4xx RCPT refusals, and junk
+    /// commands beyond `max_junk_commands`) tolerated before `421 4.7.0`.
     pub max_bad_commands: u32,
+    /// NOOP, RSET, HELP, VRFY, EXPN and repeated EHLO/HELO allowed before
+    /// each further one counts as a bad command (Postfix's
+    /// `smtpd_junk_command_limit`): they keep a session alive doing nothing.
+    pub max_junk_commands: u32,
+    /// RCPT commands per session, whatever became of their transactions,
+    /// before `421 4.7.0`: RSET loops would otherwise probe addresses forever.
+    pub max_rcpt_commands: u32,
     /// The listener offers STARTTLS (`tls = "starttls"`).
     pub starttls: bool,
     pub bare_newline: BareNewline,
@@ -188,6 +198,9 @@ pub struct Session {
     queueing: Option<Counted>,
     phase: Phase,
     bad_commands: u32,
+    /// Commands that move no mail (see [`SessionConfig::max_junk_commands`]).
+    junk_commands: u32,
+    rcpt_commands: u32,
 }
 
 impl fmt::Debug for Session {
@@ -199,6 +212,8 @@ impl fmt::Debug for Session {
             .field("credential", &self.credential())
             .field("phase", &self.phase)
             .field("bad_commands", &self.bad_commands)
+            .field("junk_commands", &self.junk_commands)
+            .field("rcpt_commands", &self.rcpt_commands)
             .finish()
     }
 }
@@ -223,6 +238,8 @@ impl Session {
             queueing: None,
             phase: Phase::Command,
             bad_commands: 0,
+            junk_commands: 0,
+            rcpt_commands: 0,
         }
     }
 
@@ -355,6 +372,18 @@ impl Session {
         )
     }
 
+    /// The listener's `max_session_duration` clock ran out; write this and
+    /// close.
+    pub fn expired(&mut self) -> Reply {
+        self.phase = Phase::Closed;
+        let host = &self.cfg.hostname;
+        Reply::new(
+            421,
+            "4.4.2",
+            format!("{host} Maximum session duration exceeded, closing connection"),
+        )
+    }
+
     /// The daemon is stopping; write this and close.
     pub fn shutting_down(&mut self) -> Reply {
         self.phase = Phase::Closed;
@@ -425,7 +454,7 @@ impl Session {
             Request::Ehlo { host } => self.hello(&host, true),
             Request::Helo { host } => self.hello(&host, false),
             Request::Mail { from } => self.mail(from, path.as_deref()),
-            Request::Rcpt { .. } => self.rcpt(path.as_deref()),
+            Request::Rcpt { .. } => self.rcpt_command(path.as_deref()),
             Request::Data => self.data(),
             Request::Auth {
                 mechanism,
@@ -434,15 +463,20 @@ impl Session {
             Request::StartTls => self.starttls(),
             Request::Rset => {
                 self.abandon_envelope();
-                Step::Reply(Reply::new(250, "2.0.0", "Ok"))
+                self.junk(Reply::new(250, "2.0.0", "Ok"))
             }
-            Request::Noop { .. } => Step::Reply(Reply::new(250, "2.0.0", "Ok")),
-            Request::Vrfy { .. } => Step::Reply(Reply::new(
+            Request::Noop { .. } => self.junk(Reply::new(250, "2.0.0", "Ok")),
+            Request::Vrfy { .. } => self.junk(Reply::new(
                 252,
                 "2.5.0",
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
-            Request::Help { .. } => Step::Reply(Reply::new(214, "2.0.0", HELP_TEXT)),
+            Request::Help { .. } => self.junk(Reply::new(214, "2.0.0", HELP_TEXT)),
+            // Already a bad command (5xx); it also uses up the junk allowance.
+            Request::Expn { .. } => {
+                self.junk_commands = self.junk_commands.saturating_add(1);
+                self.reply(Reply::new(502, "5.5.1", "Command not implemented"))
+            }
             Request::Quit => {
                 self.phase = Phase::Closed;
                 let host = &self.cfg.hostname;
@@ -452,8 +486,7 @@ impl Session {
                     format!("{host} closing connection"),
                 ))
             }
-            Request::Expn { .. }
-            | Request::Bdat { .. }
+            Request::Bdat { .. }
             | Request::Lhlo { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
@@ -467,11 +500,14 @@ impl Session {
         if !clean_text(host) {
             return self.reply(Reply::new(501, "5.5.4", "Invalid domain in EHLO/HELO"));
         }
+        // The first EHLO, and the one RFC 3207 requires after STARTTLS
+        // (`tls_started` forgets the first), are not junk; more are.
+        let repeated = self.helo.is_some();
         self.abandon_envelope();
         self.helo = Some(host.to_string());
         let name = self.cfg.hostname.clone();
         if !extended {
-            return Step::Reply(Reply::bare(250, name));
+            return self.greeted(repeated, Reply::bare(250, name));
         }
         // The credential is known here after AUTH (clients that EHLO again)
         // or by network trust; its size limit is then the one to announce.
@@ -498,7 +534,7 @@ impl Session {
         if self.tls {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
-        Step::Reply(Reply::multiline(250, None, lines))
+        self.greeted(repeated, Reply::multiline(250, None, lines))
     }
 
     fn starttls(&mut self) -> Step {
@@ -510,24 +546,6 @@ impl Session {
         }
         self.phase = Phase::StartTls;
         Step::StartTls(Reply::new(220, "2.0.0", "Ready to start TLS"))
-    }
-
-    /// Wraps a reply, counting client-caused 5xx and hanging up once the
-    /// client exceeds `max_bad_commands`.
-    fn reply(&mut self, reply: Reply) -> Step {
-        if reply.is_permanent_failure() {
-            self.bad_commands = self.bad_commands.saturating_add(1);
-            if self.bad_commands > self.cfg.max_bad_commands {
-                self.phase = Phase::Closed;
-                let host = &self.cfg.hostname;
-                return Step::Close(Reply::new(
-                    421,
-                    "4.7.0",
-                    format!("{host} Too many errors, closing connection"),
-                ));
-            }
-        }
-        Step::Reply(reply)
     }
 
     fn closed(&mut self) -> Step {

@@ -198,7 +198,7 @@ impl Session {
                 ),
                 None => "Too many recipients".to_string(),
             };
-            return Step::Reply(Reply::new(452, "4.5.3", text));
+            return self.refuse_rcpt(Reply::new(452, "4.5.3", text));
         }
         if let Err(e) = rules.check_domain(address.domain()) {
             return self.reply(Reply::new(
@@ -208,7 +208,7 @@ impl Session {
             ));
         }
         if let Err(reply) = self.policy.check_recipient(&env.credential, &address) {
-            return self.reply(reply);
+            return self.refuse_rcpt(reply);
         }
         let Some(env) = self.envelope.as_mut() else {
             return self.out_of_order();
@@ -217,7 +217,7 @@ impl Session {
             .policy
             .admit_recipient(&env.credential, &env.mail_from, self.peer)
         {
-            return Step::Reply(reply);
+            return self.refuse_rcpt(reply);
         }
         env.counted_rcpts = env.counted_rcpts.saturating_add(1);
         if rules.needs_check {
@@ -243,7 +243,7 @@ impl Session {
                 env.rcpt_to.push(shown.clone());
                 Step::Reply(recipient_ok(&shown))
             }
-            Err(e) => self.reply(check_reply(&address, &e)),
+            Err(e) => self.refuse_rcpt(check_reply(&address, &e)),
         }
     }
 

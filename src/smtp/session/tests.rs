@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 mod address;
 mod auth;
+mod limits;
 mod relay;
 mod scopes;
 
@@ -37,6 +38,8 @@ fn config() -> SessionConfig {
         max_message_size: 1000,
         max_recipients: 2,
         max_bad_commands: 20,
+        max_junk_commands: 100,
+        max_rcpt_commands: 1000,
         starttls: true,
         bare_newline: BareNewline::Reject,
         max_auth_attempts: Some(3),

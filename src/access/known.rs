@@ -390,5 +390,4 @@ fn load(path: &Path) -> Result<Vec<SavedClient>, LoadError> {
 }
 
 #[cfg(test)]
-#[path = "known_tests.rs"]
 mod tests;

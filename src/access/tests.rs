@@ -7,6 +7,8 @@ use crate::access::abuse::Settings as AbuseSettings;
 use crate::smtp::session::Policy;
 use std::sync::OnceLock;
 
+mod patterns;
+
 /// Two argon2id hashes, computed once: of "old-pw" and "new-pw".
 fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();

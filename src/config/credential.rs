@@ -279,3 +279,6 @@ pub(super) fn build(
         quota,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -134,8 +134,6 @@ pub struct Upstream {
 }
 
 #[cfg(test)]
-mod credential_tests;
-#[cfg(test)]
 mod test_util;
 #[cfg(test)]
 mod tests;

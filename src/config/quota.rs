@@ -253,5 +253,4 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Settings {
 }
 
 #[cfg(test)]
-#[path = "quota_tests.rs"]
 mod tests;

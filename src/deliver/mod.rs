@@ -15,8 +15,6 @@
 //! upstream name.
 
 mod breaker;
-#[cfg(test)]
-mod breaker_tests;
 mod paced;
 mod retry;
 mod router;

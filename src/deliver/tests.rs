@@ -5,6 +5,8 @@
 //! shut delivery down, which lets the in-flight attempt finish, so the spool
 //! state is final when checked.
 
+mod breaker;
+
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;

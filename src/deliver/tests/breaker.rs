@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::tests::{Call, envelope, fast, names, router_with, scripted, stop, temp_spool};
-use super::*;
+use super::{Call, envelope, fast, names, router_with, scripted, stop, temp_spool};
 use crate::clock::ManualClock;
+use crate::deliver::*;
 use crate::spool::new_id;
 use crate::upstream::{DeliverFuture, Delivered, Upstream};
 

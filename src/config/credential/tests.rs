@@ -1,7 +1,7 @@
 //! `[credentials.NAME]` scope keys: what loads, and the errors for what
 //! does not.
 
-use super::test_util::{BASE, errors_of, load_text};
+use crate::config::test_util::{BASE, errors_of, load_text};
 use std::time::{Duration, SystemTime};
 
 const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$4Ev0PV6eZ3+vPhXGsyC5XFYIU0Cdh8I3c7B6fpEZg5Q";

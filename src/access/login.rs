@@ -16,18 +16,12 @@
 //! text itself.
 
 use super::lockout::LockKey;
-use super::{Access, canonical_ip, verify};
-use crate::smtp::reply::Reply;
-use crate::smtp::session::Grant;
+use super::{Access, Denied, Grant, canonical_ip, verify};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
-
-fn invalid() -> Reply {
-    Reply::new(535, "5.7.8", "Authentication credentials invalid")
-}
 
 /// 12 hex digits of HMAC-SHA256(per-process random key, `username`): enough
 /// to tell repeated attempts apart in a log, useless for testing guesses
@@ -57,7 +51,7 @@ impl Access {
         username: &str,
         password: &str,
         peer: IpAddr,
-    ) -> Result<Grant, Reply> {
+    ) -> Result<Grant, Denied> {
         let peer = canonical_ip(peer);
         let client = self.client_key(peer);
         if let Some(lockout) = &self.lockout {
@@ -67,7 +61,7 @@ impl Access {
                 .is_some_and(|k| k.is_known(client, username));
             if let Err(locked) = lockout.check(client, Some(username), known) {
                 tracing::warn!(peer = %peer, key = %self.log_key(&locked.key), rule = "abuse.auth_failures", remaining_s = locked.remaining_secs(), "AUTH refused: locked out");
-                return Err(Reply::new(454, "4.7.0", locked.to_string()));
+                return Err(Denied::LockedOut(locked));
             }
         }
         let Some(grant) = self.verify_login(username, password).await else {
@@ -85,21 +79,16 @@ impl Access {
                     tokio::time::sleep(delay).await;
                 }
             }
-            return Err(invalid());
+            return Err(Denied::InvalidCredentials);
         };
         if let Some(lockout) = &self.lockout {
             lockout.record_success(client, Some(username));
         }
         if !self.network_allows(&grant.credential, peer) {
             tracing::warn!(peer = %peer, credential = %grant.credential, rule = "networks", "AUTH refused: credential not allowed from this address");
-            return Err(Reply::new(
-                535,
-                "5.7.8",
-                format!(
-                    "Credential \"{}\" may not be used from this address (networks)",
-                    grant.credential
-                ),
-            ));
+            return Err(Denied::OutsideNetworks {
+                credential: grant.credential.to_string(),
+            });
         }
         if let Some(known) = &self.known {
             known.record(client, username);
@@ -133,7 +122,7 @@ impl Access {
     /// At MAIL in an authenticated session: the credential still exists and
     /// is active, the secret used is still listed and unexpired, and the
     /// peer is still inside `networks`. A reload may have changed any of it.
-    pub fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
+    pub fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Denied> {
         let now = SystemTime::now();
         let valid = self.by_name.get(&*grant.credential).is_some_and(|c| {
             c.is_active(now)
@@ -147,11 +136,7 @@ impl Access {
             return Ok(());
         }
         tracing::warn!(peer = %peer, credential = %grant.credential, "login no longer valid (credential or secret changed); session must authenticate again");
-        Err(Reply::new(
-            535,
-            "5.7.8",
-            "Authentication credentials no longer valid; authenticate again",
-        ))
+        Err(Denied::LoginNoLongerValid)
     }
 
     /// Runs argon2 on the blocking pool against every active secret of the

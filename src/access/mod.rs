@@ -9,6 +9,8 @@
 pub mod abuse;
 mod connection_rate;
 mod credential;
+mod denied;
+mod grant;
 pub mod known;
 pub mod lockout;
 mod login;
@@ -18,11 +20,11 @@ pub use verify::{hash_secret, new_token};
 
 pub use connection_rate::{ConnectionRate, ConnectionRefusal};
 pub use credential::{Credential, Login, SecretHash};
+pub use denied::Denied;
+pub use grant::{CredentialLimits, Grant, SizeLimit};
 
 use crate::config::Config;
 use crate::quota::ClientKey;
-use crate::smtp::reply::Reply;
-use crate::smtp::session::{Grant, Limits, SizeLimit};
 use crate::validate::{Address, Domain};
 use known::KnownClients;
 use lockout::Lockout;
@@ -144,7 +146,34 @@ impl Access {
         self
     }
 
-    /// Runs one quota check and turns a refusal into the SMTP reply.
+    /// Quotas for one more message, checked at MAIL FROM.
+    pub fn admit_message(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), Denied> {
+        self.admit(credential, mail_from, peer, |q, s| q.check_message(s))
+    }
+
+    /// Quotas for one more recipient, counted as it is accepted.
+    pub fn admit_recipient(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), Denied> {
+        self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
+    }
+
+    /// Gives back what a transaction that queued nothing was counted for.
+    pub fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
+        if let Some(quotas) = &self.quotas {
+            quotas.refund(&self.subject(credential, mail_from, peer), 1, recipients);
+        }
+    }
+
+    /// Runs one quota check; a refusal is logged and returned.
     fn admit(
         &self,
         credential: &str,
@@ -154,7 +183,7 @@ impl Access {
             &crate::quota::Quotas,
             &crate::quota::Subject<'_>,
         ) -> Result<(), crate::quota::Refusal>,
-    ) -> Result<(), crate::smtp::reply::Reply> {
+    ) -> Result<(), Denied> {
         let Some(quotas) = &self.quotas else {
             return Ok(());
         };
@@ -166,7 +195,7 @@ impl Access {
                 retry_after_s = refusal.retry_secs(),
                 "rate limit refusal"
             );
-            crate::smtp::reply::Reply::new(451, "4.7.1", refusal.to_string())
+            Denied::RateLimited(refusal)
         })
     }
 
@@ -231,9 +260,9 @@ impl Access {
 
     /// The credential's recipient and size limits; the size limit is the
     /// smaller of its own `max_message_size` and its route's.
-    pub fn limits(&self, credential: &str) -> Limits {
+    pub fn limits(&self, credential: &str) -> CredentialLimits {
         let Some(cred) = self.by_name.get(credential) else {
-            return Limits::default();
+            return CredentialLimits::default();
         };
         let own = cred
             .max_message_size
@@ -248,7 +277,7 @@ impl Access {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
         };
-        Limits {
+        CredentialLimits {
             max_recipients: cred.max_recipients,
             max_message_size: size.map(|(bytes, by)| SizeLimit {
                 bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
@@ -260,7 +289,7 @@ impl Access {
     /// `allowed_recipient_domains` / `denied_recipient_domains`; denied
     /// wins, an empty allow-list allows every domain, address literals
     /// match no pattern.
-    pub fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
+    pub fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Denied> {
         let Some(cred) = self.by_name.get(credential) else {
             return Ok(());
         };
@@ -281,11 +310,11 @@ impl Access {
             return Ok(());
         };
         tracing::info!(credential, recipient = %rcpt, rule, "recipient refused by credential scope");
-        Err(Reply::new(
-            550,
-            "5.7.1",
-            format!("Recipient <{rcpt}> not allowed for credential \"{credential}\" ({rule})"),
-        ))
+        Err(Denied::Recipient {
+            recipient: rcpt.to_string(),
+            credential: credential.to_string(),
+            rule,
+        })
     }
 
     /// The route a credential's mail takes.
@@ -320,53 +349,6 @@ pub fn sender_allowed(patterns: &[String], mail_from: &str) -> bool {
     patterns
         .iter()
         .any(|p| p == "*" || *p == addr || p.strip_prefix("*@").is_some_and(|d| Some(d) == domain))
-}
-
-/// The SMTP session asks these questions without knowing about config.
-impl crate::smtp::session::Policy for Access {
-    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
-        Access::network_credential(self, peer)
-    }
-
-    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
-        Access::check_sender(self, credential, mail_from)
-    }
-
-    fn admit_message(
-        &self,
-        credential: &str,
-        mail_from: &str,
-        peer: IpAddr,
-    ) -> Result<(), crate::smtp::reply::Reply> {
-        self.admit(credential, mail_from, peer, |q, s| q.check_message(s))
-    }
-
-    fn admit_recipient(
-        &self,
-        credential: &str,
-        mail_from: &str,
-        peer: IpAddr,
-    ) -> Result<(), crate::smtp::reply::Reply> {
-        self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
-    }
-
-    fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
-        if let Some(quotas) = &self.quotas {
-            quotas.refund(&self.subject(credential, mail_from, peer), 1, recipients);
-        }
-    }
-
-    fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
-        Access::check_login(self, grant, peer)
-    }
-
-    fn limits(&self, credential: &str) -> Limits {
-        Access::limits(self, credential)
-    }
-
-    fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
-        Access::check_recipient(self, credential, rcpt)
-    }
 }
 
 #[cfg(test)]

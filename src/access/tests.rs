@@ -63,10 +63,10 @@ fn access(app: &str) -> Arc<Access> {
     Arc::new(Access::new(&config(app)).with_lockout(Arc::new(Lockout::new(&no_delay()))))
 }
 
-fn code(r: &Result<Grant, Reply>) -> String {
+fn code(r: &Result<Grant, Denied>) -> String {
     match r {
         Ok(g) => format!("ok {}", g.credential),
-        Err(reply) => String::from_utf8(reply.to_bytes()).unwrap(),
+        Err(denied) => String::from_utf8(denied.reply().to_bytes()).unwrap(),
     }
 }
 
@@ -149,7 +149,7 @@ async fn a_new_generation_revokes_removed_secrets_and_credentials() {
     let after = access(&format!("secret_hash = \"{new}\""));
     let revoked = after.check_login(&old_grant, PEER).unwrap_err();
     assert_eq!(
-        String::from_utf8(revoked.to_bytes()).unwrap(),
+        String::from_utf8(revoked.reply().to_bytes()).unwrap(),
         "535 5.7.8 Authentication credentials no longer valid; authenticate again\r\n"
     );
     assert!(after.check_login(&new_grant, PEER).is_ok());
@@ -185,7 +185,7 @@ fn limits_take_the_smaller_of_credential_and_route() {
         routed.limits("lan").max_message_size.unwrap().bytes,
         50_000 - ROUTE_HEADROOM as usize
     );
-    assert_eq!(a.limits("lan"), Limits::default());
+    assert_eq!(a.limits("lan"), CredentialLimits::default());
 }
 
 #[test]

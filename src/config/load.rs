@@ -240,21 +240,22 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
     );
     let log = build_log(singleton(files, "log", |r| r.log.as_ref(), errors), errors);
 
-    let upstreams: BTreeMap<String, Upstream> = named(files, "upstreams", |r| &r.upstreams, errors)
-        .into_iter()
-        .filter_map(|(name, (f, u))| {
-            super::upstreams::build(
-                &name,
-                f.loc(u),
-                u.get_ref(),
-                f.upstream_keys.get(&name).map_or(&[][..], Vec::as_slice),
-                &|p| f.resolve_path(p),
-                &|s| f.loc(s),
-                errors,
-            )
-            .map(|u| (name, u))
-        })
-        .collect();
+    let upstreams: BTreeMap<String, UpstreamEntry> =
+        named(files, "upstreams", |r| &r.upstreams, errors)
+            .into_iter()
+            .filter_map(|(name, (f, u))| {
+                super::upstreams::build(
+                    &name,
+                    f.loc(u),
+                    u.get_ref(),
+                    f.upstream_keys.get(&name).map_or(&[][..], Vec::as_slice),
+                    &|p| f.resolve_path(p),
+                    &|s| f.loc(s),
+                    errors,
+                )
+                .map(|u| (name, u))
+            })
+            .collect();
 
     let mut routes = BTreeMap::new();
     for (name, (f, r)) in named(files, "routes", |r| &r.routes, errors) {
@@ -409,7 +410,9 @@ fn build_server(found: Option<(&File, &RawServer)>, errors: &mut ConfigErrors) -
             .as_ref()
             .map_or(100, |n| *n.get_ref())
             .max(1),
-        bare_newline: s.bare_newline.unwrap_or(BareNewlineSetting::Normalize),
+        bare_newline: s
+            .bare_newline
+            .unwrap_or(crate::smtp::data::BareNewline::Normalize),
         max_line_length: s.max_line_length.unwrap_or(2048).max(512),
         command_timeout: s.command_timeout.map_or(Duration::from_secs(300), |d| d.0),
         data_timeout: s.data_timeout.map_or(Duration::from_secs(600), |d| d.0),

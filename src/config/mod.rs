@@ -22,7 +22,7 @@ pub mod validation;
 
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use load::{DEMO_CONFIG, load, load_str};
-pub use schema::{BareNewlineSetting, LogFormat, TlsMode};
+pub use schema::{LogFormat, TlsMode};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,7 +42,7 @@ pub struct Config {
     pub log: Log,
     pub credentials: BTreeMap<String, crate::access::Credential>,
     pub routes: BTreeMap<String, Route>,
-    pub upstreams: BTreeMap<String, Upstream>,
+    pub upstreams: BTreeMap<String, UpstreamEntry>,
     pub dkim: crate::dkim::Settings,
     pub inspect: crate::inspect::Settings,
     pub validation: crate::validate::Settings,
@@ -60,7 +60,7 @@ pub struct Server {
     pub state_dir: PathBuf,
     pub max_message_size: u64,
     pub max_recipients: usize,
-    pub bare_newline: BareNewlineSetting,
+    pub bare_newline: crate::smtp::data::BareNewline,
     pub max_line_length: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
@@ -112,7 +112,7 @@ pub struct Route {
 /// One configured upstream: its kind's own settings plus options every
 /// kind shares.
 #[derive(Debug, Clone)]
-pub struct Upstream {
+pub struct UpstreamEntry {
     pub settings: crate::upstream::Settings,
     /// Deliver postern's DKIM signatures through this upstream (default
     /// true; false for APIs that rebuild the message and sign themselves).

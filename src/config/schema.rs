@@ -43,7 +43,7 @@ pub struct RawServer {
     pub state_dir: Option<Spanned<String>>,
     pub max_message_size: Option<Size>,
     pub max_recipients: Option<Spanned<usize>>,
-    pub bare_newline: Option<BareNewlineSetting>,
+    pub bare_newline: Option<crate::smtp::data::BareNewline>,
     pub max_line_length: Option<usize>,
     pub command_timeout: Option<Dur>,
     pub data_timeout: Option<Dur>,
@@ -56,13 +56,6 @@ pub struct RawServer {
     pub max_session_duration: Option<Spanned<Dur>>,
     pub max_junk_commands: Option<Spanned<u32>>,
     pub max_rcpt_commands: Option<Spanned<u32>>,
-}
-
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BareNewlineSetting {
-    Normalize,
-    Reject,
 }
 
 #[derive(Deserialize)]

@@ -66,11 +66,11 @@ pub(super) fn msgraph(c: &mut Ctx<'_>) -> Option<Settings> {
     let credential = match (secret, certificate, key) {
         (Some(s), None, None) => c
             .secret(s, "client_secret")
-            .map(msgraph::Credential::ClientSecret),
+            .map(msgraph::AppCredential::ClientSecret),
         (None, Some(cert), Some(key)) => {
             let path = (c.resolve)(cert.get_ref());
             let thumbprint = match std::fs::read_to_string(&path) {
-                Ok(pem) => msgraph::Credential::thumbprint(&pem)
+                Ok(pem) => msgraph::AppCredential::thumbprint(&pem)
                     .map_err(|e| c.error_at(cert, "client_certificate", e))
                     .ok(),
                 Err(e) => {
@@ -80,13 +80,13 @@ pub(super) fn msgraph(c: &mut Ctx<'_>) -> Option<Settings> {
                 }
             };
             let signer = c.secret(key, "client_key").and_then(|k| {
-                msgraph::Credential::signer(&k)
+                msgraph::AppCredential::signer(&k)
                     .map_err(|e| c.error_at(key, "client_key", e))
                     .ok()
             });
             match (thumbprint, signer) {
                 (Some(thumbprint), Some(signer)) => {
-                    Some(msgraph::Credential::Certificate { thumbprint, signer })
+                    Some(msgraph::AppCredential::Certificate { thumbprint, signer })
                 }
                 _ => None,
             }

@@ -5,7 +5,7 @@
 //! A key the kind does not read is reported with the kind's name, so a
 //! copy-paste mistake is obvious (see `upstream_ctx`).
 
-use super::Upstream;
+use super::UpstreamEntry;
 use super::error::{ConfigError, ConfigErrors, Loc};
 use super::schema::RawUpstream;
 use super::upstream_ctx::{Ctx, LocFn};
@@ -23,7 +23,7 @@ pub(super) fn build(
     resolve: &dyn Fn(&str) -> PathBuf,
     loc: LocFn<'_>,
     errors: &mut ConfigErrors,
-) -> Option<Upstream> {
+) -> Option<UpstreamEntry> {
     let Some(kind) = Kind::from_name(raw.kind.get_ref()) else {
         let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
         errors.push(ConfigError::new(
@@ -70,7 +70,7 @@ pub(super) fn build(
 }
 
 /// The options every kind accepts, around the kind's own settings.
-fn shared_options(c: &mut Ctx<'_>, settings: Option<Settings>) -> Option<Upstream> {
+fn shared_options(c: &mut Ctx<'_>, settings: Option<Settings>) -> Option<UpstreamEntry> {
     let raw = c.raw;
     let dkim = c.take("dkim", &raw.dkim).copied();
     let pass_control_headers = c
@@ -82,7 +82,7 @@ fn shared_options(c: &mut Ctx<'_>, settings: Option<Settings>) -> Option<Upstrea
     let breaker_cooldown = c
         .take("breaker_cooldown", &raw.breaker_cooldown)
         .map_or(Duration::from_secs(30), |d| d.0);
-    Some(Upstream {
+    Some(UpstreamEntry {
         dkim: dkim.unwrap_or(c.kind.keeps_signature()),
         settings: settings?,
         max_concurrency,

@@ -298,7 +298,7 @@ pub fn build_router(config: &crate::config::Config) -> Result<Router, BuildError
         &upstreams,
     )?;
     for (route, r) in &config.routes {
-        let ups: Vec<&crate::config::Upstream> = r
+        let ups: Vec<&crate::config::UpstreamEntry> = r
             .upstreams
             .iter()
             .filter_map(|u| config.upstreams.get(u))

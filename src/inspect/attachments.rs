@@ -34,7 +34,7 @@ pub enum AttachmentError {
 
 /// What the check enforces.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy<'a> {
+pub struct AttachmentRules<'a> {
     /// Lower-cased, without the leading dot.
     pub blocked_extensions: &'a [String],
     pub max_size: Option<u64>,
@@ -62,7 +62,10 @@ pub fn flatten(msg: Message<'_>) -> Vec<(usize, Message<'_>)> {
 }
 
 /// Checks every part of every (flattened) message.
-pub fn check(messages: &[(usize, Message<'_>)], policy: Policy<'_>) -> Result<(), AttachmentError> {
+pub fn check(
+    messages: &[(usize, Message<'_>)],
+    policy: AttachmentRules<'_>,
+) -> Result<(), AttachmentError> {
     if messages.iter().any(|(depth, _)| *depth > MAX_NESTING) {
         return Err(AttachmentError::TooDeep);
     }

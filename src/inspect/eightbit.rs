@@ -217,7 +217,7 @@ pub fn vet(data: &[u8], section: &Section, removed: &[String]) -> Result<(), Hea
         let toks = structured::tokens(&value);
         let roles = structured::address_roles(&toks);
         if toks.iter().zip(&roles).any(|(t, r)| {
-            *r == Role::Addr && !t.text.is_ascii() && t.kind != structured::Kind::Comment
+            *r == Role::Addr && !t.text.is_ascii() && t.kind != structured::TokenKind::Comment
         }) {
             return Err(m.error(Unrepairable::Address));
         }

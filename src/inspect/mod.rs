@@ -226,7 +226,7 @@ impl Inspector {
         policy::check_allowed(&from, &sub.from_patterns, &sub.credential)?;
         attachments::check(
             &messages,
-            attachments::Policy {
+            attachments::AttachmentRules {
                 blocked_extensions: &c.blocked_extensions,
                 max_size: c.max_attachment_size,
             },

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 /// Lexical token kinds of a structured field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum TokenKind {
     /// Whitespace, folds included.
     Ws,
     /// `( ... )` with nesting and quoted-pairs.
@@ -33,7 +33,7 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token<'a> {
-    pub kind: Kind,
+    pub kind: TokenKind,
     pub text: &'a str,
 }
 
@@ -63,23 +63,23 @@ pub fn tokens(value: &str) -> Vec<Token<'_>> {
                 while i < b.len() && is_wsp(b[i]) {
                     i += 1;
                 }
-                Kind::Ws
+                TokenKind::Ws
             }
             b'"' => {
                 i = closing(b, i + 1, b'"', None);
-                Kind::Quoted
+                TokenKind::Quoted
             }
             b'(' => {
                 i = closing(b, i + 1, b')', Some(b'('));
-                Kind::Comment
+                TokenKind::Comment
             }
             b'[' => {
                 i = closing(b, i + 1, b']', None);
-                Kind::Literal
+                TokenKind::Literal
             }
             b'<' | b'>' | b':' | b';' | b'@' | b'\\' | b',' | b')' | b']' => {
                 i += 1;
-                Kind::Special
+                TokenKind::Special
             }
             _ => {
                 while i < b.len()
@@ -101,7 +101,7 @@ pub fn tokens(value: &str) -> Vec<Token<'_>> {
                 {
                     i += 1;
                 }
-                Kind::Atom
+                TokenKind::Atom
             }
         };
         // Every boundary above is an ASCII byte, so `i` is a char boundary.
@@ -135,7 +135,7 @@ fn closing(b: &[u8], mut i: usize, close: u8, nest: Option<u8>) -> usize {
 }
 
 fn special(t: &Token<'_>, c: &str) -> bool {
-    t.kind == Kind::Special && t.text == c
+    t.kind == TokenKind::Special && t.text == c
 }
 
 /// Roles in an address list (`From`, `To`, ...). Each mailbox is the run
@@ -150,7 +150,7 @@ pub fn address_roles(tokens: &[Token<'_>]) -> Vec<Role> {
     let mut start = 0;
     let mut in_angle = false;
     for (i, t) in tokens.iter().enumerate() {
-        if t.kind != Kind::Special {
+        if t.kind != TokenKind::Special {
             continue;
         }
         match t.text {
@@ -192,7 +192,12 @@ pub enum Unrepairable {
 /// encoded-words (runs of them joined with their whitespace), 8-bit comment
 /// text is encoded inside its parentheses, everything else is kept.
 pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, Unrepairable> {
-    let is_word = |t: &Token<'_>| matches!(t.kind, Kind::Atom | Kind::Quoted | Kind::Literal);
+    let is_word = |t: &Token<'_>| {
+        matches!(
+            t.kind,
+            TokenKind::Atom | TokenKind::Quoted | TokenKind::Literal
+        )
+    };
     let eight_bit_word = |k: usize| {
         tokens
             .get(k)
@@ -205,13 +210,13 @@ pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, 
         let t = tokens[i];
         if t.text.is_ascii() {
             out.push(match t.kind {
-                Kind::Ws => Item::Ws(t.text),
+                TokenKind::Ws => Item::Ws(t.text),
                 _ => Item::Text(Cow::Borrowed(t.text)),
             });
             i += 1;
             continue;
         }
-        if t.kind == Kind::Comment {
+        if t.kind == TokenKind::Comment {
             comment(t.text, &mut out);
             i += 1;
             continue;
@@ -223,7 +228,7 @@ pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, 
             return Err(Unrepairable::Structure);
         }
         let mut run = String::new();
-        if i >= 2 && tokens[i - 1].kind == Kind::Ws && looks_encoded(tokens[i - 2].text) {
+        if i >= 2 && tokens[i - 1].kind == TokenKind::Ws && looks_encoded(tokens[i - 2].text) {
             run.push_str(&unfold(tokens[i - 1].text));
         }
         run.push_str(&word_text(&t));
@@ -232,7 +237,7 @@ pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, 
             if eight_bit_word(j) && phrase(j) {
                 run.push_str(&word_text(&tokens[j]));
                 j += 1;
-            } else if tokens.get(j).is_some_and(|t| t.kind == Kind::Ws)
+            } else if tokens.get(j).is_some_and(|t| t.kind == TokenKind::Ws)
                 && eight_bit_word(j + 1)
                 && phrase(j + 1)
             {
@@ -243,7 +248,7 @@ pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, 
                 break;
             }
         }
-        if tokens.get(j).is_some_and(|t| t.kind == Kind::Ws)
+        if tokens.get(j).is_some_and(|t| t.kind == TokenKind::Ws)
             && tokens.get(j + 1).is_some_and(|t| looks_encoded(t.text))
         {
             run.push_str(&unfold(tokens[j].text));
@@ -258,7 +263,7 @@ pub fn items<'a>(tokens: &[Token<'a>], roles: &[Role]) -> Result<Vec<Item<'a>>, 
 /// and folds.
 fn word_text(t: &Token<'_>) -> String {
     match t.kind {
-        Kind::Quoted => {
+        TokenKind::Quoted => {
             let inner = t.text.strip_prefix('"').unwrap_or(t.text);
             let inner = inner.strip_suffix('"').unwrap_or(inner);
             unescape(&unfold(inner))
@@ -304,21 +309,27 @@ pub fn mime_param_items(value: &str) -> Result<Vec<Item<'_>>, Unrepairable> {
             }
             for t in seg {
                 out.push(match t.kind {
-                    Kind::Ws => Item::Ws(t.text),
+                    TokenKind::Ws => Item::Ws(t.text),
                     _ => Item::Text(Cow::Borrowed(t.text)),
                 });
             }
             continue;
         }
-        let first = seg.iter().position(|t| t.kind != Kind::Ws).unwrap_or(0);
-        let last = seg.iter().rposition(|t| t.kind != Kind::Ws).unwrap_or(0);
+        let first = seg
+            .iter()
+            .position(|t| t.kind != TokenKind::Ws)
+            .unwrap_or(0);
+        let last = seg
+            .iter()
+            .rposition(|t| t.kind != TokenKind::Ws)
+            .unwrap_or(0);
         let body = &seg[first..=last];
-        if body.iter().any(|t| t.kind == Kind::Comment) {
+        if body.iter().any(|t| t.kind == TokenKind::Comment) {
             return Err(Unrepairable::Structure);
         }
         let joined: String = body
             .iter()
-            .filter(|t| t.kind != Kind::Ws)
+            .filter(|t| t.kind != TokenKind::Ws)
             .map(|t| t.text)
             .collect();
         let Some((attr, raw)) = joined.split_once('=') else {

@@ -277,7 +277,8 @@ impl Conn {
                     let access = self.shared.current().access.clone();
                     let result = access
                         .authenticate(&username, &secret, self.peer.ip())
-                        .await;
+                        .await
+                        .map_err(|d| d.reply());
                     self.session.auth_result(result)
                 }
                 Step::Data(r) => {

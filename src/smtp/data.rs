@@ -24,8 +24,10 @@
 //! followed by a line ending (CRLF, bare CR, bare LF) that is not the end
 //! marker is kept, so a lone-dot line survives as the content line `.`.
 
-/// What to do with a CR or LF that is not part of a CRLF pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to do with a CR or LF that is not part of a CRLF pair
+/// (`[server] bare_newline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BareNewline {
     /// Store it as CRLF.
     Normalize,

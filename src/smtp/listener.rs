@@ -7,7 +7,7 @@
 
 use super::conn::Conn;
 use super::reply::Reply;
-use super::session::{Grant, Limits, Policy, SessionConfig, Transaction};
+use super::session::{CredentialLimits, Grant, Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::access::ConnectionRate;
 use crate::config::{Config, TlsMode};
@@ -78,12 +78,7 @@ impl Generation {
                 max_junk_commands: s.max_junk_commands,
                 max_rcpt_commands: s.max_rcpt_commands,
                 starttls,
-                bare_newline: match s.bare_newline {
-                    crate::config::BareNewlineSetting::Normalize => {
-                        super::data::BareNewline::Normalize
-                    }
-                    crate::config::BareNewlineSetting::Reject => super::data::BareNewline::Reject,
-                },
+                bare_newline: s.bare_newline,
                 max_auth_attempts: config
                     .abuse
                     .max_auth_attempts_per_connection
@@ -194,13 +189,13 @@ impl Policy for Shared {
         )
     }
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
-        self.current().access.check_login(grant, peer)
+        Policy::check_login(&*self.current().access, grant, peer)
     }
-    fn limits(&self, credential: &str) -> Limits {
+    fn limits(&self, credential: &str) -> CredentialLimits {
         self.current().access.limits(credential)
     }
     fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
-        self.current().access.check_recipient(credential, rcpt)
+        Policy::check_recipient(&*self.current().access, credential, rcpt)
     }
 }
 

@@ -4,6 +4,7 @@
 //! text always names the reason.
 
 use super::reply::Reply;
+use crate::access::Denied;
 use crate::dkim::SignError;
 use crate::inspect::InspectError;
 use crate::inspect::attachments::AttachmentError;
@@ -52,5 +53,23 @@ impl SpoolError {
             "4.3.1",
             "Insufficient system storage, message not accepted; try again later",
         )
+    }
+}
+
+impl Denied {
+    /// Authentication failures are `535 5.7.8` (one text for every reason
+    /// a login fails, so usernames cannot be probed), a lockout is
+    /// temporary `454 4.7.0`, an exhausted quota `451 4.7.1` (the client
+    /// retries later), a recipient outside the scope `550 5.7.1`.
+    pub fn reply(&self) -> Reply {
+        let (code, enhanced) = match self {
+            Denied::InvalidCredentials
+            | Denied::OutsideNetworks { .. }
+            | Denied::LoginNoLongerValid => (535, "5.7.8"),
+            Denied::LockedOut(_) => (454, "4.7.0"),
+            Denied::RateLimited(_) => (451, "4.7.1"),
+            Denied::Recipient { .. } => (550, "5.7.1"),
+        };
+        Reply::new(code, enhanced, self.to_string())
     }
 }

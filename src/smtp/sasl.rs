@@ -24,7 +24,7 @@ pub enum Wait {
 }
 
 /// What the session does with the client's last AUTH input.
-pub enum Outcome {
+pub enum SaslStep {
     /// Send the challenge and wait for the next line.
     Continue(Wait, Reply),
     /// A complete, well-formed credential pair to check.
@@ -34,27 +34,27 @@ pub enum Outcome {
 }
 
 /// The `AUTH mechanism [initial-response]` command.
-pub fn start(mechanism: u64, initial_response: &str) -> Outcome {
+pub fn start(mechanism: u64, initial_response: &str) -> SaslStep {
     let initial = initial_response.trim();
     match mechanism {
         smtp_proto::AUTH_PLAIN if initial.is_empty() => {
-            Outcome::Continue(Wait::PlainResponse, Reply::bare(334, ""))
+            SaslStep::Continue(Wait::PlainResponse, Reply::bare(334, ""))
         }
         smtp_proto::AUTH_PLAIN => match decode_base64(initial) {
             Ok(response) => plain(&response),
-            Err(reply) => Outcome::Refuse(reply),
+            Err(reply) => SaslStep::Refuse(reply),
         },
         smtp_proto::AUTH_LOGIN if initial.is_empty() => {
-            Outcome::Continue(Wait::LoginUsername, Reply::bare(334, LOGIN_USERNAME))
+            SaslStep::Continue(Wait::LoginUsername, Reply::bare(334, LOGIN_USERNAME))
         }
         smtp_proto::AUTH_LOGIN => match decode_base64(initial).and_then(utf8) {
-            Ok(username) => Outcome::Continue(
+            Ok(username) => SaslStep::Continue(
                 Wait::LoginPassword { username },
                 Reply::bare(334, LOGIN_PASSWORD),
             ),
-            Err(reply) => Outcome::Refuse(reply),
+            Err(reply) => SaslStep::Refuse(reply),
         },
-        _ => Outcome::Refuse(Reply::new(
+        _ => SaslStep::Refuse(Reply::new(
             504,
             "5.5.4",
             "Unrecognized authentication mechanism",
@@ -63,10 +63,10 @@ pub fn start(mechanism: u64, initial_response: &str) -> Outcome {
 }
 
 /// A base64 line inside an exchange (RFC 4954 §4).
-pub fn respond(wait: Wait, line: &[u8]) -> Outcome {
+pub fn respond(wait: Wait, line: &[u8]) -> SaslStep {
     let text = line.trim_ascii();
     if text == b"*" {
-        return Outcome::Refuse(Reply::new(501, "5.7.0", "Authentication cancelled"));
+        return SaslStep::Refuse(Reply::new(501, "5.7.0", "Authentication cancelled"));
     }
     let decoded = match std::str::from_utf8(text) {
         Ok(text) => decode_base64(text),
@@ -74,54 +74,54 @@ pub fn respond(wait: Wait, line: &[u8]) -> Outcome {
     };
     let decoded = match decoded {
         Ok(d) => d,
-        Err(reply) => return Outcome::Refuse(reply),
+        Err(reply) => return SaslStep::Refuse(reply),
     };
     match wait {
         Wait::PlainResponse => plain(&decoded),
         Wait::LoginUsername => match utf8(decoded) {
-            Ok(username) => Outcome::Continue(
+            Ok(username) => SaslStep::Continue(
                 Wait::LoginPassword { username },
                 Reply::bare(334, LOGIN_PASSWORD),
             ),
-            Err(reply) => Outcome::Refuse(reply),
+            Err(reply) => SaslStep::Refuse(reply),
         },
         Wait::LoginPassword { username } => match utf8(decoded) {
             Ok(secret) => verify(username, secret),
-            Err(reply) => Outcome::Refuse(reply),
+            Err(reply) => SaslStep::Refuse(reply),
         },
     }
 }
 
 /// RFC 4616 message: authzid NUL authcid NUL passwd.
-fn plain(response: &[u8]) -> Outcome {
+fn plain(response: &[u8]) -> SaslStep {
     let mut parts = response.split(|&b| b == 0);
     let (Some(authzid), Some(authcid), Some(passwd), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Outcome::Refuse(Reply::new(501, "5.5.2", "Malformed PLAIN response"));
+        return SaslStep::Refuse(Reply::new(501, "5.5.2", "Malformed PLAIN response"));
     };
     let (Ok(authzid), Ok(username), Ok(secret)) = (
         std::str::from_utf8(authzid),
         std::str::from_utf8(authcid),
         std::str::from_utf8(passwd),
     ) else {
-        return Outcome::Refuse(not_utf8());
+        return SaslStep::Refuse(not_utf8());
     };
     // We cannot act on behalf of another identity.
     if !authzid.is_empty() && authzid != username {
-        return Outcome::Refuse(invalid());
+        return SaslStep::Refuse(invalid());
     }
     verify(username.to_string(), secret.to_string())
 }
 
-fn verify(username: String, secret: String) -> Outcome {
+fn verify(username: String, secret: String) -> SaslStep {
     let clean = !username
         .chars()
         .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER);
     if username.is_empty() || secret.is_empty() || !clean {
-        return Outcome::Refuse(invalid());
+        return SaslStep::Refuse(invalid());
     }
-    Outcome::Verify { username, secret }
+    SaslStep::Verify { username, secret }
 }
 
 fn invalid() -> Reply {

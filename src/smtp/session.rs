@@ -31,7 +31,7 @@ mod envelope;
 mod limits;
 mod policy;
 
-pub use policy::{Grant, Limits, Policy, SizeLimit};
+pub use policy::{CredentialLimits, Grant, Policy, SizeLimit};
 
 /// Per-listener settings the state machine needs; shared by all sessions.
 #[derive(Clone, Debug)]
@@ -151,7 +151,7 @@ enum Phase {
 }
 
 /// The MAIL/RCPT part of a transaction, before DATA.
-struct Envelope {
+struct PendingTransaction {
     credential: Arc<str>,
     authenticated: bool,
     /// Effective limits for this transaction (listener's and credential's).
@@ -193,7 +193,7 @@ pub struct Session {
     auth_attempts: u32,
     /// Credential granted by network trust at the last MAIL (for logging).
     network_credential: Option<Arc<str>>,
-    envelope: Option<Envelope>,
+    envelope: Option<PendingTransaction>,
     /// The transaction being spooled, released if the spool refuses it.
     queueing: Option<Counted>,
     phase: Phase,

@@ -171,7 +171,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct Spool {
     shared: Arc<Shared>,
-    writer: std::sync::mpsc::Sender<writer::Job>,
+    writer: std::sync::mpsc::Sender<writer::WriteJob>,
     /// The flock lives on this descriptor. Not in `Shared`, because writer
     /// threads outlive the last `Spool` by a moment and must not keep a
     /// closed spool locked.
@@ -246,7 +246,7 @@ impl Spool {
             return Err(SpoolError::EnvelopeTooLarge(header.len()));
         }
         let (reply, done) = oneshot::channel();
-        let job = writer::Job {
+        let job = writer::WriteJob {
             id: envelope.id,
             header,
             data: Box::new(data),

@@ -21,7 +21,7 @@ use super::{Shared, SpoolError};
 const MAX_BATCH: usize = 256;
 
 /// One pending `put`.
-pub(super) struct Job {
+pub(super) struct WriteJob {
     pub id: String,
     /// Envelope JSON plus the terminating newline.
     pub header: Vec<u8>,
@@ -29,8 +29,8 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<(), SpoolError>>,
 }
 
-pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<Job>, SpoolError> {
-    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJob>, SpoolError> {
+    let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
     let rx = Arc::new(Mutex::new(rx));
     for n in 0..threads.max(1) {
         let rx = rx.clone();
@@ -44,7 +44,7 @@ pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<Job>, 
 }
 
 /// Runs until every `Spool` (and so every Sender) is dropped.
-fn run(shared: &Shared, rx: &Mutex<Receiver<Job>>) {
+fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>) {
     while let Some(batch) = next_batch(rx) {
         commit(shared, batch);
     }
@@ -52,7 +52,7 @@ fn run(shared: &Shared, rx: &Mutex<Receiver<Job>>) {
 
 /// Blocks for one job, then takes whatever else is already waiting. The lock
 /// is held while blocked so exactly one idle thread is collecting at a time.
-fn next_batch(rx: &Mutex<Receiver<Job>>) -> Option<Vec<Job>> {
+fn next_batch(rx: &Mutex<Receiver<WriteJob>>) -> Option<Vec<WriteJob>> {
     let rx = match rx.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
@@ -68,9 +68,9 @@ fn next_batch(rx: &Mutex<Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-fn commit(shared: &Shared, batch: Vec<Job>) {
+fn commit(shared: &Shared, batch: Vec<WriteJob>) {
     let dir = &shared.dir;
-    let mut renamed: Vec<(Job, PathBuf)> = Vec::with_capacity(batch.len());
+    let mut renamed: Vec<(WriteJob, PathBuf)> = Vec::with_capacity(batch.len());
     for job in batch {
         let tmp = dir.tmp_path(&job.id);
         let dest = dir.queue_path(&job.id);

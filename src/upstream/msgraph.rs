@@ -47,7 +47,7 @@ const MAX_ID: usize = 300;
 
 /// How the app proves its identity to Entra ID.
 #[derive(Debug, Clone)]
-pub enum Credential {
+pub enum AppCredential {
     ClientSecret(Secret),
     /// A certificate registered with the app (its SHA-256 thumbprint goes
     /// in the assertion header) and its private key, parsed at load time.
@@ -57,7 +57,7 @@ pub enum Credential {
     },
 }
 
-impl Credential {
+impl AppCredential {
     /// The `client_certificate` PEM's thumbprint; the error names what is wrong.
     pub fn thumbprint(certificate_pem: &str) -> Result<String, String> {
         cert_thumbprint_s256(certificate_pem).map_err(|e| e.to_string())
@@ -80,7 +80,7 @@ pub struct Settings {
     pub token_url: Option<String>,
     pub tenant_id: String,
     pub client_id: String,
-    pub credential: Credential,
+    pub credential: AppCredential,
     /// Send as this mailbox; default: the message's From address.
     pub mailbox: Option<String>,
     pub save_to_sent_items: bool,
@@ -127,12 +127,12 @@ impl MsgraphUpstream {
         let token_url = https_url(name, "token_url", &token_url)?;
         let scope = scope_for(&base);
         let grant = match &config.credential {
-            Credential::ClientSecret(secret) => TokenGrant::ClientSecret {
+            AppCredential::ClientSecret(secret) => TokenGrant::ClientSecret {
                 client_id: config.client_id.clone(),
                 secret: secret.clone(),
                 scope,
             },
-            Credential::Certificate { thumbprint, signer } => TokenGrant::ClientAssertion {
+            AppCredential::Certificate { thumbprint, signer } => TokenGrant::ClientAssertion {
                 client_id: config.client_id.clone(),
                 signer: Arc::clone(signer),
                 thumbprint: thumbprint.clone(),

@@ -31,7 +31,7 @@ fn defaults_and_dkim_off() {
     assert_eq!(g.endpoint.timeout, DEFAULT_TIMEOUT);
     assert!(g.save_to_sent_items && g.mailbox.is_none() && g.token_url.is_none());
     assert!(
-        matches!(&g.credential, msgraph::Credential::ClientSecret(s) if s.expose() == "top-secret")
+        matches!(&g.credential, msgraph::AppCredential::ClientSecret(s) if s.expose() == "top-secret")
     );
     assert!(!format!("{u:?}").contains("top-secret"));
 

@@ -13,7 +13,7 @@ fn run(raw: &[u8], max_size: Option<u64>) -> Result<(), AttachmentError> {
     let msg = MessageParser::new().parse(raw).expect("parses");
     check(
         &flatten(msg),
-        Policy {
+        AttachmentRules {
             blocked_extensions: &blocked,
             max_size,
         },

@@ -5,7 +5,7 @@ use super::super::encode::write_field;
 use super::*;
 use mail_parser::{Addr, Address, HeaderValue, MessageParser, MimeHeaders};
 
-fn kinds(v: &str) -> Vec<(Kind, &str)> {
+fn kinds(v: &str) -> Vec<(TokenKind, &str)> {
     tokens(v).iter().map(|t| (t.kind, t.text)).collect()
 }
 
@@ -50,25 +50,25 @@ fn tokenizer() {
     assert_eq!(
         kinds(r#" "Mü\"ller, H" (a (b\)) c) <x.y@z>,"#),
         [
-            (Kind::Ws, " "),
-            (Kind::Quoted, r#""Mü\"ller, H""#),
-            (Kind::Ws, " "),
-            (Kind::Comment, r"(a (b\)) c)"),
-            (Kind::Ws, " "),
-            (Kind::Special, "<"),
-            (Kind::Atom, "x.y"),
-            (Kind::Special, "@"),
-            (Kind::Atom, "z"),
-            (Kind::Special, ">"),
-            (Kind::Special, ","),
+            (TokenKind::Ws, " "),
+            (TokenKind::Quoted, r#""Mü\"ller, H""#),
+            (TokenKind::Ws, " "),
+            (TokenKind::Comment, r"(a (b\)) c)"),
+            (TokenKind::Ws, " "),
+            (TokenKind::Special, "<"),
+            (TokenKind::Atom, "x.y"),
+            (TokenKind::Special, "@"),
+            (TokenKind::Atom, "z"),
+            (TokenKind::Special, ">"),
+            (TokenKind::Special, ","),
         ]
     );
     assert_eq!(
         kinds("[1.2.3.4] \"open"),
         [
-            (Kind::Literal, "[1.2.3.4]"),
-            (Kind::Ws, " "),
-            (Kind::Quoted, "\"open")
+            (TokenKind::Literal, "[1.2.3.4]"),
+            (TokenKind::Ws, " "),
+            (TokenKind::Quoted, "\"open")
         ]
     );
 }
@@ -82,7 +82,7 @@ fn roles_of_an_address_list() {
     let phrase: Vec<&str> = toks
         .iter()
         .zip(&roles)
-        .filter(|(t, r)| **r == Phrase && t.kind != Kind::Ws)
+        .filter(|(t, r)| **r == Phrase && t.kind != TokenKind::Ws)
         .map(|(t, _)| t.text)
         .collect();
     assert_eq!(phrase, ["Jörg", "g", "\"c\"", "bare"]);

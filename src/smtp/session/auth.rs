@@ -73,20 +73,20 @@ impl Session {
         self.sasl(sasl::respond(wait, line))
     }
 
-    fn sasl(&mut self, outcome: sasl::Outcome) -> Step {
+    fn sasl(&mut self, outcome: sasl::SaslStep) -> Step {
         match outcome {
-            sasl::Outcome::Continue(wait, challenge) => {
+            sasl::SaslStep::Continue(wait, challenge) => {
                 self.phase = Phase::Auth(wait);
                 Step::Reply(challenge)
             }
-            sasl::Outcome::Verify { username, secret } => {
+            sasl::SaslStep::Verify { username, secret } => {
                 // Only exchanges that reach a password check count: a client
                 // trying CRAM-MD5 before PLAIN is not guessing.
                 self.auth_attempts = self.auth_attempts.saturating_add(1);
                 self.phase = Phase::AuthVerifying;
                 Step::Auth { username, secret }
             }
-            sasl::Outcome::Refuse(reply) => {
+            sasl::SaslStep::Refuse(reply) => {
                 self.phase = Phase::Command;
                 self.reply(reply)
             }

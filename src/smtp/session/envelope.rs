@@ -9,7 +9,7 @@
 
 use smtp_proto::MailFrom;
 
-use super::{Envelope, Phase, Session, Step, non_ascii_address, too_large};
+use super::{PendingTransaction, Phase, Session, Step, non_ascii_address, too_large};
 use crate::smtp::reply::Reply;
 use crate::validate::{Address, CheckError, Path, parse_path};
 
@@ -134,7 +134,7 @@ impl Session {
             return Step::Reply(reply);
         }
         let reply = Reply::new(250, "2.1.0", format!("Sender <{address}> ok"));
-        self.envelope = Some(Envelope {
+        self.envelope = Some(PendingTransaction {
             credential,
             authenticated,
             max_recipients,

@@ -7,51 +7,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::access::Access;
+pub use crate::access::{CredentialLimits, Grant, SizeLimit};
 use crate::smtp::reply::Reply;
 use crate::validate::Address;
-
-/// A successful AUTH: the credential, and which of its secrets was used
-/// (opaque here), so the access layer can notice at the next MAIL that the
-/// secret was removed or expired by a reload.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub credential: Arc<str>,
-    pub secret: Arc<str>,
-}
-
-/// Manual so the stored hash of the secret never reaches a log line.
-impl std::fmt::Debug for Grant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grant")
-            .field("credential", &self.credential)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Grant {
-    /// A grant whose secret id does not matter (tests, fuzzing).
-    pub fn named(credential: &str) -> Grant {
-        Grant {
-            credential: Arc::from(credential),
-            secret: Arc::from(""),
-        }
-    }
-}
-
-/// A message size limit stricter than the listener's, and whose it is
-/// (`credential "app"`, `route "bulk"`) for the 552 reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SizeLimit {
-    pub bytes: usize,
-    pub by: String,
-}
-
-/// Per-credential limits; `None` leaves the listener's limit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub max_recipients: Option<usize>,
-    pub max_message_size: Option<SizeLimit>,
-}
 
 /// What the session asks the access layer; implemented by the access
 /// module, faked in tests.
@@ -94,11 +53,52 @@ pub trait Policy: Send + Sync {
         Ok(())
     }
     /// The credential's own recipient and size limits.
-    fn limits(&self, _credential: &str) -> Limits {
-        Limits::default()
+    fn limits(&self, _credential: &str) -> CredentialLimits {
+        CredentialLimits::default()
     }
     /// The credential's recipient-domain scope. `Err` is the whole reply.
     fn check_recipient(&self, _credential: &str, _rcpt: &Address) -> Result<(), Reply> {
         Ok(())
+    }
+}
+
+/// The access layer answers; its refusals become replies here
+/// (`Denied::reply`, in smtp/refusal.rs).
+impl Policy for Access {
+    fn network_credential(&self, peer: IpAddr) -> Option<Arc<str>> {
+        Access::network_credential(self, peer)
+    }
+
+    fn check_sender(&self, credential: &str, mail_from: &str) -> Result<(), String> {
+        Access::check_sender(self, credential, mail_from)
+    }
+
+    fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), Reply> {
+        Access::admit_message(self, credential, mail_from, peer).map_err(|d| d.reply())
+    }
+
+    fn admit_recipient(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+    ) -> Result<(), Reply> {
+        Access::admit_recipient(self, credential, mail_from, peer).map_err(|d| d.reply())
+    }
+
+    fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
+        Access::release(self, credential, mail_from, peer, recipients)
+    }
+
+    fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
+        Access::check_login(self, grant, peer).map_err(|d| d.reply())
+    }
+
+    fn limits(&self, credential: &str) -> CredentialLimits {
+        Access::limits(self, credential)
+    }
+
+    fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
+        Access::check_recipient(self, credential, rcpt).map_err(|d| d.reply())
     }
 }

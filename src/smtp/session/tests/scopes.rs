@@ -12,7 +12,7 @@ struct Scoped {
     /// Recipients given back by each `release`, in order.
     released: Mutex<Vec<u32>>,
     revoked: Mutex<bool>,
-    limits: Limits,
+    limits: CredentialLimits,
     denied_domain: Option<&'static str>,
 }
 
@@ -30,7 +30,7 @@ impl Policy for Scoped {
             Ok(())
         }
     }
-    fn limits(&self, _: &str) -> Limits {
+    fn limits(&self, _: &str) -> CredentialLimits {
         self.limits.clone()
     }
     fn release(&self, _: &str, _: &str, _: IpAddr, recipients: u32) {
@@ -96,7 +96,7 @@ fn revoked_login_is_refused_at_next_mail_and_forgotten() {
 #[test]
 fn credential_recipient_limit_names_the_credential() {
     let policy = Arc::new(Scoped {
-        limits: Limits {
+        limits: CredentialLimits {
             max_recipients: Some(1),
             max_message_size: None,
         },
@@ -114,7 +114,7 @@ fn credential_recipient_limit_names_the_credential() {
 #[test]
 fn credential_size_limit_in_ehlo_mail_and_data() {
     let policy = Arc::new(Scoped {
-        limits: Limits {
+        limits: CredentialLimits {
             max_recipients: None,
             max_message_size: Some(SizeLimit {
                 bytes: 100,
@@ -144,7 +144,7 @@ fn credential_size_limit_in_ehlo_mail_and_data() {
 #[test]
 fn listener_limit_wins_when_it_is_smaller() {
     let policy = Arc::new(Scoped {
-        limits: Limits {
+        limits: CredentialLimits {
             max_recipients: Some(50),
             max_message_size: Some(SizeLimit {
                 bytes: 1 << 20,

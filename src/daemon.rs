@@ -133,6 +133,11 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
             "TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production"
         );
     }
+    // Installed before anything counts; without [admin] nothing records.
+    let metrics = config
+        .admin
+        .as_ref()
+        .and_then(|_| crate::observe::metrics::install());
     let spool = Arc::new(Spool::open(config.server.state_dir.join("spool"))?);
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
     // Hour and day counters live in state_dir so a restart does not hand a
@@ -189,6 +194,28 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         config.server.max_connections,
         Some(Arc::clone(&daemon.conn_rate)),
     );
+    let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = match (&config.admin, metrics) {
+        (Some(settings), Some(metrics)) => {
+            let tls = match &config.tls {
+                Some(source) if settings.https => Some(crate::smtp::tls::server_config(
+                    source,
+                    &config.server.hostname,
+                )?),
+                _ => None,
+            };
+            let health = Arc::new(Readiness {
+                spool: Arc::clone(&spool),
+                delivery: delivery.status(),
+                listening: Arc::clone(&listening),
+            });
+            let admin = crate::admin::Admin::bind(settings, tls, metrics, health).await?;
+            tracing::info!(address = %admin.local_addr()?, https = settings.https, "admin listener");
+            Some(tokio::spawn(admin.serve()))
+        }
+        _ => None,
+    };
+    // After the admin listener, so a probe that finds SMTP up finds it too.
     let bound = listener::bind(&config).await?;
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
@@ -196,6 +223,9 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
     let grace = config.server.shutdown_timeout;
     let serve = listener::serve(Arc::clone(&shared), bound, shutdown.clone(), grace);
     tokio::pin!(serve);
+    // The sockets are bound and listening: connections queue until the
+    // serve loop takes them.
+    listening.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut running = config;
     loop {
         tokio::select! {
@@ -208,10 +238,14 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    listening.store(false, std::sync::atomic::Ordering::Relaxed);
     signals.abort();
     delivery.wait(running.server.shutdown_timeout).await;
     let _ = persister.await;
     let _ = known_persister.await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -239,4 +273,46 @@ async fn wait_for_signal(
         }
     }
     let _ = shutdown.send(());
+}
+
+/// `/readyz` and the scrape-time gauges: the SMTP listeners are serving,
+/// the spool takes a write, and every route has an upstream whose
+/// breaker is not open.
+struct Readiness {
+    spool: Arc<Spool>,
+    delivery: crate::deliver::Status,
+    listening: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl crate::admin::Health for Readiness {
+    fn not_ready(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.listening.load(std::sync::atomic::Ordering::Relaxed) {
+            problems.push("SMTP listeners are not serving".to_string());
+        }
+        if let Err(e) = self.spool.dir().probe_writable() {
+            problems.push(format!("spool is not writable: {e}"));
+        }
+        problems.extend(self.delivery.blocked_routes());
+        problems
+    }
+
+    fn refresh_gauges(&self) {
+        use crate::observe::metrics;
+        let dir = self.spool.dir();
+        if let Ok(q) = dir.usage(false) {
+            metrics::spool("queued", q.messages, q.bytes);
+            let age = q
+                .oldest
+                .and_then(|t| t.elapsed().ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::spool_oldest(age);
+        }
+        if let Ok(d) = dir.usage(true) {
+            metrics::spool("dead", d.messages, d.bytes);
+        }
+        for (upstream, state) in self.delivery.breakers() {
+            metrics::breaker(&upstream, &state.to_string());
+        }
+    }
 }

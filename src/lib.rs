@@ -7,6 +7,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

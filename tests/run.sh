@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# swaks and dnsmasq-base (Debian packages) and a Python venv (.venv) for the Python clients.
+# swaks, dnsmasq-base and promtool (Debian packages) and a Python venv (.venv) for the Python clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+# promtool checks /metrics; Debian ships it in the prometheus package, whose
+# server is not wanted: no recommends, and it does not stay running.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> installing Debian package: prometheus (for promtool)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -21,6 +21,7 @@ use crate::access::Access;
 use crate::deliver::AcceptPolicies;
 use crate::dkim::Signer;
 use crate::inspect::{Inspector, Submission};
+use crate::observe::metrics;
 use crate::smtp::listener::MessageSink;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
@@ -53,10 +54,16 @@ impl Acceptor {
             .inspector
             .run(sub, std::mem::take(&mut tx.data))
             .await
-            .map_err(|e| e.reply())?;
+            .map_err(|e| {
+                metrics::refused("data", e.kind());
+                e.reply()
+            })?;
         let data = crate::dkim::sign_message(&self.signer, data, &id)
             .await
-            .map_err(|e| e.reply())?;
+            .map_err(|e| {
+                metrics::refused("data", "dkim");
+                e.reply()
+            })?;
         let size = data.len();
         let envelope = Envelope {
             id: id.clone(),
@@ -78,10 +85,12 @@ impl Acceptor {
                     size,
                     "accepted"
                 );
+                metrics::message_accepted();
                 Ok(id)
             }
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
+                metrics::refused("data", "spool");
                 Err(e.reply())
             }
         }

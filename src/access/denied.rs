@@ -28,6 +28,20 @@ pub enum Denied {
     },
 }
 
+impl Denied {
+    /// A fixed word for the reason (metrics labels, audit events).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denied::InvalidCredentials => "invalid",
+            Denied::LockedOut(_) => "locked_out",
+            Denied::OutsideNetworks { .. } => "outside_networks",
+            Denied::LoginNoLongerValid => "no_longer_valid",
+            Denied::RateLimited(_) => "quota",
+            Denied::Recipient { .. } => "recipient_scope",
+        }
+    }
+}
+
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -72,6 +72,7 @@ impl Access {
             }
             if let Some(lockout) = &self.lockout {
                 for l in lockout.record_failure(client, Some(username)) {
+                    crate::observe::metrics::lockout();
                     tracing::warn!(key = %self.log_key(&l.key), rule = "abuse.auth_failures", lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
                 }
                 let delay = lockout.failure_delay();

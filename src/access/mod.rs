@@ -195,6 +195,7 @@ impl Access {
                 retry_after_s = refusal.retry_secs(),
                 "rate limit refusal"
             );
+            crate::observe::metrics::quota_refused(&refusal.rule);
             Denied::RateLimited(refusal)
         })
     }

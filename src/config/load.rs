@@ -318,6 +318,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         validation: super::validation::build(files, errors),
         quota: super::quota::build(files, errors),
         abuse: super::abuse::build(files, errors),
+        admin: super::admin::build(files, tls.is_some(), errors),
         server,
         tls,
         listeners,

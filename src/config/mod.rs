@@ -6,6 +6,7 @@
 //! an unresolved secret.
 
 pub mod abuse;
+mod admin;
 mod credential;
 pub mod dkim;
 mod error;
@@ -48,6 +49,8 @@ pub struct Config {
     pub validation: crate::validate::Settings,
     /// `[quota]`: rate limits per credential, sender, domain, IP.
     pub quota: crate::quota::Settings,
+    /// `[admin]`: the metrics and health listener, when configured.
+    pub admin: Option<crate::admin::Settings>,
     /// `[abuse]`: AUTH lockout and connection rate.
     pub abuse: crate::access::abuse::Settings,
     /// Every file that was read, main file first.

@@ -34,6 +34,7 @@ pub struct RawFile {
     pub validation: Option<Spanned<super::validation::RawValidation>>,
     pub quota: Option<Spanned<super::quota::RawQuota>>,
     pub abuse: Option<Spanned<super::abuse::RawAbuse>>,
+    pub admin: Option<Spanned<super::admin::RawAdmin>>,
 }
 
 #[derive(Deserialize, Default)]

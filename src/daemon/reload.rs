@@ -38,6 +38,7 @@ pub(super) async fn reload(
             tracing::error!(
                 "configuration reload failed; keeping the current configuration:\n{errors}"
             );
+            crate::observe::metrics::reload("failed");
             return;
         }
     };
@@ -60,6 +61,7 @@ pub(super) async fn reload(
         upstreams = new.upstreams.len(),
         "configuration reloaded"
     );
+    crate::observe::metrics::reload("ok");
     *running = new;
 }
 
@@ -89,6 +91,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.log.level != new.log.level || old.log.format != new.log.format {
         out.push("log");
+    }
+    if old.admin != new.admin {
+        out.push("admin");
     }
     out
 }

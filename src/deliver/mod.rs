@@ -19,6 +19,7 @@ mod paced;
 mod retry;
 mod router;
 mod scheduler;
+
 #[cfg(test)]
 mod tests;
 
@@ -206,6 +207,14 @@ impl Delivery {
         self.ctx.scheduler.wake_parked();
     }
 
+    /// A handle that reads delivery's state for health checks and
+    /// metrics; it lives as long as needed, independent of `wait`.
+    pub fn status(&self) -> Status {
+        Status {
+            ctx: Arc::clone(&self.ctx),
+        }
+    }
+
     /// The circuit breaker state of upstream `name` (closed if unknown).
     pub fn breaker_state(&self, name: &str) -> BreakerState {
         self.ctx.breakers.state(name)
@@ -337,8 +346,20 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
         rcpt_to: &envelope.rcpt_to,
         data: &data,
     };
+    let started = Instant::now();
     let result = upstream.deliver(&out).await;
     let up = upstream.name();
+    crate::observe::metrics::delivery_attempt(
+        up,
+        match &result {
+            Ok(_) => "delivered",
+            Err(DeliveryError::Permanent { .. }) => "permanent",
+            Err(DeliveryError::Transient { .. }) => "transient",
+            Err(DeliveryError::Ambiguous { .. }) => "ambiguous",
+            Err(DeliveryError::NotAttempted { .. }) => "not_attempted",
+        },
+        started.elapsed().as_secs_f64(),
+    );
     let outcome = match &result {
         Ok(_) => Some(Outcome::Success),
         Err(DeliveryError::Permanent { .. }) => Some(Outcome::Permanent),
@@ -478,4 +499,50 @@ fn age_of(received_at: u64) -> Duration {
 /// Whole seconds, human readable ("1h 30m").
 fn secs(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// Delivery's state as health checks and metrics see it.
+#[derive(Clone)]
+pub struct Status {
+    ctx: Arc<Ctx>,
+}
+
+impl Status {
+    /// Each upstream of the current routes with its breaker state.
+    pub fn breakers(&self) -> Vec<(String, BreakerState)> {
+        let router = self.ctx.router();
+        let mut names: Vec<&str> = router.routes().flat_map(|(_, ups)| ups).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| (n.to_string(), self.ctx.breakers.state(n)))
+            .collect()
+    }
+
+    /// Routes on which no upstream can take a delivery now (every breaker
+    /// open), one line each.
+    pub fn blocked_routes(&self) -> Vec<String> {
+        let router = self.ctx.router();
+        let mut out: Vec<String> = router
+            .routes()
+            .filter(|(_, ups)| {
+                ups.iter()
+                    .all(|u| self.ctx.breakers.state(u) == BreakerState::Open)
+            })
+            .map(|(route, ups)| {
+                format!(
+                    "route {route:?}: every upstream's circuit breaker is open ({})",
+                    ups.join(", ")
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Messages waiting or being delivered.
+    pub fn pending(&self) -> usize {
+        self.ctx.scheduler.len()
+    }
 }

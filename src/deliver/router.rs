@@ -188,6 +188,13 @@ impl Router {
         })
     }
 
+    /// Each route with its upstreams' names, in failover order.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.routes
+            .iter()
+            .map(|(name, ups)| (name.as_str(), ups.iter().map(|u| u.name()).collect()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -186,6 +186,7 @@ impl Signer {
                 .map_err(|e| SignError::Failed(format!("d={domain} s={}: {e}", slot.selector)))?;
             prefix.extend_from_slice(sig.to_header().as_bytes());
             selectors.push(slot.selector.clone());
+            crate::observe::metrics::dkim_signature(slot.key.algorithm().name());
         }
         Ok(Some(Signed {
             prefix,

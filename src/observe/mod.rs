@@ -1,6 +1,8 @@
 //! Logging setup: journald under systemd, JSON for log shippers, text for
 //! terminals. Everything else in postern just uses `tracing` macros.
 
+pub mod metrics;
+
 use crate::config::{Log, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;

@@ -17,6 +17,7 @@ use super::listener::{Generation, Shared};
 use super::reply::Reply;
 use super::session::{Session, Step};
 use super::stream::Stream;
+use crate::observe::metrics;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Conn {
     /// line limit and TLS certificate. Policy comes from `shared.current()`.
     generation: Arc<Generation>,
     peer: SocketAddr,
+    /// The listener address, as metrics label it.
+    listener: Arc<str>,
     stream: Stream,
     session: Session,
     rbuf: Vec<u8>,
@@ -67,6 +70,7 @@ impl Conn {
         shared: Arc<Shared>,
         socket: TcpStream,
         peer: SocketAddr,
+        listener: &Arc<str>,
         implicit_tls: bool,
         starttls: bool,
         mut shutdown: broadcast::Receiver<()>,
@@ -79,7 +83,7 @@ impl Conn {
                 .tls
                 .clone()
                 .ok_or_else(|| io::Error::other("no TLS configured"))?;
-            let tls = handshake(&acceptor, socket, &generation, peer).await?;
+            let tls = handshake(&acceptor, socket, &generation, peer, listener).await?;
             Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(socket)
@@ -95,6 +99,7 @@ impl Conn {
             shared,
             generation,
             peer,
+            listener: Arc::clone(listener),
             stream,
             session,
             rbuf: Vec::with_capacity(READ_CHUNK),
@@ -277,8 +282,12 @@ impl Conn {
                     let access = self.shared.current().access.clone();
                     let result = access
                         .authenticate(&username, &secret, self.peer.ip())
-                        .await
-                        .map_err(|d| d.reply());
+                        .await;
+                    metrics::auth(match &result {
+                        Ok(_) => "success",
+                        Err(d) => d.kind(),
+                    });
+                    let result = result.map_err(|d| d.reply());
                     self.session.auth_result(result)
                 }
                 Step::Data(r) => {
@@ -319,7 +328,7 @@ impl Conn {
                 "STARTTLS on a stream that is not plain TCP",
             ));
         };
-        let tls = handshake(&acceptor, tcp, &self.generation, self.peer).await?;
+        let tls = handshake(&acceptor, tcp, &self.generation, self.peer, &self.listener).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.session.tls_started();
         Ok(())
@@ -359,11 +368,20 @@ async fn handshake(
     tcp: TcpStream,
     generation: &Generation,
     peer: SocketAddr,
+    listener: &str,
 ) -> io::Result<TlsStream<TcpStream>> {
     let limit = generation.tls_handshake_timeout;
     match timeout(limit, acceptor.accept(tcp)).await {
-        Ok(r) => r,
+        Ok(Ok(tls)) => {
+            metrics::tls_handshake(tls.get_ref().1.protocol_version());
+            Ok(tls)
+        }
+        Ok(Err(e)) => {
+            metrics::tls_handshake_failed(listener);
+            Err(e)
+        }
         Err(_) => {
+            metrics::tls_handshake_failed(listener);
             tracing::info!(peer = %peer, timeout = ?limit, "closing connection: TLS handshake timed out");
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -11,6 +11,7 @@ use super::session::{CredentialLimits, Grant, Policy, SessionConfig, Transaction
 use crate::access::Access;
 use crate::access::ConnectionRate;
 use crate::config::{Config, TlsMode};
+use crate::observe::metrics;
 use crate::quota::ClientKey;
 use crate::validate::{Address, Validator};
 use std::collections::HashMap;
@@ -252,16 +253,18 @@ pub async fn serve(
 ) {
     let mut conns = JoinSet::new();
     let mut accepting = JoinSet::new();
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, TlsMode)>(64);
+    let (conn_tx, mut conn_rx) =
+        tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, TlsMode, Arc<str>)>(64);
     for b in bound {
         tracing::info!(address = %b.address, tls = ?b.tls, "listening");
         let tx = conn_tx.clone();
+        let name: Arc<str> = Arc::from(b.address.to_string());
         let mut stop = shutdown.subscribe();
         accepting.spawn(async move {
             loop {
                 tokio::select! {
                     r = b.listener.accept() => match r {
-                        Ok((sock, peer)) => { if tx.send((sock, peer, b.tls)).await.is_err() { break; } }
+                        Ok((sock, peer)) => { if tx.send((sock, peer, b.tls, Arc::clone(&name))).await.is_err() { break; } }
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::error!(address = %b.address, error = %e, "accept failed");
@@ -278,8 +281,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             got = conn_rx.recv() => {
-                let Some((sock, peer, tls)) = got else { break };
-                admit(&shared, &mut conns, sock, peer, tls, &shutdown);
+                let Some((sock, peer, tls, listener)) = got else { break };
+                admit(&shared, &mut conns, sock, peer, tls, listener, &shutdown);
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.recv() => break,
@@ -308,6 +311,7 @@ fn admit(
     sock: TcpStream,
     peer: SocketAddr,
     tls: TlsMode,
+    listener: Arc<str>,
     shutdown: &broadcast::Sender<()>,
 ) {
     // Trusted and known clients (a batch job that connects per message)
@@ -319,6 +323,7 @@ fn admit(
         .filter(|_| !generation.access.trusted_or_known(peer.ip()));
     if let Some(Err(refusal)) = rate.map(|r| r.check(generation.access.client_key(peer.ip()))) {
         tracing::warn!(peer = %peer, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
+        metrics::connection_refused("rate");
         refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"), shared);
         return;
     }
@@ -328,6 +333,7 @@ fn admit(
         .and_then(|_| shared.enter(&generation, peer.ip()));
     let (Some(permit), Some(slot)) = (permit, slot) else {
         tracing::warn!(peer = %peer, "connection refused: too many connections");
+        metrics::connection_refused("too_many");
         refuse(
             conns,
             sock,
@@ -341,9 +347,12 @@ fn admit(
     conns.spawn(async move {
         let _permit = permit;
         let _slot = slot;
+        metrics::connection_opened(&listener);
         let implicit = tls == TlsMode::Implicit;
         let starttls = tls == TlsMode::Starttls;
-        if let Err(e) = Conn::run(shared, sock, peer, implicit, starttls, rx).await {
+        let ended = Conn::run(shared, sock, peer, &listener, implicit, starttls, rx).await;
+        metrics::connection_closed(&listener);
+        if let Err(e) = ended {
             tracing::debug!(peer = %peer, error = %e, "connection ended with error");
         }
     });

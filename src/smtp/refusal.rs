@@ -12,6 +12,18 @@ use crate::inspect::policy::FromError;
 use crate::spool::SpoolError;
 
 impl InspectError {
+    /// A fixed word for the refusal (metrics labels, audit events).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InspectError::Header(_) | InspectError::NoHeaders => "header",
+            InspectError::From(_) => "from",
+            InspectError::Attachment(AttachmentError::Blocked { .. }) => "attachment_blocked",
+            InspectError::Attachment(_) => "attachment",
+            InspectError::HeaderOnly(_) => "header_only_recipient",
+            InspectError::Internal(_) => "internal",
+        }
+    }
+
     /// The reply to the final dot of DATA.
     pub fn reply(&self) -> Reply {
         let (code, enhanced) = match self {

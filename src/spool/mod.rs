@@ -34,7 +34,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub use store::SpoolDir;
+pub use store::{SpoolDir, Usage};
 
 /// Most recipients one message may have: `[server] max_recipients` may not
 /// be larger, and the envelope line the spool reads back is sized for it.

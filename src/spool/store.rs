@@ -39,6 +39,15 @@ pub(super) fn check_id(id: &str) -> Result<(), SpoolError> {
     }
 }
 
+/// What one spool state directory holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub messages: u64,
+    pub bytes: u64,
+    /// Arrival time of the oldest message.
+    pub oldest: Option<std::time::SystemTime>,
+}
+
 /// Paths of one spool directory and the blocking operations on them.
 #[derive(Debug, Clone)]
 pub struct SpoolDir {
@@ -306,6 +315,43 @@ impl SpoolDir {
         }
         entries.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(entries)
+    }
+
+    /// How many messages queue/ (or dead/) holds, their bytes and the
+    /// oldest one's arrival time, from file metadata alone (cheap enough
+    /// for every metrics scrape).
+    pub fn usage(&self, dead: bool) -> Result<Usage, SpoolError> {
+        let dir = if dead { &self.dead } else { &self.queue };
+        let suffix = if dead { REASON_SUFFIX } else { RETRY_SUFFIX };
+        let mut usage = Usage::default();
+        for name in self.names(dir)? {
+            if name.ends_with(suffix) {
+                continue;
+            }
+            // A file delivered (removed) since the listing is not counted.
+            let Ok(meta) = fs::metadata(dir.join(&name)) else {
+                continue;
+            };
+            usage.messages += 1;
+            usage.bytes += meta.len();
+            if let Ok(t) = meta.modified() {
+                usage.oldest = Some(usage.oldest.map_or(t, |o: std::time::SystemTime| o.min(t)));
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Creates, syncs and removes a file in tmp/: whether the spool can
+    /// take a message now (disk full or read-only shows here).
+    pub fn probe_writable(&self) -> Result<(), SpoolError> {
+        let path = self.tmp.join(format!(".probe-{}", std::process::id()));
+        let result = (|| {
+            let mut f = File::create(&path)?;
+            std::io::Write::write_all(&mut f, b"probe")?;
+            f.sync_all()
+        })();
+        let _ = fs::remove_file(&path);
+        result.map_err(|e| SpoolError::io("write", &path, e))
     }
 
     /// File names in a directory; names that are not UTF-8 are shown lossily

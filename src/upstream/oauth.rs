@@ -267,9 +267,11 @@ impl TokenCache {
                 });
                 state.last_failure = None;
                 tracing::debug!(upstream = %self.upstream, lifetime_s = lifetime.as_secs(), "access token obtained");
+                crate::observe::metrics::token_refresh(&self.upstream, "ok");
                 Ok(token)
             }
             Err(err) => {
+                crate::observe::metrics::token_refresh(&self.upstream, "error");
                 state.last_failure = Some((Instant::now(), err.clone()));
                 match usable(&state.current, now) {
                     Some(t) => {

@@ -14,6 +14,7 @@ mod upstream_api;
 
 mod abuse;
 mod abuse_batch;
+mod admin;
 mod cli;
 mod config_errors;
 mod connections;

@@ -7,6 +7,7 @@
 //! and the verification hook through [`Step::CheckRecipient`], because
 //! they need I/O the session does not do.
 
+use crate::observe::metrics;
 use smtp_proto::MailFrom;
 
 use super::{PendingTransaction, Phase, Session, Step, non_ascii_address, too_large};
@@ -127,6 +128,7 @@ impl Session {
             _ => (self.cfg.max_recipients, None),
         };
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
+            metrics::refused("mail", "sender");
             return self.reply(Reply::new(550, "5.7.1", reason));
         }
         // A temporary refusal: not counted as a client error.
@@ -181,6 +183,7 @@ impl Session {
         }
         let shown = address.to_string();
         if let Err(e) = rules.check_local_part(&address) {
+            metrics::refused("rcpt", "local_part");
             return self.reply(Reply::new(
                 553,
                 "5.1.3",
@@ -198,9 +201,11 @@ impl Session {
                 ),
                 None => "Too many recipients".to_string(),
             };
+            metrics::refused("rcpt", "too_many_recipients");
             return self.refuse_rcpt(Reply::new(452, "4.5.3", text));
         }
         if let Err(e) = rules.check_domain(address.domain()) {
+            metrics::refused("rcpt", "domain");
             return self.reply(Reply::new(
                 550,
                 "5.7.1",
@@ -243,7 +248,10 @@ impl Session {
                 env.rcpt_to.push(shown.clone());
                 Step::Reply(recipient_ok(&shown))
             }
-            Err(e) => self.refuse_rcpt(check_reply(&address, &e)),
+            Err(e) => {
+                metrics::refused("rcpt", "recipient_check");
+                self.refuse_rcpt(check_reply(&address, &e))
+            }
         }
     }
 

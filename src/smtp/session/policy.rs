@@ -74,7 +74,7 @@ impl Policy for Access {
     }
 
     fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), Reply> {
-        Access::admit_message(self, credential, mail_from, peer).map_err(|d| d.reply())
+        Access::admit_message(self, credential, mail_from, peer).map_err(|d| refused("mail", &d))
     }
 
     fn admit_recipient(
@@ -83,7 +83,7 @@ impl Policy for Access {
         mail_from: &str,
         peer: IpAddr,
     ) -> Result<(), Reply> {
-        Access::admit_recipient(self, credential, mail_from, peer).map_err(|d| d.reply())
+        Access::admit_recipient(self, credential, mail_from, peer).map_err(|d| refused("rcpt", &d))
     }
 
     fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
@@ -91,7 +91,7 @@ impl Policy for Access {
     }
 
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
-        Access::check_login(self, grant, peer).map_err(|d| d.reply())
+        Access::check_login(self, grant, peer).map_err(|d| refused("mail", &d))
     }
 
     fn limits(&self, credential: &str) -> CredentialLimits {
@@ -99,6 +99,12 @@ impl Policy for Access {
     }
 
     fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
-        Access::check_recipient(self, credential, rcpt).map_err(|d| d.reply())
+        Access::check_recipient(self, credential, rcpt).map_err(|d| refused("rcpt", &d))
     }
+}
+
+/// Counts a refusal by access at `stage` and turns it into its reply.
+fn refused(stage: &'static str, denied: &crate::access::Denied) -> Reply {
+    crate::observe::metrics::refused(stage, denied.kind());
+    denied.reply()
 }

@@ -59,7 +59,18 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    crate::observe::init(&config.log);
+    if let Err(e) = crate::observe::init(&config.log) {
+        eprintln!(
+            "postern: cannot open log.audit_file {}: {e}",
+            config
+                .log
+                .audit_file
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+        );
+        return ExitCode::from(1);
+    }
     if config_path.is_none() {
         tracing::warn!(
             "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production"
@@ -269,7 +280,11 @@ async fn wait_for_signal(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => { tracing::info!("SIGHUP: reloading configuration"); let _ = reload.try_send(()); }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                crate::observe::reopen_audit_file();
+                let _ = reload.try_send(());
+            }
         }
     }
     let _ = shutdown.send(());

@@ -21,7 +21,7 @@ use crate::access::Access;
 use crate::deliver::AcceptPolicies;
 use crate::dkim::Signer;
 use crate::inspect::{Inspector, Submission};
-use crate::observe::metrics;
+use crate::observe::{audit, metrics};
 use crate::smtp::listener::MessageSink;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Transaction;
@@ -47,7 +47,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// Steps 1 to 3 for `tx`; the queue id, or the refusal.
     async fn accept(&self, mut tx: Transaction, peer: SocketAddr) -> Result<String, Reply> {
-        let id = spool::new_id();
+        let id = std::mem::take(&mut tx.id);
         let route = self.access.route_of(&tx.credential);
         let sub = self.submission(&tx, &route, peer, &id);
         let data = self
@@ -58,7 +58,7 @@ impl Acceptor {
                 metrics::refused("data", e.kind());
                 e.reply()
             })?;
-        let data = crate::dkim::sign_message(&self.signer, data, &id)
+        let (data, dkim) = crate::dkim::sign_message(&self.signer, data, &id)
             .await
             .map_err(|e| {
                 metrics::refused("data", "dkim");
@@ -77,12 +77,16 @@ impl Acceptor {
         match self.spool.put(envelope, data).await {
             Ok(()) => {
                 tracing::info!(
+                    target: audit::TARGET,
+                    event = "accepted",
                     queue_id = %id,
+                    session = %tx.session,
+                    client_ip = %peer.ip(),
                     credential = %tx.credential,
-                    peer = %peer.ip(),
-                    from = %tx.mail_from,
-                    rcpts = tx.rcpt_to.len(),
+                    sender = %tx.mail_from,
+                    recipients = tx.rcpt_to.len(),
                     size,
+                    dkim = %dkim.join(" "),
                     "accepted"
                 );
                 metrics::message_accepted();

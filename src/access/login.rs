@@ -97,6 +97,17 @@ impl Access {
         Ok(grant)
     }
 
+    /// A username as logs and audit events show it: a name no credential
+    /// has is shown as `unknown user <hash>` (it may be a password typed
+    /// into the wrong field).
+    pub fn username_for_log(&self, username: &str) -> String {
+        if self.by_username.contains_key(username) {
+            username.to_string()
+        } else {
+            format!("unknown user {}", name_hash(username))
+        }
+    }
+
     /// A lockout key as logged: a username no credential has is shown as
     /// its hash (it may be a password typed into the wrong field).
     fn log_key(&self, key: &LockKey) -> String {

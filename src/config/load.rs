@@ -562,9 +562,24 @@ fn build_log(found: Option<(&File, &RawLog)>, errors: &mut ConfigErrors) -> Log 
             format!("invalid level filter: {e}"),
         ));
     }
+    let audit_file = match (&l.audit_file, file) {
+        (Some(p), Some(f)) => {
+            let path = f.resolve_path(p.get_ref());
+            if !path.parent().is_some_and(Path::is_dir) {
+                errors.push(ConfigError::new(
+                    f.loc(p),
+                    "log.audit_file",
+                    format!("directory of {} does not exist", path.display()),
+                ));
+            }
+            Some(path)
+        }
+        _ => None,
+    };
     Log {
         format: l.format.unwrap_or_default(),
         level,
+        audit_file,
     }
 }
 

@@ -105,6 +105,8 @@ pub struct Listener {
 pub struct Log {
     pub format: LogFormat,
     pub level: String,
+    /// The audit events, also as JSON lines in this file.
+    pub audit_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -107,6 +107,7 @@ pub enum LogFormat {
 pub struct RawLog {
     pub format: Option<LogFormat>,
     pub level: Option<Spanned<String>>,
+    pub audit_file: Option<Spanned<String>>,
 }
 
 pub use super::credential::RawCredential;

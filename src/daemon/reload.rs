@@ -89,7 +89,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.delivery != new.delivery {
         out.push("delivery");
     }
-    if old.log.level != new.log.level || old.log.format != new.log.format {
+    if old.log.level != new.log.level
+        || old.log.format != new.log.format
+        || old.log.audit_file != new.log.audit_file
+    {
         out.push("log");
     }
     if old.admin != new.admin {

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::observe::audit;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -349,16 +350,26 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     let started = Instant::now();
     let result = upstream.deliver(&out).await;
     let up = upstream.name();
-    crate::observe::metrics::delivery_attempt(
-        up,
-        match &result {
-            Ok(_) => "delivered",
-            Err(DeliveryError::Permanent { .. }) => "permanent",
-            Err(DeliveryError::Transient { .. }) => "transient",
-            Err(DeliveryError::Ambiguous { .. }) => "ambiguous",
-            Err(DeliveryError::NotAttempted { .. }) => "not_attempted",
-        },
-        started.elapsed().as_secs_f64(),
+    let elapsed = started.elapsed();
+    let result_word = match &result {
+        Ok(_) => "delivered",
+        Err(DeliveryError::Permanent { .. }) => "permanent",
+        Err(DeliveryError::Transient { .. }) => "transient",
+        Err(DeliveryError::Ambiguous { .. }) => "ambiguous",
+        Err(DeliveryError::NotAttempted { .. }) => "not_attempted",
+    };
+    crate::observe::metrics::delivery_attempt(up, result_word, elapsed.as_secs_f64());
+    tracing::info!(
+        target: audit::TARGET,
+        event = "attempt",
+        queue_id = %id,
+        upstream = up,
+        attempt,
+        result = result_word,
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        provider_id = result.as_ref().ok().and_then(|d| d.upstream_id.as_deref()).unwrap_or(""),
+        reason = %result.as_ref().err().map_or(String::new(), ToString::to_string),
+        "delivery attempt"
     );
     let outcome = match &result {
         Ok(_) => Some(Outcome::Success),
@@ -387,7 +398,7 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             let completed = ctx.spool.complete(&id).await;
             ctx.scheduler.remove(&id);
             let upstream_id = delivered.upstream_id.as_deref().unwrap_or("");
-            tracing::info!(queue_id = %id, upstream = up, outcome = "delivered", upstream_id, attempt, "delivered");
+            tracing::info!(target: audit::TARGET, event = "delivered", queue_id = %id, upstream = up, provider_id = upstream_id, attempt, "delivered");
             if let Err(e) = completed {
                 tracing::error!(queue_id = %id, error = %e, "delivered but cannot remove from spool; it may be delivered again after a restart");
             }
@@ -465,7 +476,7 @@ async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
     ctx.scheduler
         .failed_on(id, Instant::now() + delay, attempt, up);
     let next_retry = humantime::format_rfc3339_seconds(next_at);
-    tracing::warn!(queue_id = %id, upstream = up, outcome = "deferred", attempt, reason = %reason, %next_retry, retry_in = %secs(delay), "deferred");
+    tracing::warn!(target: audit::TARGET, event = "deferred", queue_id = %id, upstream = up, attempt, reason = %reason, next_attempt = %next_retry, retry_in = %secs(delay), "deferred");
 }
 
 /// Moves a message to the dead letters; if even that fails it stays queued
@@ -481,7 +492,7 @@ async fn dead(ctx: &Ctx, id: &str, attempt: u32, upstream: Option<&str>, reason:
     match ctx.spool.dead_letter(id, record).await {
         Ok(()) => {
             ctx.scheduler.remove(id);
-            tracing::error!(queue_id = %id, upstream = up, outcome = "dead", attempt, reason = %reason, "dead-lettered");
+            tracing::error!(target: audit::TARGET, event = "dead", queue_id = %id, upstream = up, attempt, reason = %reason, "dead-lettered");
         }
         Err(SpoolError::NotFound(_)) => ctx.scheduler.remove(id),
         Err(e) => {

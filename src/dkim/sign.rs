@@ -222,15 +222,16 @@ impl Signer {
 }
 
 /// The sink's entry point: signs `message` off the runtime threads and
-/// returns it with the signatures in front, or the reply to refuse it with.
-/// Every outcome that is not a plain "signed" is logged with the queue id.
+/// returns it with the signatures in front and the `domain:selector` of
+/// each signature, or the reply to refuse it with. Every outcome that is
+/// not a plain "signed" is logged with the queue id.
 pub async fn sign_message(
     signer: &Arc<Signer>,
     message: Vec<u8>,
     queue_id: &str,
-) -> Result<Vec<u8>, SignError> {
+) -> Result<(Vec<u8>, Vec<String>), SignError> {
     if signer.is_noop() {
-        return Ok(message);
+        return Ok((message, Vec::new()));
     }
     let (message, result) = signer.sign_blocking(message).await;
     match result {
@@ -239,14 +240,19 @@ pub async fn sign_message(
             let mut out = Vec::with_capacity(signed.prefix.len() + message.len());
             out.extend_from_slice(&signed.prefix);
             out.extend_from_slice(&message);
-            Ok(out)
+            let selectors = signed
+                .selectors
+                .iter()
+                .map(|s| format!("{}:{s}", signed.domain))
+                .collect();
+            Ok((out, selectors))
         }
         Ok(None) => {
             tracing::debug!(
                 queue_id,
                 "no DKIM key for the From domain; passed on unsigned"
             );
-            Ok(message)
+            Ok((message, Vec::new()))
         }
         Err(e @ SignError::Failed(_)) => {
             tracing::error!(queue_id, error = %e, "DKIM signing failed; answered 451");

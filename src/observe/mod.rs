@@ -1,15 +1,30 @@
 //! Logging setup: journald under systemd, JSON for log shippers, text for
 //! terminals. Everything else in postern just uses `tracing` macros.
 
+pub mod audit;
 pub mod metrics;
 
 use crate::config::{Log, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
+/// The open `[log] audit_file`, for the SIGHUP reopen.
+static AUDIT_FILE: std::sync::OnceLock<std::sync::Arc<audit::AuditFile>> =
+    std::sync::OnceLock::new();
+
+/// Reopens `[log] audit_file` (after logrotate moved it), if there is one.
+pub fn reopen_audit_file() {
+    if let Some(f) = AUDIT_FILE.get()
+        && let Err(e) = f.reopen()
+    {
+        tracing::error!(error = %e, "cannot reopen the audit file; still writing to the old one");
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
 /// configured level so an operator can debug without editing the config.
-pub fn init(log: &Log) {
+/// Fails only if `[log] audit_file` cannot be opened.
+pub fn init(log: &Log) -> std::io::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -19,29 +34,60 @@ pub fn init(log: &Log) {
         LogFormat::Auto => LogFormat::Text,
         f => f,
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    // Audit events reach the file whatever the level filter says of the rest.
+    let audit_layer = match &log.audit_file {
+        Some(path) => {
+            let file = audit::AuditFile::open(path)?;
+            let _ = AUDIT_FILE.set(std::sync::Arc::clone(&file));
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(audit::Writer(file))
+                    .with_filter(
+                        tracing_subscriber::filter::Targets::new()
+                            .with_target(audit::TARGET, tracing::Level::INFO),
+                    ),
+            )
+        }
+        None => None,
+    };
+    // The level filter applies to the log output only, not the audit file.
+    let registry = tracing_subscriber::registry().with(audit_layer);
     let result = match format {
         LogFormat::Journald => match tracing_journald::layer() {
+            // Fields become POSTERN_QUEUE_ID, POSTERN_EVENT, ...
             Ok(layer) => registry
-                .with(layer.with_syslog_identifier("postern".into()))
+                .with(
+                    layer
+                        .with_syslog_identifier("postern".into())
+                        .with_field_prefix(Some("POSTERN".into()))
+                        .with_filter(filter),
+                )
                 .try_init(),
             Err(e) => {
                 eprintln!("postern: journald unavailable ({e}); logging to stderr");
-                registry.with(text_layer()).try_init()
+                registry.with(text_layer().with_filter(filter)).try_init()
             }
         },
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr),
+                    .flatten_event(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
-        _ => registry.with(text_layer()).try_init(),
+        _ => registry.with(text_layer().with_filter(filter)).try_init(),
     };
     if let Err(e) = result {
         eprintln!("postern: logging already initialised: {e}");
     }
+    Ok(())
 }
 
 fn text_layer<S>() -> impl tracing_subscriber::Layer<S>

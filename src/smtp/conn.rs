@@ -17,7 +17,7 @@ use super::listener::{Generation, Shared};
 use super::reply::Reply;
 use super::session::{Session, Step};
 use super::stream::Stream;
-use crate::observe::metrics;
+use crate::observe::{audit, metrics};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +55,13 @@ pub struct Conn {
     peer: SocketAddr,
     /// The listener address, as metrics label it.
     listener: Arc<str>,
+    /// This session's id in the audit trail.
+    session_id: Arc<str>,
+    /// What the client's last input was (`mail`, `rcpt`, `data`, ...), for
+    /// the audit event of a refusal.
+    stage: &'static str,
+    /// The queue id of the message last handed to the sink.
+    queued_id: Option<String>,
     stream: Stream,
     session: Session,
     rbuf: Vec<u8>,
@@ -100,6 +107,9 @@ impl Conn {
             generation,
             peer,
             listener: Arc::clone(listener),
+            session_id: Arc::from(audit::new_session_id()),
+            stage: "connect",
+            queued_id: None,
             stream,
             session,
             rbuf: Vec::with_capacity(READ_CHUNK),
@@ -107,6 +117,7 @@ impl Conn {
             discarding: false,
             deadline,
         };
+        conn.audit_connection("connection");
         conn.session.greeting().write_to(&mut conn.wbuf);
         conn.flush().await?;
         conn.serve(&mut shutdown).await?;
@@ -242,6 +253,7 @@ impl Conn {
             return match nl {
                 Some(i) if i < max => {
                     let line: Vec<u8> = self.rbuf.drain(..=i).collect();
+                    self.stage = stage_of(&line);
                     Some(self.session.command(&line))
                 }
                 Some(i) => {
@@ -262,10 +274,12 @@ impl Conn {
         loop {
             step = match step {
                 Step::Reply(r) => {
+                    self.audit_refusal(&r);
                     r.write_to(&mut self.wbuf);
                     return Ok(Flow::Continue);
                 }
                 Step::Close(r) => {
+                    self.audit_refusal(&r);
                     if r.code == 421 {
                         tracing::info!(peer = %self.peer, reply = %r, "closing connection");
                     }
@@ -283,10 +297,32 @@ impl Conn {
                     let result = access
                         .authenticate(&username, &secret, self.peer.ip())
                         .await;
-                    metrics::auth(match &result {
+                    let outcome = match &result {
                         Ok(_) => "success",
                         Err(d) => d.kind(),
-                    });
+                    };
+                    metrics::auth(outcome);
+                    self.stage = "auth";
+                    match &result {
+                        Ok(grant) => tracing::info!(
+                            target: audit::TARGET,
+                            event = "auth",
+                            session = %self.session_id,
+                            client_ip = %self.peer.ip(),
+                            credential = %grant.credential,
+                            result = outcome,
+                            "AUTH succeeded"
+                        ),
+                        Err(_) => tracing::info!(
+                            target: audit::TARGET,
+                            event = "auth",
+                            session = %self.session_id,
+                            client_ip = %self.peer.ip(),
+                            username = %access.username_for_log(&username),
+                            result = outcome,
+                            "AUTH failed"
+                        ),
+                    }
                     let result = result.map_err(|d| d.reply());
                     self.session.auth_result(result)
                 }
@@ -295,7 +331,10 @@ impl Conn {
                     self.flush().await?;
                     let decoder = self.session.new_data_decoder();
                     match self.receive_data(decoder).await? {
-                        Ok(outcome) => self.session.data_finished(outcome),
+                        Ok(outcome) => {
+                            self.stage = "data";
+                            self.session.data_finished(outcome)
+                        }
                         Err(r) => {
                             r.write_to(&mut self.wbuf);
                             return Ok(Flow::Close);
@@ -307,7 +346,9 @@ impl Conn {
                     let result = validator.check_recipient(&address).await;
                     self.session.recipient_checked(result)
                 }
-                Step::Queue(tx) => {
+                Step::Queue(mut tx) => {
+                    tx.session = Arc::clone(&self.session_id);
+                    self.queued_id = Some(tx.id.clone());
                     let sink = self.shared.current().sink.clone();
                     let result = sink.accept(*tx, self.peer).await;
                     self.session.queued(result)
@@ -331,7 +372,67 @@ impl Conn {
         let tls = handshake(&acceptor, tcp, &self.generation, self.peer, &self.listener).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.session.tls_started();
+        self.audit_connection("tls");
         Ok(())
+    }
+
+    /// The `connection` event (at the greeting: TLS already up on an
+    /// implicit-TLS listener) or the `tls` event after STARTTLS.
+    fn audit_connection(&self, event: &'static str) {
+        let (version, cipher) = match &self.stream {
+            Stream::Tls(t) => {
+                let c = t.get_ref().1;
+                (
+                    c.protocol_version()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("unknown"),
+                    c.negotiated_cipher_suite()
+                        .and_then(|s| s.suite().as_str())
+                        .unwrap_or("unknown"),
+                )
+            }
+            _ => ("none", "none"),
+        };
+        tracing::info!(
+            target: audit::TARGET,
+            event,
+            session = %self.session_id,
+            client_ip = %self.peer.ip(),
+            listener = %self.listener,
+            tls = version,
+            cipher,
+            "{}",
+            if event == "tls" { "TLS started" } else { "connection" }
+        );
+    }
+
+    /// The `refused` event for a negative reply to the client.
+    fn audit_refusal(&self, r: &Reply) {
+        if r.code < 400 {
+            return;
+        }
+        let queue_id = self
+            .session
+            .queue_id()
+            .or(self.queued_id.as_deref().filter(|_| self.stage == "data"))
+            .unwrap_or("");
+        // A reply to AUTH may quote the username, and people type
+        // passwords there: its code says enough.
+        let reply = if self.stage == "auth" {
+            format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or(""))
+        } else {
+            r.to_string()
+        };
+        tracing::info!(
+            target: audit::TARGET,
+            event = "refused",
+            session = %self.session_id,
+            client_ip = %self.peer.ip(),
+            queue_id,
+            stage = self.stage,
+            reply = %reply,
+            "refused"
+        );
     }
 
     /// Streams DATA through the decoder; Err is the 421 to close with
@@ -389,4 +490,31 @@ async fn handshake(
             ))
         }
     }
+}
+
+/// The command a line starts with, as the audit trail names the stage.
+fn stage_of(line: &[u8]) -> &'static str {
+    let verb = line
+        .split(|b| *b == b' ' || *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    const VERBS: [(&str, &str); 13] = [
+        ("EHLO", "ehlo"),
+        ("HELO", "helo"),
+        ("STARTTLS", "starttls"),
+        ("AUTH", "auth"),
+        ("MAIL", "mail"),
+        ("RCPT", "rcpt"),
+        ("DATA", "data"),
+        ("BDAT", "data"),
+        ("RSET", "rset"),
+        ("NOOP", "noop"),
+        ("QUIT", "quit"),
+        ("VRFY", "vrfy"),
+        ("EXPN", "expn"),
+    ];
+    VERBS
+        .iter()
+        .find(|(v, _)| verb.eq_ignore_ascii_case(v.as_bytes()))
+        .map_or("other", |(_, s)| s)
 }

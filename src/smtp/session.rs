@@ -61,6 +61,11 @@ pub struct SessionConfig {
 
 /// Everything needed to queue one accepted message.
 pub struct Transaction {
+    /// The queue id, assigned at MAIL FROM so every audit event of the
+    /// message (refused recipients included) carries it.
+    pub id: String,
+    /// The SMTP session's id in the audit trail (set by the connection).
+    pub session: Arc<str>,
     pub credential: Arc<str>,
     /// Via AUTH (true) or network trust (false).
     pub authenticated: bool,
@@ -152,6 +157,8 @@ enum Phase {
 
 /// The MAIL/RCPT part of a transaction, before DATA.
 struct PendingTransaction {
+    /// The queue id the message will have.
+    id: String,
     credential: Arc<str>,
     authenticated: bool,
     /// Effective limits for this transaction (listener's and credential's).
@@ -305,6 +312,8 @@ impl Session {
                     recipients: env.counted_rcpts,
                 });
                 Step::Queue(Box::new(Transaction {
+                    id: env.id,
+                    session: Arc::from(""),
                     credential: env.credential,
                     authenticated: env.authenticated,
                     helo: self.helo.clone().unwrap_or_default(),
@@ -416,6 +425,11 @@ impl Session {
             .as_ref()
             .map(|g| &g.credential)
             .or(self.network_credential.as_ref())
+    }
+
+    /// The queue id of the transaction in progress (after MAIL FROM).
+    pub fn queue_id(&self) -> Option<&str> {
+        self.envelope.as_ref().map(|e| e.id.as_str())
     }
 
     pub fn is_authenticated(&self) -> bool {

@@ -239,7 +239,7 @@ fn ses_delivers_the_signed_spooled_bytes_to_moto() {
 
     // The first attempt fails (connection refused) and is retried.
     let ok = wait_until(Duration::from_secs(60), || {
-        p.log().contains("outcome=\"deferred\"") || p.log().contains("outcome=deferred")
+        p.log().contains("event=\"deferred\"") || p.log().contains("event=deferred")
     });
     assert!(ok, "no deferred attempt:\n{}", p.log());
     let (env, spooled) = read_spool_file(&p.queue_dir().join(&id));

@@ -137,6 +137,7 @@ impl Session {
         }
         let reply = Reply::new(250, "2.1.0", format!("Sender <{address}> ok"));
         self.envelope = Some(PendingTransaction {
+            id: crate::spool::new_id(),
             credential,
             authenticated,
             max_recipients,

@@ -58,6 +58,13 @@ pub struct Config {
     pub default_route: Vec<String>,
     /// Raw TOML appended at the end.
     pub extra: String,
+    /// `[log] format` and `level`, and extra `[log]` lines.
+    pub log_format: String,
+    pub log_level: String,
+    pub log: Vec<String>,
+    /// A command postern runs under (`unshare ...`), its arguments
+    /// followed by postern's own command line.
+    pub wrapper: Vec<String>,
 }
 
 impl Config {
@@ -78,6 +85,10 @@ impl Config {
             abuse: vec!["connections_per_ip_per_minute = \"unlimited\"".into()],
             default_route: vec!["api".into()],
             extra: String::new(),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            log: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -182,7 +193,15 @@ impl Config {
             t.push_str(l);
             t.push('\n');
         }
-        t.push_str("\n[log]\nformat = \"text\"\nlevel = \"info\"\n");
+        t.push_str(&format!(
+            "\n[log]\nformat = {}\nlevel = {}\n",
+            toml_str(&self.log_format),
+            toml_str(&self.log_level)
+        ));
+        for l in &self.log {
+            t.push_str(l);
+            t.push('\n');
+        }
         for c in &self.credentials {
             t.push('\n');
             t.push_str(c);
@@ -299,7 +318,14 @@ impl Postern {
             .open(&self.log_path)
             .expect("open log");
         let log2 = log.try_clone().expect("clone log handle");
-        let mut cmd = Command::new(postern_bin());
+        let mut cmd = match cfg.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(postern_bin());
+                c
+            }
+            None => Command::new(postern_bin()),
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config_path)

@@ -189,6 +189,8 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         conn_rate: Arc::new(crate::access::ConnectionRate::new(&config.abuse)),
     };
     let (generation, router) = daemon.generation(&config)?;
+    crate::alerts::configure(config.alerts.as_ref());
+    let queue_age = tokio::spawn(check_queue_age(Arc::clone(&spool)));
     let mut stop = shutdown.subscribe();
     let delivery = Delivery::start(
         Arc::clone(&spool),
@@ -257,6 +259,7 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
     if let Some(admin) = admin {
         admin.abort();
     }
+    queue_age.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -328,6 +331,21 @@ impl crate::admin::Health for Readiness {
         }
         for (upstream, state) in self.delivery.breakers() {
             metrics::breaker(&upstream, &state.to_string());
+        }
+    }
+}
+
+/// Feeds the queue-age detector: the oldest queued message's age, every
+/// few seconds (from file metadata, off the runtime threads).
+async fn check_queue_age(spool: Arc<Spool>) {
+    loop {
+        tokio::time::sleep(crate::alerts::queue_check_interval()).await;
+        let dir = spool.dir().clone();
+        let usage = tokio::task::spawn_blocking(move || dir.usage(false)).await;
+        if let Ok(Ok(u)) = usage
+            && let Some(age) = u.oldest.and_then(|t| t.elapsed().ok())
+        {
+            crate::alerts::queue_age(age);
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod access;
 pub mod admin;
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;

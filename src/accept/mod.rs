@@ -56,6 +56,9 @@ impl Acceptor {
             .await
             .map_err(|e| {
                 metrics::refused("data", e.kind());
+                if !matches!(e, crate::inspect::InspectError::Internal(_)) {
+                    crate::alerts::inspection_refused(&tx.credential);
+                }
                 e.reply()
             })?;
         let (data, dkim) = crate::dkim::sign_message(&self.signer, data, &id)
@@ -90,6 +93,7 @@ impl Acceptor {
                     "accepted"
                 );
                 metrics::message_accepted();
+                crate::alerts::accepted(&tx.credential);
                 Ok(id)
             }
             Err(e) => {

@@ -319,6 +319,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         quota: super::quota::build(files, errors),
         abuse: super::abuse::build(files, errors),
         admin: super::admin::build(files, tls.is_some(), errors),
+        alerts: super::alerts::build(files, &server.hostname, errors),
         server,
         tls,
         listeners,

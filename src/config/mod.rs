@@ -7,6 +7,7 @@
 
 pub mod abuse;
 mod admin;
+mod alerts;
 mod credential;
 pub mod dkim;
 mod error;
@@ -51,6 +52,8 @@ pub struct Config {
     pub quota: crate::quota::Settings,
     /// `[admin]`: the metrics and health listener, when configured.
     pub admin: Option<crate::admin::Settings>,
+    /// `[alerts]`: anomaly detectors, when configured.
+    pub alerts: Option<crate::alerts::Settings>,
     /// `[abuse]`: AUTH lockout and connection rate.
     pub abuse: crate::access::abuse::Settings,
     /// Every file that was read, main file first.

@@ -35,6 +35,7 @@ pub struct RawFile {
     pub quota: Option<Spanned<super::quota::RawQuota>>,
     pub abuse: Option<Spanned<super::abuse::RawAbuse>>,
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
+    pub alerts: Option<Spanned<super::alerts::RawAlerts>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -54,6 +54,7 @@ pub(super) async fn reload(
     daemon.lockout.reconfigure(&new.abuse);
     daemon.known.reconfigure(&new.abuse);
     daemon.conn_rate.reconfigure(&new.abuse);
+    crate::alerts::configure(new.alerts.as_ref());
     tracing::info!(
         files = new.files.len(),
         credentials = new.credentials.len(),

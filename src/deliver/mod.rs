@@ -359,6 +359,9 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
         Err(DeliveryError::NotAttempted { .. }) => "not_attempted",
     };
     crate::observe::metrics::delivery_attempt(up, result_word, elapsed.as_secs_f64());
+    if result_word != "not_attempted" {
+        crate::alerts::delivery(up, result_word != "delivered");
+    }
     tracing::info!(
         target: audit::TARGET,
         event = "attempt",

@@ -99,6 +99,7 @@ fn describe() {
         "DKIM signatures added, by algorithm"
     );
     describe_counter!("postern_reloads_total", "Configuration reloads, by result");
+    describe_counter!("postern_anomalies_total", "Anomaly alerts raised, by kind");
 }
 
 pub fn connection_opened(listener: &str) {
@@ -203,4 +204,8 @@ pub fn dkim_signature(algorithm: &'static str) {
 /// `result`: `ok`, `failed`.
 pub fn reload(result: &'static str) {
     counter!("postern_reloads_total", "result" => result).increment(1);
+}
+
+pub fn anomaly(kind: &'static str) {
+    counter!("postern_anomalies_total", "kind" => kind).increment(1);
 }

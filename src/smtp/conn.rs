@@ -313,7 +313,14 @@ impl Conn {
                             result = outcome,
                             "AUTH succeeded"
                         ),
-                        Err(_) => tracing::info!(
+                        Err(denied) => {
+                            if matches!(denied, crate::access::Denied::InvalidCredentials) {
+                                crate::alerts::auth_failed(
+                                    &access.client_key(self.peer.ip()).to_string(),
+                                    &access.username_for_log(&username),
+                                );
+                            }
+                            tracing::info!(
                             target: audit::TARGET,
                             event = "auth",
                             session = %self.session_id,
@@ -321,7 +328,8 @@ impl Conn {
                             username = %access.username_for_log(&username),
                             result = outcome,
                             "AUTH failed"
-                        ),
+                            );
+                        }
                     }
                     let result = result.map_err(|d| d.reply());
                     self.session.auth_result(result)

@@ -15,6 +15,7 @@ mod upstream_api;
 mod abuse;
 mod abuse_batch;
 mod admin;
+mod alerts;
 mod audit;
 mod cli;
 mod config_errors;

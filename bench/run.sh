@@ -17,6 +17,9 @@
 #        day; messages and recipients) far above what the run sends, so every check runs in
 #        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]).
 #        After each run the keys in state_dir/quota-state.json are counted per kind.
+#        LOG_LEVEL=warn LOG_FORMAT=text set [log] level and format; LOG_EXTRA="audit_file = ..."
+#        adds [log] lines (bench/observability.sh uses them). {DIR} in EXTRA_CONFIG or
+#        LOG_EXTRA is replaced by the run's directory.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -152,8 +155,9 @@ address = "127.0.0.1:$smtp_port"
 tls = "$tls_mode"
 
 [log]
-format = "text"
-level = "warn"
+format = "${LOG_FORMAT:-text}"
+level = "${LOG_LEVEL:-warn}"
+${LOG_EXTRA:-}
 
 [credentials.bench]
 username = "bench"
@@ -170,7 +174,8 @@ upstreams = ["sink"]
 TOML
     upstream_toml "$sink_port" >>"$dir/postern.toml"
     if [ -n "$QUOTA" ]; then quota_toml >>"$dir/postern.toml"; fi
-    if [ -n "${EXTRA_CONFIG:-}" ]; then cat "$EXTRA_CONFIG" >>"$dir/postern.toml"; fi
+    if [ -n "${EXTRA_CONFIG:-}" ]; then sed "s|{DIR}|$dir|g" "$EXTRA_CONFIG" >>"$dir/postern.toml"; fi
+    sed -i "s|{DIR}|$dir|g" "$dir/postern.toml"
 
     "$POSTERN" run --config "$dir/postern.toml" 2>"$dir/postern.log" &
     local postern_pid=$!

@@ -362,18 +362,22 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     if result_word != "not_attempted" {
         crate::alerts::delivery(up, result_word != "delivered");
     }
-    tracing::info!(
-        target: audit::TARGET,
-        event = "attempt",
-        queue_id = %id,
-        upstream = up,
-        attempt,
-        result = result_word,
-        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        provider_id = result.as_ref().ok().and_then(|d| d.upstream_id.as_deref()).unwrap_or(""),
-        reason = %result.as_ref().err().map_or(String::new(), ToString::to_string),
-        "delivery attempt"
-    );
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    // A successful attempt is the `delivered` event below; one event per
+    // step, not two.
+    if let Err(e) = &result {
+        tracing::info!(
+            target: audit::TARGET,
+            event = "attempt",
+            queue_id = %id,
+            upstream = up,
+            attempt,
+            result = result_word,
+            duration_ms,
+            reason = %e,
+            "delivery attempt failed"
+        );
+    }
     let outcome = match &result {
         Ok(_) => Some(Outcome::Success),
         Err(DeliveryError::Permanent { .. }) => Some(Outcome::Permanent),
@@ -401,7 +405,7 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             let completed = ctx.spool.complete(&id).await;
             ctx.scheduler.remove(&id);
             let upstream_id = delivered.upstream_id.as_deref().unwrap_or("");
-            tracing::info!(target: audit::TARGET, event = "delivered", queue_id = %id, upstream = up, provider_id = upstream_id, attempt, "delivered");
+            tracing::info!(target: audit::TARGET, event = "delivered", queue_id = %id, upstream = up, provider_id = upstream_id, attempt, duration_ms, "delivered");
             if let Err(e) = completed {
                 tracing::error!(queue_id = %id, error = %e, "delivered but cannot remove from spool; it may be delivered again after a restart");
             }

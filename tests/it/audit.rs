@@ -81,7 +81,7 @@ fn one_messages_life_is_a_complete_ordered_trail_of_json_lines() {
         .collect();
     assert_eq!(
         names(&of_message),
-        ["refused", "accepted", "attempt", "delivered"],
+        ["refused", "accepted", "delivered"],
         "{of_message:?}"
     );
     let [connection, tls, auth, refused, _] = of_session[..] else {
@@ -109,11 +109,54 @@ fn one_messages_life_is_a_complete_ordered_trail_of_json_lines() {
     assert_eq!(accepted["sender"], "app@example.com");
     assert_eq!(accepted["recipients"], 1);
     assert!(accepted["size"].as_u64().unwrap() > 100, "{accepted}");
-    let attempt = of_message[2];
-    assert_eq!(attempt["upstream"], "api");
-    assert_eq!(attempt["result"], "delivered");
-    assert!(attempt["duration_ms"].is_u64(), "{attempt}");
-    assert_eq!(of_message[3]["upstream"], "api");
+    let delivered = of_message[2];
+    assert_eq!(delivered["upstream"], "api");
+    assert_eq!(delivered["attempt"], 1);
+    assert!(delivered["duration_ms"].is_u64(), "{delivered}");
+}
+
+#[test]
+fn a_failed_attempt_is_an_attempt_and_a_deferred_event_before_delivered() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    up.push(Scripted::status(503).body(b"busy"));
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network();
+    cfg.log_format = "json".into();
+    let p = Postern::start(&ca, &cfg);
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    let msg = simple_message("app@example.com", "bob@dest.test", "retried");
+    let r = c.send_message("app@example.com", &["bob@dest.test"], &msg);
+    r.expect(250, "2.0.0", "accepted");
+    c.quit();
+    let id = r.queue_id().unwrap();
+    p.delivered(&up, 2);
+    p.wait_log_line(&[&id, "\"delivered\""]);
+    let events = audit_events(&p.log());
+    let life: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["queue_id"] == id.as_str())
+        .collect();
+    assert_eq!(
+        names(&life),
+        ["accepted", "attempt", "deferred", "delivered"],
+        "{life:?}"
+    );
+    assert_eq!(life[1]["result"], "transient");
+    assert_eq!(life[1]["attempt"], 1);
+    assert!(
+        life[1]["reason"].as_str().unwrap().contains("503"),
+        "{}",
+        life[1]
+    );
+    assert!(
+        life[2]["next_attempt"].as_str().unwrap().ends_with('Z'),
+        "{}",
+        life[2]
+    );
+    assert_eq!(life[3]["attempt"], 2);
 }
 
 #[test]
@@ -206,8 +249,8 @@ fn the_audit_file_survives_a_logrotate_rename_and_sighup() {
             .map(|e| e["event"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(in_file(&old, &first), ["accepted", "attempt", "delivered"]);
-    assert_eq!(in_file(&new, &second), ["accepted", "attempt", "delivered"]);
+    assert_eq!(in_file(&old, &first), ["accepted", "delivered"]);
+    assert_eq!(in_file(&new, &second), ["accepted", "delivered"]);
     assert!(in_file(&new, &first).is_empty() && in_file(&old, &second).is_empty());
 }
 
@@ -257,11 +300,7 @@ fn under_journald_each_event_carries_postern_fields() {
         .iter()
         .map(|e| e["POSTERN_EVENT"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        events,
-        ["refused", "accepted", "attempt", "delivered"],
-        "{life:#?}"
-    );
+    assert_eq!(events, ["refused", "accepted", "delivered"], "{life:#?}");
     let accepted = life[1];
     assert_eq!(accepted["POSTERN_CREDENTIAL"], "app");
     assert_eq!(accepted["POSTERN_CLIENT_IP"], "127.0.0.1");
@@ -269,6 +308,7 @@ fn under_journald_each_event_carries_postern_fields() {
     assert_eq!(accepted["MESSAGE"], "accepted");
     assert_eq!(accepted["PRIORITY"], "5", "info is notice");
     assert_eq!(life[2]["POSTERN_UPSTREAM"], "api");
+    assert_eq!(life[2]["POSTERN_ATTEMPT"], "1");
     assert!(
         life[0]["POSTERN_REPLY"]
             .as_str()

@@ -207,14 +207,7 @@ fn a_failing_upstream_and_an_old_queue_raise_alerts() {
     assert!(kinds.contains(&"queue_age:queue".to_string()), "{kinds:?}");
     anomaly_logged(&p, "delivery_failures");
     anomaly_logged(&p, "queue_age");
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    std::io::Write::write_all(
-        &mut s,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut metrics = String::new();
-    std::io::Read::read_to_string(&mut s, &mut metrics).unwrap();
+    let (_, metrics) = crate::common::http::get(admin, "/metrics", None, None);
     assert!(
         metrics.contains("postern_anomalies_total{kind=\"delivery_failures\"} 1"),
         "{metrics}"

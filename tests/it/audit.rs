@@ -364,15 +364,8 @@ fn no_secret_reaches_a_log_line_at_trace_level() {
         Some(format!("Bearer {UPSTREAM_TOKEN}").as_str()),
         "the token was used"
     );
-    let mut scrape = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    std::io::Write::write_all(
-        &mut scrape,
-        format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let mut resp = String::new();
-    std::io::Read::read_to_string(&mut scrape, &mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let (status, _) = crate::common::http::get(admin, "/metrics", Some(ADMIN_TOKEN), None);
+    assert_eq!(status, 200, "scraped with the token");
     p.wait_queue_empty();
     std::thread::sleep(Duration::from_millis(300));
 

@@ -6,6 +6,7 @@
 
 pub mod ca;
 pub mod clients;
+pub mod http;
 pub mod postern;
 pub mod smtp;
 pub mod upstream;

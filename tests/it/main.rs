@@ -22,6 +22,7 @@ mod config_errors;
 mod connections;
 mod dkim;
 mod dns_check;
+mod docs;
 mod failover;
 mod header_security;
 mod inspect;

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod reload;
+mod systemd;
 
 /// Why the daemon cannot start, or a reload cannot be put in force.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,10 @@ pub(crate) fn tls_for(
 
 /// `postern run`: returns the process exit code.
 pub fn main(config_path: Option<PathBuf>) -> ExitCode {
+    // SAFETY: the first thing `postern run` does; nothing has started a
+    // thread yet (the audit file's syncer, the runtime and the spool
+    // writers all start below).
+    let handover = unsafe { systemd::Handover::take() };
     let loaded = match &config_path {
         Some(p) => config::load(p),
         None => config::load_str(Path::new("postern-demo.toml"), &demo_config()),
@@ -86,7 +91,7 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config, config_path)) {
+    match runtime.block_on(run(config, config_path, handover)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -138,7 +143,11 @@ impl Daemon {
     }
 }
 
-async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartError> {
+async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    mut handover: systemd::Handover,
+) -> Result<(), StartError> {
     if matches!(config.tls, Some(config::TlsSource::SelfSigned)) {
         tracing::warn!(
             "TLS uses a throwaway self-signed certificate; clients must not verify it. Configure [tls] certificate/private_key for production"
@@ -150,6 +159,11 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         .as_ref()
         .and_then(|_| crate::observe::metrics::install());
     let spool = Arc::new(Spool::open(config.server.state_dir.join("spool"))?);
+    // From here on the runtime and the spool writers run, and recovering a
+    // large queue below may take a while: the watchdog covers that too.
+    if let Some(timeout) = handover.watchdog {
+        systemd::start_watchdog(timeout, Arc::clone(&spool))?;
+    }
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
     // Hour and day counters live in state_dir so a restart does not hand a
     // runaway application a fresh day.
@@ -229,10 +243,14 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         _ => None,
     };
     // After the admin listener, so a probe that finds SMTP up finds it too.
-    let bound = listener::bind(&config).await?;
+    let bound = listener::bind(&config, handover.inherited()).await?;
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // The spool was recovered (Delivery::start) and every listener is
+    // bound: connections from now on queue in the backlog until the serve
+    // loop takes them.
+    systemd::ready();
+    let status = tokio::spawn(systemd::report_status(delivery.status()));
     let grace = config.server.shutdown_timeout;
     let serve = listener::serve(Arc::clone(&shared), bound, shutdown.clone(), grace);
     tokio::pin!(serve);
@@ -244,13 +262,15 @@ async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), StartEr
         tokio::select! {
             () = &mut serve => break,
             Some(()) = reload_rx.recv() => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                systemd::reloading();
                 reload::reload(&daemon, &mut running, &shared, &delivery).await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                // Also after a refused reload: the previous configuration
+                // is still serving.
+                systemd::ready();
             }
         }
     }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    status.abort();
     listening.store(false, std::sync::atomic::Ordering::Relaxed);
     signals.abort();
     delivery.wait(running.server.shutdown_timeout).await;
@@ -290,6 +310,9 @@ async fn wait_for_signal(
             }
         }
     }
+    // Now, not when the sessions' grace period is over: systemd should
+    // know at once that postern is on its way down.
+    systemd::stopping();
     let _ = shutdown.send(());
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# swaks, dnsmasq-base and promtool (Debian packages) and a Python venv (.venv) for the Python clients.
+# swaks, dnsmasq-base, promtool, systemd-analyze and strace (Debian packages) and a Python venv
+# (.venv) for the Python clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 # DNS tests run a private dnsmasq on loopback; -base is the binary without the system service.
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# The systemd tests check the units with systemd-analyze (verify, security) and hold
+# daemon threads up with strace's fault injection to show the watchdog stops pinging.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

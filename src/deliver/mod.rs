@@ -24,6 +24,7 @@ mod scheduler;
 mod tests;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,6 +78,9 @@ struct Ctx {
     retry: RetryPolicy,
     scheduler: Arc<Scheduler>,
     breakers: Arc<Breakers>,
+    /// Messages an upstream accepted since start (the delivery rate in
+    /// systemd's STATUS= line).
+    delivered: AtomicU64,
 }
 
 impl Ctx {
@@ -159,6 +163,7 @@ impl Delivery {
             retry,
             scheduler: scheduler.clone(),
             breakers,
+            delivered: AtomicU64::new(0),
         });
         let mut tasks = JoinSet::new();
         for _ in 0..workers.max(1) {
@@ -404,6 +409,7 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             // Right after the 2xx, before anything else can fail.
             let completed = ctx.spool.complete(&id).await;
             ctx.scheduler.remove(&id);
+            ctx.delivered.fetch_add(1, Ordering::Relaxed);
             let upstream_id = delivered.upstream_id.as_deref().unwrap_or("");
             tracing::info!(target: audit::TARGET, event = "delivered", queue_id = %id, upstream = up, provider_id = upstream_id, attempt, duration_ms, "delivered");
             if let Err(e) = completed {
@@ -562,5 +568,10 @@ impl Status {
     /// Messages waiting or being delivered.
     pub fn pending(&self) -> usize {
         self.ctx.scheduler.len()
+    }
+
+    /// Messages delivered since start.
+    pub fn delivered(&self) -> u64 {
+        self.ctx.delivered.load(Ordering::Relaxed)
     }
 }

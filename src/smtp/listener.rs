@@ -226,19 +226,48 @@ pub struct Bound {
     pub address: SocketAddr,
 }
 
+/// A listening TCP socket the service manager opened for us (systemd
+/// socket activation, `LISTEN_FDS`), with its address (getsockname) and
+/// the name systemd gave it (`FileDescriptorName=`).
+#[derive(Debug)]
+pub struct Inherited {
+    pub listener: std::net::TcpListener,
+    pub address: SocketAddr,
+    pub name: String,
+}
+
 /// Binds every configured listener up front so a port conflict fails the
-/// start instead of a background task.
-pub async fn bind(config: &Config) -> std::io::Result<Vec<Bound>> {
+/// start instead of a background task. A listener whose address equals an
+/// inherited socket's takes that socket instead of binding (so connections
+/// that arrived while postern restarted wait in its backlog rather than
+/// being refused); inherited sockets no listener claims are closed with a
+/// warning.
+pub async fn bind(config: &Config, mut inherited: Vec<Inherited>) -> std::io::Result<Vec<Bound>> {
     let mut out = Vec::new();
     for l in &config.listeners {
-        let listener = TcpListener::bind(l.address).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
-        })?;
+        let listener = match inherited.iter().position(|i| i.address == l.address) {
+            Some(i) => {
+                let passed = inherited.swap_remove(i);
+                passed.listener.set_nonblocking(true)?;
+                tracing::info!(address = %l.address, name = %passed.name, "using the listening socket passed by systemd");
+                TcpListener::from_std(passed.listener)?
+            }
+            None => TcpListener::bind(l.address).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.address))
+            })?,
+        };
         out.push(Bound {
             address: listener.local_addr()?,
             listener,
             tls: l.tls,
         });
+    }
+    for unused in inherited {
+        tracing::warn!(
+            address = %unused.address,
+            name = %unused.name,
+            "systemd passed a listening socket that matches no [[listeners]] address; closing it (align ListenStream= in postern.socket with the configuration)"
+        );
     }
     Ok(out)
 }

@@ -86,6 +86,17 @@ pub struct StoredMessage {
     pub data: Vec<u8>,
 }
 
+/// What `Spool::writer_progress` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterProgress {
+    /// Grows after every commit and every idle tick of any writer thread.
+    pub beats: u64,
+    /// How long the oldest commit still running has taken so far; zero when
+    /// no thread is inside a commit. A commit stuck in `fsync` grows this
+    /// while the other threads' idle ticks keep `beats` moving.
+    pub longest_commit: std::time::Duration,
+}
+
 /// A queued message found by `recover`, with its back-off state if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -151,6 +162,7 @@ struct Shared {
     dir: SpoolDir,
     /// Where freshly queued ids go; set by the delivery side via `subscribe`.
     notify: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    heartbeat: writer::Heartbeat,
 }
 
 impl Shared {
@@ -196,6 +208,7 @@ impl Spool {
         let shared = Arc::new(Shared {
             dir,
             notify: Mutex::new(None),
+            heartbeat: writer::Heartbeat::new(WRITER_THREADS),
         });
         let writer = writer::start(shared.clone(), WRITER_THREADS)?;
         Ok(Spool {
@@ -207,6 +220,21 @@ impl Spool {
 
     pub fn path(&self) -> &Path {
         self.shared.dir.root()
+    }
+
+    /// Signs of life of the writer threads (for the systemd watchdog).
+    pub fn writer_progress(&self) -> WriterProgress {
+        let (beats, longest_commit) = self.shared.heartbeat.progress();
+        WriterProgress {
+            beats,
+            longest_commit,
+        }
+    }
+
+    /// How often an idle writer thread bumps its heartbeat (default 1 s);
+    /// the watchdog asks for a tick well inside its own interval.
+    pub fn set_writer_tick(&self, tick: std::time::Duration) {
+        self.shared.heartbeat.set_tick(tick);
     }
 
     /// Synchronous, read-only view (for the CLI and for tests).

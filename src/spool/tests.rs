@@ -357,3 +357,23 @@ async fn the_largest_allowed_envelope_is_read_back() {
     assert!(matches!(err, SpoolError::EnvelopeTooLarge(_)), "{err}");
     assert_eq!(queue_files(&spool).len(), 1);
 }
+
+#[tokio::test]
+async fn writer_heartbeat_ticks_while_idle_and_after_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Spool::open(tmp.path().join("spool")).unwrap();
+    spool.set_writer_tick(std::time::Duration::from_millis(10));
+    let start = spool.writer_progress();
+    // The first wait began with the default tick (1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let idle = spool.writer_progress();
+    assert!(idle.beats > start.beats, "{start:?} -> {idle:?}");
+    assert_eq!(idle.longest_commit, std::time::Duration::ZERO);
+    spool
+        .put(envelope(&new_id()), b"x\r\n".to_vec())
+        .await
+        .unwrap();
+    let after = spool.writer_progress();
+    assert!(after.beats > idle.beats, "{idle:?} -> {after:?}");
+    assert_eq!(after.longest_commit, std::time::Duration::ZERO);
+}

@@ -5,13 +5,20 @@
 //! them all into queue/, fsync queue/ once for the whole batch and only then
 //! answer every waiter. Under load one directory fsync covers many messages;
 //! with no load a batch is a single message and latency is one write+fsync.
+//!
+//! The threads also keep a heartbeat for the systemd watchdog: an idle
+//! thread wakes every tick to bump it, and a thread inside a commit notes
+//! when that commit began, so a writer stuck in `fsync` (a hung disk) is
+//! visible from outside even while its siblings idle along.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -29,6 +36,70 @@ pub(super) struct WriteJob {
     pub reply: oneshot::Sender<Result<(), SpoolError>>,
 }
 
+/// How long an idle writer waits for work before it bumps the heartbeat
+/// anyway, unless the daemon asks for a shorter tick (`set_tick`).
+const DEFAULT_TICK: Duration = Duration::from_secs(1);
+
+/// Signs of life of the writer threads, read by the watchdog.
+pub(super) struct Heartbeat {
+    /// Bumped after every commit and every idle tick.
+    beats: AtomicU64,
+    tick_ms: AtomicU64,
+    /// Per thread: when its current commit began, as milliseconds since
+    /// `base` plus one; 0 while the thread is not committing.
+    busy_since: Vec<AtomicU64>,
+    base: Instant,
+}
+
+impl Heartbeat {
+    pub(super) fn new(threads: usize) -> Heartbeat {
+        Heartbeat {
+            beats: AtomicU64::new(0),
+            tick_ms: AtomicU64::new(millis(DEFAULT_TICK)),
+            busy_since: (0..threads.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            base: Instant::now(),
+        }
+    }
+
+    pub(super) fn set_tick(&self, tick: Duration) {
+        self.tick_ms.store(millis(tick).max(1), Ordering::Relaxed);
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms.load(Ordering::Relaxed))
+    }
+
+    fn beat(&self) {
+        self.beats.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn now(&self) -> u64 {
+        millis(self.base.elapsed()).saturating_add(1)
+    }
+
+    /// The heartbeat count and how long the oldest commit still running
+    /// has been at it (zero when no thread is committing).
+    pub(super) fn progress(&self) -> (u64, Duration) {
+        let now = self.now();
+        let longest = self
+            .busy_since
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&since| since != 0)
+            .map(|since| now.saturating_sub(since))
+            .max()
+            .unwrap_or(0);
+        (
+            self.beats.load(Ordering::Relaxed),
+            Duration::from_millis(longest),
+        )
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJob>, SpoolError> {
     let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
     let rx = Arc::new(Mutex::new(rx));
@@ -37,27 +108,51 @@ pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJ
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name(format!("spool-writer-{n}"))
-            .spawn(move || run(&thread_shared, &rx))
+            .spawn(move || run(&thread_shared, &rx, n))
             .map_err(|e| SpoolError::io("start writer thread for", shared.dir.root(), e))?;
     }
     Ok(tx)
 }
 
-/// Runs until every `Spool` (and so every Sender) is dropped.
-fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>) {
-    while let Some(batch) = next_batch(rx) {
-        commit(shared, batch);
+/// Runs until every `Spool` (and so every Sender) is dropped. `n` is this
+/// thread's slot in the heartbeat.
+fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>, n: usize) {
+    let heartbeat = &shared.heartbeat;
+    let slot = &heartbeat.busy_since[n % heartbeat.busy_since.len()];
+    loop {
+        match next_batch(rx, heartbeat.tick()) {
+            Next::Batch(batch) => {
+                slot.store(heartbeat.now(), Ordering::Relaxed);
+                commit(shared, batch);
+                slot.store(0, Ordering::Relaxed);
+            }
+            Next::Idle => {}
+            Next::Closed => return,
+        }
+        heartbeat.beat();
     }
 }
 
-/// Blocks for one job, then takes whatever else is already waiting. The lock
-/// is held while blocked so exactly one idle thread is collecting at a time.
-fn next_batch(rx: &Mutex<Receiver<WriteJob>>) -> Option<Vec<WriteJob>> {
+enum Next {
+    Batch(Vec<WriteJob>),
+    /// Nothing arrived within one tick.
+    Idle,
+    Closed,
+}
+
+/// Waits (up to `tick`) for one job, then takes whatever else is already
+/// waiting. The lock is held while waiting so exactly one idle thread is
+/// collecting at a time.
+fn next_batch(rx: &Mutex<Receiver<WriteJob>>, tick: Duration) -> Next {
     let rx = match rx.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
-    let first = rx.recv().ok()?;
+    let first = match rx.recv_timeout(tick) {
+        Ok(job) => job,
+        Err(RecvTimeoutError::Timeout) => return Next::Idle,
+        Err(RecvTimeoutError::Disconnected) => return Next::Closed,
+    };
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -65,7 +160,7 @@ fn next_batch(rx: &Mutex<Receiver<WriteJob>>) -> Option<Vec<WriteJob>> {
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
         }
     }
-    Some(batch)
+    Next::Batch(batch)
 }
 
 fn commit(shared: &Shared, batch: Vec<WriteJob>) {

@@ -34,6 +34,7 @@ mod scopes;
 mod security;
 mod smuggling;
 mod spool;
+mod systemd;
 mod upstream_faults;
 mod upstream_gmail;
 mod upstream_json;

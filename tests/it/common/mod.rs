@@ -9,6 +9,7 @@ pub mod clients;
 pub mod http;
 pub mod postern;
 pub mod smtp;
+pub mod systemd;
 pub mod upstream;
 pub mod util;
 

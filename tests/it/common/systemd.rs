@@ -406,14 +406,14 @@ impl Frozen {
             strace,
             tids: tids.to_vec(),
         };
+        // A thread that exited meanwhile (an idle blocking-pool thread)
+        // cannot run either.
         let traced = super::wait_until(Duration::from_secs(20), || {
             f.tids.iter().all(|t| {
-                std::fs::read_to_string(format!("/proc/{t}/status"))
-                    .map(|s| {
-                        s.lines()
-                            .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
-                    })
-                    .unwrap_or(false)
+                std::fs::read_to_string(format!("/proc/{t}/status")).map_or(true, |s| {
+                    s.lines()
+                        .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+                })
             })
         });
         if !traced {

@@ -192,6 +192,9 @@ impl Policy for Shared {
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
         Policy::check_login(&*self.current().access, grant, peer)
     }
+    fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
+        Policy::check_suspended(&*self.current().access, credential)
+    }
     fn limits(&self, credential: &str) -> CredentialLimits {
         self.current().access.limits(credential)
     }

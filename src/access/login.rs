@@ -113,7 +113,7 @@ impl Access {
 
     /// A lockout key as logged: a username no credential has is shown as
     /// its hash (it may be a password typed into the wrong field).
-    fn log_key(&self, key: &LockKey) -> String {
+    pub fn log_key(&self, key: &LockKey) -> String {
         match key {
             LockKey::User(u) if !self.by_username.contains_key(u) => {
                 format!("unknown user {}", name_hash(u))

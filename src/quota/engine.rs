@@ -495,12 +495,10 @@ impl Engine {
         let mut out = Vec::new();
         for dim in Dim::ALL {
             for (key, k) in self.tables[dim.index()].iter_mut() {
-                let mut total =
-                    |w: &mut Option<Window<Hour>>| w.as_mut().map_or(0, |w| w.total(now));
-                let (mh, rh) = (total(&mut k.messages.hour), total(&mut k.recipients.hour));
-                let mut total =
-                    |w: &mut Option<Window<Day>>| w.as_mut().map_or(0, |w| w.total(now));
-                let (md, rd) = (total(&mut k.messages.day), total(&mut k.recipients.day));
+                let hour = |w: &mut Option<Window<Hour>>| w.as_mut().map_or(0, |w| w.total(now));
+                let day = |w: &mut Option<Window<Day>>| w.as_mut().map_or(0, |w| w.total(now));
+                let (mh, rh) = (hour(&mut k.messages.hour), hour(&mut k.recipients.hour));
+                let (md, rd) = (day(&mut k.messages.day), day(&mut k.recipients.day));
                 if mh + rh + md + rd > 0 {
                     out.push(super::KeyUsage {
                         key: format!("{} {key}", dim.name()),

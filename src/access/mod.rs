@@ -241,6 +241,13 @@ impl Access {
         }
     }
 
+    /// Every configured credential name, sorted.
+    pub fn credential_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
         self.by_name.get(name)
     }

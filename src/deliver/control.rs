@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::scheduler::{Job, JobState, Refused};
 use super::{Ctx, Rates};
+use crate::observe::audit;
 use crate::spool::{Hold, MessageDetail, Place, SpoolEntry, SpoolError, unix_now};
 use crate::upstream::oauth::TokenStatus;
 
@@ -155,7 +156,7 @@ impl QueueControl {
         }
         match self.ctx.spool.hold(id).await {
             Ok(h) => {
-                tracing::info!(queue_id = %id, "held by an operator");
+                tracing::info!(target: audit::TARGET, event = "held", queue_id = %id, "held by an operator");
                 Ok(h)
             }
             Err(SpoolError::NotFound(_)) => {
@@ -178,7 +179,7 @@ impl QueueControl {
         if sched.release(id, Instant::now()).is_err() {
             sched.add(id.to_string(), Instant::now(), 0);
         }
-        tracing::info!(queue_id = %id, "released by an operator");
+        tracing::info!(target: audit::TARGET, event = "released", queue_id = %id, "released by an operator");
         Ok(())
     }
 
@@ -203,7 +204,7 @@ impl QueueControl {
                     },
                     Instant::now(),
                 );
-                tracing::info!(queue_id = %id, "dead letter requeued by an operator");
+                tracing::info!(target: audit::TARGET, event = "requeued", queue_id = %id, "dead letter requeued by an operator");
                 Ok(Retried::Requeued)
             }
             Place::Queue => match sched.expedite(id) {
@@ -234,7 +235,7 @@ impl QueueControl {
         }
         match self.ctx.spool.purge(id).await {
             Ok(place) => {
-                tracing::warn!(queue_id = %id, dead = place == Place::Dead, "purged by an operator");
+                tracing::warn!(target: audit::TARGET, event = "purged", queue_id = %id, dead = place == Place::Dead, "purged by an operator");
                 Ok(place)
             }
             Err(e) => {

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
-pub use control::{ControlError, MessageState, QueueControl, QueueCounts, UpstreamStatus};
+pub use control::{ControlError, MessageState, QueueControl, QueueCounts, Retried, UpstreamStatus};
 pub use paced::Paced;
 pub use rate::{Meter, Rates};
 pub use retry::RetryPolicy;

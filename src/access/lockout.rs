@@ -307,7 +307,7 @@ impl Lockout {
                 remaining: Duration::from_nanos(e.locked_until - now),
             })
             .collect();
-        out.sort_by(|a, b| b.remaining.cmp(&a.remaining));
+        out.sort_by_key(|l| std::cmp::Reverse(l.remaining));
         out
     }
 

@@ -194,7 +194,7 @@ async fn purge_removes_message_and_sidecars_from_either_place() {
     spool.hold(&q).await.unwrap();
     let d = queued(&spool).await;
     spool.dead_letter(&d, DeadReason::default()).await.unwrap();
-    assert_eq!(spool.dead_ids().await.unwrap(), [d.clone()]);
+    assert_eq!(spool.dead_ids().await.unwrap(), std::slice::from_ref(&d));
     assert_eq!(spool.purge(&q).await.unwrap(), Place::Queue);
     assert_eq!(spool.purge(&d).await.unwrap(), Place::Dead);
     for dir in ["queue", "dead"] {

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::common::clients::postern_cmd;
+use crate::common::clients::{postern_bin, postern_cmd};
 use crate::common::*;
 
 mod credential;
@@ -70,6 +70,40 @@ fn refused(p: &Postern, args: &[&str]) -> String {
         stderr(&o)
     );
     stderr(&o)
+}
+
+/// Runs `postern ARGS --config ...` on a pseudo-terminal (util-linux
+/// `script`), typing `input`; returns the exit code and everything the
+/// terminal showed.
+fn on_a_terminal(p: &Postern, args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line: Vec<String> = vec![quote(postern_bin())];
+    line.extend(args.iter().map(|a| quote(a)));
+    line.push("--config".into());
+    line.push(quote(&p.config_path.to_string_lossy()));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script (util-linux)");
+    // Typed once the prompt is up; the pty buffers it either way.
+    std::thread::sleep(Duration::from_millis(500));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("wait for script");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }
 
 /// Panics unless one line of `text` has every part.
@@ -262,15 +296,30 @@ fn purge_deletes_for_good_and_asks_first() {
         "purged without confirmation"
     );
 
-    up.set_default(Scripted::status(503).body(b"later"));
-    let (queued, _) = submit(&p, "queued, then purged");
-    attempts(&p, &up, 2);
-    assert!(p.queue_files().contains(&format!("{queued}.retry")));
-    let out = ok(&p, &["spool", "purge", "--yes", &dead, &queued]);
+    // At a terminal the operator is asked; only "y" purges.
+    let (code, out) = on_a_terminal(&p, &["spool", "purge", &dead], "n\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("for good? This cannot be undone. [y/N]"),
+        "{out}"
+    );
+    assert!(out.contains("nothing purged"), "{out}");
+    assert!(
+        p.dead_files().contains(&dead),
+        "purged though the answer was no"
+    );
+    let (code, out) = on_a_terminal(&p, &["spool", "purge", &dead], "y\n");
+    assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains(&format!("{dead}: purged from the dead letters")),
         "{out}"
     );
+
+    up.set_default(Scripted::status(503).body(b"later"));
+    let (queued, _) = submit(&p, "queued, then purged");
+    attempts(&p, &up, 2);
+    assert!(p.queue_files().contains(&format!("{queued}.retry")));
+    let out = ok(&p, &["spool", "purge", "--yes", &queued]);
     assert!(
         out.contains(&format!("{queued}: purged from the queue")),
         "{out}"

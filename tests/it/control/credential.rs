@@ -182,3 +182,83 @@ fn a_timed_suspension_lifts_by_itself() {
             .is_empty()
     );
 }
+
+/// `[alerts] on_volume_spike = "suspend"` suspends through the same record
+/// (shown with `by = alerts`), and its `volume_suspend_for` lifts it.
+#[test]
+fn a_volume_spike_suspends_until_its_expiry() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network();
+    cfg.extra = "[alerts]\nauth_failures_per_network = \"off\"\n\
+                 auth_failures_per_username = \"off\"\ninspection_refusals = \"off\"\n\
+                 delivery_failure_ratio = \"off\"\nqueue_age = \"off\"\n\
+                 volume_spike_factor = 3\nvolume_min_messages = 5\nvolume_window = \"4s\"\n\
+                 volume_baseline = 2\non_volume_spike = \"suspend\"\nvolume_suspend_for = \"3s\"\n"
+        .to_string();
+    let p = Postern::start(&ca, &cfg);
+    let mut c = SmtpClient::connect(p.port(0));
+    c.greet();
+    let send = |c: &mut SmtpClient, i: usize| -> Result<(), Reply> {
+        let r = c.cmd("MAIL FROM:<app@example.com>");
+        if r.code != 250 {
+            return Err(r);
+        }
+        c.cmd("RCPT TO:<bob@dest.test>")
+            .expect(250, "2.1.5", "RCPT");
+        let msg = simple_message("app@example.com", "bob@dest.test", &format!("m{i}"));
+        c.data(&msg).expect(250, "2.0.0", "message");
+        Ok(())
+    };
+    // Windows are aligned to the clock; a credential is judged against
+    // its own history, so it first needs a window of ordinary traffic.
+    let next_window = || {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        std::thread::sleep(Duration::from_millis(4000 - ms % 4000 + 100));
+    };
+    for round in 0..2 {
+        next_window();
+        for i in 0..2 {
+            send(&mut c, round * 2 + i).expect("steady traffic is not refused");
+        }
+    }
+    next_window();
+    let mut refusal = None;
+    for i in 0..20 {
+        if let Err(r) = send(&mut c, 10 + i) {
+            refusal = Some((i, r));
+            break;
+        }
+    }
+    let (i, r) = refusal.expect("the burst was never refused");
+    assert!(
+        i >= 5,
+        "refused after {i} messages, below volume_min_messages"
+    );
+    r.expect(550, "5.7.1", "MAIL after the spike");
+    assert_eq!(r.text(), "5.7.1 Credential \"local\" is suspended");
+    let status = super::json(&p, &["status", "--json"]);
+    let s = &status["suspended"][0];
+    assert_eq!(
+        (s["credential"].as_str(), s["by"].as_str()),
+        (Some("local"), Some("alerts"))
+    );
+    assert!(
+        s["reason"].as_str().unwrap().contains("volume_spike"),
+        "{s:#}"
+    );
+    let until = s["until"].as_u64().expect("an expiry");
+    assert!(until <= s["since"].as_u64().unwrap() + 3, "{s:#}");
+    p.wait_log_line(&["event=\"suspended\"", "by=\"alerts\""]);
+    std::thread::sleep(Duration::from_millis(3500));
+    c.cmd("MAIL FROM:<app@example.com>").expect(
+        250,
+        "2.1.0",
+        "MAIL after the expiry, same session",
+    );
+}

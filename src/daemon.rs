@@ -31,6 +31,10 @@ pub enum StartError {
     Spool(#[from] crate::spool::SpoolError),
     #[error(transparent)]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Suspensions(#[from] access::suspend::LoadError),
+    #[error(transparent)]
+    Control(#[from] crate::control::BindError),
     #[error("reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -107,7 +111,7 @@ fn demo_config() -> String {
 
 /// What outlives a configuration generation: the spool and the counters
 /// that must survive a reload (quotas, lockouts, known clients, connection
-/// rate).
+/// rate, credential suspensions).
 struct Daemon {
     config_path: Option<PathBuf>,
     spool: Arc<Spool>,
@@ -115,6 +119,7 @@ struct Daemon {
     lockout: Arc<access::lockout::Lockout>,
     known: Arc<access::known::KnownClients>,
     conn_rate: Arc<crate::access::ConnectionRate>,
+    suspensions: Arc<access::suspend::Suspensions>,
 }
 
 impl Daemon {
@@ -129,6 +134,7 @@ impl Daemon {
                 .with_quotas(Arc::clone(&self.quotas))
                 .with_lockout(Arc::clone(&self.lockout))
                 .with_known_clients(Arc::clone(&self.known))
+                .with_suspensions(Arc::clone(&self.suspensions))
                 .with_route_limits(router.size_limits()),
         );
         let sink = Arc::new(Acceptor {
@@ -159,6 +165,20 @@ async fn run(
         .as_ref()
         .and_then(|_| crate::observe::metrics::install());
     let spool = Arc::new(Spool::open(config.server.state_dir.join("spool"))?);
+    // Bound now, answered once delivery runs: a second daemon on this
+    // state_dir stops here, and clients wait in the backlog meanwhile.
+    let control = crate::control::bind(&config.server.state_dir)?;
+    // Refuses to start on an unreadable record rather than lift every
+    // suspension by accident.
+    let suspensions = Arc::new(access::suspend::Suspensions::load(
+        config.server.state_dir.join(access::suspend::FILE_NAME),
+    )?);
+    if !suspensions.active().is_empty() {
+        tracing::warn!(
+            credentials = %suspensions.active().iter().map(|s| s.credential.as_str()).collect::<Vec<_>>().join(", "),
+            "credentials suspended (postern credential resume NAME lifts it)"
+        );
+    }
     // From here on the runtime and the spool writers run, and recovering a
     // large queue below may take a while: the watchdog covers that too.
     if let Some(timeout) = handover.watchdog {
@@ -201,9 +221,11 @@ async fn run(
         lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
         known,
         conn_rate: Arc::new(crate::access::ConnectionRate::new(&config.abuse)),
+        suspensions: Arc::clone(&suspensions),
     };
     let (generation, router) = daemon.generation(&config)?;
     crate::alerts::configure(config.alerts.as_ref());
+    crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions)));
     let queue_age = tokio::spawn(check_queue_age(Arc::clone(&spool)));
     let mut stop = shutdown.subscribe();
     let delivery = Delivery::start(
@@ -244,6 +266,33 @@ async fn run(
     };
     // After the admin listener, so a probe that finds SMTP up finds it too.
     let bound = listener::bind(&config, handover.inherited()).await?;
+    let context = Arc::new(crate::control::Context {
+        queue: delivery.control(),
+        spool: Arc::clone(&spool),
+        shared: Arc::clone(&shared),
+        suspensions: Arc::clone(&suspensions),
+        lockout: Arc::clone(&daemon.lockout),
+        quotas: Arc::clone(&daemon.quotas),
+        listeners: bound
+            .iter()
+            .map(|b| crate::control::ListenerInfo {
+                address: b.address.to_string(),
+                tls: match b.tls {
+                    TlsMode::Starttls => "starttls",
+                    TlsMode::Implicit => "implicit",
+                    TlsMode::None => "none",
+                }
+                .to_string(),
+            })
+            .collect(),
+        state_dir: config.server.state_dir.clone(),
+        started: std::time::Instant::now(),
+    });
+    tracing::info!(socket = %control.path().display(), "control socket");
+    let mut stop_control = shutdown.subscribe();
+    let control = tokio::spawn(control.serve(context, async move {
+        let _ = stop_control.recv().await;
+    }));
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
     let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
     // The spool was recovered (Delivery::start) and every listener is
@@ -280,6 +329,8 @@ async fn run(
         admin.abort();
     }
     queue_age.abort();
+    // Ends with the shutdown broadcast; the socket file goes with it.
+    let _ = control.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -356,6 +407,33 @@ impl crate::admin::Health for Readiness {
             metrics::breaker(&upstream, &state.to_string());
         }
     }
+}
+
+/// How the volume-spike detector suspends a credential: at once in memory,
+/// saved to disk off the runtime threads.
+fn suspend_hook(suspensions: Arc<access::suspend::Suspensions>) -> crate::alerts::SuspendHook {
+    Arc::new(move |name: &str, duration, reason: &str| {
+        let s = suspensions.suspend(name, Some(duration), Some(reason.to_string()), "alerts");
+        tracing::warn!(
+            target: crate::observe::audit::TARGET,
+            event = "suspended",
+            credential = name,
+            until = s.until.unwrap_or(0),
+            reason,
+            by = "alerts",
+            "credential suspended"
+        );
+        let suspensions = Arc::clone(&suspensions);
+        let save = move || {
+            if let Err(e) = suspensions.save() {
+                tracing::error!(error = %e, file = %suspensions.path().display(), "cannot save credential suspensions; this one will not survive a restart");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(save)),
+            Err(_) => save(),
+        }
+    })
 }
 
 /// Feeds the queue-age detector: the oldest queued message's age, every

@@ -14,7 +14,10 @@ use std::process::ExitCode;
         postern check-config --config /etc/postern/postern.toml\n  \
         echo -n 'app password' | postern hash-secret     # argon2id hash for secret_hash\n  \
         postern token new erp [--expires 2027-01-31]     # fresh token + [credentials.erp] block\n  \
-        postern run --config /etc/postern/postern.toml"
+        postern run --config /etc/postern/postern.toml\n  \
+        postern status                                   # queue, upstreams, lockouts, suspensions\n  \
+        postern spool list --dead                        # dead letters; `spool retry --all-dead` requeues them\n  \
+        postern credential suspend erp --for 2h --reason 'leaked'"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +48,22 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Queued messages and dead letters of the running daemon (list and show
+    /// also work on a stopped daemon's spool).
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+    /// What the running daemon is doing: listeners, queue, delivery rate,
+    /// upstreams, lockouts, suspended credentials, busiest quota keys.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend or resume a credential at once, without editing the configuration.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Check DOMAIN's SPF, DKIM and DMARC records against the configuration.
     DnsCheck {
         /// The sending domain, e.g. example.com.
@@ -59,6 +78,111 @@ enum Command {
         /// Ask this DNS server (IP:PORT) instead of the system resolver.
         #[arg(long, value_name = "IP:PORT")]
         resolver: Option<String>,
+    },
+}
+
+/// Which daemon to talk to.
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// Configuration whose [server] state_dir locates the daemon.
+    #[arg(long, default_value = postern::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// The daemon's state_dir (instead of reading the configuration).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(self) -> postern::cli::Target {
+        postern::cli::Target {
+            config: self.config,
+            state_dir: self.state_dir,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// List queued messages (or dead letters): id, state, age, size,
+    /// attempts, next attempt, sender, recipients, last error.
+    List {
+        /// The dead letters instead of the queue.
+        #[arg(long)]
+        dead: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// One message: envelope, headers (never the body), delivery history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Attempt queued messages now; put dead letters back in the queue.
+    Retry {
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all_dead: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete messages or dead letters for good (asks unless --yes).
+    Purge {
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all_dead: bool,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Stop delivering messages until released (kept across restarts).
+    Hold {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Deliver held messages again (attempted at once).
+    Release {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Refuse AUTH and every MAIL of the credential from now on, in open
+    /// sessions too; kept across reloads and restarts.
+    Suspend {
+        /// Credential name (the [credentials.NAME] key).
+        name: String,
+        /// Lift the suspension by itself after this long ("2h", "30m", "1d").
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Why (shown by `postern status` and in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Lift a suspension.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
     },
 }
 
@@ -104,6 +228,19 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => postern::cli::check_config(&config),
         Command::HashSecret => postern::cli::hash_secret(),
+        Command::Spool(cmd) => spool(cmd),
+        Command::Status { target, json } => postern::cli::status(&target.target(), json),
+        Command::Credential(CredentialCommand::Suspend {
+            name,
+            duration,
+            reason,
+            target,
+        }) => {
+            postern::cli::credential_suspend(&target.target(), &name, duration.as_deref(), reason)
+        }
+        Command::Credential(CredentialCommand::Resume { name, target }) => {
+            postern::cli::credential_resume(&target.target(), &name)
+        }
         Command::Token(TokenCommand::New { name, expires }) => {
             postern::cli::token_new(&name, expires.as_deref())
         }
@@ -132,4 +269,26 @@ fn main() -> ExitCode {
             out: &out,
         }),
     }
+}
+
+fn spool(cmd: SpoolCommand) -> ExitCode {
+    use postern::cli::SpoolAction as A;
+    let (target, action) = match cmd {
+        SpoolCommand::List { dead, json, target } => (target, A::List { dead, json }),
+        SpoolCommand::Show { id, json, target } => (target, A::Show { id, json }),
+        SpoolCommand::Retry {
+            ids,
+            all_dead,
+            target,
+        } => (target, A::Retry { ids, all_dead }),
+        SpoolCommand::Purge {
+            ids,
+            all_dead,
+            yes,
+            target,
+        } => (target, A::Purge { ids, all_dead, yes }),
+        SpoolCommand::Hold { ids, target } => (target, A::Hold { ids }),
+        SpoolCommand::Release { ids, target } => (target, A::Release { ids }),
+    };
+    postern::cli::spool(&target.target(), action)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# swaks, dnsmasq-base, promtool, systemd-analyze and strace (Debian packages) and a Python venv
-# (.venv) for the Python clients.
+# swaks, dnsmasq-base, bsdutils (script), promtool, systemd-analyze and strace (Debian packages)
+# and a Python venv (.venv) for the Python clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# `script` gives the spool purge test a terminal to be asked on (util-linux).
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 # DNS tests run a private dnsmasq on loopback; -base is the binary without the system service.
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # The systemd tests check the units with systemd-analyze (verify, security) and hold

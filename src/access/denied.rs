@@ -20,6 +20,9 @@ pub enum Denied {
     LoginNoLongerValid,
     /// A quota rule is exhausted.
     RateLimited(Refusal),
+    /// `postern credential suspend` (or the volume-spike detector)
+    /// suspended the credential.
+    Suspended { credential: String },
     /// The recipient is outside the credential's recipient-domain scope.
     Recipient {
         recipient: String,
@@ -37,6 +40,7 @@ impl Denied {
             Denied::OutsideNetworks { .. } => "outside_networks",
             Denied::LoginNoLongerValid => "no_longer_valid",
             Denied::RateLimited(_) => "quota",
+            Denied::Suspended { .. } => "suspended",
             Denied::Recipient { .. } => "recipient_scope",
         }
     }
@@ -55,6 +59,9 @@ impl fmt::Display for Denied {
                 f.write_str("Authentication credentials no longer valid; authenticate again")
             }
             Denied::RateLimited(r) => r.fmt(f),
+            Denied::Suspended { credential } => {
+                write!(f, "Credential \"{credential}\" is suspended")
+            }
             Denied::Recipient {
                 recipient,
                 credential,

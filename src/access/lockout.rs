@@ -294,6 +294,23 @@ impl Lockout {
         self.lock().sweep(now);
     }
 
+    /// Every lockout in force now, longest remaining first.
+    pub fn active(&self) -> Vec<LockedOut> {
+        let now = self.clock.now();
+        let mut out: Vec<LockedOut> = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|(_, e)| e.locked_until > now)
+            .map(|(k, e)| LockedOut {
+                key: k.clone(),
+                remaining: Duration::from_nanos(e.locked_until - now),
+            })
+            .collect();
+        out.sort_by_key(|l| std::cmp::Reverse(l.remaining));
+        out
+    }
+
     /// Number of client networks and usernames tracked.
     pub fn len(&self) -> usize {
         self.lock().entries.len()

@@ -85,6 +85,9 @@ impl Access {
         if let Some(lockout) = &self.lockout {
             lockout.record_success(client, Some(username));
         }
+        // Only after a valid secret, like `networks` below: the reply tells
+        // nothing to someone who does not know the password.
+        self.check_suspended(&grant.credential)?;
         if !self.network_allows(&grant.credential, peer) {
             tracing::warn!(peer = %peer, credential = %grant.credential, rule = "networks", "AUTH refused: credential not allowed from this address");
             return Err(Denied::OutsideNetworks {
@@ -110,7 +113,7 @@ impl Access {
 
     /// A lockout key as logged: a username no credential has is shown as
     /// its hash (it may be a password typed into the wrong field).
-    fn log_key(&self, key: &LockKey) -> String {
+    pub fn log_key(&self, key: &LockKey) -> String {
         match key {
             LockKey::User(u) if !self.by_username.contains_key(u) => {
                 format!("unknown user {}", name_hash(u))

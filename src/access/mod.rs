@@ -14,6 +14,7 @@ mod grant;
 pub mod known;
 pub mod lockout;
 mod login;
+pub mod suspend;
 mod verify;
 
 pub use verify::{hash_secret, new_token};
@@ -33,6 +34,7 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use suspend::Suspensions;
 
 /// The compiled credential table for one configuration generation.
 pub struct Access {
@@ -53,6 +55,8 @@ pub struct Access {
     lockout: Option<Arc<Lockout>>,
     /// Networks that logged in recently; daemon-owned and persisted.
     known: Option<Arc<KnownClients>>,
+    /// Suspended credentials; daemon-owned and persisted.
+    suspensions: Option<Arc<Suspensions>>,
     /// `[abuse] ipv6_prefix`: how client addresses are grouped.
     ipv6_prefix: u8,
     /// The most secrets any credential lists: every failed login costs
@@ -96,6 +100,7 @@ impl Access {
             quotas: None,
             lockout: None,
             known: None,
+            suspensions: None,
             ipv6_prefix: config.abuse.ipv6_prefix,
             max_secrets,
             verifications: AtomicU64::new(0),
@@ -114,6 +119,26 @@ impl Access {
     pub fn with_known_clients(mut self, known: Arc<KnownClients>) -> Access {
         self.known = Some(known);
         self
+    }
+
+    /// Refuses suspended credentials (`postern credential suspend`).
+    pub fn with_suspensions(mut self, suspensions: Arc<Suspensions>) -> Access {
+        self.suspensions = Some(suspensions);
+        self
+    }
+
+    /// At each MAIL, whether the session's credential (by AUTH or by
+    /// `networks`) is suspended; also checked at AUTH.
+    pub fn check_suspended(&self, credential: &str) -> Result<(), Denied> {
+        match self.suspensions.as_ref().and_then(|s| s.check(credential)) {
+            None => Ok(()),
+            Some(s) => {
+                tracing::warn!(credential, since = s.since, until = ?s.until, "refused: credential is suspended");
+                Err(Denied::Suspended {
+                    credential: credential.to_string(),
+                })
+            }
+        }
     }
 
     /// The client network `peer` is counted as by every per-client limit.
@@ -214,6 +239,13 @@ impl Access {
             from_domain: "",
             client: self.client_key(peer),
         }
+    }
+
+    /// Every configured credential name, sorted.
+    pub fn credential_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {

@@ -295,3 +295,40 @@ async fn a_username_lockout_spares_the_network_that_logged_in_before() {
     // A networks credential's clients are trusted without logging in.
     assert!(a.trusted_or_known("192.0.2.9".parse().unwrap()));
 }
+
+/// A suspension shared by two generations: AUTH with the right password
+/// is refused with the reason (a wrong one gets the usual answer), MAIL of
+/// a networks credential is refused, and resuming lifts both.
+#[tokio::test]
+async fn suspended_credential_is_refused_at_auth_and_mail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suspensions = Arc::new(Suspensions::load(tmp.path().join(suspend::FILE_NAME)).unwrap());
+    let generation = || {
+        Arc::new(
+            Access::new(&config(&both_secrets()))
+                .with_lockout(Arc::new(Lockout::new(&no_delay())))
+                .with_suspensions(Arc::clone(&suspensions)),
+        )
+    };
+    let (a, b) = (generation(), generation());
+    suspensions.suspend("app", None, None, "operator");
+    suspensions.suspend("lan", None, None, "operator");
+    let auth = a.authenticate("app", "new-pw", PEER).await;
+    assert!(matches!(auth, Err(Denied::Suspended { .. })));
+    let reply = String::from_utf8(auth.unwrap_err().auth_reply().to_bytes()).unwrap();
+    assert_eq!(reply, "535 5.7.8 Credential \"app\" is suspended\r\n");
+    // Without the secret nothing is revealed.
+    assert!(matches!(
+        b.authenticate("app", "wrong", PEER).await,
+        Err(Denied::InvalidCredentials)
+    ));
+    let mail = Policy::check_suspended(&*b, "lan").unwrap_err();
+    assert_eq!(
+        String::from_utf8(mail.to_bytes()).unwrap(),
+        "550 5.7.1 Credential \"lan\" is suspended\r\n"
+    );
+    suspensions.resume("app");
+    suspensions.resume("lan");
+    assert!(b.authenticate("app", "new-pw", PEER).await.is_ok());
+    assert!(Policy::check_suspended(&*a, "lan").is_ok());
+}

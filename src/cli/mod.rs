@@ -2,14 +2,23 @@
 //! the process exit code (0 success, 1 failure, 2 usage). `run`, the
 //! daemon, lives in `daemon`; what these commands compute lives in the
 //! stages (`config`, `access`, `dkim`, `dnscheck`); here is only their
-//! command-line face.
+//! command-line face. `spool`, `status` and `credential` talk to the
+//! running daemon over its control socket (`control`).
 
+mod credential;
 mod dkim_keygen;
 mod dns_check;
+mod spool;
+mod status;
+mod target;
 mod token;
 
+pub use credential::{credential_resume, credential_suspend};
 pub use dkim_keygen::dkim_keygen;
 pub use dns_check::{DnsCheck, dns_check};
+pub use spool::{SpoolAction, spool};
+pub use status::status;
+pub use target::Target;
 pub use token::token_new;
 
 use crate::{access, config};

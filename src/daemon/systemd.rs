@@ -19,7 +19,6 @@ use crate::deliver::Status;
 use crate::smtp::listener::Inherited;
 use crate::spool::Spool;
 use sd_notify::NotifyState;
-use std::collections::VecDeque;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +29,6 @@ mod tests;
 
 /// How often the STATUS= line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-
-/// The window the delivery rate in STATUS= is measured over.
-const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// What the service manager handed this process at exec: passed sockets
 /// and the watchdog interval. Taken, and the variables removed from the
@@ -168,13 +164,14 @@ pub(super) async fn report_status(delivery: Status) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    let mut rate = Rate::default();
     let mut every = tokio::time::interval(STATUS_EVERY);
     loop {
         every.tick().await;
-        let delivered = delivery.delivered();
-        let recent = rate.sample(Instant::now(), delivered);
-        let line = status_line(delivery.pending(), recent, delivered);
+        let line = status_line(
+            delivery.pending(),
+            delivery.delivered_last_minute(),
+            delivery.delivered(),
+        );
         notify(&[NotifyState::Status(&line)]);
     }
 }
@@ -182,32 +179,8 @@ pub(super) async fn report_status(delivery: Status) {
 fn status_line(queued: usize, last_minute: u64, total: u64) -> String {
     format!(
         "{queued} queued; {last_minute} delivered in the last minute ({:.1}/s); {total} delivered since start",
-        last_minute as f64 / RATE_WINDOW.as_secs_f64()
+        last_minute as f64 / 60.0
     )
-}
-
-/// Deliveries over the trailing [`RATE_WINDOW`], from samples of the
-/// running total.
-#[derive(Default)]
-struct Rate {
-    samples: VecDeque<(Instant, u64)>,
-}
-
-impl Rate {
-    /// Records the running total at `now`; returns how many deliveries the
-    /// window holds (fewer while postern has run less than the window).
-    fn sample(&mut self, now: Instant, total: u64) -> u64 {
-        while self
-            .samples
-            .front()
-            .is_some_and(|&(t, _)| now.duration_since(t) > RATE_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-        self.samples.push_back((now, total));
-        let oldest = self.samples.front().map_or(total, |&(_, n)| n);
-        total.saturating_sub(oldest)
-    }
 }
 
 /// The watchdog's timing, all derived from `WATCHDOG_USEC`.

@@ -15,7 +15,9 @@
 //! upstream name.
 
 mod breaker;
+mod control;
 mod paced;
+mod rate;
 mod retry;
 mod router;
 mod scheduler;
@@ -34,7 +36,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use breaker::{BreakerSettings, BreakerState, Breakers, Outcome, Permit};
+pub use control::{ControlError, MessageState, QueueControl, QueueCounts, Retried, UpstreamStatus};
 pub use paced::Paced;
+pub use rate::{Meter, Rates};
 pub use retry::RetryPolicy;
 pub use router::{
     AcceptPolicies, AcceptPolicy, BuildError, Choice, DEFAULT_ROUTE, OnAmbiguous, Resolved, Router,
@@ -42,7 +46,9 @@ pub use router::{
 };
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::spool::{DeadReason, RetryState, Spool, SpoolError, StoredMessage, unix_now};
+use crate::spool::{
+    DeadReason, HistoryEntry, RetryState, Spool, SpoolError, StoredMessage, unix_now,
+};
 use crate::upstream::{DeliveryError, OutboundMessage};
 use retry::random_jitter;
 use scheduler::{Job, Scheduler};
@@ -78,9 +84,11 @@ struct Ctx {
     retry: RetryPolicy,
     scheduler: Arc<Scheduler>,
     breakers: Arc<Breakers>,
-    /// Messages an upstream accepted since start (the delivery rate in
-    /// systemd's STATUS= line).
+    /// Messages an upstream accepted since start (systemd's STATUS= line).
     delivered: AtomicU64,
+    /// Attempt outcomes over the last minutes, for `postern status` and
+    /// systemd's STATUS= line.
+    meter: Meter,
 }
 
 impl Ctx {
@@ -144,8 +152,13 @@ impl Delivery {
                 id: r.envelope.id.clone(),
                 failures,
                 last_upstream,
+                requeued_at: r.retry.as_ref().and_then(|s| s.requeued_at),
             };
             scheduler.add_job(job, due);
+            if r.held {
+                // Before any worker runs, so a held message is never picked.
+                let _ = scheduler.hold(&r.envelope.id);
+            }
         }
         if !recovered.is_empty() {
             tracing::info!(
@@ -164,6 +177,7 @@ impl Delivery {
             scheduler: scheduler.clone(),
             breakers,
             delivered: AtomicU64::new(0),
+            meter: Meter::default(),
         });
         let mut tasks = JoinSet::new();
         for _ in 0..workers.max(1) {
@@ -211,6 +225,11 @@ impl Delivery {
             Err(poisoned) => *poisoned.into_inner() = router,
         }
         self.ctx.scheduler.wake_parked();
+    }
+
+    /// A handle for the operator's queue commands (`postern spool ...`).
+    pub fn control(&self) -> QueueControl {
+        QueueControl::new(Arc::clone(&self.ctx))
     }
 
     /// A handle that reads delivery's state for health checks and
@@ -297,6 +316,7 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
         id,
         failures,
         last_upstream,
+        requeued_at,
     } = job;
     let attempt = failures + 1;
     let msg = match ctx.spool.read(&id).await {
@@ -397,12 +417,17 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
     {
         ctx.scheduler.wake_parked();
     }
+    if result_word != "not_attempted" {
+        ctx.meter.record(result.is_ok());
+    }
     let failed = |reason: String, retry_after: Option<Duration>| Failed {
         attempt,
         upstream: up,
+        outcome: result_word,
         reason,
         retry_after,
-        received_at: envelope.received_at,
+        // An operator's requeue of a dead letter restarts the clock.
+        since: requeued_at.map_or(envelope.received_at, |r| r.max(envelope.received_at)),
     };
     match result {
         Ok(delivered) => {
@@ -417,14 +442,14 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
             }
         }
         Err(DeliveryError::Permanent { reason }) => {
-            dead(&ctx, &id, attempt, Some(up), reason).await;
+            dead(&ctx, &id, attempt, Some((up, result_word)), reason).await;
         }
         Err(DeliveryError::Ambiguous { reason }) => match router.policy(up).on_ambiguous {
             OnAmbiguous::DeadLetter => {
                 let reason = format!(
                     "{reason}; the request had been sent, so upstream {up:?} may have delivered the message; not retried because on_ambiguous = \"dead-letter\""
                 );
-                dead(&ctx, &id, attempt, Some(up), reason).await;
+                dead(&ctx, &id, attempt, Some((up, result_word)), reason).await;
             }
             OnAmbiguous::Retry => {
                 tracing::warn!(queue_id = %id, upstream = up, attempt, reason = %reason, "possible duplicate: no answer after the request was sent, so the upstream may have delivered the message; retrying (on_ambiguous = \"retry\")");
@@ -446,9 +471,12 @@ async fn attempt(ctx: Arc<Ctx>, job: Job) {
 struct Failed<'a> {
     attempt: u32,
     upstream: &'a str,
+    /// The attempt's result word (`transient`, ...), for the history.
+    outcome: &'a str,
     reason: String,
     retry_after: Option<Duration>,
-    received_at: u64,
+    /// Unix seconds `max_age` counts from.
+    since: u64,
 }
 
 /// Schedules the next attempt after a transient failure (failing over to
@@ -457,11 +485,12 @@ async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
     let Failed {
         attempt,
         upstream: up,
+        outcome,
         reason,
         retry_after,
-        received_at,
+        since,
     } = failed;
-    let age = age_of(received_at);
+    let age = age_of(since);
     let Some(delay) = ctx
         .retry
         .after_transient(attempt, retry_after, age, random_jitter())
@@ -470,7 +499,7 @@ async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
             "gave up after {attempt} attempts over {}: {reason}",
             secs(age)
         );
-        dead(ctx, id, attempt, Some(up), reason).await;
+        dead(ctx, id, attempt, Some((up, outcome)), reason).await;
         return;
     };
     let next_at = SystemTime::now() + delay;
@@ -481,6 +510,8 @@ async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
             .map_or(0, |d| d.as_secs()),
         last_error: reason.clone(),
         last_upstream: Some(up.to_string()),
+        requeued_at: None,
+        history: vec![history_entry(Some(up), outcome, &reason)],
     };
     if let Err(e) = ctx.spool.record_attempt(id, state).await {
         // Only back-off state is lost; keep going.
@@ -492,14 +523,31 @@ async fn defer(ctx: &Ctx, id: &str, failed: Failed<'_>) {
     tracing::warn!(target: audit::TARGET, event = "deferred", queue_id = %id, upstream = up, attempt, reason = %reason, next_attempt = %next_retry, retry_in = %secs(delay), "deferred");
 }
 
+/// One line of a message's history.
+fn history_entry(upstream: Option<&str>, outcome: &str, detail: &str) -> HistoryEntry {
+    HistoryEntry {
+        time: unix_now(),
+        upstream: upstream.map(str::to_string),
+        outcome: outcome.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
 /// Moves a message to the dead letters; if even that fails it stays queued
-/// and is tried again later.
-async fn dead(ctx: &Ctx, id: &str, attempt: u32, upstream: Option<&str>, reason: String) {
+/// and is tried again later. `tried` is the upstream and result of the
+/// attempt that killed it, if one was made.
+async fn dead(ctx: &Ctx, id: &str, attempt: u32, tried: Option<(&str, &str)>, reason: String) {
+    let upstream = tried.map(|(u, _)| u);
+    let history = match tried {
+        Some((u, outcome)) => vec![history_entry(Some(u), outcome, &reason)],
+        None => vec![history_entry(None, "dead", &reason)],
+    };
     let record = DeadReason {
         reason: reason.clone(),
         attempts: attempt,
         time: unix_now(),
         last_upstream: upstream.map(str::to_string),
+        history,
     };
     let up = upstream.unwrap_or("");
     match ctx.spool.dead_letter(id, record).await {
@@ -573,5 +621,11 @@ impl Status {
     /// Messages delivered since start.
     pub fn delivered(&self) -> u64 {
         self.ctx.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Messages delivered in the last minute (the meter `postern status`
+    /// reads too).
+    pub fn delivered_last_minute(&self) -> u64 {
+        self.ctx.meter.rates().delivered_1m
     }
 }

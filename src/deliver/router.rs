@@ -195,6 +195,18 @@ impl Router {
             .map(|(name, ups)| (name.as_str(), ups.iter().map(|u| u.name()).collect()))
     }
 
+    /// Every upstream some route uses, once each, by name.
+    pub fn upstreams(&self) -> Vec<Arc<dyn Upstream>> {
+        let mut seen = std::collections::BTreeMap::new();
+        for ups in self.routes.values() {
+            for u in ups.iter() {
+                seen.entry(u.name().to_string())
+                    .or_insert_with(|| Arc::clone(u));
+            }
+        }
+        seen.into_values().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -8,6 +8,11 @@
 //! A message whose route has every circuit breaker open is "parked": it
 //! waits like a retry, but `wake_parked` makes it due at once when a breaker
 //! closes or the routes change, so it does not sit out a whole cool-down.
+//!
+//! A message an operator holds stays known (so it is not added twice) but
+//! is never handed to a worker until it is released. Holding, purging or
+//! expediting a message in flight is refused rather than raced: the worker
+//! that has it decides its fate, and the operator asks again a moment later.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -24,6 +29,44 @@ pub(crate) struct Job {
     pub failures: u32,
     /// The upstream of the last failed attempt (failover continues after it).
     pub last_upstream: Option<String>,
+    /// Unix seconds when an operator requeued it from the dead letters
+    /// (`max_age` counts from then).
+    pub requeued_at: Option<u64>,
+}
+
+/// Why the scheduler refused an operator's change to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Not waiting or in flight (delivered, dead, or never queued).
+    Unknown,
+    /// A worker is delivering it right now.
+    InFlight,
+    /// An operator holds it.
+    Held,
+}
+
+/// Where one message stands, for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobState {
+    /// Waiting for its attempt at `due`.
+    Waiting {
+        due: Instant,
+    },
+    /// Waiting for a circuit breaker, until `due` at the latest.
+    Parked {
+        due: Instant,
+    },
+    InFlight,
+    Held,
+}
+
+/// How many messages are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub waiting: usize,
+    pub parked: usize,
+    pub in_flight: usize,
+    pub held: usize,
 }
 
 struct Entry {
@@ -33,8 +76,13 @@ struct Entry {
     in_flight: bool,
     /// Waiting for a circuit breaker rather than for a retry delay.
     parked: bool,
+    /// Held by an operator: never handed out.
+    held: bool,
+    /// When the current heap item is due.
+    due: Instant,
     failures: u32,
     last_upstream: Option<String>,
+    requeued_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -68,6 +116,7 @@ impl Scheduler {
                 id,
                 failures,
                 last_upstream: None,
+                requeued_at: None,
             },
             due,
         )
@@ -87,8 +136,11 @@ impl Scheduler {
                 seq,
                 in_flight: false,
                 parked: false,
+                held: false,
+                due,
                 failures: job.failures,
                 last_upstream: job.last_upstream,
+                requeued_at: job.requeued_at,
             },
         );
         st.heap.push(Reverse((due, seq, job.id)));
@@ -126,7 +178,7 @@ impl Scheduler {
         let parked: Vec<String> = st
             .entries
             .iter()
-            .filter(|(_, e)| e.parked && !e.in_flight)
+            .filter(|(_, e)| e.parked && !e.in_flight && !e.held)
             .map(|(id, _)| id.clone())
             .collect();
         if parked.is_empty() {
@@ -138,6 +190,7 @@ impl Scheduler {
             if let Some(e) = st.entries.get_mut(&id) {
                 e.seq = seq;
                 e.parked = false;
+                e.due = now;
             }
             st.heap.push(Reverse((now, seq, id)));
         }
@@ -150,24 +203,110 @@ impl Scheduler {
         self.lock()
             .entries
             .values()
-            .filter(|e| e.parked && !e.in_flight)
+            .filter(|e| e.parked && !e.in_flight && !e.held)
             .count()
+    }
+
+    /// Stops handing `id` out until [`Scheduler::release`]. Refused while
+    /// it is in flight.
+    pub fn hold(&self, id: &str) -> Result<(), Refused> {
+        let mut st = self.lock();
+        let e = st.entries.get_mut(id).ok_or(Refused::Unknown)?;
+        if e.in_flight {
+            return Err(Refused::InFlight);
+        }
+        e.held = true;
+        e.parked = false;
+        Ok(())
+    }
+
+    /// Ends a hold: the message is due at `due`.
+    pub fn release(&self, id: &str, due: Instant) -> Result<(), Refused> {
+        let mut st = self.lock();
+        if !push(&mut st, id, due, |e| e.held = false) {
+            return Err(Refused::Unknown);
+        }
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Makes a waiting (or parked) message due now: an operator's
+    /// `spool retry` of a queued message.
+    pub fn expedite(&self, id: &str) -> Result<(), Refused> {
+        let mut st = self.lock();
+        let e = st.entries.get(id).ok_or(Refused::Unknown)?;
+        if e.in_flight {
+            return Err(Refused::InFlight);
+        }
+        if e.held {
+            return Err(Refused::Held);
+        }
+        push(&mut st, id, Instant::now(), |_| {});
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Forgets `id` so no worker takes it (before an operator deletes its
+    /// file). Refused while it is in flight; unknown ids are fine.
+    pub fn take(&self, id: &str) -> Result<(), Refused> {
+        let mut st = self.lock();
+        if st.entries.get(id).is_some_and(|e| e.in_flight) {
+            return Err(Refused::InFlight);
+        }
+        st.entries.remove(id);
+        Ok(())
+    }
+
+    /// Whether `id` is waiting, held or in flight.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().entries.contains_key(id)
+    }
+
+    /// Every known message's state.
+    pub fn states(&self) -> HashMap<String, JobState> {
+        self.lock()
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let state = if e.held {
+                    JobState::Held
+                } else if e.in_flight {
+                    JobState::InFlight
+                } else if e.parked {
+                    JobState::Parked { due: e.due }
+                } else {
+                    JobState::Waiting { due: e.due }
+                };
+                (id.clone(), state)
+            })
+            .collect()
+    }
+
+    /// How many messages are in each state.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for e in self.lock().entries.values() {
+            if e.held {
+                c.held += 1;
+            } else if e.in_flight {
+                c.in_flight += 1;
+            } else if e.parked {
+                c.parked += 1;
+            } else {
+                c.waiting += 1;
+            }
+        }
+        c
     }
 
     fn requeue(&self, id: &str, due: Instant, update: impl FnOnce(&mut Entry)) {
         let mut st = self.lock();
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        let Some(entry) = st.entries.get_mut(id) else {
-            return;
-        };
-        entry.seq = seq;
-        entry.in_flight = false;
-        entry.parked = false;
-        update(entry);
-        st.heap.push(Reverse((due, seq, id.to_string())));
-        drop(st);
-        self.wake.notify_waiters();
+        if push(&mut st, id, due, update) {
+            drop(st);
+            self.wake.notify_waiters();
+        }
     }
 
     /// Forgets a message (delivered, dead-lettered or gone from disk).
@@ -209,6 +348,23 @@ impl Scheduler {
     }
 }
 
+/// Makes `id` wait (not in flight, not parked) until `due`, after
+/// `update`; false if it is not known.
+fn push(st: &mut State, id: &str, due: Instant, update: impl FnOnce(&mut Entry)) -> bool {
+    let seq = st.next_seq;
+    st.next_seq += 1;
+    let Some(entry) = st.entries.get_mut(id) else {
+        return false;
+    };
+    entry.seq = seq;
+    entry.in_flight = false;
+    entry.parked = false;
+    entry.due = due;
+    update(entry);
+    st.heap.push(Reverse((due, seq, id.to_string())));
+    true
+}
+
 /// Takes the first due, current, waiting item; otherwise returns when the
 /// earliest one is due (None if nothing waits).
 fn pop_due(st: &mut State, now: Instant) -> Result<Job, Option<Instant>> {
@@ -216,7 +372,7 @@ fn pop_due(st: &mut State, now: Instant) -> Result<Job, Option<Instant>> {
         let current = st
             .entries
             .get(id)
-            .is_some_and(|e| e.seq == *seq && !e.in_flight);
+            .is_some_and(|e| e.seq == *seq && !e.in_flight && !e.held);
         if !current {
             st.heap.pop();
             continue;
@@ -235,6 +391,7 @@ fn pop_due(st: &mut State, now: Instant) -> Result<Job, Option<Instant>> {
         return Ok(Job {
             failures: entry.failures,
             last_upstream: entry.last_upstream.clone(),
+            requeued_at: entry.requeued_at,
             id,
         });
     }

@@ -489,6 +489,30 @@ impl Engine {
         self.tables.iter().map(HashMap::len).sum()
     }
 
+    /// Every key whose hour or day counters count something now, with
+    /// those counts (keys limited per minute only have none to show).
+    pub fn usage(&mut self, now: u64) -> Vec<super::KeyUsage> {
+        let mut out = Vec::new();
+        for dim in Dim::ALL {
+            for (key, k) in self.tables[dim.index()].iter_mut() {
+                let hour = |w: &mut Option<Window<Hour>>| w.as_mut().map_or(0, |w| w.total(now));
+                let day = |w: &mut Option<Window<Day>>| w.as_mut().map_or(0, |w| w.total(now));
+                let (mh, rh) = (hour(&mut k.messages.hour), hour(&mut k.recipients.hour));
+                let (md, rd) = (day(&mut k.messages.day), day(&mut k.recipients.day));
+                if mh + rh + md + rd > 0 {
+                    out.push(super::KeyUsage {
+                        key: format!("{} {key}", dim.name()),
+                        messages_hour: mh,
+                        messages_day: md,
+                        recipients_hour: rh,
+                        recipients_day: rd,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Every key, for [`Engine::snapshot`] in chunks.
     pub fn keys(&self) -> Vec<(Dim, Arc<str>)> {
         let mut out = Vec::with_capacity(self.len());

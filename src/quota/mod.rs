@@ -143,6 +143,18 @@ impl fmt::Display for ClientKey {
     }
 }
 
+/// One quota key's counts, as `postern status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyUsage {
+    /// What the key is: `credential erp`, `sender a@example.com`,
+    /// `domain example.com`, `ip 192.0.2.1`, `rule NAME`.
+    pub key: String,
+    pub messages_hour: u64,
+    pub messages_day: u64,
+    pub recipients_hour: u64,
+    pub recipients_day: u64,
+}
+
 /// All quota state; shared as `Arc<Quotas>` by every session, kept across
 /// reloads.
 pub struct Quotas {
@@ -259,6 +271,21 @@ impl Quotas {
         let compiled = engine::Compiled::new(cfg);
         lock(&self.engine).compiled = compiled;
         self.any_limit.store(has_limits(cfg), Ordering::Relaxed);
+    }
+
+    /// The `n` keys that counted the most messages in the last hour (then
+    /// day), for `postern status`. Only hour and day counters are kept per
+    /// key, so keys limited per minute alone do not appear.
+    pub fn busiest(&self, n: usize) -> Vec<KeyUsage> {
+        let now = self.clock.now();
+        let mut all = lock(&self.engine).usage(now);
+        all.sort_by(|a, b| {
+            (b.messages_hour, b.messages_day, b.recipients_day)
+                .cmp(&(a.messages_hour, a.messages_day, a.recipients_day))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        all.truncate(n);
+        all
     }
 
     /// Number of keys currently tracked.

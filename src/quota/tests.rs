@@ -597,3 +597,41 @@ fn client_keys_follow_the_configured_ipv6_prefix() {
     let r = f.q.check_message(&s("2001:db8:1:ff::1")).unwrap_err();
     assert_eq!(r.key, "ip 2001:db8:1::/48");
 }
+
+#[test]
+fn busiest_keys_are_those_with_most_messages_this_hour() {
+    let cfg = Settings {
+        credential: limits(&[("per_hour", 100)]),
+        sender: limits(&[("per_day", 100), ("recipients_per_hour", 100)]),
+        ..Settings::default()
+    };
+    let f = fixture(&cfg);
+    assert!(f.q.busiest(5).is_empty());
+    for _ in 0..3 {
+        f.q.check_message(&subject("erp", "a@x.test", "192.0.2.1"))
+            .unwrap();
+    }
+    f.q.check_message(&subject("crm", "b@x.test", "192.0.2.1"))
+        .unwrap();
+    f.q.check_recipient(&subject("crm", "b@x.test", "192.0.2.1"))
+        .unwrap();
+    let top = f.q.busiest(2);
+    assert_eq!(
+        top.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["credential erp", "credential crm"]
+    );
+    assert_eq!(top[0].messages_hour, 3);
+    let all = f.q.busiest(10);
+    let sender_b = all.iter().find(|k| k.key == "sender b@x.test").unwrap();
+    assert_eq!((sender_b.messages_day, sender_b.recipients_hour), (1, 1));
+    // Past the hour (and its one extra bucket) the hourly counts are gone; the
+    // daily ones stay.
+    f.clock.advance(HOUR + 6 * MIN);
+    let later = f.q.busiest(10);
+    assert!(later.iter().all(|k| k.messages_hour == 0));
+    assert!(
+        later
+            .iter()
+            .any(|k| k.key == "sender a@x.test" && k.messages_day == 3)
+    );
+}

@@ -331,7 +331,7 @@ impl Conn {
                             );
                         }
                     }
-                    let result = result.map_err(|d| d.reply());
+                    let result = result.map_err(|d| d.auth_reply());
                     self.session.auth_result(result)
                 }
                 Step::Data(r) => {

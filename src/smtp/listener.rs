@@ -112,6 +112,7 @@ pub struct Shared {
     /// survive a reload.
     conn_rate: Option<Arc<ConnectionRate>>,
     connections: Arc<Semaphore>,
+    max_connections: usize,
     /// Open connections per client network (`max_connections_per_ip`).
     per_ip: Mutex<HashMap<ClientKey, usize>>,
 }
@@ -128,8 +129,15 @@ impl Shared {
             current: RwLock::new(Arc::new(generation)),
             conn_rate,
             connections: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
             per_ip: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// SMTP connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections
+            .saturating_sub(self.connections.available_permits())
     }
 
     /// The configuration generation in force now.
@@ -191,6 +199,9 @@ impl Policy for Shared {
     }
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
         Policy::check_login(&*self.current().access, grant, peer)
+    }
+    fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
+        Policy::check_suspended(&*self.current().access, credential)
     }
     fn limits(&self, credential: &str) -> CredentialLimits {
         self.current().access.limits(credential)

@@ -72,7 +72,8 @@ impl Denied {
     /// Authentication failures are `535 5.7.8` (one text for every reason
     /// a login fails, so usernames cannot be probed), a lockout is
     /// temporary `454 4.7.0`, an exhausted quota `451 4.7.1` (the client
-    /// retries later), a recipient outside the scope `550 5.7.1`.
+    /// retries later), a recipient outside the scope `550 5.7.1`, and so is
+    /// a suspended credential at MAIL (see [`Denied::auth_reply`] for AUTH).
     pub fn reply(&self) -> Reply {
         let (code, enhanced) = match self {
             Denied::InvalidCredentials
@@ -80,8 +81,17 @@ impl Denied {
             | Denied::LoginNoLongerValid => (535, "5.7.8"),
             Denied::LockedOut(_) => (454, "4.7.0"),
             Denied::RateLimited(_) => (451, "4.7.1"),
-            Denied::Recipient { .. } => (550, "5.7.1"),
+            Denied::Recipient { .. } | Denied::Suspended { .. } => (550, "5.7.1"),
         };
         Reply::new(code, enhanced, self.to_string())
+    }
+
+    /// The reply to AUTH: a suspended credential's login fails like any
+    /// other (`535 5.7.8`), with the reason in the text.
+    pub fn auth_reply(&self) -> Reply {
+        match self {
+            Denied::Suspended { .. } => Reply::new(535, "5.7.8", self.to_string()),
+            other => other.reply(),
+        }
     }
 }

@@ -7,10 +7,19 @@
 //! lock            flock'd by the running daemon so two daemons never share a spool
 //! tmp/            half-written files; emptied on open
 //! queue/ID        one JSON envelope line, then the raw message bytes
-//! queue/ID.retry  retry sidecar (attempts, next attempt, last error); not fsync'd
+//! queue/ID.retry  retry sidecar (attempts, next attempt, last error, history)
+//! queue/ID.hold   present while an operator holds the message (JSON: since)
 //! dead/ID         dead letters, same format as queue/ID
-//! dead/ID.reason  why it died (JSON)
+//! dead/ID.reason  why it died, with the delivery history (JSON)
 //! ```
+//!
+//! The retry sidecar and the dead reason carry the message's delivery
+//! history (each failed attempt: time, upstream, outcome, reason; and an
+//! operator's requeue of a dead letter), so `postern spool show` can tell
+//! what happened. Each is written whole (tmp/ + rename) and fsync'd with
+//! the directory it lands in, so the history is as durable as the state it
+//! describes. A delivered message leaves nothing behind; the fast path (put,
+//! deliver, unlink) writes no sidecar at all.
 //!
 //! `put` only returns Ok once the file is fsync'd and its rename into queue/
 //! is fsync'd too, because that Ok is what lets SMTP answer 250. Puts are
@@ -18,6 +27,8 @@
 //! concurrent sessions share one directory fsync and the tokio runtime never
 //! blocks on disk.
 
+mod manage;
+mod show;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -34,6 +45,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use manage::{Hold, Place};
+pub use show::MessageDetail;
 pub use store::{SpoolDir, Usage};
 
 /// Most recipients one message may have: `[server] max_recipients` may not
@@ -58,25 +71,65 @@ pub struct Envelope {
     pub size: u64,
 }
 
-/// Delivery bookkeeping kept beside a queued message. Losing it only resets
-/// back-off, so it is written without fsync.
+/// Delivery bookkeeping kept beside a queued message: back-off state and
+/// the history of what happened to it so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryState {
+    /// Failed attempts since the message was queued (or requeued).
     pub attempts: u32,
     /// Unix seconds of the next delivery attempt.
     pub next_attempt: u64,
     pub last_error: String,
     pub last_upstream: Option<String>,
+    /// Unix seconds when an operator put the message back from the dead
+    /// letters: `max_age` counts from then rather than from acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_at: Option<u64>,
+    /// Oldest first, at most [`MAX_HISTORY`] entries (the newest kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
 }
 
 /// Contents of `dead/ID.reason`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadReason {
     pub reason: String,
     pub attempts: u32,
     /// Unix seconds when the message was dead-lettered.
     pub time: u64,
     pub last_upstream: Option<String>,
+    /// What happened before it died, oldest first (see [`RetryState`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Most history entries kept per message; older ones are dropped (the
+/// attempt count still says how many there were).
+pub const MAX_HISTORY: usize = 50;
+
+/// One thing that happened to a message after it was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Unix seconds.
+    pub time: u64,
+    /// The upstream of a delivery attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// An attempt's result (`transient`, `permanent`, `ambiguous`,
+    /// `not_attempted`), or `requeued` (an operator's `spool retry` of a
+    /// dead letter).
+    pub outcome: String,
+    /// The upstream's reason, or what the operator did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// Appends `new` to `history`, keeping the newest [`MAX_HISTORY`].
+pub(crate) fn extend_history(history: &mut Vec<HistoryEntry>, new: Vec<HistoryEntry>) {
+    history.extend(new);
+    if history.len() > MAX_HISTORY {
+        history.drain(..history.len() - MAX_HISTORY);
+    }
 }
 
 /// A message read back from the spool.
@@ -102,6 +155,8 @@ pub struct WriterProgress {
 pub struct Recovered {
     pub envelope: Envelope,
     pub retry: Option<RetryState>,
+    /// An operator holds it (`queue/ID.hold`): not to be delivered.
+    pub held: bool,
 }
 
 /// One line of `list`: unreadable files are still listed (with `error`) so an
@@ -113,6 +168,8 @@ pub struct SpoolEntry {
     pub error: Option<String>,
     pub retry: Option<RetryState>,
     pub dead_reason: Option<DeadReason>,
+    /// Held by an operator (queued messages only).
+    pub held: Option<Hold>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +190,12 @@ pub enum SpoolError {
     InvalidId(String),
     #[error("spool: no message {0}")]
     NotFound(String),
+    #[error("spool: message {0} is a dead letter (`postern spool retry {0}` queues it again)")]
+    IsDead(String),
+    #[error("spool: message {0} is not held")]
+    NotHeld(String),
+    #[error("spool: message {0} is queued, not a dead letter")]
+    NotDead(String),
     #[error("spool: corrupt message file {id}: {reason}")]
     Corrupt { id: String, reason: String },
     #[error("spool: cannot encode envelope: {0}")]
@@ -306,14 +369,18 @@ impl Spool {
         blocking(move || shared.dir.complete(&id)).await
     }
 
-    /// Saves back-off state beside the message.
+    /// Saves back-off state beside the message (fsync'd). `state.history`
+    /// is appended to the history already recorded, and a `requeued_at`
+    /// already recorded is kept unless `state` sets one.
     pub async fn record_attempt(&self, id: &str, state: RetryState) -> Result<(), SpoolError> {
         let shared = self.shared.clone();
         let id = id.to_string();
-        blocking(move || shared.dir.write_retry(&id, &state)).await
+        blocking(move || shared.dir.record_attempt(&id, state)).await
     }
 
-    /// Moves the message to dead/ID with dead/ID.reason beside it.
+    /// Moves the message to dead/ID with dead/ID.reason beside it. The
+    /// history recorded beside the queued message goes first in
+    /// `reason.history`.
     pub async fn dead_letter(&self, id: &str, reason: DeadReason) -> Result<(), SpoolError> {
         let shared = self.shared.clone();
         let id = id.to_string();

@@ -10,7 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    DeadReason, Envelope, Recovered, RetryState, SpoolEntry, SpoolError, StoredMessage, unix_now,
+    DeadReason, Envelope, Recovered, RetryState, SpoolEntry, SpoolError, StoredMessage,
+    extend_history, unix_now,
 };
 
 /// Longest envelope line accepted when reading; a bigger one means the file
@@ -21,7 +22,16 @@ pub(super) const MAX_HEADER: u64 = 64 * 1024
     + (super::MAX_RECIPIENTS as u64 + 1) * (2 * crate::validate::address::MAX_PATH as u64 + 3);
 
 const RETRY_SUFFIX: &str = ".retry";
+pub(super) const HOLD_SUFFIX: &str = ".hold";
 const REASON_SUFFIX: &str = ".reason";
+
+/// Sidecars that live beside a queued message in queue/.
+const QUEUE_SIDECARS: [&str; 2] = [RETRY_SUFFIX, HOLD_SUFFIX];
+
+/// The message id a sidecar file belongs to, if `name` is one.
+fn sidecar_of<'a>(name: &'a str, suffixes: &[&str]) -> Option<&'a str> {
+    suffixes.iter().find_map(|s| name.strip_suffix(s))
+}
 
 /// Ids become file names (and appear in SMTP replies and CLI arguments), so
 /// only a conservative alphabet is allowed; no dots keeps the sidecar
@@ -88,11 +98,19 @@ impl SpoolDir {
         self.queue.join(id)
     }
 
-    fn retry_path(&self, id: &str) -> PathBuf {
+    pub(super) fn dead_path(&self, id: &str) -> PathBuf {
+        self.dead.join(id)
+    }
+
+    pub(super) fn retry_path(&self, id: &str) -> PathBuf {
         self.queue.join(format!("{id}{RETRY_SUFFIX}"))
     }
 
-    fn reason_path(&self, name: &str) -> PathBuf {
+    pub(super) fn hold_path(&self, id: &str) -> PathBuf {
+        self.queue.join(format!("{id}{HOLD_SUFFIX}"))
+    }
+
+    pub(super) fn reason_path(&self, name: &str) -> PathBuf {
         self.dead.join(format!("{name}{REASON_SUFFIX}"))
     }
 
@@ -168,7 +186,7 @@ impl SpoolDir {
     pub fn recover(&self) -> Result<Vec<Recovered>, SpoolError> {
         let mut found = Vec::new();
         for name in self.names(&self.queue)? {
-            if let Some(id) = name.strip_suffix(RETRY_SUFFIX) {
+            if let Some(id) = sidecar_of(&name, &QUEUE_SIDECARS) {
                 if !self.queue_path(id).exists() {
                     let _ = fs::remove_file(self.queue.join(&name));
                 }
@@ -181,15 +199,19 @@ impl SpoolDir {
             match problem {
                 Ok(envelope) => {
                     let retry = self.read_retry(&name);
-                    found.push(Recovered { envelope, retry });
+                    let held = self.hold_path(&name).exists();
+                    found.push(Recovered {
+                        envelope,
+                        retry,
+                        held,
+                    });
                 }
                 Err(reason) => {
                     tracing::error!(file = %name, %reason, "corrupt spool file moved to dead letters");
                     let reason = DeadReason {
                         reason: format!("corrupt spool file: {reason}"),
-                        attempts: 0,
                         time: unix_now(),
-                        last_upstream: None,
+                        ..DeadReason::default()
                     };
                     self.move_to_dead(&name, &reason)?;
                 }
@@ -200,7 +222,7 @@ impl SpoolDir {
     }
 
     /// Validates a message file without reading its body into memory.
-    fn check_message(&self, path: &Path, id: &str) -> Result<Envelope, String> {
+    pub(super) fn check_message(&self, path: &Path, id: &str) -> Result<Envelope, String> {
         let meta = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
         if !meta.is_file() {
             return Err("not a regular file".to_string());
@@ -219,22 +241,53 @@ impl SpoolDir {
         Ok(envelope)
     }
 
-    fn read_retry(&self, id: &str) -> Option<RetryState> {
+    pub(super) fn read_retry(&self, id: &str) -> Option<RetryState> {
         let bytes = fs::read(self.retry_path(id)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
+    pub(super) fn read_reason(&self, id: &str) -> Option<DeadReason> {
+        let bytes = fs::read(self.reason_path(id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Written via tmp/ + rename so a crash leaves the old state or the new
-    /// one, never half; not fsync'd because losing it only resets back-off.
+    /// one, never half, and fsync'd with queue/ because it carries the
+    /// message's history (only failed attempts write it, never the
+    /// delivery fast path).
     pub fn write_retry(&self, id: &str, state: &RetryState) -> Result<(), SpoolError> {
         check_id(id)?;
-        let tmp = self.tmp.join(format!("{id}{RETRY_SUFFIX}"));
         let json = serde_json::to_vec(state)?;
-        write_file(&tmp, &json, false).map_err(|e| SpoolError::io("write", &tmp, e))?;
-        let dest = self.retry_path(id);
-        fs::rename(&tmp, &dest).map_err(|e| {
+        self.replace_file(&format!("{id}{RETRY_SUFFIX}"), &self.retry_path(id), &json)?;
+        sync_dir(&self.queue)
+    }
+
+    /// `write_retry` after appending `state.history` to what is recorded,
+    /// keeping a recorded `requeued_at` unless `state` has one.
+    pub fn record_attempt(&self, id: &str, mut state: RetryState) -> Result<(), SpoolError> {
+        check_id(id)?;
+        if let Some(old) = self.read_retry(id) {
+            let mut history = old.history;
+            extend_history(&mut history, std::mem::take(&mut state.history));
+            state.history = history;
+            state.requeued_at = state.requeued_at.or(old.requeued_at);
+        }
+        self.write_retry(id, &state)
+    }
+
+    /// Writes `bytes` to tmp/`tmp_name` (synced) and renames it to `dest`;
+    /// the caller syncs `dest`'s directory.
+    pub(super) fn replace_file(
+        &self,
+        tmp_name: &str,
+        dest: &Path,
+        bytes: &[u8],
+    ) -> Result<(), SpoolError> {
+        let tmp = self.tmp.join(tmp_name);
+        write_file(&tmp, bytes, true).map_err(|e| SpoolError::io("write", &tmp, e))?;
+        fs::rename(&tmp, dest).map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            SpoolError::io("rename", &dest, e)
+            SpoolError::io("rename", dest, e)
         })
     }
 
@@ -247,6 +300,7 @@ impl SpoolDir {
             Err(e) => return Err(SpoolError::io("remove", &path, e)),
         }
         let _ = fs::remove_file(self.retry_path(id));
+        let _ = fs::remove_file(self.hold_path(id));
         // No directory fsync here: it would force a journal commit per
         // delivered message. If a crash loses the unlink, the message is
         // delivered once more after restart, the same at-least-once window
@@ -254,12 +308,20 @@ impl SpoolDir {
         Ok(())
     }
 
+    /// Moves a queued message to dead/; the history recorded beside it
+    /// goes first in the reason's.
     pub fn dead_letter(&self, id: &str, reason: &DeadReason) -> Result<(), SpoolError> {
         check_id(id)?;
         if !self.queue_path(id).exists() {
             return Err(SpoolError::NotFound(id.to_string()));
         }
-        self.move_to_dead(id, reason)
+        let mut reason = reason.clone();
+        if let Some(old) = self.read_retry(id) {
+            let mut history = old.history;
+            extend_history(&mut history, std::mem::take(&mut reason.history));
+            reason.history = history;
+        }
+        self.move_to_dead(id, &reason)
     }
 
     /// The reason is made durable before the move, so a dead letter never
@@ -279,6 +341,7 @@ impl SpoolDir {
         let src = self.queue.join(name);
         fs::rename(&src, &dest).map_err(|e| SpoolError::io("rename", &dest, e))?;
         let _ = fs::remove_file(self.retry_path(name));
+        let _ = fs::remove_file(self.hold_path(name));
         sync_dir(&self.dead)?;
         sync_dir(&self.queue)
     }
@@ -287,23 +350,19 @@ impl SpoolDir {
     /// dead reasons. Does not modify anything.
     pub fn list(&self, dead: bool) -> Result<Vec<SpoolEntry>, SpoolError> {
         let dir = if dead { &self.dead } else { &self.queue };
-        let suffix = if dead { REASON_SUFFIX } else { RETRY_SUFFIX };
         let mut entries = Vec::new();
         for name in self.names(dir)? {
-            if name.ends_with(suffix) {
+            if is_sidecar(&name, dead) {
                 continue;
             }
             let (envelope, error) = match self.check_message(&dir.join(&name), &name) {
                 Ok(env) => (Some(env), None),
                 Err(reason) => (None, Some(reason)),
             };
-            let (retry, dead_reason) = if dead {
-                let reason = fs::read(self.reason_path(&name))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-                (None, reason)
+            let (retry, dead_reason, held) = if dead {
+                (None, self.read_reason(&name), None)
             } else {
-                (self.read_retry(&name), None)
+                (self.read_retry(&name), None, self.read_hold(&name))
             };
             entries.push(SpoolEntry {
                 id: name,
@@ -311,6 +370,7 @@ impl SpoolDir {
                 error,
                 retry,
                 dead_reason,
+                held,
             });
         }
         entries.sort_by(|a, b| a.id.cmp(&b.id));
@@ -322,10 +382,9 @@ impl SpoolDir {
     /// for every metrics scrape).
     pub fn usage(&self, dead: bool) -> Result<Usage, SpoolError> {
         let dir = if dead { &self.dead } else { &self.queue };
-        let suffix = if dead { REASON_SUFFIX } else { RETRY_SUFFIX };
         let mut usage = Usage::default();
         for name in self.names(dir)? {
-            if name.ends_with(suffix) {
+            if is_sidecar(&name, dead) {
                 continue;
             }
             // A file delivered (removed) since the listing is not counted.
@@ -356,7 +415,7 @@ impl SpoolDir {
 
     /// File names in a directory; names that are not UTF-8 are shown lossily
     /// (they cannot be ours anyway).
-    fn names(&self, dir: &Path) -> Result<Vec<String>, SpoolError> {
+    pub(super) fn names(&self, dir: &Path) -> Result<Vec<String>, SpoolError> {
         let entries = fs::read_dir(dir).map_err(|e| SpoolError::io("read", dir, e))?;
         let mut names = Vec::new();
         for entry in entries {
@@ -367,9 +426,19 @@ impl SpoolDir {
     }
 }
 
+/// Whether `name` in queue/ (or dead/ when `dead`) is a sidecar rather
+/// than a message.
+pub(super) fn is_sidecar(name: &str, dead: bool) -> bool {
+    if dead {
+        name.ends_with(REASON_SUFFIX)
+    } else {
+        sidecar_of(name, &QUEUE_SIDECARS).is_some()
+    }
+}
+
 /// Opens a message file and parses its envelope line, leaving the reader at
 /// the first message byte.
-fn open_message(path: &Path, id: &str) -> Result<(Envelope, Counted), SpoolError> {
+pub(super) fn open_message(path: &Path, id: &str) -> Result<(Envelope, Counted), SpoolError> {
     let file = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             SpoolError::NotFound(id.to_string())
@@ -408,9 +477,9 @@ fn open_message(path: &Path, id: &str) -> Result<(Envelope, Counted), SpoolError
 }
 
 /// Reader positioned after the envelope line, remembering its length.
-struct Counted {
+pub(super) struct Counted {
     inner: BufReader<File>,
-    header: u64,
+    pub(super) header: u64,
 }
 
 impl Read for Counted {
@@ -419,7 +488,7 @@ impl Read for Counted {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+pub(super) fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)

@@ -160,6 +160,7 @@ async fn recover_after_crash_finds_every_queued_message() {
             next_attempt: 1_700_000_500,
             last_error: "HTTP 503".to_string(),
             last_upstream: Some("api".to_string()),
+            ..RetryState::default()
         };
         spool.record_attempt(&ids[1], state).await.unwrap();
         // Simulated crash: a put that never finished, an orphan sidecar.
@@ -264,6 +265,7 @@ async fn dead_letter_moves_message_and_writes_reason() {
         attempts: 2,
         time: 1_700_000_100,
         last_upstream: Some("api".to_string()),
+        ..DeadReason::default()
     };
     spool.dead_letter(&id, reason.clone()).await.unwrap();
 

@@ -153,6 +153,10 @@ impl GmailUpstream {
 }
 
 impl Provider for GmailUpstream {
+    fn token_status(&self) -> Option<super::oauth::TokenStatus> {
+        Some(self.tokens.status())
+    }
+
     fn max_message_size(&self) -> Option<u64> {
         Some(MAX_MESSAGE_SIZE)
     }

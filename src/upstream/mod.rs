@@ -141,6 +141,10 @@ pub trait Upstream: Send + Sync {
     fn max_message_size(&self) -> Option<u64> {
         None
     }
+    /// The OAuth token state, for upstreams that use one.
+    fn token_status(&self) -> Option<oauth::TokenStatus> {
+        None
+    }
 }
 
 /// The upstream kinds (`kind = "..."`), and what the rest of postern must
@@ -267,6 +271,11 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// The OAuth token state, for providers that use one.
+    fn token_status(&self) -> Option<oauth::TokenStatus> {
+        None
+    }
+
     fn send(
         &self,
         msg: &OutboundMessage<'_>,
@@ -301,6 +310,10 @@ impl<P: Provider> Upstream for Named<P> {
 
     fn max_message_size(&self) -> Option<u64> {
         self.provider.max_message_size()
+    }
+
+    fn token_status(&self) -> Option<oauth::TokenStatus> {
+        self.provider.token_status()
     }
 }
 

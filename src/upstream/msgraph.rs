@@ -190,6 +190,10 @@ impl MsgraphUpstream {
 }
 
 impl Provider for MsgraphUpstream {
+    fn token_status(&self) -> Option<super::oauth::TokenStatus> {
+        Some(self.tokens.status())
+    }
+
     fn max_message_size(&self) -> Option<u64> {
         Some(MAX_MESSAGE_SIZE)
     }

@@ -177,6 +177,23 @@ struct State {
     last_failure: Option<(Instant, DeliveryError)>,
 }
 
+/// What `postern status` shows of an upstream's access token (never the
+/// token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenStatus {
+    /// `none` (not fetched yet), `valid`, `expired`, `rejected` (the API
+    /// refused it; a new one is fetched next), or `refreshing`.
+    pub state: String,
+    /// Seconds until the current token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+    /// The last failed refresh, if it is still the latest word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_age_s: Option<u64>,
+}
+
 /// Tokens for one upstream, plus the credential alarm.
 pub struct TokenCache {
     upstream: String,
@@ -281,6 +298,39 @@ impl TokenCache {
                     None => Err(err),
                 }
             }
+        }
+    }
+
+    /// The token's state right now, without waiting: while a refresh holds
+    /// the lock the answer is `refreshing`.
+    pub fn status(&self) -> TokenStatus {
+        let Ok(state) = self.state.try_lock() else {
+            return TokenStatus {
+                state: "refreshing".to_string(),
+                expires_in_s: None,
+                last_error: None,
+                last_error_age_s: None,
+            };
+        };
+        let now = Instant::now();
+        let (word, expires_in_s) = match &state.current {
+            None => ("none", None),
+            Some(c) if c.rejected => ("rejected", None),
+            Some(c) if now >= c.expires_at => ("expired", None),
+            Some(c) => ("valid", Some(c.expires_at.duration_since(now).as_secs())),
+        };
+        let (last_error, last_error_age_s) = match &state.last_failure {
+            Some((at, err)) => (
+                Some(err.reason().to_string()),
+                Some(now.duration_since(*at).as_secs()),
+            ),
+            None => (None, None),
+        };
+        TokenStatus {
+            state: word.to_string(),
+            expires_in_s,
+            last_error,
+            last_error_age_s,
         }
     }
 

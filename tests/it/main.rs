@@ -20,6 +20,7 @@ mod audit;
 mod cli;
 mod config_errors;
 mod connections;
+mod control;
 mod dkim;
 mod dns_check;
 mod docs;

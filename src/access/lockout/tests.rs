@@ -234,3 +234,28 @@ fn sweep_forgets_idle_entries_and_long_usernames_are_bounded() {
     let key = user_key(&long);
     assert!(matches!(&key, LockKey::User(u) if u.len() == 256));
 }
+
+#[test]
+fn active_lists_lockouts_in_force_longest_first() {
+    let (l, clock) = lockout(AbuseSettings::default());
+    assert!(l.active().is_empty());
+    let a = ip("192.0.2.1");
+    for _ in 0..5 {
+        l.record_failure(a, Some("erp"));
+    }
+    clock.advance(MIN);
+    let b = ip("192.0.2.2");
+    for _ in 0..5 {
+        l.record_failure(b, None);
+    }
+    let active = l.active();
+    let keys: Vec<String> = active.iter().map(|x| x.key.to_string()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys[0], ip("192.0.2.2").to_string());
+    assert_eq!(active[0].remaining, 15 * MIN);
+    assert_eq!(active[1].remaining, 14 * MIN);
+    clock.advance(14 * MIN);
+    assert_eq!(l.active().len(), 1);
+    clock.advance(MIN);
+    assert!(l.active().is_empty());
+}

@@ -1,19 +1,6 @@
 use super::*;
 
 #[test]
-fn rate_counts_deliveries_in_the_trailing_minute() {
-    let t0 = Instant::now();
-    let mut rate = Rate::default();
-    assert_eq!(rate.sample(t0, 0), 0);
-    assert_eq!(rate.sample(t0 + Duration::from_secs(5), 3), 3);
-    assert_eq!(rate.sample(t0 + Duration::from_secs(30), 10), 10);
-    // t0's sample has left the window; the 5 s one (total 3) is the oldest.
-    assert_eq!(rate.sample(t0 + Duration::from_secs(62), 12), 9);
-    // Nothing delivered for a minute and more.
-    assert_eq!(rate.sample(t0 + Duration::from_secs(200), 12), 0);
-}
-
-#[test]
 fn status_line_says_queue_depth_and_rate() {
     assert_eq!(
         status_line(3, 30, 41),

@@ -16,6 +16,7 @@ async fn due_order_dedup_and_no_double_handout() {
             id: "first".into(),
             failures: 2,
             last_upstream: None,
+            requeued_at: None,
         }
     );
     // In flight: a re-add (late notification) does not hand it out again.
@@ -28,6 +29,7 @@ async fn due_order_dedup_and_no_double_handout() {
             id: "first".into(),
             failures: 3,
             last_upstream: Some("ses".into()),
+            requeued_at: None,
         }
     );
     s.remove("first");
@@ -59,6 +61,7 @@ async fn parked_messages_wake_early_and_keep_their_state() {
             id: "m".into(),
             failures: 2,
             last_upstream: Some("graph".into()),
+            requeued_at: None,
         },
         now,
     ));
@@ -77,6 +80,7 @@ async fn parked_messages_wake_early_and_keep_their_state() {
             id: "m".into(),
             failures: 2,
             last_upstream: Some("graph".into()),
+            requeued_at: None,
         }
     );
     // retry keeps the last upstream; a new retry unparks.
@@ -88,4 +92,48 @@ async fn parked_messages_wake_early_and_keep_their_state() {
         (job.failures, job.last_upstream.as_deref()),
         (3, Some("graph"))
     );
+}
+
+#[tokio::test]
+async fn held_messages_are_not_handed_out_until_released() {
+    let s = Scheduler::default();
+    let now = Instant::now();
+    s.add("held".into(), now, 1);
+    s.add("free".into(), now + Duration::from_millis(20), 0);
+    s.hold("held").unwrap();
+    assert_eq!(s.hold("nope"), Err(Refused::Unknown));
+    assert_eq!(s.counts().held, 1);
+    // Though due first, the held message is skipped.
+    assert_eq!(s.next().await.id, "free");
+    let nothing = tokio::time::timeout(Duration::from_millis(100), s.next()).await;
+    assert!(nothing.is_err(), "a held message was handed out");
+    // Holding what is in flight is refused, and so is expediting a hold.
+    assert_eq!(s.hold("free"), Err(Refused::InFlight));
+    assert_eq!(s.expedite("held"), Err(Refused::Held));
+    assert_eq!(s.states().get("held"), Some(&JobState::Held));
+    s.release("held", Instant::now()).unwrap();
+    let job = s.next().await;
+    assert_eq!((job.id.as_str(), job.failures), ("held", 1));
+    assert_eq!(s.release("gone", Instant::now()), Err(Refused::Unknown));
+}
+
+#[tokio::test]
+async fn expedite_makes_a_waiting_message_due_now() {
+    let s = Scheduler::default();
+    s.add("m".into(), Instant::now() + Duration::from_secs(3600), 2);
+    let early = tokio::time::timeout(Duration::from_millis(50), s.next()).await;
+    assert!(early.is_err());
+    s.expedite("m").unwrap();
+    let job = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .expect("expedited message handed out");
+    assert_eq!((job.id.as_str(), job.failures), ("m", 2));
+    assert_eq!(s.expedite("m"), Err(Refused::InFlight));
+    assert_eq!(s.take("m"), Err(Refused::InFlight));
+    s.retry("m", Instant::now() + Duration::from_secs(3600), 3);
+    s.take("m").unwrap();
+    assert!(!s.contains("m"));
+    assert_eq!(s.expedite("m"), Err(Refused::Unknown));
+    // Taking an unknown id is not an error (nothing to stop).
+    s.take("m").unwrap();
 }

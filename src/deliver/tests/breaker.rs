@@ -414,6 +414,7 @@ async fn recovered_message_fails_over_after_its_last_upstream() {
         next_attempt: 0,
         last_error: "HTTP 503".into(),
         last_upstream: Some("b".into()),
+        ..RetryState::default()
     };
     spool.record_attempt(&m, state).await.unwrap();
     let (calls_tx, mut calls) = mpsc::unbounded_channel();

@@ -92,6 +92,11 @@ impl Session {
                 format!("Authentication required{hint}"),
             ));
         };
+        // Suspended since AUTH (or a networks credential): refused at every
+        // MAIL, keeping the session, until an operator resumes it.
+        if let Err(reply) = self.policy.check_suspended(&credential) {
+            return self.reply(reply);
+        }
         let Some(path) = path else {
             return self.reply(syntax("MAIL FROM:<reverse-path> [parameters]"));
         };

@@ -52,6 +52,11 @@ pub trait Policy: Send + Sync {
     fn check_login(&self, _grant: &Grant, _peer: IpAddr) -> Result<(), Reply> {
         Ok(())
     }
+    /// At each MAIL, for AUTH and `networks` sessions alike: is the
+    /// credential suspended? `Err` is the whole reply (`550 5.7.1`).
+    fn check_suspended(&self, _credential: &str) -> Result<(), Reply> {
+        Ok(())
+    }
     /// The credential's own recipient and size limits.
     fn limits(&self, _credential: &str) -> CredentialLimits {
         CredentialLimits::default()
@@ -92,6 +97,10 @@ impl Policy for Access {
 
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
         Access::check_login(self, grant, peer).map_err(|d| refused("mail", &d))
+    }
+
+    fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
+        Access::check_suspended(self, credential).map_err(|d| refused("mail", &d))
     }
 
     fn limits(&self, credential: &str) -> CredentialLimits {

@@ -212,3 +212,19 @@ async fn rejected_token_is_not_reused_and_failures_are_shared() {
         other => panic!("expected NotAttempted, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn status_shows_no_token_then_the_failed_refresh() {
+    let c = cache();
+    let s = c.status();
+    assert_eq!(s.state, "none");
+    assert_eq!((s.expires_in_s, s.last_error.as_deref()), (None, None));
+    // Nothing listens on the discard port: the fetch fails.
+    assert!(c.token().await.is_err());
+    let s = c.status();
+    assert_eq!(s.state, "none");
+    assert!(s.last_error.is_some(), "{s:?}");
+    assert!(s.last_error_age_s.is_some_and(|a| a < 60), "{s:?}");
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json.get("expires_in_s").is_none(), "{json}");
+}

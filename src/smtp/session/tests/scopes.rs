@@ -12,6 +12,7 @@ struct Scoped {
     /// Recipients given back by each `release`, in order.
     released: Mutex<Vec<u32>>,
     revoked: Mutex<bool>,
+    suspended: Mutex<bool>,
     limits: CredentialLimits,
     denied_domain: Option<&'static str>,
 }
@@ -26,6 +27,17 @@ impl Policy for Scoped {
     fn check_login(&self, _: &Grant, _: IpAddr) -> Result<(), Reply> {
         if *self.revoked.lock().unwrap() {
             Err(Reply::new(535, "5.7.8", "no longer valid"))
+        } else {
+            Ok(())
+        }
+    }
+    fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
+        if *self.suspended.lock().unwrap() {
+            Err(Reply::new(
+                550,
+                "5.7.1",
+                format!("Credential \"{credential}\" is suspended"),
+            ))
         } else {
             Ok(())
         }
@@ -91,6 +103,27 @@ fn revoked_login_is_refused_at_next_mail_and_forgotten() {
     // A fresh AUTH is allowed again.
     let step = s.command(format!("AUTH PLAIN {}\r\n", b64(b"\0app\0pw")).as_bytes());
     assert!(matches!(step, Step::Auth { .. }));
+}
+
+#[test]
+fn suspended_credential_is_refused_at_each_mail_but_keeps_its_login() {
+    let policy = Arc::new(Scoped::default());
+    let mut s = logged_in(policy.clone());
+    assert!(send(&mut s, "MAIL FROM:<a@example.com>").starts_with("250"));
+    // A transaction under way when the suspension lands may finish.
+    *policy.suspended.lock().unwrap() = true;
+    assert!(send(&mut s, "RCPT TO:<x@example.net>").starts_with("250"));
+    send(&mut s, "RSET");
+    for _ in 0..2 {
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@example.com>"),
+            "550 5.7.1 Credential \"app\" is suspended\r\n"
+        );
+    }
+    // Still authenticated: resuming lets the same session send again.
+    assert!(s.is_authenticated());
+    *policy.suspended.lock().unwrap() = false;
+    assert!(send(&mut s, "MAIL FROM:<a@example.com>").starts_with("250"));
 }
 
 #[test]

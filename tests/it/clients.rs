@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use base64::Engine;
 use crate::common::postfix::{POSTFIX_HOSTNAME, Postfix, PostfixTls, Smarthost};
 use crate::common::*;
+use base64::Engine;
 
 const SUBJECT: &str = "Rechnung für März – 42 €";
 const BODY: &str = "Guten Tag,\n\nanbei die Rechnung für März über 42 €.\n.Diese Zeile beginnt mit einem Punkt.\n\nMit freundlichen Grüßen\nBuchhaltung\n";
@@ -102,11 +102,9 @@ impl World {
         })
     }
 
+    /// The test CA's certificate, the only root every client trusts.
     fn ca_file(&self) -> String {
-        let other = TestCa::new();
-        let path = self.path("other-ca.pem");
-        std::fs::copy(&other.ca_pem, &path).unwrap();
-        path.display().to_string()
+        s(&self.ca.ca_pem)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -171,7 +169,10 @@ fn fields_and_body(msg: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     let head = &msg[..end + 2];
     let mut i = 0;
     while i < head.len() {
-        let nl = head[i..].iter().position(|&c| c == b'\n').map_or(head.len(), |p| i + p + 1);
+        let nl = head[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(head.len(), |p| i + p + 1);
         if nl < head.len() && (head[nl] == b' ' || head[nl] == b'\t') {
             i = nl;
             continue;
@@ -199,7 +200,10 @@ fn assert_same_but_8bit_subject(got: &[u8], sent: &[u8]) {
     }
     let (got_fields, got_body) = fields_and_body(got);
     let keep = |v: &[&[u8]]| -> Vec<String> {
-        v.iter().filter(|f| !is_subject(f)).map(|f| show(f)).collect()
+        v.iter()
+            .filter(|f| !is_subject(f))
+            .map(|f| show(f))
+            .collect()
     };
     assert_eq!(
         keep(&got_fields),
@@ -231,17 +235,34 @@ fn check_delivery(w: &World, e: Expect<'_>) -> (Recorded, serde_json::Value) {
     let req = reqs.swap_remove(0);
     assert_eq!(req.one_header("content-type"), "message/rfc822");
     assert_eq!(req.one_header("x-postern-mail-from"), FROM);
-    assert_eq!(req.header_all("x-postern-rcpt-to"), RCPTS, "one X-Postern-Rcpt-To per recipient");
+    assert_eq!(
+        req.header_all("x-postern-rcpt-to"),
+        RCPTS,
+        "one X-Postern-Rcpt-To per recipient"
+    );
     if let Some(output) = e.output {
         let id = crate::common::clients::queue_id_in(output)
             .unwrap_or_else(|| panic!("no `queued as ID` in the client's output:\n{output}"));
-        assert_eq!(req.one_header("x-postern-queue-id"), id, "the queue ID the client was told");
+        assert_eq!(
+            req.one_header("x-postern-queue-id"),
+            id,
+            "the queue ID the client was told"
+        );
     }
 
     let (received, rest) = split_received(&req.body);
-    let received = String::from_utf8_lossy(received).split_whitespace().collect::<Vec<_>>().join(" ");
-    let want = format!("Received: from {} ([127.0.0.1]) by relay.test (postern) with ESMTPSA id ", e.ehlo);
-    assert!(received.starts_with(&want), "postern's trace header {received:?} does not start with {want:?}");
+    let received = String::from_utf8_lossy(received)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let want = format!(
+        "Received: from {} ([127.0.0.1]) by relay.test (postern) with ESMTPSA id ",
+        e.ehlo
+    );
+    assert!(
+        received.starts_with(&want),
+        "postern's trace header {received:?} does not start with {want:?}"
+    );
     if let Some(sent) = &e.sent {
         assert_same_but_8bit_subject(rest, sent);
     }
@@ -257,20 +278,46 @@ fn check_delivery(w: &World, e: Expect<'_>) -> (Recorded, serde_json::Value) {
         String::from_utf8_lossy(&out.stderr)
     );
     let m: serde_json::Value = serde_json::from_str(stdout.trim()).expect("inspect_mail.py JSON");
-    let ctx = || format!("message as read by Python's email package: {m:#}\nraw:\n{}", show(&req.body));
+    let ctx = || {
+        format!(
+            "message as read by Python's email package: {m:#}\nraw:\n{}",
+            show(&req.body)
+        )
+    };
     assert_eq!(m["subject"], SUBJECT, "decoded subject; {}", ctx());
     if e.smtputf8 {
         let raw = format!("\r\nSubject: {SUBJECT}\r\n");
-        assert!(contains(rest, raw.as_bytes()), "SMTPUTF8: the subject is forwarded as UTF-8; {}", ctx());
+        assert!(
+            contains(rest, raw.as_bytes()),
+            "SMTPUTF8: the subject is forwarded as UTF-8; {}",
+            ctx()
+        );
     } else {
         // Only RFC 2047 can be read by the older API, and by every receiver.
-        assert_eq!(m["subject_legacy"], SUBJECT, "subject via decode_header(); {}", ctx());
-        assert_eq!(m["header_8bit"], false, "raw 8-bit bytes left in the header section; {}", ctx());
+        assert_eq!(
+            m["subject_legacy"],
+            SUBJECT,
+            "subject via decode_header(); {}",
+            ctx()
+        );
+        assert_eq!(
+            m["header_8bit"],
+            false,
+            "raw 8-bit bytes left in the header section; {}",
+            ctx()
+        );
     }
     assert_eq!(m["from"], serde_json::json!([FROM]), "{}", ctx());
     assert_eq!(m["to"], serde_json::json!(RCPTS), "{}", ctx());
-    assert_eq!(m["defects"], serde_json::json!([]), "parser defects; {}", ctx());
-    let text = m["text"].as_str().unwrap_or_else(|| panic!("no text/plain part; {}", ctx()));
+    assert_eq!(
+        m["defects"],
+        serde_json::json!([]),
+        "parser defects; {}",
+        ctx()
+    );
+    let text = m["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text/plain part; {}", ctx()));
     assert_eq!(
         text.replace("\r\n", "\n").trim_end_matches('\n'),
         BODY.trim_end_matches('\n'),
@@ -296,11 +343,19 @@ fn swaks_sends(tls: Tls) {
     let server = format!("127.0.0.1:{}", w.port(tls));
     let subject = format!("Subject: {SUBJECT}");
     let to = RCPTS.join(",");
-    let (body, pdf, ca) = (format!("@{}", s(&w.body)), format!("@{}", s(&w.pdf)), w.ca_file());
+    let (body, pdf, ca) = (
+        format!("@{}", s(&w.body)),
+        format!("@{}", s(&w.pdf)),
+        w.ca_file(),
+    );
     let run = swaks(&[
         "--server",
         &server,
-        if tls == Tls::Implicit { "--tls-on-connect" } else { "--tls" },
+        if tls == Tls::Implicit {
+            "--tls-on-connect"
+        } else {
+            "--tls"
+        },
         "--tls-verify",
         "--tls-ca-path",
         &ca,
@@ -328,8 +383,21 @@ fn swaks_sends(tls: Tls) {
         "--attach",
         &pdf,
     ]);
-    assert!(run.status.success(), "swaks failed:\n{}\npostern log:\n{}", run.output, w.p.log());
-    check_delivery(&w, Expect { ehlo: "swaks.client.test", sent: None, output: Some(&run.output), smtputf8: false });
+    assert!(
+        run.status.success(),
+        "swaks failed:\n{}\npostern log:\n{}",
+        run.output,
+        w.p.log()
+    );
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "swaks.client.test",
+            sent: None,
+            output: Some(&run.output),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -348,20 +416,55 @@ fn curl_sends(tls: Tls) {
     let w = World::new();
     need("/usr/bin/curl", "curl");
     // The URL path is the EHLO name; curl builds the MIME message from -F.
-    let scheme = if tls == Tls::Implicit { "smtps" } else { "smtp" };
+    let scheme = if tls == Tls::Implicit {
+        "smtps"
+    } else {
+        "smtp"
+    };
     let url = format!("{scheme}://127.0.0.1:{}/curl.client.test", w.port(tls));
     let mut cmd = Command::new("/usr/bin/curl");
-    cmd.args(["--silent", "--show-error", "--max-time", "60", "--url", &url])
-        .args(["--ssl-reqd", "--cacert", &w.ca_file()])
-        .args(["--user", &format!("app:{}", token().0)])
-        .args(["--mail-from", FROM, "--mail-rcpt", RCPTS[0], "--mail-rcpt", RCPTS[1]])
-        .args(["-H", &format!("Subject: {SUBJECT}")])
-        .args(["-H", &format!("From: App <{FROM}>")])
-        .args(["-H", &format!("To: {}", RCPTS.join(", "))])
-        .args(["-F", &format!("=<{};type=text/plain; charset=UTF-8;encoder=quoted-printable", s(&w.body))])
-        .args(["-F", &format!("=@{};type=application/pdf;encoder=base64", s(&w.pdf))]);
+    cmd.args([
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "60",
+        "--url",
+        &url,
+    ])
+    .args(["--ssl-reqd", "--cacert", &w.ca_file()])
+    .args(["--user", &format!("app:{}", token().0)])
+    .args([
+        "--mail-from",
+        FROM,
+        "--mail-rcpt",
+        RCPTS[0],
+        "--mail-rcpt",
+        RCPTS[1],
+    ])
+    .args(["-H", &format!("Subject: {SUBJECT}")])
+    .args(["-H", &format!("From: App <{FROM}>")])
+    .args(["-H", &format!("To: {}", RCPTS.join(", "))])
+    .args([
+        "-F",
+        &format!(
+            "=<{};type=text/plain; charset=UTF-8;encoder=quoted-printable",
+            s(&w.body)
+        ),
+    ])
+    .args([
+        "-F",
+        &format!("=@{};type=application/pdf;encoder=base64", s(&w.pdf)),
+    ]);
     run_client(&w, "curl", &mut cmd);
-    check_delivery(&w, Expect { ehlo: "curl.client.test", sent: None, output: None, smtputf8: false });
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "curl.client.test",
+            sent: None,
+            output: None,
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -418,6 +521,26 @@ fn msmtp_config(w: &World, tls: Tls, domain: &str) -> PathBuf {
     path
 }
 
+/// Postern's reply to the final dot, as msmtp logged it for the one message
+/// it sent (`smtpmsg='250 2.0.0 Ok: queued as ID'`).
+fn msmtp_log(w: &World) -> String {
+    let log = std::fs::read_to_string(w.path("msmtp.log")).expect("read msmtp.log");
+    assert_eq!(
+        log.lines().count(),
+        1,
+        "one msmtp log line per message:\n{log}"
+    );
+    assert!(
+        log.contains("exitcode=EX_OK"),
+        "msmtp did not log success:\n{log}"
+    );
+    let msg = log
+        .split_once("smtpmsg='")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(msg, _)| msg.to_string());
+    msg.unwrap_or_else(|| panic!("no smtpmsg='...' in msmtp's log:\n{log}"))
+}
+
 fn msmtp_sends(tls: Tls) {
     let w = World::new();
     need("/usr/bin/msmtp", "msmtp");
@@ -430,7 +553,16 @@ fn msmtp_sends(tls: Tls) {
         .arg("exec /usr/bin/msmtp -C \"$1\" -- \"$2\" \"$3\" < \"$4\"")
         .args(["msmtp", &s(&conf), RCPTS[0], RCPTS[1], &s(&file)]);
     run_client(&w, "msmtp", &mut cmd);
-    check_delivery(&w, Expect { ehlo: "msmtp.client.test", sent: Some(crlf(&msg)), output: None, smtputf8: false });
+    let log = msmtp_log(&w);
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "msmtp.client.test",
+            sent: Some(crlf(&msg)),
+            output: Some(&log),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -465,7 +597,16 @@ fn php_mail_through_msmtp_starttls() {
         .arg("--attach-type=application/pdf");
     let out = run_client(&w, "php mail()", &mut cmd);
     assert!(out.contains("MAIL: OK"), "{out}");
-    check_delivery(&w, Expect { ehlo: "php-mail.client.test", sent: None, output: None, smtputf8: false });
+    let log = msmtp_log(&w);
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "php-mail.client.test",
+            sent: None,
+            output: Some(&log),
+            smtputf8: false,
+        },
+    );
 }
 
 // --------------------------------------------------------- Python smtplib
@@ -475,37 +616,49 @@ fn smtplib_sends(tls: Tls) {
     let out = w.path("smtplib.eml");
     let port = w.port(tls).to_string();
     let mut cmd = Command::new(crate::common::clients::python_bin());
-    cmd.arg(crate::common::clients::py_script("send_mail.py")).args([
-        "--port",
-        &port,
-        "--mode",
-        tls.name(),
-        "--cafile",
-        &w.ca_file(),
-        "--user",
-        "app",
-        "--password",
-        &token().0,
-        "--sender",
-        FROM,
-        "--to",
-        &RCPTS.join(","),
-        "--subject",
-        SUBJECT,
-        "--body-file",
-        &s(&w.body),
-        "--attach-file",
-        &s(&w.pdf),
-        "--attach-type",
-        "application/pdf",
-        "--out",
-        &s(&out),
-    ]);
+    cmd.arg(crate::common::clients::py_script("send_mail.py"))
+        .args([
+            "--port",
+            &port,
+            "--mode",
+            tls.name(),
+            "--cafile",
+            &w.ca_file(),
+            "--user",
+            "app",
+            "--password",
+            &token().0,
+            "--sender",
+            FROM,
+            "--to",
+            &RCPTS.join(","),
+            "--subject",
+            SUBJECT,
+            "--body-file",
+            &s(&w.body),
+            "--attach-file",
+            &s(&w.pdf),
+            "--attach-type",
+            "application/pdf",
+            "--out",
+            &s(&out),
+        ]);
     let text = run_client(&w, "send_mail.py (smtplib)", &mut cmd);
-    assert!(text.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "), "{text}");
+    assert!(
+        text.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "),
+        "{text}"
+    );
     let sent = std::fs::read(&out).expect("smtplib.eml");
     // smtplib announces its EHLO name as given by the script.
-    check_delivery(&w, Expect { ehlo: "pyclient.test", sent: Some(sent), output: Some(&text), smtputf8: false });
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "pyclient.test",
+            sent: Some(sent),
+            output: Some(&text),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -523,7 +676,10 @@ fn python_smtplib_implicit_tls() {
 fn phpmailer_sends(tls: Tls) {
     let w = World::new();
     need("/usr/bin/php", "php-cli");
-    need("/usr/share/php/libphp-phpmailer/autoload.php", "PHPMailer (libphp-phpmailer)");
+    need(
+        "/usr/share/php/libphp-phpmailer/autoload.php",
+        "PHPMailer (libphp-phpmailer)",
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php/phpmailer_send.php");
     let mut cmd = Command::new("/usr/bin/php");
     cmd.arg(&script)
@@ -540,7 +696,15 @@ fn phpmailer_sends(tls: Tls) {
         .arg("--attach-type=application/pdf");
     let out = run_client(&w, "PHPMailer", &mut cmd);
     assert!(out.contains("SENT: queued as "), "{out}");
-    check_delivery(&w, Expect { ehlo: "phpmailer.client.test", sent: None, output: Some(&out), smtputf8: false });
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "phpmailer.client.test",
+            sent: None,
+            output: Some(&out),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -559,7 +723,10 @@ fn nodemailer_sends(tls: Tls) {
     let w = World::new();
     need("/usr/bin/node", "Node.js");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    need(&s(&dir.join("node_modules/nodemailer/package.json")), "nodemailer (npm ci in tests/node)");
+    need(
+        &s(&dir.join("node_modules/nodemailer/package.json")),
+        "nodemailer (npm ci in tests/node)",
+    );
     let port = w.port(tls).to_string();
     let mut cmd = Command::new("/usr/bin/node");
     cmd.arg(dir.join("send.js")).args([
@@ -577,7 +744,15 @@ fn nodemailer_sends(tls: Tls) {
     ]);
     let out = run_client(&w, "nodemailer", &mut cmd);
     assert!(out.contains("RESPONSE: 250 2.0.0 Ok: queued as "), "{out}");
-    check_delivery(&w, Expect { ehlo: "nodemailer.client.test", sent: None, output: Some(&out), smtputf8: false });
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "nodemailer.client.test",
+            sent: None,
+            output: Some(&out),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -596,7 +771,13 @@ fn perl_sends(tls: Tls) {
     let w = World::new();
     need("/usr/bin/perl", "perl");
     let modules = Command::new("/usr/bin/perl")
-        .args(["-MNet::SMTP", "-MIO::Socket::SSL", "-MAuthen::SASL", "-e", "1"])
+        .args([
+            "-MNet::SMTP",
+            "-MIO::Socket::SSL",
+            "-MAuthen::SASL",
+            "-e",
+            "1",
+        ])
         .output()
         .expect("run perl");
     assert!(
@@ -635,10 +816,21 @@ fn perl_sends(tls: Tls) {
         &s(&out),
     ]);
     let text = run_client(&w, "Net::SMTP", &mut cmd);
-    assert!(text.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "), "{text}");
+    assert!(
+        text.contains("DATA-REPLY: 250 2.0.0 Ok: queued as "),
+        "{text}"
+    );
     // datasend turns LF into CRLF (and dot-stuffs, undone by postern).
     let sent = crlf(&std::fs::read(&out).expect("perl.eml"));
-    check_delivery(&w, Expect { ehlo: "perl.client.test", sent: Some(sent), output: Some(&text), smtputf8: false });
+    check_delivery(
+        &w,
+        Expect {
+            ehlo: "perl.client.test",
+            sent: Some(sent),
+            output: Some(&text),
+            smtputf8: false,
+        },
+    );
 }
 
 #[test]
@@ -664,7 +856,11 @@ fn postfix_relays(tls: PostfixTls, verify: bool, smtputf8: bool) {
         PostfixTls::Starttls => Tls::Starttls,
         PostfixTls::Wrapper => Tls::Implicit,
     });
-    let extra: &[&str] = if smtputf8 { &[] } else { &["smtputf8_enable = no"] };
+    let extra: &[&str] = if smtputf8 {
+        &[]
+    } else {
+        &["smtputf8_enable = no"]
+    };
     let pf = Postfix::start(&Smarthost {
         port,
         tls,
@@ -678,7 +874,11 @@ fn postfix_relays(tls: PostfixTls, verify: bool, smtputf8: bool) {
     let msg = raw_message("postfix");
     pf.sendmail(FROM, &RCPTS, &msg);
     let sent = pf.wait_log_line(&["status="]);
-    assert!(sent.contains("status=sent") && sent.contains("queued as"), "Postfix did not relay the message: {sent}\npostern log:\n{}", w.p.log());
+    assert!(
+        sent.contains("status=sent") && sent.contains("queued as"),
+        "Postfix did not relay the message: {sent}\npostern log:\n{}",
+        w.p.log()
+    );
     let (req, m) = check_delivery(
         &w,
         Expect {
@@ -701,14 +901,28 @@ fn postfix_relays(tls: PostfixTls, verify: bool, smtputf8: bool) {
         "one status=sent per recipient, in one delivery:\n{log}"
     );
     // "Verified": chain and name checked (secure); "Trusted": chain only (encrypt).
-    let established = if verify { "Verified TLS connection established to 127.0.0.1" } else { "Trusted TLS connection established to 127.0.0.1" };
-    assert!(log.contains(established), "no `{established}` in Postfix's log:\n{log}");
+    let established = if verify {
+        "Verified TLS connection established to 127.0.0.1"
+    } else {
+        "Trusted TLS connection established to 127.0.0.1"
+    };
+    assert!(
+        log.contains(established),
+        "no `{established}` in Postfix's log:\n{log}"
+    );
     let listing = pf.queue_listing();
-    assert!(listing.contains("Mail queue is empty"), "Postfix's queue did not drain:\n{listing}\n{log}");
+    assert!(
+        listing.contains("Mail queue is empty"),
+        "Postfix's queue did not drain:\n{listing}\n{log}"
+    );
 
     // Postfix's own trace header follows postern's: the hop from the program to the server's MTA.
     let received = m["received"].as_array().expect("received");
-    assert_eq!(received.len(), 2, "postern's and Postfix's Received headers: {received:?}");
+    assert_eq!(
+        received.len(),
+        2,
+        "postern's and Postfix's Received headers: {received:?}"
+    );
     let local = received[1].as_str().unwrap_or_default();
     assert!(
         local.starts_with(&format!("by {POSTFIX_HOSTNAME} (Postfix")),

@@ -52,9 +52,9 @@ pub struct Smarthost<'a> {
 
 /// A running private Postfix instance.
 pub struct Postfix {
-    dir: TempDir,
+    /// Holds the instance's directories for as long as it lives.
+    _dir: TempDir,
     pub config_dir: PathBuf,
-    pub queue_dir: PathBuf,
     pub log_path: PathBuf,
     master: Option<Child>,
 }
@@ -95,6 +95,18 @@ fn require(path: &str) {
     );
 }
 
+/// Whether the test runs with effective UID 0 (the `Uid:` line of /proc/self/status).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
 fn run(cmd: &mut Command, what: &str) -> Output {
     let out = cmd
         .stdin(Stdio::null())
@@ -117,6 +129,12 @@ impl Postfix {
         for p in [POSTFIX, SENDMAIL, POSTQUEUE, MASTER] {
             require(p);
         }
+        assert!(
+            is_root(),
+            "the Postfix smarthost tests need root: Postfix's master refuses to start \
+             otherwise (it drops to mail_owner itself); run the suite as root (a CI \
+             container) or with sudo"
+        );
         let dir = tempfile::Builder::new()
             .prefix("postern-postfix-")
             .tempdir()
@@ -134,11 +152,14 @@ impl Postfix {
         }
         // Readable by the smtp client only before it drops privileges, like /etc/postfix/sasl_passwd.
         let sasl = config_dir.join("sasl_passwd");
-        std::fs::write(&sasl, format!(
+        std::fs::write(
+            &sasl,
+            format!(
                 "[127.0.0.1]:{} {}:{}\n",
                 relay.port, relay.user, relay.password
-            ))
-            .expect("write sasl_passwd");
+            ),
+        )
+        .expect("write sasl_passwd");
         std::fs::set_permissions(&sasl, std::fs::Permissions::from_mode(0o600))
             .expect("chmod sasl_passwd");
         let wrapper = match relay.tls {
@@ -179,7 +200,11 @@ smtp_tls_loglevel = 1
             sasl = sasl.display(),
             ca = relay.ca_file.display(),
             port = relay.port,
-            level = if relay.verify_name.is_some() { "secure" } else { "encrypt" },
+            level = if relay.verify_name.is_some() {
+                "secure"
+            } else {
+                "encrypt"
+            },
             name = relay.verify_name.unwrap_or("nexthop"),
         );
         for line in relay.extra {
@@ -191,7 +216,10 @@ smtp_tls_loglevel = 1
 
         // `postfix check` creates the queue subdirectories with the right owners.
         run(
-            Command::new(POSTFIX).arg("-c").arg(&config_dir).arg("check"),
+            Command::new(POSTFIX)
+                .arg("-c")
+                .arg(&config_dir)
+                .arg("check"),
             "postfix check",
         );
         // Without -w the master stays in the foreground (as its own process
@@ -205,9 +233,8 @@ smtp_tls_loglevel = 1
             .spawn()
             .expect("spawn postfix master");
         let mut pf = Postfix {
-            dir,
+            _dir: dir,
             config_dir,
-            queue_dir,
             log_path,
             master: Some(master),
         };
@@ -224,9 +251,16 @@ smtp_tls_loglevel = 1
         });
         if let Some(Ok(Some(st))) = self.master.as_mut().map(Child::try_wait) {
             self.master = None;
-            panic!("postfix master exited during startup ({st}); log:\n{}", self.log());
+            panic!(
+                "postfix master exited during startup ({st}); log:\n{}",
+                self.log()
+            );
         }
-        assert!(ok, "postfix master did not start within 30s; log:\n{}", self.log());
+        assert!(
+            ok,
+            "postfix master did not start within 30s; log:\n{}",
+            self.log()
+        );
     }
 
     /// Submits `msg` with Postfix's `sendmail -C DIR -f FROM -- RCPTS`, as a
@@ -265,7 +299,10 @@ smtp_tls_loglevel = 1
     /// `postqueue -p` output (the queue listing).
     pub fn queue_listing(&self) -> String {
         let out = run(
-            Command::new(POSTQUEUE).arg("-c").arg(&self.config_dir).arg("-p"),
+            Command::new(POSTQUEUE)
+                .arg("-c")
+                .arg(&self.config_dir)
+                .arg("-p"),
             "postqueue -p",
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -276,7 +313,11 @@ smtp_tls_loglevel = 1
     pub fn wait_log_line(&self, parts: &[&str]) -> String {
         let mut found = String::new();
         let ok = super::util::wait_until(Duration::from_secs(60), || {
-            match self.log().lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            match self
+                .log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
                 Some(l) => {
                     found = l.to_string();
                     true
@@ -284,18 +325,17 @@ smtp_tls_loglevel = 1
                 None => false,
             }
         });
-        assert!(ok, "no postfix log line with {parts:?}; log:\n{}", self.log());
+        assert!(
+            ok,
+            "no postfix log line with {parts:?}; log:\n{}",
+            self.log()
+        );
         found
     }
 
     /// What the instance logged so far (its private maillog_file).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// The instance's private directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -43,6 +43,10 @@ if ! command -v npm >/dev/null 2>&1; then
     apt_install npm
 fi
 
+# Postfix's SMTP client takes PLAIN and LOGIN from Cyrus SASL's modules, which
+# the postfix package only suggests.
+need_sasl=""
+dpkg-query -W -f='${Status}' libsasl2-modules 2>/dev/null | grep -q "ok installed" || need_sasl=1
 # Postfix, for the smarthost tests: only the programs. Each test runs its own
 # instance from a private config directory; the system instance is left
 # unconfigured ("No configuration": no main.cf, nothing listening) and, if
@@ -52,7 +56,8 @@ fi
 if [ ! -x /usr/sbin/postfix ]; then
     echo "==> installing Debian package: postfix (unconfigured; no system instance)"
     echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
-    if apt_install --no-remove postfix; then
+    if apt_install --no-remove postfix libsasl2-modules; then
+        need_sasl=""
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postfix 2>/dev/null; then
             $SUDO systemctl disable --now postfix || true
         fi
@@ -60,6 +65,11 @@ if [ ! -x /usr/sbin/postfix ]; then
         echo "==> WARNING: postfix was not installed (another MTA would have to be removed);" \
              "the clients::postfix_smarthost_* tests will fail" >&2
     fi
+fi
+
+if [ -n "${need_sasl:-}" ]; then
+    echo "==> installing Debian package: libsasl2-modules"
+    apt_install libsasl2-modules
 fi
 
 if [ ! -f tests/node/node_modules/nodemailer/package.json ]; then

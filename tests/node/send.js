@@ -2,7 +2,7 @@
 // applications. nodemailer composes the message (RFC 2047 subject, base64
 // attachment), and verifies postern's certificate against --cafile.
 //
-// Used by tests/clients.rs:
+// Used by tests/it/clients.rs:
 //   node send.js PORT starttls|implicit CAFILE USER PASSWORD FROM TO,TO SUBJECT BODYFILE ATTACHFILE TYPE
 // Prints `RESPONSE: LAST SMTP REPLY` on success.
 'use strict';

@@ -5,7 +5,7 @@
 # then STARTTLS (`starttls`, IO::Socket::SSL) or implicit TLS (`SSL => 1`),
 # AUTH (Authen::SASL), MAIL, RCPT, DATA.
 #
-# Used by tests/clients.rs. Writes the message it handed to `datasend` to
+# Used by tests/it/clients.rs. Writes the message it handed to `datasend` to
 # --out and prints `DATA-REPLY: CODE TEXT` for the reply to the final dot.
 use strict;
 use warnings;

@@ -4,7 +4,7 @@
 // RFC 2047, as most such code does), and PHP pipes the result to the
 // `sendmail_path` program, here msmtp (`php -d sendmail_path='msmtp -C FILE -t'`).
 //
-// Used by tests/clients.rs. Prints `MAIL: OK` when mail() reported success
+// Used by tests/it/clients.rs. Prints `MAIL: OK` when mail() reported success
 // (msmtp exited 0, so postern answered 250).
 
 $o = getopt('', ['to:', 'from:', 'subject:', 'body-file:', 'attach-file:', 'attach-type:']);

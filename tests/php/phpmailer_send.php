@@ -2,7 +2,7 @@
 // Send one message with PHPMailer (Debian's libphp-phpmailer), the way a PHP
 // web application (WordPress plugins, shops, CRMs) talks SMTP.
 //
-// Used by tests/clients.rs. PHPMailer composes the MIME message itself
+// Used by tests/it/clients.rs. PHPMailer composes the MIME message itself
 // (RFC 2047 subject, base64 attachment) and verifies postern's certificate
 // against --cafile. Prints `SENT: queued as ID` on success.
 

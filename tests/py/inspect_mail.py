@@ -1,6 +1,6 @@
 """Read a message back with Python's `email` package, as a receiver would.
 
-Used by tests/clients.rs: every client of the matrix sends the same message
+Used by tests/it/clients.rs: every client of the matrix sends the same message
 through postern, and this script says what the message that reached the
 upstream means, with a parser that is not postern's (mail-parser). Prints one
 JSON object:

@@ -1,6 +1,6 @@
 """Send one message with Python's smtplib, as a legacy Python app would.
 
-Used by the Rust integration tests (tests/relay.rs, tests/clients.rs). It
+Used by the Rust integration tests (tests/it/relay.rs, tests/it/clients.rs). It
 builds an email.message.EmailMessage (text body with a dot-leading line and an
 optional binary attachment, or a given body and file), sends it over STARTTLS
 or implicit TLS with AUTH, and writes the exact message content it handed to

@@ -2,7 +2,7 @@
 //! postern, the way a Linux server hands its mail (cron, scripts, local
 //! MTAs) to a relay: `relayhost = [127.0.0.1]:PORT`, SASL AUTH, TLS required
 //! and verified against the test CA. It exists so the client matrix
-//! (tests/clients.rs) drives the real MTA, not an imitation of it.
+//! (tests/it/clients.rs) drives the real MTA, not an imitation of it.
 //!
 //! The instance lives entirely in a temporary directory (its own
 //! `config_directory`, `queue_directory`, `data_directory` and log file), has

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# swaks, dnsmasq-base, bsdutils (script), promtool, systemd-analyze and strace (Debian packages)
-# and a Python venv (.venv) for the Python clients.
+# Debian packages (swaks, dnsmasq-base, bsdutils, promtool, systemd-analyze, strace and
+# the SMTP clients of the client matrix, tests/it/clients.rs), nodemailer from npm
+# (tests/node) and a Python venv (.venv) for the Python clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        $SUDO apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+}
 
 need_apt=()
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
@@ -18,19 +29,64 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dns
 # daemon threads up with strace's fault injection to show the watchdog stops pinging.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# The client matrix (tests/it/clients.rs; docs/clients.md): every client is a real program.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v msmtp >/dev/null 2>&1 || need_apt+=(msmtp)
+command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
+[ -f /usr/share/php/libphp-phpmailer/autoload.php ] || need_apt+=(libphp-phpmailer)
+perl -MNet::SMTP -e 1 >/dev/null 2>&1 || need_apt+=(perl)
+perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libio-socket-ssl-perl libnet-ssleay-perl)
+perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || need_apt+=(libauthen-sasl-perl)
+# Debian's nodejs has no npm; NodeSource's nodejs brings its own (and conflicts with Debian's npm).
+[ -x /usr/bin/node ] || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || [ -x /usr/bin/node ] || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${need_apt[*]}"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+    apt_install "${need_apt[@]}"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    echo "==> installing Debian package: npm"
+    apt_install npm
+fi
+
+# Postfix's SMTP client takes PLAIN and LOGIN from Cyrus SASL's modules, which
+# the postfix package only suggests.
+need_sasl=""
+dpkg-query -W -f='${Status}' libsasl2-modules 2>/dev/null | grep -q "ok installed" || need_sasl=1
+# Postfix, for the smarthost tests: only the programs. Each test runs its own
+# instance from a private config directory; the system instance is left
+# unconfigured ("No configuration": no main.cf, nothing listening) and, if
+# the package started one anyway, stopped and disabled. --no-remove: Postfix
+# replaces another MTA (exim4, ...) only when an operator decides so; without
+# it the Postfix tests fail and say what is missing.
+if [ ! -x /usr/sbin/postfix ]; then
+    echo "==> installing Debian package: postfix (unconfigured; no system instance)"
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+    if apt_install --no-remove postfix libsasl2-modules; then
+        need_sasl=""
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postfix 2>/dev/null; then
+            $SUDO systemctl disable --now postfix || true
+        fi
+    else
+        echo "==> WARNING: postfix was not installed (another MTA would have to be removed);" \
+             "the clients::postfix_smarthost_* tests will fail" >&2
+    fi
+fi
+
+if [ -n "${need_sasl:-}" ]; then
+    echo "==> installing Debian package: libsasl2-modules"
+    apt_install libsasl2-modules
+fi
+
+if [ ! -f tests/node/node_modules/nodemailer/package.json ]; then
+    echo "==> installing nodemailer (npm ci in tests/node)"
+    npm ci --prefix tests/node --no-audit --no-fund
 fi
 # promtool checks /metrics; Debian ships it in the prometheus package, whose
 # server is not wanted: no recommends, and it does not stay running.
 if ! command -v promtool >/dev/null 2>&1; then
     echo "==> installing Debian package: prometheus (for promtool)"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+    apt_install --no-install-recommends prometheus
     if command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi

@@ -18,6 +18,7 @@ mod admin;
 mod alerts;
 mod audit;
 mod cli;
+mod clients;
 mod config_errors;
 mod connections;
 mod control;

@@ -1,15 +1,17 @@
 """Send one message with Python's smtplib, as a legacy Python app would.
 
-Used by the Rust integration tests (tests/relay.rs). It builds an
-email.message.EmailMessage (text body with a dot-leading line and an optional
-binary attachment), sends it over STARTTLS or implicit TLS with AUTH, and
-writes the exact message content it handed to smtplib to --out so the test can
-compare it byte for byte with what reached the upstream. Prints the reply to
-the final dot as `DATA-REPLY: CODE TEXT`. Stdlib only.
+Used by the Rust integration tests (tests/it/relay.rs, tests/it/clients.rs). It
+builds an email.message.EmailMessage (text body with a dot-leading line and an
+optional binary attachment, or a given body and file), sends it over STARTTLS
+or implicit TLS with AUTH, and writes the exact message content it handed to
+smtplib to --out so the test can compare it byte for byte with what reached
+the upstream. Prints the reply to the final dot as `DATA-REPLY: CODE TEXT`.
+Stdlib only.
 """
 
 import argparse
 import email.policy
+import os
 import smtplib
 import ssl
 import sys
@@ -27,6 +29,9 @@ def main() -> int:
     ap.add_argument("--to", required=True, help="comma separated")
     ap.add_argument("--subject", default="smtplib test")
     ap.add_argument("--attach-size", type=int, default=0)
+    ap.add_argument("--body-file", help="text body (UTF-8) instead of the default")
+    ap.add_argument("--attach-file", help="attach this file under its own name")
+    ap.add_argument("--attach-type", default="application/octet-stream")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -37,7 +42,16 @@ def main() -> int:
     msg["Subject"] = a.subject
     msg["Date"] = "Mon, 02 Mar 2026 10:00:00 +0000"
     msg["Message-ID"] = "<smtplib-%d@example.com>" % a.port
-    msg.set_content("Hello from smtplib.\n.this line starts with a dot\n..and this with two\n")
+    if a.body_file:
+        with open(a.body_file, encoding="utf-8") as f:
+            msg.set_content(f.read())
+    else:
+        msg.set_content("Hello from smtplib.\n.this line starts with a dot\n..and this with two\n")
+    if a.attach_file:
+        maintype, subtype = a.attach_type.split("/", 1)
+        with open(a.attach_file, "rb") as f:
+            msg.add_attachment(f.read(), maintype=maintype, subtype=subtype,
+                               filename=os.path.basename(a.attach_file))
     if a.attach_size:
         # Every byte value, repeated: exercises base64 lines of all kinds.
         blob = bytes((i * 7 + i // 256) % 256 for i in range(a.attach_size))

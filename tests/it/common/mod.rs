@@ -8,6 +8,7 @@ pub mod ca;
 pub mod clients;
 pub mod http;
 pub mod postern;
+pub mod postfix;
 pub mod smtp;
 pub mod systemd;
 pub mod upstream;

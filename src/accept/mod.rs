@@ -55,18 +55,14 @@ impl Acceptor {
             .run(sub, std::mem::take(&mut tx.data))
             .await
             .map_err(|e| {
-                metrics::refused("data", e.kind());
                 if !matches!(e, crate::inspect::InspectError::Internal(_)) {
                     crate::alerts::inspection_refused(&tx.credential);
                 }
-                e.reply()
+                e.reply().because(e.kind())
             })?;
         let (data, dkim) = crate::dkim::sign_message(&self.signer, data, &id)
             .await
-            .map_err(|e| {
-                metrics::refused("data", "dkim");
-                e.reply()
-            })?;
+            .map_err(|e| e.reply().because("dkim"))?;
         let size = data.len();
         let envelope = Envelope {
             id: id.clone(),
@@ -98,8 +94,7 @@ impl Acceptor {
             }
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot spool message; answered 452");
-                metrics::refused("data", "spool");
-                Err(e.reply())
+                Err(e.reply().because("spool"))
             }
         }
     }

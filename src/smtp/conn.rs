@@ -431,6 +431,9 @@ impl Conn {
         } else {
             r.to_string()
         };
+        if let Some(rule) = r.rule {
+            crate::observe::metrics::refused(self.stage, rule);
+        }
         tracing::info!(
             target: audit::TARGET,
             event = "refused",
@@ -438,6 +441,7 @@ impl Conn {
             client_ip = %self.peer.ip(),
             queue_id,
             stage = self.stage,
+            rule = r.rule.unwrap_or(""),
             reply = %reply,
             "refused"
         );

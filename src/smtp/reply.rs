@@ -16,7 +16,7 @@ use std::fmt;
 const MAX_TEXT_BYTES: usize = 480;
 
 /// One SMTP reply, possibly multi-line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Reply {
     /// Three-digit reply code (RFC 5321 §4.2).
     pub code: u16,
@@ -26,7 +26,21 @@ pub struct Reply {
     /// Text of each line, without code or line ending. Never empty when built
     /// through the constructors.
     pub lines: Vec<String>,
+    /// The rule that refused, for the `refused` audit event and the
+    /// `postern_messages_refused_total` metric (`reason` label); never
+    /// written to the client. Set with [`Reply::because`].
+    pub rule: Option<&'static str>,
 }
+
+/// Replies are equal when they say the same thing on the wire; the rule
+/// is bookkeeping.
+impl PartialEq for Reply {
+    fn eq(&self, other: &Reply) -> bool {
+        self.code == other.code && self.enhanced == other.enhanced && self.lines == other.lines
+    }
+}
+
+impl Eq for Reply {}
 
 impl Reply {
     /// A single-line reply with an enhanced status code: `250 2.0.0 Ok`.
@@ -35,6 +49,7 @@ impl Reply {
             code,
             enhanced: Some(sanitize(enhanced)),
             lines: vec![sanitize(&text.into())],
+            rule: None,
         }
     }
 
@@ -44,6 +59,7 @@ impl Reply {
             code,
             enhanced: None,
             lines: vec![sanitize(&text.into())],
+            rule: None,
         }
     }
 
@@ -57,7 +73,15 @@ impl Reply {
             code,
             enhanced: enhanced.map(sanitize),
             lines,
+            rule: None,
         }
+    }
+
+    /// Tags a refusal with the rule that made it (a bounded name such as
+    /// `"quota"` or `"attachment_blocked"`).
+    pub fn because(mut self, rule: &'static str) -> Reply {
+        self.rule = Some(rule);
+        self
     }
 
     /// Appends the wire form (`250-a\r\n250 b\r\n`) to `out`.

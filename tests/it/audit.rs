@@ -101,6 +101,7 @@ fn one_messages_life_is_a_complete_ordered_trail_of_json_lines() {
     assert_eq!(auth["credential"], "app");
     assert_eq!(auth["result"], "success");
     assert_eq!(refused["stage"], "rcpt");
+    assert_eq!(refused["rule"], "local_part", "{refused}");
     assert!(
         refused["reply"].as_str().unwrap().starts_with("553 5.1.3"),
         "{refused}"
@@ -309,6 +310,7 @@ fn under_journald_each_event_carries_postern_fields() {
     assert_eq!(accepted["PRIORITY"], "5", "info is notice");
     assert_eq!(life[2]["POSTERN_UPSTREAM"], "api");
     assert_eq!(life[2]["POSTERN_ATTEMPT"], "1");
+    assert_eq!(life[0]["POSTERN_RULE"], "local_part");
     assert!(
         life[0]["POSTERN_REPLY"]
             .as_str()

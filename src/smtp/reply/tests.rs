@@ -45,6 +45,7 @@ fn crlf_and_controls_in_text_cannot_forge_lines() {
         code: 250,
         enhanced: Some("2.0.0\r\n".into()),
         lines: vec!["x\ny".into()],
+        rule: None,
     };
     assert_eq!(forged.to_bytes(), b"250 2.0.0   x y\r\n");
 }

@@ -7,7 +7,6 @@
 //! and the verification hook through [`Step::CheckRecipient`], because
 //! they need I/O the session does not do.
 
-use crate::observe::metrics;
 use smtp_proto::MailFrom;
 
 use super::{PendingTransaction, Phase, Session, Step, non_ascii_address, too_large};
@@ -133,8 +132,7 @@ impl Session {
             _ => (self.cfg.max_recipients, None),
         };
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
-            metrics::refused("mail", "sender");
-            return self.reply(Reply::new(550, "5.7.1", reason));
+            return self.reply(Reply::new(550, "5.7.1", reason).because("sender"));
         }
         // A temporary refusal: not counted as a client error.
         if let Err(reply) = self.policy.admit_message(&credential, &address, self.peer) {
@@ -189,12 +187,14 @@ impl Session {
         }
         let shown = address.to_string();
         if let Err(e) = rules.check_local_part(&address) {
-            metrics::refused("rcpt", "local_part");
-            return self.reply(Reply::new(
-                553,
-                "5.1.3",
-                format!("Recipient <{shown}> not accepted: {e}"),
-            ));
+            return self.reply(
+                Reply::new(
+                    553,
+                    "5.1.3",
+                    format!("Recipient <{shown}> not accepted: {e}"),
+                )
+                .because("local_part"),
+            );
         }
         if env.rcpt_to.contains(&shown) {
             return Step::Reply(recipient_ok(&shown));
@@ -207,16 +207,17 @@ impl Session {
                 ),
                 None => "Too many recipients".to_string(),
             };
-            metrics::refused("rcpt", "too_many_recipients");
-            return self.refuse_rcpt(Reply::new(452, "4.5.3", text));
+            return self.refuse_rcpt(Reply::new(452, "4.5.3", text).because("too_many_recipients"));
         }
         if let Err(e) = rules.check_domain(address.domain()) {
-            metrics::refused("rcpt", "domain");
-            return self.reply(Reply::new(
-                550,
-                "5.7.1",
-                format!("Recipient <{shown}> not accepted: {e}"),
-            ));
+            return self.reply(
+                Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Recipient <{shown}> not accepted: {e}"),
+                )
+                .because("domain"),
+            );
         }
         if let Err(reply) = self.policy.check_recipient(&env.credential, &address) {
             return self.refuse_rcpt(reply);
@@ -254,10 +255,7 @@ impl Session {
                 env.rcpt_to.push(shown.clone());
                 Step::Reply(recipient_ok(&shown))
             }
-            Err(e) => {
-                metrics::refused("rcpt", "recipient_check");
-                self.refuse_rcpt(check_reply(&address, &e))
-            }
+            Err(e) => self.refuse_rcpt(check_reply(&address, &e).because("recipient_check")),
         }
     }
 

@@ -79,7 +79,7 @@ impl Policy for Access {
     }
 
     fn admit_message(&self, credential: &str, mail_from: &str, peer: IpAddr) -> Result<(), Reply> {
-        Access::admit_message(self, credential, mail_from, peer).map_err(|d| refused("mail", &d))
+        Access::admit_message(self, credential, mail_from, peer).map_err(|d| refused(&d))
     }
 
     fn admit_recipient(
@@ -88,7 +88,7 @@ impl Policy for Access {
         mail_from: &str,
         peer: IpAddr,
     ) -> Result<(), Reply> {
-        Access::admit_recipient(self, credential, mail_from, peer).map_err(|d| refused("rcpt", &d))
+        Access::admit_recipient(self, credential, mail_from, peer).map_err(|d| refused(&d))
     }
 
     fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
@@ -96,11 +96,11 @@ impl Policy for Access {
     }
 
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
-        Access::check_login(self, grant, peer).map_err(|d| refused("mail", &d))
+        Access::check_login(self, grant, peer).map_err(|d| refused(&d))
     }
 
     fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
-        Access::check_suspended(self, credential).map_err(|d| refused("mail", &d))
+        Access::check_suspended(self, credential).map_err(|d| refused(&d))
     }
 
     fn limits(&self, credential: &str) -> CredentialLimits {
@@ -108,12 +108,11 @@ impl Policy for Access {
     }
 
     fn check_recipient(&self, credential: &str, rcpt: &Address) -> Result<(), Reply> {
-        Access::check_recipient(self, credential, rcpt).map_err(|d| refused("rcpt", &d))
+        Access::check_recipient(self, credential, rcpt).map_err(|d| refused(&d))
     }
 }
 
-/// Counts a refusal by access at `stage` and turns it into its reply.
-fn refused(stage: &'static str, denied: &crate::access::Denied) -> Reply {
-    crate::observe::metrics::refused(stage, denied.kind());
-    denied.reply()
+/// A refusal by access as its reply, tagged with its rule.
+fn refused(denied: &crate::access::Denied) -> Reply {
+    denied.reply().because(denied.kind())
 }

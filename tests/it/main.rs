@@ -26,6 +26,7 @@ mod dkim;
 mod dns_check;
 mod docs;
 mod failover;
+mod faults;
 mod header_security;
 mod inspect;
 mod limits;

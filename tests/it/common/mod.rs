@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod clients;
 pub mod http;
+pub mod load;
 pub mod postern;
 pub mod postfix;
 pub mod smtp;

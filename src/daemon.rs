@@ -294,7 +294,10 @@ async fn run(
         let _ = stop_control.recv().await;
     }));
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone(), reload_tx));
+    // Installed here, before READY=1: a SIGHUP that arrives before its
+    // handler exists takes the default action and kills the process.
+    let handlers = signal_handlers()?;
+    let signals = tokio::spawn(wait_for_signal(handlers, shutdown.clone(), reload_tx));
     // The spool was recovered (Delivery::start) and every listener is
     // bound: connections from now on queue in the backlog until the serve
     // loop takes them.
@@ -335,21 +338,25 @@ async fn run(
     Ok(())
 }
 
+type SignalHandlers = [tokio::signal::unix::Signal; 3];
+
+/// SIGTERM, SIGINT and SIGHUP, in that order.
+fn signal_handlers() -> std::io::Result<SignalHandlers> {
+    use tokio::signal::unix::{SignalKind, signal};
+    Ok([
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::hangup())?,
+    ])
+}
+
 /// SIGTERM/SIGINT start the shutdown; SIGHUP asks for a reload (a burst
 /// of SIGHUPs while one reload runs collapses into one more).
 async fn wait_for_signal(
+    [mut term, mut int, mut hup]: SignalHandlers,
     shutdown: tokio::sync::broadcast::Sender<()>,
     reload: tokio::sync::mpsc::Sender<()>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }

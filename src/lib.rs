@@ -17,6 +17,8 @@ pub mod daemon;
 pub mod deliver;
 pub mod dkim;
 pub mod dnscheck;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod https;
 pub mod inspect;
 pub mod observe;

@@ -13,7 +13,7 @@
 //! `save_to_sent_items = false` needs Graph's JSON form (the MIME form
 //! always saves), so such messages are converted (see `convert`).
 
-mod convert;
+pub(crate) mod convert;
 
 use std::sync::Arc;
 

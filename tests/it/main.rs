@@ -16,6 +16,7 @@ mod abuse;
 mod abuse_batch;
 mod admin;
 mod alerts;
+mod attacks;
 mod audit;
 mod cli;
 mod clients;

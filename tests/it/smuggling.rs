@@ -7,7 +7,7 @@
 
 use crate::common::*;
 
-const SEQUENCES: &[(&str, &[u8])] = &[
+pub(crate) const SEQUENCES: &[(&str, &[u8])] = &[
     ("LF.LF", b"\n.\n"),
     ("LF.CRLF", b"\n.\r\n"),
     ("CR.LF", b"\r.\n"),
@@ -21,9 +21,9 @@ const SEQUENCES: &[(&str, &[u8])] = &[
     ("CRCRLF.CRCRLF", b"\r\r\n.\r\r\n"),
 ];
 
-const SMUGGLED: &[u8] = b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nsmuggled\r\n";
+pub(crate) const SMUGGLED: &[u8] = b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nsmuggled\r\n";
 
-fn payload(name: &str, seq: &[u8]) -> Vec<u8> {
+pub(crate) fn payload(name: &str, seq: &[u8]) -> Vec<u8> {
     let mut p = format!(
         "From: <app@example.com>\r\nTo: <rcpt@dest.test>\r\nSubject: smuggle {name}\r\n\
          Date: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <smuggle@example.com>\r\n\r\nbefore"

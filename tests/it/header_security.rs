@@ -34,6 +34,15 @@ fn leaky_headers() -> Vec<(&'static str, String)> {
             "To",
             format!("To: {ENVELOPE},\r\n =?utf-8?b?w5xiZXIgRXZl?= <{OUTSIDE}>\r\n"),
         ),
+        // Folding and field-name tricks.
+        ("To", format!("To: {ENVELOPE},\r\n\t{OUTSIDE}\r\n")),
+        ("Cc", format!("To: {ENVELOPE}\r\nCc:\r\n {OUTSIDE}\r\n")),
+        ("To", format!("tO:{ENVELOPE},{OUTSIDE}\r\n")),
+        ("To", format!("To : {ENVELOPE}, {OUTSIDE}\r\n")),
+        (
+            "Bcc",
+            format!("To: {ENVELOPE}\r\nBcc: (a\r\n comment) <{OUTSIDE}\r\n >\r\n"),
+        ),
     ]
 }
 

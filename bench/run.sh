@@ -16,6 +16,8 @@
 #        section limiting every key kind (credential, sender, domain, ip; per minute, hour and
 #        day; messages and recipients) far above what the run sends, so every check runs in
 #        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]).
+#        NEWCONN=1: a new connection (and TLS session and AUTH) per message; RESUME=0: no TLS
+#        session resumption (every handshake full).
 #        After each run the keys in state_dir/quota-state.json are counted per kind.
 #        LOG_LEVEL=warn LOG_FORMAT=text set [log] level and format; LOG_EXTRA="audit_file = ..."
 #        adds [log] lines (bench/observability.sh uses them). {DIR} in EXTRA_CONFIG or
@@ -189,7 +191,8 @@ TOML
     fi
     "${wrap[@]}" "$LG/loadgen" --mode "$mode" --certs "$WORK/certs" --port "$smtp_port" \
         --user bench --pass "$PASSWORD" --sessions "$SESSIONS" --count "$COUNT" \
-        --size "$SIZE" ${SENDERS:+--senders "$SENDERS"} >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
+        --size "$SIZE" ${SENDERS:+--senders "$SENDERS"} ${NEWCONN:+--new-connection 1} \
+        ${RESUME:+--resume "$RESUME"} >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
     grep '^error:' "$dir/loadgen.out" >&2 || true
 
     # Wait (bounded) until the sink has every message.

@@ -101,15 +101,19 @@ pub fn server_config(dir: &Path, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerCon
 }
 
 /// Client config trusting only `ca.pem` in `dir`.
-pub fn client_config(dir: &Path) -> Result<Arc<rustls::ClientConfig>, Error> {
+/// `resume`: offer TLS session resumption (rustls' in-memory store); off,
+/// every connection does a full handshake.
+pub fn client_config(dir: &Path, resume: bool) -> Result<Arc<rustls::ClientConfig>, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(dir.join("ca.pem"))? {
         roots.add(c?)?;
     }
-    Ok(Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
 }

@@ -5,6 +5,11 @@
 //! Prints throughput and the acceptance latency distribution (time from
 //! sending the final "." to receiving the 250), as `key=value` lines.
 //!
+//! `--new-connection 1` opens a new connection (and, in `starttls` mode, a
+//! new TLS session and AUTH) for every message and QUITs after it, as most
+//! legacy senders do; `--resume 0` turns off TLS session resumption, so each
+//! of those connections does a full handshake.
+//!
 //! `--senders N` makes message `n` come from `bench-<n mod N>@example.com`
 //! (envelope and From header alike), so that per-sender state in postern
 //! (quota keys) grows to N entries as it would with many applications; the
@@ -83,6 +88,8 @@ struct Setup {
     tls: TlsConnector,
     /// 0: every message from `bench@example.com`; see the module doc.
     senders: usize,
+    /// One connection per message.
+    new_connection: bool,
 }
 
 async fn open(s: &Setup) -> Result<Conn<Box<dyn Io>>, Error> {
@@ -197,9 +204,16 @@ async fn session(
             return r;
         }
         match one_message(c, &sender(n, s.senders), id, n, size).await {
-            Ok(lat) => r
-                .latencies_us
-                .push(lat.as_micros().min(u32::MAX as u128) as u32),
+            Ok(lat) => {
+                r.latencies_us
+                    .push(lat.as_micros().min(u32::MAX as u128) as u32);
+                if s.new_connection {
+                    if let Err(e) = c.cmd("QUIT", 221).await {
+                        r.errors.push(format!("session {id} QUIT: {e}"));
+                    }
+                    conn = None;
+                }
+            }
             Err(e) if e.is::<Refused>() => {
                 r.refused_451 += 1;
                 if let Err(e) = c.cmd("RSET", 250).await {
@@ -268,8 +282,12 @@ async fn main() -> Result<(), Error> {
         },
         user: arg_or(&a, "user", String::new())?,
         pass: arg_or(&a, "pass", String::new())?,
-        tls: TlsConnector::from(postern_loadgen::client_config(Path::new(&certs))?),
+        tls: TlsConnector::from(postern_loadgen::client_config(
+            Path::new(&certs),
+            arg_or::<u8>(&a, "resume", 1)? != 0,
+        )?),
         senders: arg_or(&a, "senders", 0)?,
+        new_connection: arg_or::<u8>(&a, "new-connection", 0)? != 0,
     });
     let sessions: usize = arg_or(&a, "sessions", 20)?;
     let count: usize = arg_or(&a, "count", 20_000)?;

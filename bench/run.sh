@@ -19,6 +19,10 @@
 #        NEWCONN=1: a new connection (and TLS session and AUTH) per message; RESUME=0: no TLS
 #        session resumption (every handshake full).
 #        After each run the keys in state_dir/quota-state.json are counted per kind.
+#        PERF_OUT=FILE records postern with `perf record --call-graph dwarf` for the load phase
+#        (PERF_FREQ=999) into FILE; with several MODES, FILE.<mode>. STRACE=1 writes `strace -c -f`'s
+#        syscall counts to FILE instead. BENCH_TMP=DIR puts the run directory (and so the spool)
+#        under DIR instead of /tmp (BENCH_TMP=/dev/shm: what the spool's disk work costs).
 #        LOG_LEVEL=warn LOG_FORMAT=text set [log] level and format; LOG_EXTRA="audit_file = ..."
 #        adds [log] lines (bench/observability.sh uses them). {DIR} in EXTRA_CONFIG or
 #        LOG_EXTRA is replaced by the run's directory.
@@ -43,7 +47,7 @@ fi
 POSTERN="${POSTERN:-$ROOT/target/release/postern}"   # POSTERN=PATH runs another binary
 LG="$ROOT/bench/loadgen/target/release"
 
-WORK="$(mktemp -d /tmp/postern-bench.XXXXXX)"
+WORK="$(mktemp -d ${BENCH_TMP:-/tmp}/postern-bench.XXXXXX)"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -184,6 +188,18 @@ TOML
     PIDS+=("$postern_pid")
     wait_port "$smtp_port"
 
+    local perf_pid=""
+    if [ -n "${PERF_OUT:-}" ]; then
+        local perf_file="$PERF_OUT"
+        if [ "$(wc -w <<<"$MODES")" -gt 1 ]; then perf_file="$PERF_OUT.$mode"; fi
+        if [ -n "${STRACE:-}" ]; then   # STRACE=1: count syscalls instead (strace -c -f)
+            strace -c -f -p "$postern_pid" -o "$perf_file" 2>"$dir/perf.log" &
+        else
+            perf record -q -F "${PERF_FREQ:-999}" --call-graph dwarf,16384 -p "$postern_pid" -o "$perf_file" 2>"$dir/perf.log" &
+        fi
+        perf_pid=$!
+        sleep 1
+    fi
     echo "== kind=$KIND mode=$mode count=$COUNT sessions=$SESSIONS size=$SIZE senders=${SENDERS:-1} quota=${QUOTA:-none}" >&2
     local wrap=()
     if [ -x /usr/bin/time ]; then
@@ -205,6 +221,10 @@ TOML
         sleep 0.1
         waited=$((waited + 1))
     done
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
     local hwm
     hwm="$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/$postern_pid/status" 2>/dev/null || echo "?")"
     # CPU seconds (user + system) postern and the sink used over the whole run:

@@ -9,8 +9,10 @@
 //!    repairs (Received, Date, Message-ID, Bcc and provider control headers
 //!    removed), and, when the route's provider delivers to the header
 //!    recipients, the check that they name only envelope recipients.
-//! 2. **Sign** (`dkim::Signer`, on the blocking pool): the last change to
-//!    the bytes, so the spool stores (and upstreams receive) what was signed.
+//! 2. **Sign** (`dkim::Signer`, in the same blocking task as inspection:
+//!    one hop off the runtime threads per message, not two): the last
+//!    change to the bytes, so the spool stores (and upstreams receive) what
+//!    was signed.
 //! 3. **Spool** (`spool::Spool::put`): the message and its envelope written
 //!    and fsync'd, group-committed with other sessions'.
 //! 4. **Reply**: `250 2.0.0 Ok: queued as ID`; any refusal on the way is the
@@ -30,6 +32,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Everything acceptance needs from one configuration generation; the
 /// spool outlives generations.
@@ -50,9 +53,14 @@ impl Acceptor {
         let id = std::mem::take(&mut tx.id);
         let route = self.access.route_of(&tx.credential);
         let sub = self.submission(&tx, &route, peer, &id);
-        let data = self
+        let signer = Arc::clone(&self.signer);
+        let sign_id = id.clone();
+        // One blocking task inspects, then signs the repaired bytes.
+        let signed = self
             .inspector
-            .run(sub, std::mem::take(&mut tx.data))
+            .run_then(sub, std::mem::take(&mut tx.data), move |clean| {
+                signer.sign_into(clean, SystemTime::now(), &sign_id)
+            })
             .await
             .map_err(|e| {
                 if !matches!(e, crate::inspect::InspectError::Internal(_)) {
@@ -60,9 +68,7 @@ impl Acceptor {
                 }
                 e.reply().because(e.kind())
             })?;
-        let (data, dkim) = crate::dkim::sign_message(&self.signer, data, &id)
-            .await
-            .map_err(|e| e.reply().because("dkim"))?;
+        let (data, dkim) = signed.map_err(|e| e.reply().because("dkim"))?;
         let size = data.len();
         let envelope = Envelope {
             id: id.clone(),

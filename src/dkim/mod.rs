@@ -20,9 +20,7 @@ pub use keygen::{
     txt_strings, zone_record,
 };
 pub use settings::{Key, Settings, UnsignedPolicy};
-pub use sign::{
-    KeySlot, SIGNED_HEADERS, SignError, Signed, Signer, from_domain, headers_to_sign, sign_message,
-};
+pub use sign::{KeySlot, SIGNED_HEADERS, SignError, Signed, Signer, from_domain, headers_to_sign};
 pub use strip::{WithoutSignatures, strip_signatures};
 
 /// A domain as used in `d=` and for key lookup: lower case, no trailing

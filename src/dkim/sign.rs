@@ -5,8 +5,9 @@
 //! It works on the final bytes (after inspection and header repairs) and
 //! runs before the spool, so the stored message is exactly what leaves
 //! postern. Signing is CPU work (an RSA-2048 signature costs ~1 ms, hashing
-//! a 25 MiB body far more), so `sign_blocking` moves it off the async
-//! runtime threads.
+//! a 25 MiB body far more), so it never runs on the async runtime threads:
+//! acceptance calls [`Signer::sign_into`] inside inspection's blocking task
+//! (`inspect::Inspector::run_then`), which also bounds how many run at once.
 
 use super::key::PrivateKey;
 use super::{Settings, UnsignedPolicy};
@@ -15,7 +16,6 @@ use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::Semaphore;
 
 /// Headers signed when present (RFC 6376 5.4.1's recommendations plus the
 /// RFC 8058 one-click unsubscribe pair, which must be signed to count).
@@ -89,9 +89,6 @@ pub struct Signed {
 pub struct Signer {
     by_domain: BTreeMap<String, Vec<KeySlot>>,
     reject_unsigned: bool,
-    /// Signing is pure CPU work: more concurrent signers than cores only
-    /// adds blocking-pool threads that steal CPU from the sessions.
-    permits: Arc<Semaphore>,
 }
 
 impl Default for Signer {
@@ -106,11 +103,9 @@ impl Signer {
         for s in slots {
             by_domain.entry(s.domain.clone()).or_default().push(s);
         }
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         Signer {
             by_domain,
             reject_unsigned: unsigned == UnsignedPolicy::Reject,
-            permits: Arc::new(Semaphore::new(cpus.max(2))),
         }
     }
 
@@ -195,72 +190,47 @@ impl Signer {
         }))
     }
 
-    /// Runs [`Signer::sign`] on tokio's blocking pool (at most one signing
-    /// per core at a time) and hands the message back with the result.
-    pub async fn sign_blocking(
-        self: &Arc<Self>,
+    /// Signs `message` (blocking: call off the runtime threads) and returns
+    /// it with the signatures in front and the `domain:selector` of each
+    /// signature, or the reason to refuse it. Every outcome that is not a
+    /// plain "signed" is logged with the queue id.
+    pub fn sign_into(
+        &self,
         message: Vec<u8>,
-    ) -> (Vec<u8>, Result<Option<Signed>, SignError>) {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.permits.acquire().await.ok();
-        let signer = Arc::clone(self);
-        let now = SystemTime::now();
-        let task = tokio::task::spawn_blocking(move || {
-            let r = signer.sign(&message, now);
-            (message, r)
-        });
-        match task.await {
-            Ok(done) => done,
-            // The message moved into the task that panicked; the caller
-            // answers 451 so the client sends it again.
-            Err(e) => (
-                Vec::new(),
-                Err(SignError::Failed(format!("signing task failed: {e}"))),
-            ),
+        now: SystemTime,
+        queue_id: &str,
+    ) -> Result<(Vec<u8>, Vec<String>), SignError> {
+        if self.is_noop() {
+            return Ok((message, Vec::new()));
         }
-    }
-}
-
-/// The sink's entry point: signs `message` off the runtime threads and
-/// returns it with the signatures in front and the `domain:selector` of
-/// each signature, or the reply to refuse it with. Every outcome that is
-/// not a plain "signed" is logged with the queue id.
-pub async fn sign_message(
-    signer: &Arc<Signer>,
-    message: Vec<u8>,
-    queue_id: &str,
-) -> Result<(Vec<u8>, Vec<String>), SignError> {
-    if signer.is_noop() {
-        return Ok((message, Vec::new()));
-    }
-    let (message, result) = signer.sign_blocking(message).await;
-    match result {
-        Ok(Some(signed)) => {
-            tracing::debug!(queue_id, domain = %signed.domain, selectors = ?signed.selectors, "DKIM-signed");
-            let mut out = Vec::with_capacity(signed.prefix.len() + message.len());
-            out.extend_from_slice(&signed.prefix);
-            out.extend_from_slice(&message);
-            let selectors = signed
-                .selectors
-                .iter()
-                .map(|s| format!("{}:{s}", signed.domain))
-                .collect();
-            Ok((out, selectors))
-        }
-        Ok(None) => {
-            tracing::debug!(
-                queue_id,
-                "no DKIM key for the From domain; passed on unsigned"
-            );
-            Ok((message, Vec::new()))
-        }
-        Err(e @ SignError::Failed(_)) => {
-            tracing::error!(queue_id, error = %e, "DKIM signing failed; answered 451");
-            Err(e)
-        }
-        Err(e) => {
-            tracing::info!(queue_id, reason = %e, "rejected: unsigned mail not allowed");
-            Err(e)
+        match self.sign(&message, now) {
+            Ok(Some(signed)) => {
+                tracing::debug!(queue_id, domain = %signed.domain, selectors = ?signed.selectors, "DKIM-signed");
+                let mut out = Vec::with_capacity(signed.prefix.len() + message.len());
+                out.extend_from_slice(&signed.prefix);
+                out.extend_from_slice(&message);
+                let selectors = signed
+                    .selectors
+                    .iter()
+                    .map(|s| format!("{}:{s}", signed.domain))
+                    .collect();
+                Ok((out, selectors))
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    queue_id,
+                    "no DKIM key for the From domain; passed on unsigned"
+                );
+                Ok((message, Vec::new()))
+            }
+            Err(e @ SignError::Failed(_)) => {
+                tracing::error!(queue_id, error = %e, "DKIM signing failed; answered 451");
+                Err(e)
+            }
+            Err(e) => {
+                tracing::info!(queue_id, reason = %e, "rejected: unsigned mail not allowed");
+                Err(e)
+            }
         }
     }
 }

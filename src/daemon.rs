@@ -214,6 +214,8 @@ async fn run(
             let _ = stop_known.recv().await;
         },
     ));
+    let console_live: crate::admin::console::LiveSlot = Arc::default();
+    let console_config_path = config_path.clone();
     let daemon = Daemon {
         config_path,
         spool: Arc::clone(&spool),
@@ -258,7 +260,14 @@ async fn run(
                 delivery: delivery.status(),
                 listening: Arc::clone(&listening),
             });
-            let admin = crate::admin::Admin::bind(settings, tls, metrics, health).await?;
+            let admin = crate::admin::Admin::bind(
+                settings,
+                tls,
+                metrics,
+                health,
+                Arc::clone(&console_live),
+            )
+            .await?;
             tracing::info!(address = %admin.local_addr()?, https = settings.https, "admin listener");
             Some(tokio::spawn(admin.serve()))
         }
@@ -290,10 +299,19 @@ async fn run(
     });
     tracing::info!(socket = %control.path().display(), "control socket");
     let mut stop_control = shutdown.subscribe();
-    let control = tokio::spawn(control.serve(context, async move {
+    let control = tokio::spawn(control.serve(Arc::clone(&context), async move {
         let _ = stop_control.recv().await;
     }));
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+    let _ = console_live.set(crate::admin::console::Live {
+        control: Arc::clone(&context),
+        reload: reload_tx.clone(),
+        config_path: console_config_path,
+        tls_certificate: match &config.tls {
+            Some(config::TlsSource::Files { certificate, .. }) => Some(certificate.clone()),
+            _ => None,
+        },
+    });
     // Installed here, before READY=1: a SIGHUP that arrives before its
     // handler exists takes the default action and kills the process.
     let handlers = signal_handlers()?;

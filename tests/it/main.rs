@@ -22,6 +22,8 @@ mod cli;
 mod clients;
 mod config_errors;
 mod connections;
+mod console;
+mod console_pages;
 mod control;
 mod dkim;
 mod dns_check;

@@ -23,6 +23,7 @@ mod clients;
 mod config_errors;
 mod connections;
 mod console;
+mod console_browser;
 mod console_pages;
 mod control;
 mod dkim;

@@ -82,7 +82,7 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
     }
     if config_path.is_none() {
         tracing::warn!(
-            "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production"
+            "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\", console on http://127.0.0.1:8025; not for production"
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -215,6 +215,8 @@ async fn run(
         },
     ));
     let console_live: crate::admin::console::LiveSlot = Arc::default();
+    let demo = config_path.is_none();
+    let mut demo_console = None;
     let console_config_path = config_path.clone();
     let daemon = Daemon {
         config_path,
@@ -269,6 +271,9 @@ async fn run(
             )
             .await?;
             tracing::info!(address = %admin.local_addr()?, https = settings.https, "admin listener");
+            if demo {
+                demo_console = admin.console();
+            }
             Some(tokio::spawn(admin.serve()))
         }
         _ => None,
@@ -312,6 +317,14 @@ async fn run(
             _ => None,
         },
     });
+    // The demo's one-time link goes to the terminal only, never to a log:
+    // it signs in as admin. Printed once the console can answer.
+    if let Some(console) = demo_console {
+        eprintln!(
+            "\n  postern console: open {}\n  (a one-time sign-in link, valid until used)\n",
+            console.demo_link()
+        );
+    }
     // Installed here, before READY=1: a SIGHUP that arrives before its
     // handler exists takes the default action and kills the process.
     let handlers = signal_handlers()?;

@@ -205,6 +205,11 @@ pub struct Setup {
 pub const ROLES: &str = "roles = { \"postern-admins\" = \"admin\", \"postern-operators\" = \"operator\", \"postern-viewers\" = \"viewer\" }";
 
 pub fn setup(extra: &str) -> Setup {
+    setup_with(extra, &[])
+}
+
+/// `setup` with extra `[abuse]` lines.
+pub fn setup_with(extra: &str, abuse: &[&str]) -> Setup {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let dir = tempfile::tempdir().unwrap();
@@ -216,6 +221,9 @@ pub fn setup(extra: &str) -> Setup {
         &format!("{public}/saml/acs"),
     );
     let mut cfg = Config::new(&up.url());
+    for line in abuse {
+        cfg = cfg.abuse(line);
+    }
     cfg.credentials.push(Config::password_credential(
         "billing",
         "billing",

@@ -24,6 +24,7 @@ mod config_errors;
 mod connections;
 mod console;
 mod console_browser;
+mod console_local;
 mod console_pages;
 mod control;
 mod dkim;

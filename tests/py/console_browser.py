@@ -48,19 +48,35 @@ def main():
             shot("failure")
             raise AssertionError(f"{what}; at {d.current_url}:\n{d.page_source[:4000]}")
 
+    def wait_for(cond, what, timeout=15):
+        """Polls `cond` (a click returns before the next page is there)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if cond():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        check(False, what)
+
+    def click_and_wait(elem, url_part, what):
+        old = d.find_element(By.TAG_NAME, "html")
+        elem.click()
+        wait_for(lambda: url_part in d.current_url and d.find_element(By.TAG_NAME, "html") != old, what)
+
     try:
         # Sign in: the console's sign-in page, the IdP's login form, the
         # IdP's page that posts the response back.
         d.get(a.console + "/console/")
         check("/console/signin" in d.current_url, "not sent to the sign-in page")
         shot("01-signin")
-        d.find_element(By.ID, "sso").click()
+        click_and_wait(d.find_element(By.ID, "sso"), "/sso", "not on the IdP's login page")
         d.find_element(By.ID, "username").send_keys("alice")
         d.find_element(By.ID, "password").send_keys("pw-alice")
         shot("02-idp-login")
-        d.find_element(By.ID, "signin").click()
-        d.find_element(By.ID, "continue").click()
-        check(d.current_url.endswith("/console/"), "not on the overview after sign-in")
+        click_and_wait(d.find_element(By.ID, "signin"), "/login", "the IdP did not sign in")
+        click_and_wait(d.find_element(By.ID, "continue"), "/console/", "not on the overview after sign-in")
         check("alice (admin)" in d.page_source, "overview does not show who is signed in")
 
         # The charts are images that loaded (the session cookie went along).
@@ -74,14 +90,14 @@ def main():
         d.get(a.console + "/console/queue?state=dead")
         check(a.dead in d.page_source, "the dead letter is not in the queue")
         shot("04-queue")
-        d.find_element(By.LINK_TEXT, a.dead).click()
+        click_and_wait(d.find_element(By.LINK_TEXT, a.dead), "/console/message/", "no message page")
         check("bad recipient" in d.page_source, "the message page lacks its history")
         shot("05-message")
 
         # Retry, confirmed; then the audit log shows it delivered.
-        d.find_element(By.ID, "do-retry").click()
+        click_and_wait(d.find_element(By.ID, "do-retry"), "/console/confirm", "no confirmation page")
         shot("06-confirm")
-        d.find_element(By.ID, "confirm").click()
+        click_and_wait(d.find_element(By.ID, "confirm"), "/console/message/", "retry did not return to the message")
         deadline = time.time() + 30
         while True:
             d.get(a.console + "/console/audit?queue_id=" + a.dead + "&event=delivered")
@@ -94,11 +110,12 @@ def main():
         # Suspend the credential, with a duration and reason.
         d.get(a.console + "/console/credentials")
         shot("08-credentials")
-        d.find_element(By.CSS_SELECTOR, f"#cred-{a.credential} a[href*='action=suspend']").click()
+        click_and_wait(d.find_element(By.CSS_SELECTOR, f"#cred-{a.credential} a[href*='action=suspend']"),
+                       "/console/confirm", "no suspend confirmation")
         d.find_element(By.NAME, "duration").send_keys("2h")
         d.find_element(By.NAME, "reason").send_keys("browser test")
         shot("09-suspend")
-        d.find_element(By.ID, "confirm").click()
+        click_and_wait(d.find_element(By.ID, "confirm"), "/console/credentials", "suspend did not return to credentials")
         row = d.find_element(By.ID, "cred-" + a.credential).text
         check("suspended" in row and "browser test" in row, "the credential is not shown suspended")
         shot("10-suspended")
@@ -107,8 +124,8 @@ def main():
         shot("11-config")
 
         # Sign out: back to the sign-in page, and the console is closed.
-        d.find_element(By.CSS_SELECTOR, "header form button").click()
-        check("/console/signin" in d.current_url, "sign-out did not end on the sign-in page")
+        click_and_wait(d.find_element(By.CSS_SELECTOR, "header form button"), "/console/signin",
+                       "sign-out did not end on the sign-in page")
         d.get(a.console + "/console/")
         check("/console/signin" in d.current_url, "the console is open after sign-out")
         shot("12-signed-out")

@@ -131,10 +131,17 @@ pub async fn local_signin(
     Form(f): Form<LocalForm>,
 ) -> Response {
     let client = peer(&p);
-    let ok =
-        super::actions::local_admin_ok(&c, &f.username, &f.password, p.map(|x| x.0.0.ip())).await;
-    if !ok {
-        tracing::warn!(target: audit::TARGET, event = "console_signin_refused", client_ip = client.as_str(), username = f.username.chars().take(64).collect::<String>(), reason = "break-glass password wrong or locked out", "console sign-in refused");
+    let ip = p.map(|x| x.0.0.ip());
+    if let Err(why) = super::actions::local_admin_ok(&c, &f.username, &f.password, ip).await {
+        let username: String = f.username.chars().take(64).collect();
+        tracing::warn!(
+            target: audit::TARGET,
+            event = "console_signin_refused",
+            client_ip = client.as_str(),
+            username = username.as_str(),
+            reason = why,
+            "console sign-in refused (break-glass)"
+        );
         return layout::signin(
             c.sp.is_some(),
             true,

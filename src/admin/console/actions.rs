@@ -291,7 +291,7 @@ pub async fn local_admin_ok(
     username: &str,
     password: &str,
     ip: Option<IpAddr>,
-) -> bool {
+) -> Result<(), &'static str> {
     let phc = c
         .settings
         .local_admins
@@ -303,7 +303,7 @@ pub async fn local_admin_ok(
     if let (Some(l), Some(k)) = (&lockout, key)
         && l.check(k, Some(username), false).is_err()
     {
-        return false;
+        return Err("locked out (the SMTP AUTH lockout)");
     }
     let pw = password.to_string();
     let ok =
@@ -318,5 +318,9 @@ pub async fn local_admin_ok(
             tokio::time::sleep(l.failure_delay().min(Duration::from_secs(5))).await;
         }
     }
-    ok
+    if ok {
+        Ok(())
+    } else {
+        Err("wrong username or password")
+    }
 }

@@ -35,7 +35,7 @@ pub struct Console {
 #[derive(Clone, PartialEq)]
 pub struct LocalAdmin {
     pub username: String,
-    /// An argon2id PHC string (`postern hash-password` makes one).
+    /// An argon2id PHC string (`postern hash-secret` makes one).
     pub password_hash: String,
 }
 

@@ -341,10 +341,7 @@ fn readme_is_short_and_keeps_its_two_commands() {
         lines <= 150,
         "README.md has {lines} lines; the limit is 150"
     );
-    for block in [
-        "```sh\n./demo.sh\n```\n",
-        "```sh\n./tests/run.sh\n```\n",
-    ] {
+    for block in ["```sh\n./demo.sh\n```\n", "```sh\n./tests/run.sh\n```\n"] {
         assert!(
             readme.contains(block),
             "README.md lost the command block {block:?}"

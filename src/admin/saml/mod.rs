@@ -18,6 +18,7 @@
 
 mod cache;
 pub mod precheck;
+mod xmlsec_log;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +131,7 @@ pub struct Sp {
 impl Sp {
     pub fn new(settings: &Saml, public_url: &str) -> Result<Arc<Sp>, String> {
         let idp = Idp::parse(&settings.idp_metadata_xml)?;
+        xmlsec_log::silence_stderr();
         let md: EntityDescriptor = settings
             .idp_metadata_xml
             .parse()

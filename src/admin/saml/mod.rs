@@ -230,16 +230,16 @@ impl Sp {
             let _one = VERIFY
                 .lock()
                 .map_err(|_| Refusal::Internal("lock".into()))?;
-            self.sp
-                .parse_xml_response(&xml, Some(&ids))
-                .map_err(|e| match e {
-                    // Its text lists every live request id: not for logs.
-                    samael::service_provider::Error::AssertionInResponseToInvalid { .. }
-                    | samael::service_provider::Error::ResponseInResponseToInvalid { .. } => {
-                        Refusal::InResponseTo
-                    }
-                    e => Refusal::Samael(e.to_string()),
-                })?
+            let verdict = self.sp.parse_xml_response(&xml, Some(&ids));
+            xmlsec_log::route_to_tracing();
+            verdict.map_err(|e| match e {
+                // Its text lists every live request id: not for logs.
+                samael::service_provider::Error::AssertionInResponseToInvalid { .. }
+                | samael::service_provider::Error::ResponseInResponseToInvalid { .. } => {
+                    Refusal::InResponseTo
+                }
+                e => Refusal::Samael(e.to_string()),
+            })?
         };
         self.after_samael(&assertion)
     }

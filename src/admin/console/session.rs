@@ -130,3 +130,6 @@ pub fn csrf_ok(session: &Session, presented: Option<&str>) -> bool {
     let d = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
     d(p).as_ref() == d(&session.csrf).as_ref()
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,3 +61,6 @@ impl Ids {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

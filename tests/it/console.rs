@@ -210,6 +210,11 @@ pub fn setup(extra: &str) -> Setup {
 
 /// `setup` with extra `[abuse]` lines.
 pub fn setup_with(extra: &str, abuse: &[&str]) -> Setup {
+    setup_full(extra, abuse, "")
+}
+
+/// `setup_with` and `tables`, TOML tables appended to the configuration.
+pub fn setup_full(extra: &str, abuse: &[&str], tables: &str) -> Setup {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let dir = tempfile::tempdir().unwrap();
@@ -230,7 +235,7 @@ pub fn setup_with(extra: &str, abuse: &[&str]) -> Setup {
         &["*@example.com"],
     ));
     cfg.extra.push_str(&format!(
-        "\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[admin.console]\npublic_url = \"{public}\"\n{extra}\n[admin.saml]\nidp_metadata = {}\n{ROLES}\n",
+        "\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[admin.console]\npublic_url = \"{public}\"\n{extra}\n[admin.saml]\nidp_metadata = {}\n{ROLES}\n{tables}\n",
         toml_str(&idp.metadata().to_string_lossy())
     ));
     let p = Postern::start(&ca, &cfg);

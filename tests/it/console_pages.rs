@@ -187,3 +187,51 @@ fn the_configuration_page_shows_references_and_check_results() {
         page.body
     );
 }
+
+/// The dns-check page runs the same checks as `postern dns-check` for
+/// each `[[dkim]]` domain, asking `[validation] resolver` (a dnsmasq on
+/// loopback serving a DMARC record, a DKIM key record that is not the
+/// configured key, and no SPF).
+#[test]
+fn the_dns_check_page_checks_each_signing_domain() {
+    use crate::dnsmasq::{Dnsmasq, txt};
+    let dir = tempfile::tempdir().unwrap();
+    let pem = ::postern::dkim::generate_pem(::postern::dkim::Algorithm::Ed25519, None).unwrap();
+    let key = dir.path().join("dkim.pem");
+    std::fs::write(&key, &pem).unwrap();
+    let dns = Dnsmasq::start(&[
+        txt("_dmarc.example.com", "v=DMARC1; p=reject"),
+        txt("s1._domainkey.example.com", "v=DKIM1; k=ed25519; p=AAAA"),
+    ]);
+    let tables = format!(
+        "[[dkim]]\ndomain = \"example.com\"\nselector = \"s1\"\nalgorithm = \"ed25519\"\nprivate_key = {}\n[validation]\nresolver = {}\n",
+        crate::common::postern::toml_str(&format!("file:{}", key.display())),
+        crate::common::postern::toml_str(&dns.addr()),
+    );
+    let s = crate::console::setup_full("", &[], &tables);
+    let viewer = s.sign_in("victor");
+    let page = s.get("/console/config", &viewer);
+    assert!(page.body.contains("href=\"/console/dns\""), "{}", page.body);
+    let page = s.get("/console/dns", &viewer);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"domain-example.com\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("DMARC") || page.body.contains("dmarc"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("PASS"),
+        "the DMARC record passes: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("FAIL"),
+        "SPF is missing, the DKIM key differs: {}",
+        page.body
+    );
+}

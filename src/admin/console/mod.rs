@@ -124,6 +124,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/credentials", get(pages::credentials))
         .route("/console/audit", get(pages::audit_log))
         .route("/console/config", get(pages::config))
+        .route("/console/dns", get(pages::dns))
         .route("/console/reload", post(actions::reload))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(security_headers))

@@ -4,9 +4,11 @@
 //! recent audit events (`crate::observe::recent`).
 
 mod chart;
+mod dns;
 mod queue;
 
 pub use chart::chart;
+pub use dns::dns;
 pub use queue::{message, queue};
 
 use std::collections::BTreeMap;
@@ -361,6 +363,7 @@ pub async fn config(
                 None => p class="ok" id="check-ok" { "The files on disk are valid." },
                 Some(p) => pre class="error" { (p) },
             }
+            p { a href="/console/dns" id="dns-check" { "dns-check of each signing domain" } " (SPF, DKIM, DMARC; takes a few seconds)" }
             @if a.session.role >= Role::Admin {
                 form method="post" action="/console/reload" {
                     input type="hidden" name="csrf" value=(a.session.csrf);

@@ -213,7 +213,8 @@ pub fn setup_with(extra: &str, abuse: &[&str]) -> Setup {
     setup_full(extra, abuse, "")
 }
 
-/// `setup_with` and `tables`, TOML tables appended to the configuration.
+/// `setup_with` and `tables`: lines for `[admin.saml]`, then any further
+/// tables of the configuration.
 pub fn setup_full(extra: &str, abuse: &[&str], tables: &str) -> Setup {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
@@ -272,6 +273,18 @@ impl Setup {
             ("password", &format!("pw-{user}")),
             ("SAMLRequest", &saml_request["SAMLRequest"]),
             ("variant", variant),
+        ]);
+        let r = http(self.idp.port, "POST", "/login", None, Some(&body));
+        assert_eq!(r.status, 200, "IdP: {}", r.body);
+        hidden(&r.body, "SAMLResponse").expect("SAMLResponse in the IdP's page")
+    }
+
+    /// An IdP-initiated response for `user` (answering no request).
+    pub fn unsolicited(&self, user: &str) -> String {
+        let body = form_encode(&[
+            ("username", user),
+            ("password", &format!("pw-{user}")),
+            ("variant", "unsolicited"),
         ]);
         let r = http(self.idp.port, "POST", "/login", None, Some(&body));
         assert_eq!(r.status, 200, "IdP: {}", r.body);
@@ -530,4 +543,30 @@ fn csrf_and_roles_guard_every_action() {
     let r = s.post("/console/reload", &admin, &[("csrf", &at)]);
     assert_eq!(r.status, 303);
     s.p.wait_log_line(&["console action", "alice", "admin", "reload"]);
+}
+
+/// IdP-initiated sign-in is refused unless `allow_idp_initiated`; with
+/// it, the replay cache still lets each assertion sign in once.
+#[test]
+fn idp_initiated_sign_in_is_off_by_default_and_replays_are_refused() {
+    let s = setup("");
+    let r = s.post_acs(&s.unsolicited("alice"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.session_cookie().is_none());
+    s.p.wait_log_line(&["console sign-in refused", "InResponseTo"]);
+
+    let s = setup_full("", &[], "allow_idp_initiated = true");
+    let response = s.unsolicited("otto");
+    let r = s.post_acs(&response);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = s.get("/console/", &r.session_cookie().unwrap());
+    assert!(page.body.contains("otto (operator)"), "{}", page.body);
+    let r = s.post_acs(&response);
+    assert_eq!(
+        r.status, 403,
+        "a replayed IdP-initiated response: {}",
+        r.body
+    );
+    assert!(r.session_cookie().is_none());
+    s.p.wait_log_line(&["console sign-in refused", "used before"]);
 }

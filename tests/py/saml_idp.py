@@ -16,7 +16,8 @@ Users: alice (groups postern-admins), otto (postern-operators), victor
 the password of each is "pw-" + the name.
 
 `variant` (default "good") builds the response as an attacker would from
-a real one ("resigned": signed by this script, accepted): unsigned, otherkey, rsa-sha1, xsw1 ... xsw8, comment,
+a real one ("resigned": signed by this script, accepted; "unsolicited":
+an IdP-initiated response, no SAMLRequest needed): unsigned, otherkey, rsa-sha1, xsw1 ... xsw8, comment,
 audience, destination, recipient, expired, noaudience. Every variant but
 "good" must be refused by the SP. Prints "READY" when listening.
 """
@@ -218,18 +219,24 @@ class Idp:
         with open(os.path.join(args.dir, "idp_metadata.xml"), "w") as f:
             f.write(md)
         self.acs = args.acs
+        self.sp_entity = args.sp_entity
 
     def response(self, saml_request, user, variant):
-        req = self.server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
-        args = self.server.response_args(req.message)
-        args.pop("binding", None)
+        if variant == "unsolicited":
+            # IdP-initiated: answers no AuthnRequest (no InResponseTo).
+            args = {"in_response_to": None, "destination": self.acs,
+                    "sp_entity_id": self.sp_entity, "name_id_policy": None}
+        else:
+            req = self.server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+            args = self.server.response_args(req.message)
+            args.pop("binding", None)
         if variant == "recipient":
             args["destination"] = "https://other.example/saml/acs"
         identity = {"groups": USERS[user]}
         authn = {"class_ref": saml.AUTHN_PASSWORD, "authn_auth": "postern-test-idp"}
         name_id = NameID(format=NAMEID_FORMAT_UNSPECIFIED, text=user)
         sign_alg, digest_alg = xmldsig.SIG_RSA_SHA256, xmldsig.DIGEST_SHA256
-        if variant == "good":
+        if variant in ("good", "unsolicited"):
             # pysaml2's own signature: the real thing.
             resp = self.server.create_authn_response(
                 identity, userid=user, name_id=name_id, authn=authn,
@@ -349,7 +356,7 @@ def handler(idp):
             if user not in USERS or f.get("password") != "pw-" + user:
                 return self.send(403, page("wrong username or password", ""))
             try:
-                xml = idp.response(f["SAMLRequest"], user, f.get("variant", "good"))
+                xml = idp.response(f.get("SAMLRequest", ""), user, f.get("variant", "good"))
             except Exception as e:  # the test reads the reason
                 return self.send(500, page("error", html.escape(repr(e))))
             b64 = base64.b64encode(xml).decode()

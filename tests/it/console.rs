@@ -570,3 +570,73 @@ fn idp_initiated_sign_in_is_off_by_default_and_replays_are_refused() {
     assert!(r.session_cookie().is_none());
     s.p.wait_log_line(&["console sign-in refused", "used before"]);
 }
+
+/// With `sp_certificate` and `sp_private_key` the AuthnRequest redirect
+/// is signed (RSA-SHA256), verified by pysaml2 with the certificate, and
+/// the certificate is in the SP metadata.
+#[test]
+fn authn_requests_are_signed_with_the_sp_key() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, crt) = (keys.path().join("sp.key"), keys.path().join("sp.crt"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=postern-sp",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = format!(
+        "sp_certificate = {}\nsp_private_key = {}",
+        toml_str(&crt.to_string_lossy()),
+        toml_str(&format!("file:{}", key.display()))
+    );
+    let s = setup_full("", &[], &lines);
+    std::fs::copy(&crt, s.idp.dir.join("sp.crt")).unwrap();
+    let r = http(s.admin, "GET", "/saml/login", None, None);
+    let loc = r.header("location").expect("redirect").to_string();
+    assert!(
+        loc.contains(
+            "&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256&Signature="
+        ),
+        "{loc}"
+    );
+    let path = loc
+        .split_once(&format!("127.0.0.1:{}", s.idp.port))
+        .unwrap()
+        .1;
+    let page = http(s.idp.port, "GET", path, None, None);
+    assert!(
+        page.body.contains("<p id=\"request-signature\">valid</p>"),
+        "{}",
+        page.body
+    );
+    // A changed request no longer verifies (the check can fail).
+    let tampered = path.replacen("SAMLRequest=", "SAMLRequest=AA", 1);
+    let page = http(s.idp.port, "GET", &tampered, None, None);
+    assert!(
+        !page.body.contains("<p id=\"request-signature\">valid</p>"),
+        "{}",
+        page.body
+    );
+    let cert_body: String = std::fs::read_to_string(&crt)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("-----"))
+        .collect();
+    let md = http(s.admin, "GET", "/saml/metadata", None, None);
+    assert!(md.body.contains(&cert_body[..64]), "{}", md.body);
+    // And the sign-in still works.
+    s.sign_in("alice");
+}

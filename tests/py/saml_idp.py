@@ -6,7 +6,9 @@
 Writes D/idp.key, D/idp.crt (and D/other.key, D/other.crt: a key the SP
 does not trust), D/idp_metadata.xml, then serves:
 
-  GET  /sso?SAMLRequest=...   the login page (HTTP-Redirect binding)
+  GET  /sso?SAMLRequest=...   the login page (HTTP-Redirect binding); its
+                              #request-signature says whether the request
+                              was signed by DIR/sp.crt's key
   POST /login                 username, password, SAMLRequest, variant:
                               the page that posts the SAMLResponse to the
                               ACS (form id "saml", button id "continue")
@@ -43,6 +45,7 @@ from saml2.config import IdPConfig  # noqa: E402
 from saml2.metadata import create_metadata_string  # noqa: E402
 from saml2.saml import NAMEID_FORMAT_UNSPECIFIED, NameID  # noqa: E402
 from saml2 import xmldsig  # noqa: E402
+from saml2.sigver import verify_redirect_signature  # noqa: E402
 
 NS = {
     "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -219,6 +222,7 @@ class Idp:
         with open(os.path.join(args.dir, "idp_metadata.xml"), "w") as f:
             f.write(md)
         self.acs = args.acs
+        self.dir = args.dir
         self.sp_entity = args.sp_entity
 
     def response(self, saml_request, user, variant):
@@ -292,6 +296,19 @@ class Idp:
             return sign_assertion(etree.tostring(doc), self.key, self.crt)
         raise ValueError("unknown variant " + variant)
 
+    def request_signature(self, query):
+        """The AuthnRequest's HTTP-Redirect signature: "none", "valid" or
+        "invalid", checked with pysaml2 against DIR/sp.crt."""
+        if "Signature" not in query:
+            return "none"
+        try:
+            with open(os.path.join(self.dir, "sp.crt")) as f:
+                body = "".join(l for l in f.read().splitlines() if "-----" not in l)
+            ok = verify_redirect_signature(query, self.server.sec.sec_backend, cert=body)
+        except Exception as e:
+            return "invalid (%r)" % e
+        return "valid" if ok else "invalid"
+
     def sign_response(self, xml):
         """Signs the whole Response (for XSW1 and XSW2)."""
         doc = etree.fromstring(xml)
@@ -339,12 +356,14 @@ def handler(idp):
             if u.path != "/sso" or "SAMLRequest" not in q:
                 return self.send(404, page("not found", ""))
             req = html.escape(q["SAMLRequest"][0])
+            signed = idp.request_signature({k: v[0] for k, v in q.items()})
             self.send(200, page("Test IdP sign-in", f"""
 <form method="post" action="/login" id="login">
 <input type="hidden" name="SAMLRequest" value="{req}">
 <p><label>Username <input name="username" id="username"></label></p>
 <p><label>Password <input name="password" id="password" type="password"></label></p>
 <input type="hidden" name="variant" value="good">
+<p id="request-signature">{signed}</p>
 <button type="submit" id="signin">Sign in</button></form>"""))
 
         def do_POST(self):

@@ -111,7 +111,7 @@ fn a_dead_letter_is_found_shown_retried_and_delivered() {
 
 #[test]
 fn a_suspended_credential_is_refused_at_mail_until_resumed() {
-    let s = setup("");
+    let s = crate::console::setup_full("", &[], "[quota.credential]\nper_day = 500\n");
     send(&s, "before").expect(250, "2.0.0", "before the suspension");
     let op = s.sign_in("otto");
     let page = s.get("/console/credentials", &op);

@@ -14,7 +14,7 @@ header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wra
 header a{color:#fff;text-decoration:none} header a:hover{text-decoration:underline}
 header .who{margin-left:auto;font-size:.9em}
 header form{display:inline} header button{font-size:.8em}
-main{padding:1em;max-width:72em}
+main{padding:1em;max-width:72em;overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.9em} th,td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
 .cards{display:flex;flex-wrap:wrap;gap:1em} .card{background:#fff;border:1px solid #ddd;border-radius:4px;padding:.7em 1em;min-width:12em}
 .error{color:#b00020} .ok{color:#1b5e20} pre{white-space:pre-wrap;word-break:break-all;background:#fff;border:1px solid #ddd;padding:.5em}

@@ -176,6 +176,34 @@ pub async fn credentials(State(c): State<Arc<Console>>, headers: HeaderMap) -> R
     let access = live.control.shared.current().access.clone();
     let names = access.credential_names();
     let usage = live.control.quotas.busiest(usize::MAX);
+    // The daily limits: each credential's own `quota` over `[quota.credential]`
+    // of the configuration on disk.
+    let base = match live.config_path.clone() {
+        Some(p) => tokio::task::spawn_blocking(move || {
+            crate::config::load(&p).ok().map(|c| c.quota.credential)
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
+    }
+    .unwrap_or_default();
+    let day_limits = |name: &str| -> String {
+        let own = access
+            .credential(name)
+            .and_then(|c| c.quota)
+            .unwrap_or_default();
+        let l = own.over(&base);
+        let show = |s: crate::quota::Setting| match s {
+            crate::quota::Setting::Max(n) => n.to_string(),
+            _ => "no limit".to_string(),
+        };
+        format!(
+            "{} / {}",
+            show(l.messages.per_day),
+            show(l.recipients.per_day)
+        )
+    };
     // Sessions per credential (from `auth` events), to attribute refusals.
     let events = recent::events();
     let mut session_cred: BTreeMap<String, String> = BTreeMap::new();
@@ -214,7 +242,7 @@ pub async fn credentials(State(c): State<Arc<Console>>, headers: HeaderMap) -> R
         "Credentials",
         html! {
             table {
-                tr { th { "Credential" } th { "State" } th { "Last use" } th { "Today (messages / recipients)" } th { "Recent refusals" } th {} }
+                tr { th { "Credential" } th { "State" } th { "Last use" } th { "Today (messages / recipients)" } th { "Daily quota" } th { "Recent refusals" } th {} }
                 @for n in &names {
                     @let susp = st.suspended.iter().find(|s| s.credential == *n);
                     @let u = usage.iter().find(|k| k.key == format!("credential {n}"));
@@ -227,6 +255,7 @@ pub async fn credentials(State(c): State<Arc<Console>>, headers: HeaderMap) -> R
                         } }
                         td { (last_use.get(n).map(|t| when(*t)).unwrap_or_else(|| "-".into())) }
                         td { (u.map(|u| format!("{} / {}", u.messages_day, u.recipients_day)).unwrap_or_else(|| "0 / 0".into())) }
+                        td class="quota" { (day_limits(n)) }
                         td { @for (rule, count) in refusals.get(n).into_iter().flatten() { (rule) ": " (count) br; } }
                         td { @if operator {
                             @if susp.is_some() {

@@ -113,6 +113,8 @@ fn attacks_on_the_acs_are_refused_without_a_session() {
         ("destination", "is not the ACS URL"),
         ("recipient", "Recipient does not match"),
         ("expired", "expired"),
+        ("issuer", "Issuer does not match"),
+        ("status", "is not Success"),
     ];
     for (v, _) in variants {
         let r = s.post_acs(&s.idp_response("alice", v));

@@ -20,7 +20,7 @@ the password of each is "pw-" + the name.
 `variant` (default "good") builds the response as an attacker would from
 a real one ("resigned": signed by this script, accepted; "unsolicited":
 an IdP-initiated response, no SAMLRequest needed): unsigned, otherkey, rsa-sha1, xsw1 ... xsw8, comment,
-audience, destination, recipient, expired, noaudience. Every variant but
+audience, destination, recipient, expired, noaudience, issuer, status. Every variant but
 "good" must be refused by the SP. Prints "READY" when listening.
 """
 
@@ -273,7 +273,11 @@ class Idp:
         if variant == "destination":
             return good.replace(('Destination="%s"' % self.acs).encode(),
                                 b'Destination="https://other.example/saml/acs"', 1)
-        if variant in ("expired", "noaudience", "audience"):
+        if variant == "status":
+            # A signed assertion in a response whose status is not Success.
+            return good.replace(b"urn:oasis:names:tc:SAML:2.0:status:Success",
+                                b"urn:oasis:names:tc:SAML:2.0:status:Responder", 1)
+        if variant in ("expired", "noaudience", "audience", "issuer"):
             doc = etree.fromstring(unsigned)
             a = doc.find("saml:Assertion", NS)
             if variant == "expired":
@@ -286,6 +290,10 @@ class Idp:
                 for el in a.iter():
                     if el.get("NotBefore"):
                         el.set("NotBefore", past)
+            elif variant == "issuer":
+                # Signed by the IdP's key but naming another issuer.
+                for i in doc.iter("{%s}Issuer" % NS["saml"]):
+                    i.text = "https://other-idp.example/"
             elif variant == "audience":
                 # A response the IdP made for another SP.
                 for au in a.findall(".//saml:Audience", NS):

@@ -9,7 +9,9 @@
 //!   (samael checks it only when the response itself is parsed, not when
 //!   only the assertion is signed);
 //! - exactly one `saml:Assertion` anywhere and no `EncryptedAssertion`:
-//!   every signature-wrapping variant (XSW1–XSW8) needs a second one.
+//!   every signature-wrapping variant (XSW1–XSW8) needs a second one;
+//! - the Response's top-level `StatusCode` is `Success`: when only the
+//!   assertion is signed, samael never looks at the status.
 
 use quick_xml::NsReader;
 use quick_xml::events::Event;
@@ -36,13 +38,20 @@ pub enum Refused {
     AssertionCount(usize),
     #[error("encrypted assertions are not accepted")]
     Encrypted,
+    #[error("status {0:?} is not Success")]
+    Status(Option<String>),
 }
+
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 pub fn check(xml: &str, acs_url: &str) -> Result<(), Refused> {
     let mut reader = NsReader::from_str(xml);
     let mut depth = 0usize;
     let mut assertions = 0usize;
     let mut seen_root = false;
+    // The Response's own samlp:Status (depth 1) and its StatusCode (depth 2).
+    let mut in_status = false;
+    let mut status: Option<Option<String>> = None;
     loop {
         let (ns, ev) = reader
             .read_resolved_event()
@@ -74,6 +83,26 @@ pub fn check(xml: &str, acs_url: &str) -> Result<(), Refused> {
                         return Err(Refused::Destination(dest));
                     }
                 }
+                if depth == 1 && bound(&ns, PROTOCOL) && local.as_ref() == b"Status" {
+                    in_status = matches!(ev, Event::Start(_));
+                    status.get_or_insert(None);
+                }
+                if depth == 2
+                    && in_status
+                    && bound(&ns, PROTOCOL)
+                    && local.as_ref() == b"StatusCode"
+                    && status == Some(None)
+                {
+                    let v = e
+                        .try_get_attribute("Value")
+                        .map_err(|e| Refused::Malformed(e.to_string()))?
+                        .and_then(|a| {
+                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                .ok()
+                                .map(|v| v.into_owned())
+                        });
+                    status = Some(v);
+                }
                 if local.as_ref() == b"EncryptedAssertion" {
                     return Err(Refused::Encrypted);
                 }
@@ -86,13 +115,23 @@ pub fn check(xml: &str, acs_url: &str) -> Result<(), Refused> {
                     depth += 1;
                 }
             }
-            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 {
+                    in_status = false;
+                }
+            }
             Event::Eof => break,
             _ => {}
         }
     }
     if !seen_root {
         return Err(Refused::Root);
+    }
+    match status {
+        Some(Some(v)) if v == SUCCESS => {}
+        Some(v) => return Err(Refused::Status(v)),
+        None => return Err(Refused::Status(None)),
     }
     if assertions != 1 {
         return Err(Refused::AssertionCount(assertions));

@@ -4,7 +4,7 @@ const ACS: &str = "https://relay.example/saml/acs";
 
 fn response(inner: &str) -> String {
     format!(
-        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" Destination="{ACS}" ID="_r">{inner}</samlp:Response>"#
+        r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" Destination="{ACS}" ID="_r"><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>{inner}</samlp:Response>"#
     )
 }
 
@@ -62,4 +62,22 @@ fn other_roots_and_encrypted_assertions_are_refused() {
     let enc = response("<saml:EncryptedAssertion/>");
     assert_eq!(check(&enc, ACS), Err(Refused::Encrypted));
     assert!(check("", ACS).is_err());
+}
+
+#[test]
+fn the_status_must_be_success() {
+    let ok = response("<saml:Assertion/>");
+    let failed = ok.replace("status:Success", "status:Responder");
+    assert!(matches!(check(&failed, ACS), Err(Refused::Status(Some(_)))));
+    let none = ok.replace(
+        r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>"#,
+        "",
+    );
+    assert_eq!(check(&none, ACS), Err(Refused::Status(None)));
+    // A nested StatusCode does not count as the top-level one.
+    let nested = ok.replace(
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>"#,
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:StatusCode>"#,
+    );
+    assert!(matches!(check(&nested, ACS), Err(Refused::Status(Some(_)))));
 }

@@ -113,6 +113,7 @@ fn attacks_on_the_acs_are_refused_without_a_session() {
         ("destination", "is not the ACS URL"),
         ("recipient", "Recipient does not match"),
         ("expired", "expired"),
+        ("notyet", "not valid until"),
         ("issuer", "Issuer does not match"),
         ("status", "is not Success"),
     ];

@@ -20,7 +20,7 @@ the password of each is "pw-" + the name.
 `variant` (default "good") builds the response as an attacker would from
 a real one ("resigned": signed by this script, accepted; "unsolicited":
 an IdP-initiated response, no SAMLRequest needed): unsigned, otherkey, rsa-sha1, xsw1 ... xsw8, comment,
-audience, destination, recipient, expired, noaudience, issuer, status. Every variant but
+audience, destination, recipient, expired, notyet, noaudience, issuer, status. Every variant but
 "good" must be refused by the SP. Prints "READY" when listening.
 """
 
@@ -277,7 +277,7 @@ class Idp:
             # A signed assertion in a response whose status is not Success.
             return good.replace(b"urn:oasis:names:tc:SAML:2.0:status:Success",
                                 b"urn:oasis:names:tc:SAML:2.0:status:Responder", 1)
-        if variant in ("expired", "noaudience", "audience", "issuer"):
+        if variant in ("expired", "notyet", "noaudience", "audience", "issuer"):
             doc = etree.fromstring(unsigned)
             a = doc.find("saml:Assertion", NS)
             if variant == "expired":
@@ -290,6 +290,12 @@ class Idp:
                 for el in a.iter():
                     if el.get("NotBefore"):
                         el.set("NotBefore", past)
+            elif variant == "notyet":
+                # Valid only from an hour from now (beyond the skew).
+                future = (datetime.datetime.now(datetime.timezone.utc)
+                          + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                for c in a.iter("{%s}Conditions" % NS["saml"]):
+                    c.set("NotBefore", future)
             elif variant == "issuer":
                 # Signed by the IdP's key but naming another issuer.
                 for i in doc.iter("{%s}Issuer" % NS["saml"]):

@@ -135,6 +135,15 @@ fn attacks_on_the_acs_are_refused_without_a_session() {
     // Garbage and oversized bodies.
     let r = s.post_acs("not base64!");
     assert_eq!(r.status, 403);
+    // 150 KiB of XML (200 KiB posted) is read and judged; 300 KiB posted
+    // is not read at all.
+    let padded = format!("<x>{}</x>", " ".repeat(150 * 1024));
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(padded)
+    };
+    let r = s.post_acs(&b64);
+    assert_eq!(r.status, 403);
     let big = "A".repeat(300 * 1024);
     let r = s.post_acs(&big);
     assert!([400, 403, 413].contains(&r.status), "{}", r.status);
@@ -153,6 +162,7 @@ fn attacks_on_the_acs_are_refused_without_a_session() {
             "comments are not allowed",
             "InResponseTo",
             "not base64",
+            "not a SAML protocol Response",
             "no SAMLResponse",
         ])
         .collect();
@@ -229,6 +239,8 @@ fn csrf_and_roles_guard_every_action() {
     let r = s.post("/console/reload", &admin, &[("csrf", &at)]);
     assert_eq!(r.status, 303);
     s.p.wait_log_line(&["console action", "alice", "admin", "reload"]);
+    // The daemon did reload, as on SIGHUP.
+    s.p.wait_log_line(&["configuration reloaded"]);
 }
 
 /// IdP-initiated sign-in is refused unless `allow_idp_initiated`; with

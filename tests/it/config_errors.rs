@@ -497,6 +497,16 @@ fn console_without_a_way_to_sign_in_or_with_a_bad_url() {
         "admin.saml",
     );
     expect_error(
+        "http off loopback",
+        |t| {
+            format!(
+                "{t}\n[admin]\naddress = \"0.0.0.0:9587\"\nbearer_token = \"env:HOME\"\n[admin.console]\npublic_url = \"http://relay.example:9587\"  # <-\n{SAML}\n"
+            )
+        },
+        &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-Redirect"))],
+        "admin.console.public_url",
+    );
+    expect_error(
         "not https",
         |t| with_console(t, "public_url = \"ftp://relay.example\"  # <-", SAML),
         &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-Redirect"))],

@@ -7,7 +7,8 @@
 use std::process::Command;
 
 pub use crate::common::console::*;
-use crate::common::postern::toml_str;
+use crate::common::postern::{free_port, toml_str};
+use crate::common::{Config, MockUpstream, Postern, TestCa};
 
 #[test]
 fn sso_sign_in_maps_roles_with_secure_cookie_headers_and_sign_out() {
@@ -337,4 +338,48 @@ fn authn_requests_are_signed_with_the_sp_key() {
     assert!(md.body.contains(&cert_body[..64]), "{}", md.body);
     // And the sign-in still works.
     s.sign_in("alice");
+}
+
+/// Off loopback the console is HTTPS with `[tls]`'s certificate (bound on
+/// every address, reached over loopback as every test): its pages answer
+/// over TLS and not in plain HTTP.
+#[test]
+fn off_loopback_the_console_is_served_over_https() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let public = format!("https://localhost:{admin}");
+    let idp = TestIdp::start(
+        dir.path().join("idp"),
+        &format!("{public}/saml/metadata"),
+        &format!("{public}/saml/acs"),
+    );
+    let mut cfg = Config::new(&up.url());
+    cfg.extra = format!(
+        "[admin]\naddress = \"0.0.0.0:{admin}\"\nbearer_token = \"env:POSTERN_TEST_ADMIN_TOKEN\"\n[admin.console]\npublic_url = \"{public}\"\n[admin.saml]\nidp_metadata = {}\n{ROLES}\n",
+        toml_str(&idp.metadata().to_string_lossy())
+    );
+    let _p = Postern::start_with_env(&ca, &cfg, &[("POSTERN_TEST_ADMIN_TOKEN", "t")]);
+    let (status, body) = crate::common::http::get(admin, "/console/signin", None, Some(&ca));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Sign in with your identity provider"),
+        "{body}"
+    );
+    let (status, body) = crate::common::http::get(admin, "/saml/metadata", None, Some(&ca));
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("{public}/saml/acs")), "{body}");
+    // Plain HTTP gets no page.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    use std::io::{Read, Write};
+    let _ = tcp.write_all(b"GET /console/signin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = tcp.read_to_end(&mut raw);
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("Sign in"),
+        "served in plain HTTP"
+    );
 }

@@ -1,4 +1,5 @@
-//! The recent audit events and per-minute counts the admin console shows:
+//! The recent audit events and per-minute counts the admin console shows
+//! (kept only when the console is configured):
 //! a `tracing` layer that keeps the last [`KEEP`] audit events in memory
 //! and counts accepted / delivered / deferred / refused per minute over
 //! the last day. It sees the same events as `[log] audit_file` (target
@@ -7,6 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -36,6 +38,16 @@ struct State {
     events: VecDeque<Event>,
     /// (minute since the epoch, counts in COUNTED order), oldest first.
     minutes: VecDeque<(u64, [u64; 4])>,
+}
+
+/// Off unless the console runs: without it nobody reads these, and each
+/// event would cost a lock and a copy of its fields.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Starts keeping events (the daemon calls it when `[admin.console]` is
+/// configured).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -103,7 +115,7 @@ pub struct Layer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() != super::audit::TARGET {
+        if event.metadata().target() != super::audit::TARGET || !ENABLED.load(Ordering::Relaxed) {
             return;
         }
         let mut v = Fields(BTreeMap::new());

@@ -75,6 +75,7 @@ impl Console {
         settings: &super::settings::Console,
         live: LiveSlot,
     ) -> Result<Arc<Console>, String> {
+        crate::observe::recent::enable();
         let sp = match &settings.saml {
             Some(s) => Some(Sp::new(s, &settings.public_url)?),
             None => None,

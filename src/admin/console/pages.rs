@@ -254,7 +254,7 @@ pub async fn credentials(State(c): State<Arc<Console>>, headers: HeaderMap) -> R
                             None => "active"
                         } }
                         td { (last_use.get(n).map(|t| when(*t)).unwrap_or_else(|| "-".into())) }
-                        td { (u.map(|u| format!("{} / {}", u.messages_day, u.recipients_day)).unwrap_or_else(|| "0 / 0".into())) }
+                        td { (u.map(|u| format!("{} / {}", u.messages_day, u.recipients_day)).unwrap_or_else(|| "- (not counted without a quota)".into())) }
                         td class="quota" { (day_limits(n)) }
                         td { @for (rule, count) in refusals.get(n).into_iter().flatten() { (rule) ": " (count) br; } }
                         td { @if operator {

@@ -82,7 +82,7 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
     }
     if config_path.is_none() {
         tracing::warn!(
-            "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\"; not for production"
+            "running the embedded DEMO configuration: 127.0.0.1:2525, user \"demo\", password \"demo-password\", console on http://127.0.0.1:8025; not for production"
         );
     }
     return_large_blocks_to_the_os();
@@ -215,6 +215,10 @@ async fn run(
             let _ = stop_known.recv().await;
         },
     ));
+    let console_live: crate::admin::console::LiveSlot = Arc::default();
+    let demo = config_path.is_none();
+    let mut demo_console = None;
+    let console_config_path = config_path.clone();
     let daemon = Daemon {
         config_path,
         spool: Arc::clone(&spool),
@@ -259,8 +263,18 @@ async fn run(
                 delivery: delivery.status(),
                 listening: Arc::clone(&listening),
             });
-            let admin = crate::admin::Admin::bind(settings, tls, metrics, health).await?;
+            let admin = crate::admin::Admin::bind(
+                settings,
+                tls,
+                metrics,
+                health,
+                Arc::clone(&console_live),
+            )
+            .await?;
             tracing::info!(address = %admin.local_addr()?, https = settings.https, "admin listener");
+            if demo {
+                demo_console = admin.console();
+            }
             Some(tokio::spawn(admin.serve()))
         }
         _ => None,
@@ -291,10 +305,27 @@ async fn run(
     });
     tracing::info!(socket = %control.path().display(), "control socket");
     let mut stop_control = shutdown.subscribe();
-    let control = tokio::spawn(control.serve(context, async move {
+    let control = tokio::spawn(control.serve(Arc::clone(&context), async move {
         let _ = stop_control.recv().await;
     }));
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+    let _ = console_live.set(crate::admin::console::Live {
+        control: Arc::clone(&context),
+        reload: reload_tx.clone(),
+        config_path: console_config_path,
+        tls_certificate: match &config.tls {
+            Some(config::TlsSource::Files { certificate, .. }) => Some(certificate.clone()),
+            _ => None,
+        },
+    });
+    // The demo's one-time link goes to the terminal only, never to a log:
+    // it signs in as admin. Printed once the console can answer.
+    if let Some(console) = demo_console {
+        eprintln!(
+            "\n  postern console: open {}\n  (a one-time sign-in link, valid until used)\n",
+            console.demo_link()
+        );
+    }
     // Installed here, before READY=1: a SIGHUP that arrives before its
     // handler exists takes the default action and kills the process.
     let handlers = signal_handlers()?;

@@ -40,6 +40,19 @@ perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || need_apt+=(libauthen-sasl-perl)
 # Debian's nodejs has no npm; NodeSource's nodejs brings its own (and conflicts with Debian's npm).
 [ -x /usr/bin/node ] || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || [ -x /usr/bin/node ] || need_apt+=(npm)
+# Building postern: samael (the console's SAML sign-in) binds libxmlsec1 with
+# bindgen (libclang) and links openssl, libxml2 and libxslt.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists xmlsec1 2>/dev/null || need_apt+=(libxmlsec1-dev)
+pkg-config --exists libxml-2.0 2>/dev/null || need_apt+=(libxml2-dev)
+pkg-config --exists libxslt 2>/dev/null || need_apt+=(libxslt1-dev)
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
+dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "ok installed" || need_apt+=(libclang-dev clang)
+# The console tests' SAML IdP (tests/py/saml_idp.py, pysaml2) signs with xmlsec1;
+# the browser test (tests/it/console_browser.rs) drives Debian's chromium.
+command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${need_apt[*]}"
     apt_install "${need_apt[@]}"

@@ -17,7 +17,7 @@ mod login;
 pub mod suspend;
 mod verify;
 
-pub use verify::{hash_secret, new_token};
+pub use verify::{check as check_password, hash_secret, new_token};
 
 pub use connection_rate::{ConnectionRate, ConnectionRefusal};
 pub use credential::{Credential, Login, SecretHash};

@@ -8,7 +8,9 @@
 //! `/healthz` and `/readyz` never need the token: load balancers probe
 //! them and they reveal nothing but readiness.
 
-mod settings;
+pub mod console;
+pub mod saml;
+pub mod settings;
 
 pub use settings::Settings;
 
@@ -52,6 +54,7 @@ pub struct Admin {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    console: Option<Arc<console::Console>>,
 }
 
 impl Admin {
@@ -62,6 +65,7 @@ impl Admin {
         tls: Option<Arc<rustls::ServerConfig>>,
         metrics: PrometheusHandle,
         health: Arc<dyn Health>,
+        live: console::LiveSlot,
     ) -> std::io::Result<Admin> {
         let tls = match (settings.https, tls) {
             (true, Some(cfg)) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
@@ -78,12 +82,29 @@ impl Admin {
             health,
             token: settings.bearer_token.clone(),
         });
-        let app = Router::new()
+        let console = match &settings.console {
+            Some(c) => Some(console::Console::new(c, live).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let mut app = Router::new()
             .route("/metrics", get(metrics_page))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(ctx);
-        Ok(Admin { listener, tls, app })
+        if let Some(c) = &console {
+            app = app.merge(console::router(Arc::clone(c)));
+        }
+        Ok(Admin {
+            listener,
+            tls,
+            app,
+            console,
+        })
+    }
+
+    /// The console, when `[admin.console]` is configured.
+    pub fn console(&self) -> Option<Arc<console::Console>> {
+        self.console.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -107,7 +128,10 @@ impl Admin {
                 continue;
             };
             let tls = self.tls.clone();
-            let service = TowerToHyperService::new(self.app.clone());
+            // The console's audit events name the client's address.
+            let service = TowerToHyperService::new(
+                self.app.clone().layer(axum::Extension(console::Peer(peer))),
+            );
             tokio::spawn(async move {
                 let _slot = slot;
                 let http = {

@@ -15,6 +15,8 @@ use toml::Spanned;
 pub struct RawAdmin {
     pub address: Spanned<String>,
     pub bearer_token: Option<Spanned<String>>,
+    pub console: Option<super::console::RawConsole>,
+    pub saml: Option<Spanned<super::console::RawSaml>>,
 }
 
 pub(super) fn build(files: &[File], has_tls: bool, errors: &mut ConfigErrors) -> Option<Settings> {
@@ -55,9 +57,22 @@ pub(super) fn build(files: &[File], has_tls: bool, errors: &mut ConfigErrors) ->
             "an admin listener off loopback serves HTTPS: configure [tls]",
         ));
     }
+    let console = match (&raw.console, &raw.saml) {
+        (Some(c), saml) => super::console::build(f, c, saml.as_ref(), https, errors),
+        (None, Some(s)) => {
+            errors.push(ConfigError::new(
+                f.loc(s),
+                "admin.saml",
+                "[admin.saml] needs [admin.console] (its public_url)",
+            ));
+            None
+        }
+        (None, None) => None,
+    };
     Some(Settings {
         address,
         bearer_token,
         https,
+        console,
     })
 }

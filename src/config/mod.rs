@@ -8,6 +8,7 @@
 pub mod abuse;
 mod admin;
 mod alerts;
+mod console;
 mod credential;
 pub mod dkim;
 mod error;

@@ -17,7 +17,7 @@ use crate::observe::audit;
 /// How many quota keys `status` lists.
 const BUSIEST: usize = 10;
 
-pub(super) async fn answer(ctx: &Context, req: Request) -> Response {
+pub async fn answer(ctx: &Context, req: Request) -> Response {
     let result = match req {
         Request::Ping => to_value(&Ping {
             version: env!("CARGO_PKG_VERSION").to_string(),

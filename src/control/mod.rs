@@ -40,6 +40,7 @@
 
 mod client;
 mod handle;
+pub use handle::answer;
 pub mod protocol;
 mod server;
 mod view;

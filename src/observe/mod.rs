@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod metrics;
+pub mod recent;
 
 use crate::config::{Log, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -55,7 +56,9 @@ pub fn init(log: &Log) -> std::io::Result<()> {
         None => None,
     };
     // The level filter applies to the log output only, not the audit file.
-    let registry = tracing_subscriber::registry().with(audit_layer);
+    let registry = tracing_subscriber::registry()
+        .with(audit_layer)
+        .with(recent::Layer);
     let result = match format {
         LogFormat::Journald => match tracing_journald::layer() {
             // Fields become POSTERN_QUEUE_ID, POSTERN_EVENT, ...

@@ -426,3 +426,90 @@ fn literal_secret_message_says_how_to_fix() {
         "the secret itself must not be echoed: {stderr}"
     );
 }
+
+/// IdP metadata with `key_descriptor` and an SSO service of `binding`.
+fn idp_metadata(key_descriptor: &str, binding: &str) -> String {
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example/">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    {key_descriptor}
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:{binding}" Location="https://idp.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#
+    )
+}
+
+const SIGNING_KEY: &str = r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>MIIBszCCAVmgAwIBAgIU</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#;
+
+fn with_console(t: String, console: &str, saml: &str) -> String {
+    format!("{t}\n[admin]\naddress = \"127.0.0.1:9587\"\n[admin.console]\n{console}\n{saml}\n")
+}
+
+const CONSOLE: &str = "public_url = \"https://relay.example:9587\"";
+const SAML: &str =
+    "[admin.saml]\nidp_metadata = \"idp.xml\"  # <-\nroles = { \"ops\" = \"operator\" }";
+
+#[test]
+fn saml_metadata_without_a_signing_certificate_refuses_to_start() {
+    // samael would skip signature verification: postern does not start.
+    expect_error(
+        "no signing certificate",
+        |t| with_console(t, CONSOLE, SAML),
+        &[("idp.xml", idp_metadata("", "HTTP-Redirect"))],
+        "admin.saml.idp_metadata",
+    );
+    let encryption_only = SIGNING_KEY.replace("use=\"signing\"", "use=\"encryption\"");
+    expect_error(
+        "encryption certificate only",
+        |t| with_console(t, CONSOLE, SAML),
+        &[("idp.xml", idp_metadata(&encryption_only, "HTTP-Redirect"))],
+        "admin.saml.idp_metadata",
+    );
+}
+
+#[test]
+fn saml_metadata_without_a_redirect_sso_service() {
+    expect_error(
+        "no HTTP-Redirect SSO",
+        |t| with_console(t, CONSOLE, SAML),
+        &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-POST"))],
+        "admin.saml.idp_metadata",
+    );
+}
+
+#[test]
+fn saml_roles_that_map_nothing() {
+    let saml = "[admin.saml]\nidp_metadata = \"idp.xml\"\nroles = {}  # <-";
+    expect_error(
+        "empty roles",
+        |t| with_console(t, CONSOLE, saml),
+        &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-Redirect"))],
+        "admin.saml.roles",
+    );
+}
+
+#[test]
+fn console_without_a_way_to_sign_in_or_with_a_bad_url() {
+    expect_error(
+        "no sign-in",
+        |t| with_console(t, "public_url = \"https://relay.example:9587\"  # <-", ""),
+        &[],
+        "admin.saml",
+    );
+    expect_error(
+        "http off loopback",
+        |t| {
+            format!(
+                "{t}\n[admin]\naddress = \"0.0.0.0:9587\"\nbearer_token = \"env:HOME\"\n[admin.console]\npublic_url = \"http://relay.example:9587\"  # <-\n{SAML}\n"
+            )
+        },
+        &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-Redirect"))],
+        "admin.console.public_url",
+    );
+    expect_error(
+        "not https",
+        |t| with_console(t, "public_url = \"ftp://relay.example\"  # <-", SAML),
+        &[("idp.xml", idp_metadata(SIGNING_KEY, "HTTP-Redirect"))],
+        "admin.console.public_url",
+    );
+}

@@ -3,7 +3,7 @@
 //! docs/configuration.md (the keys are read from the `deny_unknown_fields`
 //! structs of src/config/, the schema serde enforces); every `src/...` path
 //! in docs/flow.md exists and every top-level module is on its map; every
-//! test SECURITY.md names exists; README keeps its two commands and stays
+//! test SECURITY.md names exists; README keeps its two commands (and demo.sh runs the demo) and stays
 //! short; relative links and their anchors resolve; and
 //! config.example.toml, with every commented block uncommented too, passes
 //! `postern check-config`.
@@ -341,16 +341,15 @@ fn readme_is_short_and_keeps_its_two_commands() {
         lines <= 150,
         "README.md has {lines} lines; the limit is 150"
     );
-    for block in [
-        "```sh\ncargo run --release -- run --demo\n```\n",
-        "```sh\n./tests/run.sh\n```\n",
-    ] {
+    for block in ["```sh\n./demo.sh\n```\n", "```sh\n./tests/run.sh\n```\n"] {
         assert!(
             readme.contains(block),
             "README.md lost the command block {block:?}"
         );
     }
     assert!(root().join("tests/run.sh").exists());
+    // The demo script installs the build's packages, then runs the demo.
+    assert!(read("demo.sh").contains("\nexec cargo run --release -- run --demo"));
 }
 
 /// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation
@@ -503,6 +502,16 @@ fn env_refs(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// IdP metadata for `[admin.saml]`: an entity id, an HTTP-Redirect
+/// SingleSignOnService and a signing certificate (only decoded, never
+/// used to verify anything here).
+const IDP_METADATA: &str = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example.com/">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>MIIBszCCAVmgAwIBAgIU</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#;
+
 /// Runs check-config on the example, its files replaced by test fixtures.
 fn check_example(text: &str, dir: &Path, creds: &Path) -> std::process::Output {
     let path = dir.join("postern.toml");
@@ -557,6 +566,8 @@ fn config_example_passes_check_config_with_and_without_its_commented_blocks() {
         "[alerts]",
         "[[quota.rules]]",
         "[validation.hook]",
+        "[admin.console]",
+        "[admin.saml]",
     ] {
         assert!(
             blocks.iter().any(|b| b.starts_with(must)),
@@ -576,6 +587,8 @@ fn config_example_passes_check_config_with_and_without_its_commented_blocks() {
     std::fs::write(creds.join("graph-client-secret"), "test-client-secret").expect("write secret");
     let gmail_key = dir.path().join("gmail-key.json");
     std::fs::write(&gmail_key, crate::gmail_setup::key_json()).expect("write gmail key");
+    let idp_md = dir.path().join("idp-metadata.xml");
+    std::fs::write(&idp_md, IDP_METADATA).expect("write IdP metadata");
     let dkim_dir = dir.path().join("dkim");
     let keygen = Command::new(postern_bin())
         .args([
@@ -598,7 +611,8 @@ fn config_example_passes_check_config_with_and_without_its_commented_blocks() {
     let full = format!("{example}\n{}", blocks.join("\n"))
         .replace("/etc/postern/graph/app.pem", &app_pem.to_string_lossy())
         .replace("/etc/postern/gmail-key.json", &gmail_key.to_string_lossy())
-        .replace("/etc/postern/dkim", &dkim_dir.to_string_lossy());
+        .replace("/etc/postern/dkim", &dkim_dir.to_string_lossy())
+        .replace("/etc/postern/idp-metadata.xml", &idp_md.to_string_lossy());
     assert_ok(
         &check_example(&full, dir.path(), &creds),
         "config.example.toml with every block uncommented",

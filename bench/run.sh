@@ -146,7 +146,8 @@ run_mode() {
 [server]
 hostname = "bench.test"
 state_dir = "$dir/state"
-max_connections_per_ip = 200
+max_connections = 2000
+max_connections_per_ip = 1000
 # Each loadgen session sends about COUNT/SESSIONS messages (one RCPT each)
 # on one connection: lift the per-session RCPT limit so the default 1000
 # does not end sessions mid-run.

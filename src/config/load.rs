@@ -124,6 +124,15 @@ fn parse_tree(
         let pattern = file.resolve_path(inc.get_ref());
         let pattern_text = pattern.to_string_lossy().into_owned();
         let is_glob = pattern_text.contains(['*', '?', '[']);
+        if pattern_text.contains("**") {
+            // `/**/` would walk the whole filesystem at every start and reload.
+            errors.push(ConfigError::new(
+                loc,
+                "include",
+                "recursive globs (**) are not supported; name the directory, e.g. \"conf.d/*.toml\"",
+            ));
+            continue;
+        }
         let mut matched: Vec<PathBuf> = match glob::glob(&pattern_text) {
             Ok(paths) => paths.filter_map(Result::ok).collect(),
             Err(e) => {
@@ -146,7 +155,7 @@ fn parse_tree(
             ));
         }
         for child in matched {
-            match std::fs::read_to_string(&child) {
+            match read_config_file(&child) {
                 Ok(text) => children.push((child, text)),
                 Err(e) => errors.push(ConfigError::new(
                     loc.clone(),
@@ -607,4 +616,26 @@ pub(crate) fn sender_pattern(p: &str) -> Result<String, String> {
             "invalid sender pattern {p:?}: use \"user@domain\", \"*@domain\" or \"*\""
         ))
     }
+}
+
+/// Largest included file: configuration is small, and a pattern that
+/// matched /dev/zero or a log file must not be read into memory whole.
+const MAX_INCLUDED_SIZE: u64 = 4 << 20;
+
+/// Reads an included file: a regular file of at most [`MAX_INCLUDED_SIZE`].
+fn read_config_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_INCLUDED_SIZE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_INCLUDED_SIZE {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_INCLUDED_SIZE >> 20
+        )));
+    }
+    Ok(text)
 }

@@ -133,6 +133,32 @@ fn includes_merge_and_refuse_duplicates() {
     );
 }
 
+/// Found by the config fuzz target: `include = ["/**/"]` walked the whole
+/// filesystem (and ran out of memory); an include that names a device or a
+/// huge file must not be read whole either.
+#[test]
+fn includes_refuse_recursive_globs_devices_and_huge_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.toml");
+    let e = load_str(&main, &format!("include = [\"/**/\"]\n{BASE}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("main.toml:1:") && e.contains("recursive globs (**) are not supported"),
+        "{e}"
+    );
+    let e = load_str(&main, &format!("include = [\"/dev/zero\"]\n{BASE}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (4 << 20) + 1]).unwrap();
+    let e = load_str(&main, &format!("include = [\"big.toml\"]\n{BASE}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("larger than 4 MiB"), "{e}");
+}
+
 #[test]
 fn every_error_is_reported_at_once() {
     let e = errors_of(&BASE.replace("upstreams = [\"out\"]", "upstreams = [\"a\", \"b\"]"));

@@ -9,13 +9,23 @@ use std::time::{Duration, SystemTime};
 
 use crate::dkim::{Algorithm, KeySlot, PrivateKey, Signer, UnsignedPolicy, generate_pem};
 use crate::inspect::{Header8bit, Inspector, Settings, Submission};
+use crate::smtp::data::{BareNewline, DataDecoder, DataOutcome};
 
 /// The first byte picks the 8-bit policy and the SMTPUTF8 flag; the rest is
-/// the message as received after DATA.
+/// what the client sent after DATA, decoded as the connection does
+/// (`smtp::data`, bare newlines normalized), so inspection sees what it
+/// sees in the daemon: CRLF line endings only.
 pub fn inspect_and_sign(input: &[u8]) {
-    let Some((&flags, data)) = input.split_first() else {
+    let Some((&flags, raw)) = input.split_first() else {
         return;
     };
+    let mut decoder = DataDecoder::new(usize::MAX, BareNewline::Normalize);
+    decoder.feed(raw);
+    decoder.feed(b"\r\n.\r\n");
+    let DataOutcome::Message(decoded) = decoder.finish() else {
+        return;
+    };
+    let data = &decoded[..];
     let (inspector, signer) = setup(flags);
     let sub = Submission {
         credential: "app".into(),

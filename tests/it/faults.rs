@@ -280,3 +280,131 @@ fn an_upstream_outage_a_429_storm_and_slow_answers_during_load_lose_nothing() {
         list_dir(&p.dead_dir())
     );
 }
+
+/// A TCP front for the upstream that, while `cutting`, resets each
+/// connection (RST both ways) once the client has sent a few hundred to a
+/// few thousand bytes: inside the TLS handshake, the HTTP/2 preface, the
+/// request headers or the body, a different point for each connection.
+struct CuttingProxy {
+    rt: Option<tokio::runtime::Runtime>,
+    port: u16,
+    cutting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    fn start(target: u16) -> CuttingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let cutting = Arc::new(AtomicBool::new(true));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (on, counter) = (cutting.clone(), cuts.clone());
+        rt.spawn(async move {
+            let mut n = 0usize;
+            while let Ok((inbound, _)) = listener.accept().await {
+                n += 1;
+                let budget = 300 + (n * 397) % 3000;
+                let (on, counter) = (on.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    // Zero linger: closing sends RST, not FIN.
+                    for s in [&inbound, &outbound] {
+                        #[allow(deprecated)]
+                        let _ = s.set_linger(Some(Duration::ZERO));
+                    }
+                    let (mut ci, co) = inbound.into_split();
+                    let (mut si, mut so) = outbound.into_split();
+                    let down = tokio::spawn(async move {
+                        let mut co = co;
+                        let _ = tokio::io::copy(&mut si, &mut co).await;
+                    });
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 1024];
+                    loop {
+                        let want = if on.load(Ordering::SeqCst) {
+                            (budget - sent).min(buf.len())
+                        } else {
+                            buf.len()
+                        };
+                        if want == 0 {
+                            break;
+                        }
+                        match ci.read(&mut buf[..want]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => {
+                                if so.write_all(&buf[..k]).await.is_err() {
+                                    return;
+                                }
+                                sent += k;
+                            }
+                        }
+                    }
+                    // Budget spent while cutting: reset both sides.
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    down.abort();
+                });
+            }
+        });
+        CuttingProxy {
+            rt: Some(rt),
+            port,
+            cutting,
+            cuts,
+        }
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn connection_resets_mid_request_during_load_lose_nothing() {
+    use std::sync::atomic::Ordering;
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let proxy = CuttingProxy::start(up.port);
+    // Each reset fails every request in flight on that connection: a short
+    // cool-down keeps the breaker from resting through the whole test.
+    let cfg = networked(&format!("https://127.0.0.1:{}/send", proxy.port))
+        .upstream("breaker_cooldown = \"1s\"");
+    let p = Postern::start(&ca, &cfg);
+    let load = Load::start(p.port(0), 4, 200);
+    std::thread::sleep(Duration::from_secs(15));
+    let cuts = proxy.cuts.load(Ordering::SeqCst);
+    assert!(cuts >= 3, "only {cuts} connections were reset");
+    proxy.cutting.store(false, Ordering::SeqCst);
+    let report = load.finish();
+    assert!(report.queued.len() >= 200, "refused: {:?}", report.refused);
+    let c = delivered(&p, &up, &report);
+    assert_none_lost(&c, &report, &p.log());
+    assert!(
+        list_dir(&p.dead_dir()).is_empty(),
+        "resets dead-lettered {:?}",
+        list_dir(&p.dead_dir())
+    );
+    // A reset after the whole request was sent is ambiguous: retried, so
+    // a duplicate is possible, but only for a message whose attempt was cut.
+    assert!(
+        c.duplicates.len() <= cuts,
+        "{} duplicates from {cuts} resets",
+        c.duplicates.len()
+    );
+}

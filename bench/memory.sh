@@ -14,6 +14,7 @@
 # Usage: bench/memory.sh   (env: CASES="idle big auth" IDLE=10000 BIG_MIB=30 COUNT=2000 SKIP_BUILD=)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/bench/lib.sh"
 CASES="${CASES:-idle big auth}"
 IDLE="${IDLE:-10000}"
 BIG_MIB="${BIG_MIB:-30}"
@@ -32,14 +33,6 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"   # each side of N idle connections holds N descriptors
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2; return 1
-}
 mem() {  # VmRSS or VmHWM of $1, in MB
     awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }

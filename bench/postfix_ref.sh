@@ -14,6 +14,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/bench/lib.sh"
 COUNT="${COUNT:-20000}"
 SESSIONS="${SESSIONS:-20}"
 SIZE="${SIZE:-4096}"
@@ -33,9 +34,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 SMTP_PORT="$(free_port)"
 SINK_PORT="$(free_port)"
 mkdir -p "$WORK/etc" "$WORK/queue"

@@ -29,6 +29,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/bench/lib.sh"
 COUNT="${COUNT:-20000}"
 SESSIONS="${SESSIONS:-20}"
 SIZE="${SIZE:-4096}"
@@ -56,22 +57,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
-cpu_s() {  # user + system CPU seconds of process $1 so far
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
-}
 
-wait_port() {  # bounded: 30 s
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
 
 "$LG/certs" --out "$WORK/certs"
 PASSWORD="bench-password-$$"

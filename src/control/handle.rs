@@ -59,6 +59,10 @@ pub(super) async fn answer(ctx: &Context, req: Request) -> Response {
             })
             .await
         }
+        Request::SpoolAdopt { path } => match ctx.queue.adopt(path.into()).await {
+            Ok(a) => to_value(&super::protocol::AdoptReport::of(&a)),
+            Err(e) => Err(e.to_string()),
+        },
         Request::Status => status(ctx).await,
         Request::CredentialSuspend {
             name,

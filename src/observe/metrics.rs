@@ -111,7 +111,7 @@ pub fn connection_closed(listener: &str) {
     gauge!("postern_connections_current", "listener" => listener.to_string()).decrement(1.0);
 }
 
-/// `reason`: `rate`, `too_many`.
+/// `reason`: `rate`, `too_many`, `proxy`.
 pub fn connection_refused(reason: &'static str) {
     counter!("postern_connections_refused_total", "reason" => reason).increment(1);
 }

@@ -258,3 +258,6 @@ fn remove_if_present(path: &Path) -> Result<(), SpoolError> {
         Err(e) => Err(SpoolError::io("remove", path, e)),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -275,3 +275,100 @@ fn per_ip_limits_count_the_client_the_header_names() {
     first.quit();
     other.quit();
 }
+
+/// `postern ARGS --config <p's config>`.
+fn ctl(p: &Postern, args: &[&str]) -> std::process::Output {
+    let config = p.config_path.to_string_lossy().into_owned();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", config.as_str()]);
+    crate::common::clients::postern_cmd(&all, b"")
+}
+
+#[test]
+fn spool_adopt_takes_over_a_killed_nodes_queue_exactly_once() {
+    let ca = TestCa::new();
+    let up = MockUpstream::with_default(&ca, Scripted::status(503));
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .with_loopback_network();
+    cfg.delivery = vec!["retry_initial = \"1s\"".into(), "retry_max = \"1s\"".into()];
+    cfg.log = vec!["audit_file = \"audit.json\"".into()];
+    let mut dead_node = Postern::start(&ca, &cfg);
+    let heir = Postern::start(&ca, &cfg);
+    let subjects: Vec<String> = (0..5).map(|i| format!("adopt me {i}")).collect();
+    for s in &subjects {
+        let mut c = SmtpClient::connect(dead_node.port(0));
+        send_plain(&mut c, s).expect_code(250, "queued on the first node");
+    }
+    // Each tried at least once against the failing upstream.
+    up.try_wait_for(5, Duration::from_secs(60)).unwrap();
+    let old_state = dead_node.state_dir.to_string_lossy().into_owned();
+
+    // Alive: refused, nothing moved.
+    let o = ctl(&heir, &["spool", "adopt", &old_state]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("locked by a running process"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        dead_node
+            .queue_files()
+            .iter()
+            .filter(|f| !f.contains('.'))
+            .count(),
+        5
+    );
+
+    dead_node.kill9();
+    let queued = dead_node.queue_files();
+    assert_eq!(
+        queued.iter().filter(|f| !f.contains('.')).count(),
+        5,
+        "{queued:?}"
+    );
+    assert!(
+        queued.iter().any(|f| f.ends_with(".retry")),
+        "retry state to carry over: {queued:?}"
+    );
+    up.set_default(Scripted::ok());
+    let before = up.count();
+
+    let o = ctl(&heir, &["spool", "adopt", &old_state]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("adopted 5 queued message(s) and 0 dead letter(s)"),
+        "{out}"
+    );
+    assert!(out.contains("delivering them now"), "{out}");
+    assert!(
+        dead_node.queue_files().is_empty(),
+        "{:?}",
+        dead_node.queue_files()
+    );
+
+    heir.delivered(&up, before + 5);
+    heir.wait_queue_empty();
+    // Again (as after a crash mid-way): nothing left, nothing sent twice.
+    let o = ctl(&heir, &["spool", "adopt", &old_state]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("adopted 0 queued"));
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<Recorded> = up.requests().into_iter().skip(before).collect();
+    assert_eq!(after.len(), 5, "each adopted message delivered once");
+    for s in &subjects {
+        let n = after
+            .iter()
+            .filter(|r| contains(&r.body, s.as_bytes()))
+            .count();
+        assert_eq!(n, 1, "{s} delivered {n} times");
+    }
+    let trail = audit(&heir);
+    assert_eq!(events(&trail, "adopted").len(), 5, "audit: adopted events");
+}

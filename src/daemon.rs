@@ -35,6 +35,8 @@ pub enum StartError {
     Suspensions(#[from] access::suspend::LoadError),
     #[error(transparent)]
     Control(#[from] crate::control::BindError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -187,10 +189,24 @@ async fn run(
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
     // Hour and day counters live in state_dir so a restart does not hand a
     // runaway application a fresh day.
-    let quotas = Arc::new(crate::quota::Quotas::new(
+    // [cluster]: Redis, connected lazily (a node starts on local limits
+    // while Redis is unreachable).
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let c = Arc::new(crate::cluster::Cluster::new(settings)?);
+            tracing::info!(node = %settings.node_id, expected_nodes = settings.expected_nodes, "cluster: limits shared through Redis");
+            Some(c)
+        }
+        None => None,
+    };
+    let quotas = crate::quota::Quotas::new(
         &config.quota,
         config.server.state_dir.join("quota-state.json"),
-    ));
+    );
+    let quotas = Arc::new(match &cluster {
+        Some(c) => quotas.with_cluster(Arc::clone(c), &config.quota),
+        None => quotas,
+    });
     let mut stop_quota = shutdown.subscribe();
     let persister = tokio::spawn(crate::quota::persist_every(
         Arc::clone(&quotas),
@@ -257,6 +273,7 @@ async fn run(
                 spool: Arc::clone(&spool),
                 delivery: delivery.status(),
                 listening: Arc::clone(&listening),
+                cluster: cluster.clone(),
             });
             let admin = crate::admin::Admin::bind(settings, tls, metrics, health).await?;
             tracing::info!(address = %admin.local_addr()?, https = settings.https, "admin listener");
@@ -273,6 +290,7 @@ async fn run(
         suspensions: Arc::clone(&suspensions),
         lockout: Arc::clone(&daemon.lockout),
         quotas: Arc::clone(&daemon.quotas),
+        cluster: cluster.clone(),
         listeners: bound
             .iter()
             .map(|b| crate::control::ListenerInfo {
@@ -381,6 +399,7 @@ struct Readiness {
     spool: Arc<Spool>,
     delivery: crate::deliver::Status,
     listening: Arc<std::sync::atomic::AtomicBool>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl crate::admin::Health for Readiness {
@@ -393,7 +412,20 @@ impl crate::admin::Health for Readiness {
             problems.push(format!("spool is not writable: {e}"));
         }
         problems.extend(self.delivery.blocked_routes());
+        // tempfail: the node refuses mail while Redis is down, so the load
+        // balancer should send it elsewhere.
+        if let Some(c) = self.cluster.as_ref().filter(|c| c.refusing()) {
+            problems.extend(c.degradation());
+        }
         problems
+    }
+
+    /// Redis down under `on_redis_down = "local"`: still taking mail.
+    fn degraded(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(c) if !c.refusing() => c.degradation().into_iter().collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn refresh_gauges(&self) {

@@ -7,6 +7,10 @@
 //! none of this runs and every limit is the node's own.
 
 pub mod proxy;
+pub mod quota;
+pub mod store;
+
+pub use store::{Cluster, ClusterError, share};
 
 use crate::secret::Secret;
 use serde::Deserialize;

@@ -188,6 +188,15 @@ async fn status(ctx: &Context) -> Result<Value, String> {
             .collect(),
         suspended: ctx.suspensions.active(),
         busiest_quota_keys: ctx.quotas.busiest(BUSIEST),
+        cluster: ctx.cluster.as_ref().map(|c| super::protocol::ClusterInfo {
+            node_id: c.settings().node_id.clone(),
+            state: match (c.is_down(), c.refusing()) {
+                (false, _) => "shared",
+                (true, false) => "local",
+                (true, true) => "tempfail",
+            }
+            .to_string(),
+        }),
     };
     to_value(&report)
 }

@@ -254,4 +254,16 @@ pub struct StatusReport {
     pub suspended: Vec<Suspension>,
     /// The quota keys with most messages counted this hour (then day).
     pub busiest_quota_keys: Vec<KeyUsage>,
+    /// `[cluster]`: this node and whether Redis is in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// `[cluster]` as `postern status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node_id: String,
+    /// `shared` (Redis answers), `local` (down: each node its share) or
+    /// `tempfail` (down: refusing what needs a shared limit).
+    pub state: String,
 }

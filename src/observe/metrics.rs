@@ -145,6 +145,17 @@ pub fn refused(stage: &'static str, reason: &'static str) {
     counter!("postern_messages_refused_total", "stage" => stage, "reason" => reason).increment(1);
 }
 
+/// `[cluster]`: 1 while Redis answers, 0 while the node runs on local state.
+pub fn cluster_redis_up(up: bool) {
+    gauge!("postern_cluster_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// One decision made on local state because Redis was down: `what` is
+/// `quota`, `lockout`, `known`, `suspension`.
+pub fn cluster_fallback(what: &'static str) {
+    counter!("postern_cluster_fallback_total", "what" => what).increment(1);
+}
+
 pub fn quota_refused(rule: &str) {
     counter!("postern_quota_refusals_total", "rule" => rule.to_string()).increment(1);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::cluster::Haproxy;
+use crate::common::cluster::{Haproxy, Redis};
 use crate::common::*;
 
 const CLIENT: &str = "127.0.0.2";
@@ -371,4 +371,199 @@ fn spool_adopt_takes_over_a_killed_nodes_queue_exactly_once() {
     }
     let trail = audit(&heir);
     assert_eq!(events(&trail, "adopted").len(), 5, "audit: adopted events");
+}
+
+/// `[cluster]` for node `i` of three on `redis`.
+fn clustered(mut cfg: Config, redis: &Redis, i: usize) -> Config {
+    cfg.extra.push_str(&format!(
+        "\n[cluster]\nredis = \"{}\"\nnode_id = \"node{i}\"\nexpected_nodes = 3\ntimeout = \"300ms\"\n",
+        redis.url()
+    ));
+    cfg
+}
+
+/// A `networks` credential `office` for CLIENT and 192.0.2.0/24 with a
+/// per-minute message quota, and `probe` (192.0.2.250) with a generous
+/// one, so probing whether Redis is in use costs `office` nothing.
+fn quota_credentials(cfg: Config, per_minute: u32) -> Config {
+    let office = format!(
+        "[credentials.office]\nnetworks = [\"{CLIENT}/32\", \"192.0.2.0/25\"]\nallowed_senders = [\"*@example.com\"]\nquota = {{ per_minute = {per_minute} }}\n"
+    );
+    let probe = "[credentials.probe]\nnetworks = [\"192.0.2.250/32\"]\nallowed_senders = [\"*@example.com\"]\nquota = { per_minute = 1000 }\n".to_string();
+    cfg.credential(office).credential(probe)
+}
+
+/// A plain node (PROXY from 127.0.0.1) in a three-node cluster.
+fn quota_node(up: &MockUpstream, redis: &Redis, i: usize, per_minute: u32) -> Config {
+    let mut cfg = Config::new(&up.url()).listeners(&["none"]);
+    cfg.listener_lines = vec![
+        "proxy_protocol = true".into(),
+        "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+    ];
+    cfg.credentials.clear();
+    clustered(quota_credentials(cfg, per_minute), redis, i)
+}
+
+/// One message as client `src` straight to a node (our own PROXY header);
+/// the reply to MAIL if it refused, else to the final dot.
+fn send_as(p: &Postern, src: [u8; 4], subject: &str) -> Reply {
+    let mut c = SmtpClient::connect(p.port(0));
+    c.send(&v2_header(src, 4000));
+    c.greet();
+    let mail = c.cmd("MAIL FROM:<app@example.com>");
+    if mail.code != 250 {
+        c.quit();
+        return mail;
+    }
+    c.cmd("RCPT TO:<rcpt@dest.test>").expect_code(250, "rcpt");
+    let r = c.data(&simple_message(
+        "app@example.com",
+        "rcpt@dest.test",
+        subject,
+    ));
+    c.quit();
+    r
+}
+
+#[test]
+fn a_credential_quota_counts_across_nodes_behind_haproxy() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    let nodes: Vec<Postern> = (0..3)
+        .map(|i| {
+            let mut cfg = quota_node(&up, &redis, i, 5);
+            cfg.log = vec!["audit_file = \"audit.json\"".into()];
+            Postern::start(&ca, &cfg)
+        })
+        .collect();
+    let lb = Haproxy::start(&nodes.iter().map(|n| n.port(0)).collect::<Vec<_>>());
+    for i in 0..5 {
+        let mut c = SmtpClient::connect_from(ip(CLIENT), lb.port);
+        send_plain(&mut c, &format!("shared quota {i}"))
+            .expect_code(250, "within the shared quota");
+    }
+    // The sixth, whichever node it reaches: each has counted at most two.
+    let mut c = SmtpClient::connect_from(ip(CLIENT), lb.port);
+    c.greet();
+    c.cmd("MAIL FROM:<app@example.com>")
+        .expect(451, "4.7.1", "sixth message through any node");
+    c.quit();
+    let served = nodes
+        .iter()
+        .filter(|n| !events(&audit(n), "accepted").is_empty())
+        .count();
+    assert!(served >= 2, "the five went through more than one node");
+    assert!(
+        redis
+            .cli(&["--scan", "--pattern", "postern:q:credential:*"])
+            .contains("office")
+    );
+    nodes[0].delivered(&up, 5);
+}
+
+/// A quota check by `probe` (MAIL, then RSET gives it back): makes the
+/// node ask Redis without sending anything.
+fn probe(p: &Postern) {
+    let mut c = SmtpClient::connect(p.port(0));
+    c.send(&v2_header([192, 0, 2, 250], 4000));
+    c.greet();
+    let _ = c.cmd("MAIL FROM:<app@example.com>");
+    let _ = c.cmd("RSET");
+    c.quit();
+}
+
+/// /readyz of a node's admin listener: status and body.
+fn readyz(port: u16) -> (u16, String) {
+    crate::common::http::get(port, "/readyz", None, None)
+}
+
+#[test]
+fn redis_down_mid_load_falls_back_to_local_shares_and_recovers() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let mut redis = Redis::start();
+    let admin: Vec<u16> = (0..3)
+        .map(|_| crate::common::postern::free_port())
+        .collect();
+    let nodes: Vec<Postern> = (0..3)
+        .map(|i| {
+            // per_minute = 6: a share of 2 per node while Redis is down.
+            let mut cfg = quota_node(&up, &redis, i, 6);
+            cfg.extra.push_str(&format!(
+                "\n[admin]\naddress = \"127.0.0.1:{}\"\n",
+                admin[i]
+            ));
+            Postern::start(&ca, &cfg)
+        })
+        .collect();
+    let office = [192, 0, 2, 10];
+    let mut accepted = 0;
+    for i in 0..2 {
+        send_as(&nodes[0], office, &format!("shared {i}")).expect_code(250, "shared");
+        accepted += 1;
+    }
+    assert_eq!(readyz(admin[0]), (200, "ready\n".to_string()));
+
+    redis.stop();
+    // Each node now allows its share, 2, on its own: mail keeps flowing.
+    for (n, node) in nodes.iter().enumerate() {
+        for i in 0..2 {
+            send_as(node, office, &format!("local {n}.{i}"))
+                .expect_code(250, "under the local share");
+            accepted += 1;
+        }
+        send_as(node, office, &format!("local {n} over")).expect(
+            451,
+            "4.7.1",
+            "over the local share",
+        );
+        let (status, body) = readyz(admin[n]);
+        assert_eq!(status, 200, "still taking mail: {body}");
+        assert!(
+            body.contains("degraded") && body.contains("redis unreachable"),
+            "{body}"
+        );
+    }
+    let status = ctl(&nodes[1], &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("node node1; redis: unreachable (local limits"),
+        "{text}"
+    );
+    assert!(
+        nodes[0]
+            .log()
+            .contains("Redis unreachable: falling back to local limits")
+    );
+
+    redis.restart();
+    // Back to shared counters once a check reaches Redis again (tried at
+    // most once a second); the probe credential's checks trigger it.
+    for (n, node) in nodes.iter().enumerate() {
+        let back = wait_until(Duration::from_secs(30), || {
+            probe(node);
+            readyz(admin[n]) == (200, "ready\n".to_string())
+        });
+        assert!(back, "node {n} uses Redis again; log:\n{}", node.log());
+    }
+    // Shared again (Redis restarted empty): six in all, spread 3/2/1;
+    // the seventh is refused on node 2, which alone has counted one.
+    for (n, count) in [(0usize, 3), (1, 2), (2, 1)] {
+        for i in 0..count {
+            send_as(&nodes[n], office, &format!("shared again {n}.{i}"))
+                .expect_code(250, "shared again");
+            accepted += 1;
+        }
+    }
+    send_as(&nodes[2], office, "seventh").expect(451, "4.7.1", "the shared limit");
+    assert!(nodes[0].log().contains("Redis is reachable again"));
+
+    // Nothing answered 250 was lost.
+    nodes[0].delivered(&up, accepted);
+    for n in &nodes {
+        n.wait_queue_empty();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(up.count(), accepted);
 }

@@ -77,8 +77,6 @@ impl Drop for Haproxy {
     }
 }
 
-// Used by the Redis tests of the next step.
-#[allow(dead_code)]
 /// A private redis-server without persistence, on a fixed port so it can
 /// be stopped and started again where the nodes expect it.
 pub struct Redis {
@@ -87,7 +85,6 @@ pub struct Redis {
     child: Option<Child>,
 }
 
-#[allow(dead_code)]
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::Builder::new()

@@ -116,6 +116,7 @@ fn demo_config() -> String {
 /// rate, credential suspensions).
 struct Daemon {
     config_path: Option<PathBuf>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     spool: Arc<Spool>,
     quotas: Arc<crate::quota::Quotas>,
     lockout: Arc<access::lockout::Lockout>,
@@ -137,6 +138,7 @@ impl Daemon {
                 .with_lockout(Arc::clone(&self.lockout))
                 .with_known_clients(Arc::clone(&self.known))
                 .with_suspensions(Arc::clone(&self.suspensions))
+                .with_cluster(self.cluster.clone())
                 .with_route_limits(router.size_limits()),
         );
         let sink = Arc::new(Acceptor {
@@ -230,8 +232,19 @@ async fn run(
             let _ = stop_known.recv().await;
         },
     ));
+    let suspension_sync = cluster.as_ref().map(|c| {
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(crate::cluster::suspend::sync_every(
+            Arc::clone(c),
+            Arc::clone(&suspensions),
+            async move {
+                let _ = stop.recv().await;
+            },
+        ))
+    });
     let daemon = Daemon {
         config_path,
+        cluster: cluster.clone(),
         spool: Arc::clone(&spool),
         quotas,
         lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
@@ -241,7 +254,7 @@ async fn run(
     };
     let (generation, router) = daemon.generation(&config)?;
     crate::alerts::configure(config.alerts.as_ref());
-    crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions)));
+    crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions), cluster.clone()));
     let queue_age = tokio::spawn(check_queue_age(Arc::clone(&spool)));
     let mut stop = shutdown.subscribe();
     let delivery = Delivery::start(
@@ -346,6 +359,9 @@ async fn run(
     delivery.wait(running.server.shutdown_timeout).await;
     let _ = persister.await;
     let _ = known_persister.await;
+    if let Some(sync) = suspension_sync {
+        let _ = sync.await;
+    }
     if let Some(admin) = admin {
         admin.abort();
     }
@@ -450,9 +466,20 @@ impl crate::admin::Health for Readiness {
 
 /// How the volume-spike detector suspends a credential: at once in memory,
 /// saved to disk off the runtime threads.
-fn suspend_hook(suspensions: Arc<access::suspend::Suspensions>) -> crate::alerts::SuspendHook {
+fn suspend_hook(
+    suspensions: Arc<access::suspend::Suspensions>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+) -> crate::alerts::SuspendHook {
     Arc::new(move |name: &str, duration, reason: &str| {
         let s = suspensions.suspend(name, Some(duration), Some(reason.to_string()), "alerts");
+        if let (Some(c), Ok(rt)) = (&cluster, tokio::runtime::Handle::try_current()) {
+            let (c, s, local) = (Arc::clone(c), s.clone(), Arc::clone(&suspensions));
+            rt.spawn(async move {
+                if crate::cluster::suspend::publish(&c, &s).await {
+                    local.put(s);
+                }
+            });
+        }
         tracing::warn!(
             target: crate::observe::audit::TARGET,
             event = "suspended",

@@ -67,6 +67,11 @@ pub struct Access {
     verifications: AtomicU64,
     /// Route name → the largest message all its upstreams accept.
     route_limits: BTreeMap<String, u64>,
+    /// `[cluster]`: lockouts and known clients shared through Redis (the
+    /// local ones above are kept as well, for when Redis is down).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `[abuse]`, for the shared lockout.
+    abuse: abuse::Settings,
 }
 
 impl Access {
@@ -105,7 +110,15 @@ impl Access {
             max_secrets,
             verifications: AtomicU64::new(0),
             route_limits: BTreeMap::new(),
+            cluster: None,
+            abuse: config.abuse.clone(),
         }
+    }
+
+    /// Shares lockouts and known clients through Redis (`[cluster]`).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Access {
+        self.cluster = cluster;
+        self
     }
 
     /// Enforces failed-AUTH lockouts (`[abuse]`).

@@ -6,9 +6,11 @@
 //! records whose loss costs accuracy, never a message. Without `[cluster]`
 //! none of this runs and every limit is the node's own.
 
+pub mod lockout;
 pub mod proxy;
 pub mod quota;
 pub mod store;
+pub mod suspend;
 
 pub use store::{Cluster, ClusterError, share};
 

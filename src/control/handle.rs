@@ -233,6 +233,16 @@ async fn suspend(
         return Err("--for must be longer than zero".to_string());
     }
     let s = ctx.suspensions.suspend(name, duration, reason, "operator");
+    if let Some(c) = &ctx.cluster {
+        if crate::cluster::suspend::publish(c, &s).await {
+            ctx.suspensions.put(s.clone());
+        } else {
+            tracing::warn!(
+                credential = name,
+                "Redis unreachable: the suspension holds on this node only until Redis is back"
+            );
+        }
+    }
     tracing::warn!(
         target: audit::TARGET,
         event = "suspended",
@@ -247,7 +257,15 @@ async fn suspend(
 }
 
 async fn resume(ctx: &Context, name: &str) -> Result<Value, String> {
-    let Some(s) = ctx.suspensions.resume(name) else {
+    let current = ctx.suspensions.check(name);
+    if let (Some(c), Some(_)) = (&ctx.cluster, &current)
+        && !crate::cluster::suspend::retract(c, name).await
+    {
+        return Err(format!(
+            "Redis is unreachable: resuming \"{name}\" here only would be undone when it is back; try again once it answers"
+        ));
+    }
+    let Some(s) = ctx.suspensions.resume(name).or(current) else {
         let access = ctx.shared.current().access.clone();
         if access.credential(name).is_none() {
             return Err(unknown_credential(name, &access.credential_names()));

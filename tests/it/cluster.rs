@@ -567,3 +567,96 @@ fn redis_down_mid_load_falls_back_to_local_shares_and_recovers() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(up.count(), accepted);
 }
+
+/// Opens a session to a STARTTLS node as client `src` (our own PROXY
+/// header) and tries AUTH PLAIN; the reply.
+fn auth_as(p: &Postern, ca: &TestCa, src: [u8; 4], password: &str) -> Reply {
+    let mut c = SmtpClient::connect(p.port(0));
+    c.send(&v2_header(src, 4000));
+    c.greet_starttls(ca);
+    let r = c.auth_plain("app", password);
+    c.quit();
+    r
+}
+
+#[test]
+fn auth_failures_spread_over_three_nodes_lock_out_on_all() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    let nodes: Vec<Postern> = (0..3)
+        .map(|i| {
+            let mut cfg = Config::new(&up.url())
+                .abuse("auth_failures = 3")
+                .abuse("auth_failure_delay = \"0s\"");
+            cfg.listener_lines = vec![
+                "proxy_protocol = true".into(),
+                "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+            ];
+            Postern::start(&ca, &clustered(cfg, &redis, i))
+        })
+        .collect();
+    let attacker = [192, 0, 2, 30];
+    // The application logs in from its usual network through node 2.
+    let app = [192, 0, 2, 31];
+    auth_as(&nodes[2], &ca, app, PASSWORD).expect(235, "2.7.0", "the application");
+    // One failure per node: no node alone has seen three.
+    for n in &nodes {
+        auth_as(n, &ca, attacker, "wrong-password-1").expect(535, "5.7.8", "a wrong password");
+    }
+    // The network is locked out on every node, even with the right password.
+    for (i, n) in nodes.iter().enumerate() {
+        auth_as(n, &ca, attacker, PASSWORD).expect(
+            454,
+            "4.7.0",
+            &format!("locked out on node {i}"),
+        );
+    }
+    // The username is locked too, for networks not known for it; the
+    // application's network, known through node 2, is spared on node 0.
+    let r = auth_as(&nodes[1], &ca, [192, 0, 2, 32], PASSWORD);
+    r.expect(454, "4.7.0", "a third network");
+    assert!(r.text().contains("user \"app\""), "{r:?}");
+    auth_as(&nodes[0], &ca, app, PASSWORD).expect(235, "2.7.0", "known through another node");
+    assert!(
+        redis
+            .cli(&["--scan", "--pattern", "postern:l:c:192.0.2.30*"])
+            .contains("until")
+    );
+}
+
+#[test]
+fn a_suspension_on_one_node_refuses_mail_on_the_others() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    let nodes: Vec<Postern> = (0..3)
+        .map(|i| Postern::start(&ca, &quota_node(&up, &redis, i, 1000)))
+        .collect();
+    let office = [192, 0, 2, 10];
+    for n in &nodes {
+        send_as(n, office, "before").expect_code(250, "not suspended yet");
+    }
+    let o = ctl(
+        &nodes[0],
+        &["credential", "suspend", "office", "--reason", "leaked"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        // Within a second (the nodes read the shared record twice a second).
+        let refused = wait_until(Duration::from_secs(5), || {
+            send_as(n, office, "after").is(550, "5.7.1")
+        });
+        assert!(
+            refused,
+            "node {i} refuses the suspended credential; log:\n{}",
+            n.log()
+        );
+    }
+    let o = ctl(&nodes[2], &["credential", "resume", "office"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let back = wait_until(Duration::from_secs(5), || {
+        send_as(&nodes[0], office, "resumed").code == 250
+    });
+    assert!(back, "resumed on node 2, so on node 0 too");
+}

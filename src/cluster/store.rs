@@ -36,6 +36,11 @@ impl Cluster {
     /// runtime.
     pub fn new(settings: &Settings) -> Result<Cluster, ClusterError> {
         use redis::IntoConnectionInfo;
+        if settings.redis.starts_with("rediss://") {
+            // redis builds its rustls client on the process default
+            // provider; everything in postern uses ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let mut info = settings
             .redis
             .as_str()

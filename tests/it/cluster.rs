@@ -660,3 +660,33 @@ fn a_suspension_on_one_node_refuses_mail_on_the_others() {
     });
     assert!(back, "resumed on node 2, so on node 0 too");
 }
+
+#[test]
+fn on_redis_down_tempfail_refuses_with_451_4_3_0_and_reports_not_ready() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let mut redis = Redis::start();
+    let admin = crate::common::postern::free_port();
+    let mut cfg = quota_node(&up, &redis, 0, 100);
+    cfg.extra.push_str(&format!(
+        "on_redis_down = \"tempfail\"\n\n[admin]\naddress = \"127.0.0.1:{admin}\"\n"
+    ));
+    let p = Postern::start(&ca, &cfg);
+    let office = [192, 0, 2, 10];
+    send_as(&p, office, "shared").expect_code(250, "Redis up");
+    redis.stop();
+    send_as(&p, office, "no redis").expect(451, "4.3.0", "shared limits unavailable");
+    let (status, body) = readyz(admin);
+    assert_eq!(status, 503, "the balancer should send elsewhere: {body}");
+    assert!(body.contains("redis unreachable"), "{body}");
+    redis.restart();
+    let back = wait_until(Duration::from_secs(30), || {
+        send_as(&p, office, "back").code == 250
+    });
+    assert!(
+        back,
+        "accepting again once Redis answers; log:\n{}",
+        p.log()
+    );
+    assert_eq!(readyz(admin).0, 200);
+}

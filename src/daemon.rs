@@ -254,6 +254,7 @@ async fn run(
     };
     let (generation, router) = daemon.generation(&config)?;
     crate::alerts::configure(config.alerts.as_ref());
+    crate::alerts::set_cluster(cluster.clone());
     crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions), cluster.clone()));
     let queue_age = tokio::spawn(check_queue_age(Arc::clone(&spool)));
     let mut stop = shutdown.subscribe();

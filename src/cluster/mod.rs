@@ -6,6 +6,7 @@
 //! records whose loss costs accuracy, never a message. Without `[cluster]`
 //! none of this runs and every limit is the node's own.
 
+pub mod alerts;
 pub mod lockout;
 pub mod proxy;
 pub mod quota;

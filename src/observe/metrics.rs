@@ -151,7 +151,7 @@ pub fn cluster_redis_up(up: bool) {
 }
 
 /// One decision made on local state because Redis was down: `what` is
-/// `quota`, `lockout`, `known`, `suspension`.
+/// `quota`, `lockout`, `suspension`, `alerts`.
 pub fn cluster_fallback(what: &'static str) {
     counter!("postern_cluster_fallback_total", "what" => what).increment(1);
 }

@@ -690,3 +690,48 @@ fn on_redis_down_tempfail_refuses_with_451_4_3_0_and_reports_not_ready() {
     );
     assert_eq!(readyz(admin).0, 200);
 }
+
+#[test]
+fn anomaly_windows_add_up_across_nodes_and_one_node_alerts() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    let nodes: Vec<Postern> = (0..3)
+        .map(|i| {
+            let mut cfg = Config::new(&up.url())
+                .abuse("auth_failures = \"unlimited\"")
+                .abuse("auth_failure_delay = \"0s\"");
+            cfg.listener_lines = vec![
+                "proxy_protocol = true".into(),
+                "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+            ];
+            cfg.log = vec!["audit_file = \"audit.json\"".into()];
+            cfg.extra.push_str(
+                "\n[alerts]\nauth_failures_per_network = 3\nauth_failures_per_username = \"off\"\n",
+            );
+            Postern::start(&ca, &clustered(cfg, &redis, i))
+        })
+        .collect();
+    let sprayer = [192, 0, 2, 40];
+    let anomalies = || -> Vec<Value> {
+        nodes
+            .iter()
+            .flat_map(|n| audit(n).into_iter().filter(|e| e["event"] == "anomaly"))
+            .collect()
+    };
+    // One failure per node: none alone reaches three.
+    for n in &nodes {
+        auth_as(n, &ca, sprayer, "wrong-password-2").expect(535, "5.7.8", "wrong");
+    }
+    let raised = wait_until(Duration::from_secs(10), || !anomalies().is_empty());
+    assert!(raised, "the shared window reached the threshold");
+    // Three more: still one alert (repeat_after), raised by one node.
+    for n in &nodes {
+        auth_as(n, &ca, sprayer, "wrong-password-3").expect(535, "5.7.8", "wrong");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let all = anomalies();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["kind"], "auth_failures_network");
+    assert_eq!(all[0]["key"], "192.0.2.40");
+}

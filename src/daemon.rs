@@ -478,6 +478,8 @@ fn suspend_hook(
             rt.spawn(async move {
                 if crate::cluster::suspend::publish(&c, &s).await {
                     local.put(s);
+                } else {
+                    crate::cluster::suspend::defer(s);
                 }
             });
         }

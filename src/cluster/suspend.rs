@@ -9,7 +9,10 @@
 //! `suspensions.json`, so a restart while Redis is down still refuses).
 //! A hash without the marker means Redis lost its data (a restart without
 //! persistence): the node writes its own record back rather than lift
-//! every suspension. While Redis is down each node keeps what it has.
+//! every suspension. While Redis is down each node keeps what it has; a
+//! suspension made meanwhile is kept aside and written to Redis before
+//! the node next reads the shared record, so Redis coming back does not
+//! lift it.
 
 use super::store::Cluster;
 use crate::access::suspend::{Suspension, Suspensions};
@@ -23,6 +26,29 @@ use std::time::Duration;
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 const MARKER: &str = "_";
+
+/// Suspensions made while Redis was down, to be written first.
+static PENDING: std::sync::Mutex<Vec<Suspension>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps `s` for Redis: it was made while Redis did not answer.
+pub fn defer(s: Suspension) {
+    PENDING.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+}
+
+/// Writes what [`defer`] kept; false if Redis is still down.
+async fn flush_pending(cluster: &Cluster) -> bool {
+    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|p| p.into_inner()));
+    for (i, s) in pending.iter().enumerate() {
+        if !publish(cluster, s).await {
+            PENDING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(pending[i..].iter().cloned());
+            return false;
+        }
+    }
+    true
+}
 
 fn key(cluster: &Cluster) -> String {
     cluster.key("suspensions")
@@ -72,6 +98,10 @@ pub async fn retract(cluster: &Cluster, credential: &str) -> bool {
 
 /// One read of the shared record into `suspensions`.
 async fn sync_once(cluster: &Cluster, suspensions: &Arc<Suspensions>) {
+    if !flush_pending(cluster).await {
+        crate::observe::metrics::cluster_fallback("suspension");
+        return;
+    }
     let k = key(cluster);
     let got: Option<HashMap<String, String>> = cluster
         .call("suspensions", |mut c| async move { c.hgetall(&k).await })

@@ -239,8 +239,9 @@ async fn suspend(
         } else {
             tracing::warn!(
                 credential = name,
-                "Redis unreachable: the suspension holds on this node only until Redis is back"
+                "Redis unreachable: the suspension holds on this node now and is written to Redis when it answers"
             );
+            crate::cluster::suspend::defer(s.clone());
         }
     }
     tracing::warn!(

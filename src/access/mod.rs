@@ -204,6 +204,31 @@ impl Access {
         self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
     }
 
+    /// Whether the quotas are counted in Redis (`[cluster]`): sessions then
+    /// check them through [`Access::admit_shared`].
+    pub fn shared_quotas(&self) -> bool {
+        self.quotas.as_ref().is_some_and(|q| q.is_shared())
+    }
+
+    /// The quotas for one more message (or recipient, `recipient`),
+    /// counted in Redis without blocking the connection's thread.
+    pub async fn admit_shared(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+        recipient: bool,
+    ) -> Result<(), Denied> {
+        let Some(quotas) = &self.quotas else {
+            return Ok(());
+        };
+        let subject = self.subject(credential, mail_from, peer);
+        quotas
+            .check_shared_async(&subject, recipient)
+            .await
+            .map_err(|refusal| self.refused(credential, refusal))
+    }
+
     /// Gives back what a transaction that queued nothing was counted for.
     pub fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
         if let Some(quotas) = &self.quotas {
@@ -225,17 +250,21 @@ impl Access {
         let Some(quotas) = &self.quotas else {
             return Ok(());
         };
-        check(quotas, &self.subject(credential, mail_from, peer)).map_err(|refusal| {
-            tracing::warn!(
-                credential,
-                rule = %refusal.rule,
-                key = %refusal.key,
-                retry_after_s = refusal.retry_secs(),
-                "rate limit refusal"
-            );
-            crate::observe::metrics::quota_refused(&refusal.rule);
-            Denied::RateLimited(refusal)
-        })
+        check(quotas, &self.subject(credential, mail_from, peer))
+            .map_err(|refusal| self.refused(credential, refusal))
+    }
+
+    /// A quota refusal, logged and counted.
+    fn refused(&self, credential: &str, refusal: crate::quota::Refusal) -> Denied {
+        tracing::warn!(
+            credential,
+            rule = %refusal.rule,
+            key = %refusal.key,
+            retry_after_s = refusal.retry_secs(),
+            "rate limit refusal"
+        );
+        crate::observe::metrics::quota_refused(&refusal.rule);
+        Denied::RateLimited(refusal)
     }
 
     /// Who a quota check is about.

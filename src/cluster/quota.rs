@@ -177,7 +177,28 @@ pub fn check(cluster: &Cluster, plan: &[Planned], unit: &str, n: u32) -> Option<
     let reply: Vec<i64> = cluster.call_blocking("quota check", |mut c| async move {
         inv.invoke_async(&mut c).await
     })?;
-    match reply.as_slice() {
+    decode(plan, &reply)
+}
+
+/// [`check`] for async callers (the connection, between session steps):
+/// awaits Redis instead of blocking the thread.
+pub async fn check_async(
+    cluster: &Cluster,
+    plan: &[Planned],
+    unit: &str,
+    n: u32,
+) -> Option<Result<(), Over>> {
+    let inv = invocation(cluster, &CHECK_SCRIPT, plan, unit, n);
+    let reply: Vec<i64> = cluster
+        .call("quota check", |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
+        .await?;
+    decode(plan, &reply)
+}
+
+fn decode(plan: &[Planned], reply: &[i64]) -> Option<Result<(), Over>> {
+    match reply {
         [0] => Some(Ok(())),
         [i, span, wait] if *i >= 1 => {
             let idx = usize::try_from(*i - 1).ok()?;

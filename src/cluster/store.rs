@@ -134,10 +134,13 @@ impl Cluster {
         }
     }
 
-    /// [`Cluster::call`] from synchronous code on a runtime worker (the
-    /// session's policy checks are synchronous): the worker hands its other
-    /// tasks to the rest of the runtime while it waits, at most `timeout`.
-    /// Outside a multi-threaded runtime there is no Redis (None).
+    /// [`Cluster::call`] from synchronous code on a runtime worker: the
+    /// worker hands its other tasks to the rest of the runtime while it
+    /// waits, at most `timeout`. Only for a synchronous caller that has no
+    /// async path (the sessions check shared quotas through
+    /// `Step::AdmitMessage` / `Step::AdmitRecipient`, awaited by the
+    /// connection). Outside a multi-threaded runtime there is no Redis
+    /// (None).
     pub fn call_blocking<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,

@@ -278,6 +278,48 @@ impl Quotas {
         }
     }
 
+    /// Whether the counters are in Redis (`[cluster]`).
+    pub fn is_shared(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// [`Quotas::check_message`] (or `check_recipient`) against the shared
+    /// counters, awaiting Redis instead of blocking the thread; the local
+    /// share when Redis is down.
+    pub async fn check_shared_async(
+        &self,
+        s: &Subject<'_>,
+        recipient: bool,
+    ) -> Result<(), Refusal> {
+        let unit = if recipient {
+            Unit::Recipients
+        } else {
+            Unit::Messages
+        };
+        let Some(shared) = &self.cluster else {
+            return self.check(s, unit);
+        };
+        if s.credential_quota.is_none() && !self.any_limit.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let plan = lock(&self.engine).compiled.plan(s, unit);
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let result =
+            match crate::cluster::quota::check_async(&shared.cluster, &plan, unit_name(unit), 1)
+                .await
+            {
+                Some(Ok(())) => Ok(()),
+                Some(Err(over)) => Err(lock(&self.engine).compiled.refusal(s, unit, over)),
+                None => self.check_fallback(shared, s, unit, self.clock.now()),
+            };
+        if let Err(r) = &result {
+            tracing::info!(rule = %r.rule, key = %r.key, retry_after_s = r.retry_secs(), "rate limit refused");
+        }
+        result
+    }
+
     /// The check on this node alone while Redis is down.
     fn check_fallback(
         &self,

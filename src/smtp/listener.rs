@@ -194,6 +194,9 @@ impl Policy for Shared {
     ) -> Result<(), Reply> {
         Policy::admit_recipient(&*self.current().access, credential, mail_from, peer)
     }
+    fn shared_quotas(&self) -> bool {
+        self.current().access.shared_quotas()
+    }
     fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
         Policy::release(
             &*self.current().access,

@@ -374,3 +374,33 @@ fn anomaly_windows_add_up_across_nodes_and_one_node_alerts() {
     assert_eq!(all[0]["kind"], "auth_failures_network");
     assert_eq!(all[0]["key"], "192.0.2.40");
 }
+
+#[test]
+fn the_redis_password_comes_from_a_secret_reference() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start_with(&["--requirepass", "s3cret-redis"]);
+    let mut cfg = quota_node(&up, &redis, 0, 2);
+    cfg.extra
+        .push_str("password = \"env:POSTERN_TEST_REDIS_PASSWORD\"\n");
+    let p = Postern::start_with_env(
+        &ca,
+        &cfg,
+        &[("POSTERN_TEST_REDIS_PASSWORD", "s3cret-redis")],
+    );
+    let office = [192, 0, 2, 10];
+    for i in 0..2 {
+        send_as(&p, office, &format!("authenticated {i}")).expect_code(250, "within the quota");
+    }
+    send_as(&p, office, "third").expect(451, "4.7.1", "counted in Redis");
+    assert!(!p.log().contains("Redis unreachable"), "{}", p.log());
+    let keys = redis.cli(&[
+        "-a",
+        "s3cret-redis",
+        "--no-auth-warning",
+        "--scan",
+        "--pattern",
+        "postern:q:*",
+    ]);
+    assert!(keys.contains("office"), "{keys}");
+}

@@ -83,10 +83,17 @@ pub struct Redis {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// Extra redis-server arguments (`--requirepass ...`).
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// With extra redis-server arguments.
+    pub fn start_with(args: &[&str]) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("postern-redis-")
             .tempdir()
@@ -95,6 +102,7 @@ impl Redis {
             dir,
             port: free_port(),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         r.spawn();
         r
@@ -120,6 +128,7 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)

@@ -16,7 +16,9 @@
 #    overhead of the extra hop and processes, not the gain of more machines.
 #
 # Usage: bench/cluster.sh   (env: REPEAT=3 SETTLE=3 COUNT=10000 SESSIONS=20 SIZE=4096
-#                            PARTS="cost scale" SKIP_BUILD= POSTERN=path)
+#                            PARTS="cost scale" SKIP_BUILD= POSTERN=path;
+#                            COST_QUOTA=messages: message limits only, one Redis
+#                            round trip per message instead of two)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -87,7 +89,7 @@ cost() {
             local extra="" before after
             if [ "$v" = redis ]; then extra="$TMP/cluster.toml"; fi
             before="$(cpu_s "$REDIS_PID")"
-            SKIP_BUILD=1 POSTERN="$TMP/postern" QUOTA=1 MODES=plain EXTRA_CONFIG="$extra" \
+            SKIP_BUILD=1 POSTERN="$TMP/postern" QUOTA="${COST_QUOTA:-1}" MODES=plain EXTRA_CONFIG="$extra" \
                 RESULT_FILE="$TMP/cost-$v.jsonl" "$ROOT/bench/run.sh"
             after="$(cpu_s "$REDIS_PID")"
             echo "$v $before $after" >>"$TMP/redis-cpu.txt"

@@ -15,7 +15,8 @@
 #        bench-<i>@example.com (default: the single bench@example.com). QUOTA=1 adds a [quota]
 #        section limiting every key kind (credential, sender, domain, ip; per minute, hour and
 #        day; messages and recipients) far above what the run sends, so every check runs in
-#        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]).
+#        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]);
+#        QUOTA=messages sets the message limits only.
 #        NEWCONN=1: a new connection (and TLS session and AUTH) per message; RESUME=0: no TLS
 #        session resumption (every handshake full).
 #        After each run the keys in state_dir/quota-state.json are counted per kind.
@@ -105,11 +106,16 @@ quota_toml() {  # every limit on every key kind, far above a run's 20,000 messag
 per_minute = 1000000
 per_hour = 10000000
 per_day = 100000000
+TOML
+        # QUOTA=messages: message limits only (no recipient check at RCPT).
+        if [ "$QUOTA" != messages ]; then
+            cat <<TOML
 recipients_per_minute = 1000000
 recipients_per_hour = 10000000
 recipients_per_day = 100000000
-
 TOML
+        fi
+        echo
     done
 }
 HASH="$(printf '%s\n' "$PASSWORD" | "$POSTERN" hash-secret)"

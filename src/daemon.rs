@@ -35,6 +35,8 @@ pub enum StartError {
     Suspensions(#[from] access::suspend::LoadError),
     #[error(transparent)]
     Control(#[from] crate::control::BindError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -115,6 +117,7 @@ fn demo_config() -> String {
 /// rate, credential suspensions).
 struct Daemon {
     config_path: Option<PathBuf>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     spool: Arc<Spool>,
     quotas: Arc<crate::quota::Quotas>,
     lockout: Arc<access::lockout::Lockout>,
@@ -136,6 +139,7 @@ impl Daemon {
                 .with_lockout(Arc::clone(&self.lockout))
                 .with_known_clients(Arc::clone(&self.known))
                 .with_suspensions(Arc::clone(&self.suspensions))
+                .with_cluster(self.cluster.clone())
                 .with_route_limits(router.size_limits()),
         );
         let sink = Arc::new(Acceptor {
@@ -188,10 +192,24 @@ async fn run(
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
     // Hour and day counters live in state_dir so a restart does not hand a
     // runaway application a fresh day.
-    let quotas = Arc::new(crate::quota::Quotas::new(
+    // [cluster]: Redis, connected lazily (a node starts on local limits
+    // while Redis is unreachable).
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let c = Arc::new(crate::cluster::Cluster::new(settings)?);
+            tracing::info!(node = %settings.node_id, expected_nodes = settings.expected_nodes, "cluster: limits shared through Redis");
+            Some(c)
+        }
+        None => None,
+    };
+    let quotas = crate::quota::Quotas::new(
         &config.quota,
         config.server.state_dir.join("quota-state.json"),
-    ));
+    );
+    let quotas = Arc::new(match &cluster {
+        Some(c) => quotas.with_cluster(Arc::clone(c), &config.quota),
+        None => quotas,
+    });
     let mut stop_quota = shutdown.subscribe();
     let persister = tokio::spawn(crate::quota::persist_every(
         Arc::clone(&quotas),
@@ -215,12 +233,23 @@ async fn run(
             let _ = stop_known.recv().await;
         },
     ));
+    let suspension_sync = cluster.as_ref().map(|c| {
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(crate::cluster::suspend::sync_every(
+            Arc::clone(c),
+            Arc::clone(&suspensions),
+            async move {
+                let _ = stop.recv().await;
+            },
+        ))
+    });
     let console_live: crate::admin::console::LiveSlot = Arc::default();
     let demo = config_path.is_none();
     let mut demo_console = None;
     let console_config_path = config_path.clone();
     let daemon = Daemon {
         config_path,
+        cluster: cluster.clone(),
         spool: Arc::clone(&spool),
         quotas,
         lockout: Arc::new(access::lockout::Lockout::new(&config.abuse)),
@@ -230,7 +259,8 @@ async fn run(
     };
     let (generation, router) = daemon.generation(&config)?;
     crate::alerts::configure(config.alerts.as_ref());
-    crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions)));
+    crate::alerts::set_cluster(cluster.clone());
+    crate::alerts::set_suspend_hook(suspend_hook(Arc::clone(&suspensions), cluster.clone()));
     let queue_age = tokio::spawn(check_queue_age(Arc::clone(&spool)));
     let mut stop = shutdown.subscribe();
     let delivery = Delivery::start(
@@ -262,6 +292,7 @@ async fn run(
                 spool: Arc::clone(&spool),
                 delivery: delivery.status(),
                 listening: Arc::clone(&listening),
+                cluster: cluster.clone(),
             });
             let admin = crate::admin::Admin::bind(
                 settings,
@@ -288,6 +319,7 @@ async fn run(
         suspensions: Arc::clone(&suspensions),
         lockout: Arc::clone(&daemon.lockout),
         quotas: Arc::clone(&daemon.quotas),
+        cluster: cluster.clone(),
         listeners: bound
             .iter()
             .map(|b| crate::control::ListenerInfo {
@@ -360,6 +392,9 @@ async fn run(
     delivery.wait(running.server.shutdown_timeout).await;
     let _ = persister.await;
     let _ = known_persister.await;
+    if let Some(sync) = suspension_sync {
+        let _ = sync.await;
+    }
     if let Some(admin) = admin {
         admin.abort();
     }
@@ -413,6 +448,7 @@ struct Readiness {
     spool: Arc<Spool>,
     delivery: crate::deliver::Status,
     listening: Arc<std::sync::atomic::AtomicBool>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl crate::admin::Health for Readiness {
@@ -425,7 +461,20 @@ impl crate::admin::Health for Readiness {
             problems.push(format!("spool is not writable: {e}"));
         }
         problems.extend(self.delivery.blocked_routes());
+        // tempfail: the node refuses mail while Redis is down, so the load
+        // balancer should send it elsewhere.
+        if let Some(c) = self.cluster.as_ref().filter(|c| c.refusing()) {
+            problems.extend(c.degradation());
+        }
         problems
+    }
+
+    /// Redis down under `on_redis_down = "local"`: still taking mail.
+    fn degraded(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(c) if !c.refusing() => c.degradation().into_iter().collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn refresh_gauges(&self) {
@@ -450,9 +499,22 @@ impl crate::admin::Health for Readiness {
 
 /// How the volume-spike detector suspends a credential: at once in memory,
 /// saved to disk off the runtime threads.
-fn suspend_hook(suspensions: Arc<access::suspend::Suspensions>) -> crate::alerts::SuspendHook {
+fn suspend_hook(
+    suspensions: Arc<access::suspend::Suspensions>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+) -> crate::alerts::SuspendHook {
     Arc::new(move |name: &str, duration, reason: &str| {
         let s = suspensions.suspend(name, Some(duration), Some(reason.to_string()), "alerts");
+        if let (Some(c), Ok(rt)) = (&cluster, tokio::runtime::Handle::try_current()) {
+            let (c, s, local) = (Arc::clone(c), s.clone(), Arc::clone(&suspensions));
+            rt.spawn(async move {
+                if crate::cluster::suspend::publish(&c, &s).await {
+                    local.put(s);
+                } else {
+                    crate::cluster::suspend::defer(s);
+                }
+            });
+        }
         tracing::warn!(
             target: crate::observe::audit::TARGET,
             event = "suspended",

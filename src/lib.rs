@@ -11,6 +11,7 @@ pub mod admin;
 pub mod alerts;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -160,6 +160,15 @@ enum SpoolCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Take over the spool another node left (its state_dir or its spool
+    /// directory): queued messages and dead letters move here with their
+    /// retry state and are delivered by this node. Refused while a live
+    /// process holds that spool's lock.
+    Adopt {
+        path: std::path::PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,6 +298,7 @@ fn spool(cmd: SpoolCommand) -> ExitCode {
         } => (target, A::Purge { ids, all_dead, yes }),
         SpoolCommand::Hold { ids, target } => (target, A::Hold { ids }),
         SpoolCommand::Release { ids, target } => (target, A::Release { ids }),
+        SpoolCommand::Adopt { path, target } => (target, A::Adopt { path }),
     };
     postern::cli::spool(&target.target(), action)
 }

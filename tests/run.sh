@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# Debian packages (swaks, dnsmasq-base, bsdutils, promtool, systemd-analyze, strace and
+# Debian packages (swaks, dnsmasq-base, bsdutils, promtool, systemd-analyze, strace, haproxy, redis-server and
 # the SMTP clients of the client matrix, tests/it/clients.rs), nodemailer from npm
 # (tests/node) and a Python venv (.venv) for the Python clients.
 set -euo pipefail
@@ -37,6 +37,10 @@ command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
 perl -MNet::SMTP -e 1 >/dev/null 2>&1 || need_apt+=(perl)
 perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libio-socket-ssl-perl libnet-ssleay-perl)
 perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || need_apt+=(libauthen-sasl-perl)
+# The scale-out tests (tests/it/cluster.rs) run private HAProxy and Redis
+# instances; the packages' system services are not wanted (stopped below).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Debian's nodejs has no npm; NodeSource's nodejs brings its own (and conflicts with Debian's npm).
 [ -x /usr/bin/node ] || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || [ -x /usr/bin/node ] || need_apt+=(npm)
@@ -56,6 +60,13 @@ command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${need_apt[*]}"
     apt_install "${need_apt[@]}"
+fi
+if command -v systemctl >/dev/null 2>&1; then
+    for unit in haproxy redis-server; do
+        if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+            $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 if ! command -v npm >/dev/null 2>&1; then
     echo "==> installing Debian package: npm"

@@ -15,7 +15,7 @@
 //! (the same text gives the same hash until postern restarts), never the
 //! text itself.
 
-use super::lockout::LockKey;
+use super::lockout::{LockKey, LockedOut};
 use super::{Access, Denied, Grant, canonical_ip, verify};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +42,28 @@ fn name_hash(username: &str) -> String {
         .collect()
 }
 
+/// The shared lockout record as the local lockout's answer: the longer
+/// of the client network's and (unless the network is known for the
+/// username) the username's lockout.
+fn shared_standing(
+    st: crate::cluster::lockout::Standing,
+    known_here: bool,
+    client: crate::quota::ClientKey,
+    username: &str,
+) -> Result<(), LockedOut> {
+    let user = st.user.filter(|_| !known_here);
+    let worst = match (st.client, user) {
+        (Some(c), Some(u)) if u > c => Some((LockKey::User(username.to_string()), u)),
+        (Some(c), _) => Some((LockKey::Client(client), c)),
+        (None, Some(u)) => Some((LockKey::User(username.to_string()), u)),
+        (None, None) => None,
+    };
+    match worst {
+        Some((key, remaining)) => Err(LockedOut { key, remaining }),
+        None => Ok(()),
+    }
+}
+
 impl Access {
     /// Checks one AUTH exchange from `peer`. Failed attempts count towards
     /// the lockout and are answered after `[abuse] auth_failure_delay`; a
@@ -59,7 +81,22 @@ impl Access {
                 .known
                 .as_ref()
                 .is_some_and(|k| k.is_known(client, username));
-            if let Err(locked) = lockout.check(client, Some(username), known) {
+            let shared = match &self.cluster {
+                Some(c) => crate::cluster::lockout::check(c, client, username).await,
+                None => None,
+            };
+            let result = match shared {
+                // The shared record decides; a network known here only
+                // (recorded while Redis was down) is known too.
+                Some(st) => shared_standing(st, known, client, username),
+                None => {
+                    if self.cluster.is_some() {
+                        crate::observe::metrics::cluster_fallback("lockout");
+                    }
+                    lockout.check(client, Some(username), known)
+                }
+            };
+            if let Err(locked) = result {
                 tracing::warn!(peer = %peer, key = %self.log_key(&locked.key), rule = "abuse.auth_failures", remaining_s = locked.remaining_secs(), "AUTH refused: locked out");
                 return Err(Denied::LockedOut(locked));
             }
@@ -71,7 +108,26 @@ impl Access {
                 tracing::warn!(peer = %peer, username_hash = %name_hash(username), "authentication failed: unknown username");
             }
             if let Some(lockout) = &self.lockout {
-                for l in lockout.record_failure(client, Some(username)) {
+                let mut started = lockout.record_failure(client, Some(username));
+                if let Some(c) = &self.cluster
+                    && let Some(shared) =
+                        crate::cluster::lockout::fail(c, &self.abuse, client, username).await
+                {
+                    // Redis counted it with the other nodes' failures: its
+                    // lockouts are the ones that hold everywhere.
+                    started = shared
+                        .into_iter()
+                        .map(|(is_client, remaining)| LockedOut {
+                            key: if is_client {
+                                LockKey::Client(client)
+                            } else {
+                                LockKey::User(username.to_string())
+                            },
+                            remaining,
+                        })
+                        .collect();
+                }
+                for l in started {
                     crate::observe::metrics::lockout();
                     tracing::warn!(key = %self.log_key(&l.key), rule = "abuse.auth_failures", lockout_s = l.remaining.as_secs(), client = %client, "AUTH locked out after repeated failures");
                 }
@@ -84,6 +140,17 @@ impl Access {
         };
         if let Some(lockout) = &self.lockout {
             lockout.record_success(client, Some(username));
+        }
+        let accepted_here = self.check_suspended(&grant.credential).is_ok()
+            && self.network_allows(&grant.credential, peer);
+        if let Some(c) = &self.cluster {
+            // Known only for a login that is let in, as locally below.
+            let ttl = if accepted_here {
+                self.abuse.known_client_ttl
+            } else {
+                std::time::Duration::ZERO
+            };
+            let _ = crate::cluster::lockout::succeed(c, client, username, ttl).await;
         }
         // Only after a valid secret, like `networks` below: the reply tells
         // nothing to someone who does not know the password.

@@ -67,6 +67,11 @@ pub struct Access {
     verifications: AtomicU64,
     /// Route name → the largest message all its upstreams accept.
     route_limits: BTreeMap<String, u64>,
+    /// `[cluster]`: lockouts and known clients shared through Redis (the
+    /// local ones above are kept as well, for when Redis is down).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `[abuse]`, for the shared lockout.
+    abuse: abuse::Settings,
 }
 
 impl Access {
@@ -105,7 +110,15 @@ impl Access {
             max_secrets,
             verifications: AtomicU64::new(0),
             route_limits: BTreeMap::new(),
+            cluster: None,
+            abuse: config.abuse.clone(),
         }
+    }
+
+    /// Shares lockouts and known clients through Redis (`[cluster]`).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Access {
+        self.cluster = cluster;
+        self
     }
 
     /// Enforces failed-AUTH lockouts (`[abuse]`).
@@ -191,6 +204,31 @@ impl Access {
         self.admit(credential, mail_from, peer, |q, s| q.check_recipient(s))
     }
 
+    /// Whether the quotas are counted in Redis (`[cluster]`): sessions then
+    /// check them through [`Access::admit_shared`].
+    pub fn shared_quotas(&self) -> bool {
+        self.quotas.as_ref().is_some_and(|q| q.is_shared())
+    }
+
+    /// The quotas for one more message (or recipient, `recipient`),
+    /// counted in Redis without blocking the connection's thread.
+    pub async fn admit_shared(
+        &self,
+        credential: &str,
+        mail_from: &str,
+        peer: IpAddr,
+        recipient: bool,
+    ) -> Result<(), Denied> {
+        let Some(quotas) = &self.quotas else {
+            return Ok(());
+        };
+        let subject = self.subject(credential, mail_from, peer);
+        quotas
+            .check_shared_async(&subject, recipient)
+            .await
+            .map_err(|refusal| self.refused(credential, refusal))
+    }
+
     /// Gives back what a transaction that queued nothing was counted for.
     pub fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
         if let Some(quotas) = &self.quotas {
@@ -212,17 +250,21 @@ impl Access {
         let Some(quotas) = &self.quotas else {
             return Ok(());
         };
-        check(quotas, &self.subject(credential, mail_from, peer)).map_err(|refusal| {
-            tracing::warn!(
-                credential,
-                rule = %refusal.rule,
-                key = %refusal.key,
-                retry_after_s = refusal.retry_secs(),
-                "rate limit refusal"
-            );
-            crate::observe::metrics::quota_refused(&refusal.rule);
-            Denied::RateLimited(refusal)
-        })
+        check(quotas, &self.subject(credential, mail_from, peer))
+            .map_err(|refusal| self.refused(credential, refusal))
+    }
+
+    /// A quota refusal, logged and counted.
+    fn refused(&self, credential: &str, refusal: crate::quota::Refusal) -> Denied {
+        tracing::warn!(
+            credential,
+            rule = %refusal.rule,
+            key = %refusal.key,
+            retry_after_s = refusal.retry_secs(),
+            "rate limit refusal"
+        );
+        crate::observe::metrics::quota_refused(&refusal.rule);
+        Denied::RateLimited(refusal)
     }
 
     /// Who a quota check is about.

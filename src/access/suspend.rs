@@ -162,6 +162,32 @@ impl Suspensions {
             .filter(|s| s.until.is_none_or(|u| u > now))
     }
 
+    /// Puts one suspension (as made by [`Suspensions::suspend`]) in force
+    /// again: after it was written to the shared record, so a read of that
+    /// record in between cannot have lifted it for good.
+    pub fn put(&self, s: Suspension) {
+        self.lock().insert(s.credential.clone(), s);
+    }
+
+    /// Puts `list` in force instead of what is held now (the record shared
+    /// through Redis, `[cluster]`); whether anything in force changed.
+    pub fn replace_all(&self, list: Vec<Suspension>) -> bool {
+        let now = self.now();
+        let live = |s: &Suspension| s.until.is_none_or(|u| u > now);
+        let new: BTreeMap<String, Suspension> = list
+            .into_iter()
+            .filter(live)
+            .map(|s| (s.credential.clone(), s))
+            .collect();
+        let mut state = self.lock();
+        let old: BTreeMap<&String, &Suspension> = state.iter().filter(|(_, s)| live(s)).collect();
+        if old.len() == new.len() && new.iter().all(|(k, v)| old.get(k) == Some(&v)) {
+            return false;
+        }
+        *state = new;
+        true
+    }
+
     /// Writes the record (expired suspensions dropped). Blocking: call
     /// from `spawn_blocking`.
     pub fn save(&self) -> io::Result<()> {

@@ -33,6 +33,11 @@ use tokio::sync::Semaphore;
 pub trait Health: Send + Sync {
     /// One line per thing that is not ready; empty when ready.
     fn not_ready(&self) -> Vec<String>;
+    /// One line per thing that works in a reduced way while the node still
+    /// takes mail (Redis down, local limits); shown on `/readyz` with 200.
+    fn degraded(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Brings the gauges that are read, not counted (spool size, breaker
     /// states), up to date before a scrape.
     fn refresh_gauges(&self);
@@ -189,7 +194,17 @@ async fn metrics_page(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Respon
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> Response {
     let problems = ctx.health.not_ready();
     if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        let degraded = ctx.health.degraded();
+        if degraded.is_empty() {
+            return (StatusCode::OK, "ready\n").into_response();
+        }
+        let mut body = String::from("ready\ndegraded:\n");
+        for d in degraded {
+            body.push_str("- ");
+            body.push_str(&d);
+            body.push('\n');
+        }
+        (StatusCode::OK, body).into_response()
     } else {
         let mut body = String::from("not ready:\n");
         for p in problems {

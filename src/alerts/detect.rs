@@ -43,6 +43,59 @@ pub struct Alert {
     pub suspend: Option<Duration>,
 }
 
+impl Settings {
+    /// A count detector's threshold and window: failed AUTH per network
+    /// or username, inspection refusals.
+    pub fn burst(&self, kind: Kind) -> Option<(u32, Duration)> {
+        match kind {
+            Kind::AuthFailuresNetwork => self
+                .auth_failures_per_network
+                .map(|t| (t, self.auth_window)),
+            Kind::AuthFailuresUsername => self
+                .auth_failures_per_username
+                .map(|t| (t, self.auth_window)),
+            Kind::InspectionRefusals => self
+                .inspection_refusals
+                .map(|t| (t, self.inspection_window)),
+            _ => None,
+        }
+    }
+
+    /// The alert of a count detector that saw `n` events (also built from
+    /// the counts shared through Redis, `src/cluster/alerts.rs`).
+    pub fn burst_alert(&self, kind: Kind, key: &str, n: u32) -> Alert {
+        let (threshold, window) = self.burst(kind).unwrap_or((n, Duration::ZERO));
+        let what = match kind {
+            Kind::InspectionRefusals => "messages refused by inspection",
+            _ => "failed AUTH attempts",
+        };
+        Alert {
+            kind,
+            key: key.to_string(),
+            value: f64::from(n),
+            threshold: f64::from(threshold),
+            detail: format!("{n} {what} within {}", humantime::format_duration(window)),
+            suspend: None,
+        }
+    }
+
+    /// The volume-spike alert for `current` messages against `mean`.
+    pub fn volume_alert(&self, credential: &str, current: u32, mean: f64, factor: f64) -> Alert {
+        let suspend = (self.on_volume_spike == OnSpike::Suspend).then_some(self.volume_suspend_for);
+        Alert {
+            kind: Kind::VolumeSpike,
+            key: credential.to_string(),
+            value: f64::from(current),
+            threshold: (factor * mean).max(f64::from(self.volume_min_messages)),
+            detail: format!(
+                "{current} messages in the current {} against a mean of {mean:.1} over the windows before",
+                humantime::format_duration(self.volume_window)
+            ),
+            suspend,
+        }
+    }
+}
+
 /// Keys tracked per detector before stale ones are swept.
 const SWEEP_AT: usize = 10_000;
 
@@ -212,21 +265,8 @@ impl Detectors {
                 _ => &mut self.auth_username,
             };
             if let Some(n) = burst.record(key, now, window, threshold) {
-                let detail = format!(
-                    "{n} failed AUTH attempts within {}",
-                    humantime::format_duration(self.settings.auth_window)
-                );
-                out.extend(self.fire(
-                    now,
-                    Alert {
-                        kind,
-                        key: key.to_string(),
-                        value: f64::from(n),
-                        threshold: f64::from(threshold),
-                        detail,
-                        suspend: None,
-                    },
-                ));
+                let alert = self.settings.burst_alert(kind, key, n);
+                out.extend(self.fire(now, alert));
             }
         }
         out
@@ -242,23 +282,10 @@ impl Detectors {
         if current < self.settings.volume_min_messages || f64::from(current) <= factor * mean {
             return None;
         }
-        let suspend = (self.settings.on_volume_spike == OnSpike::Suspend)
-            .then_some(self.settings.volume_suspend_for);
-        let detail = format!(
-            "{current} messages in the current {} against a mean of {mean:.1} over the windows before",
-            humantime::format_duration(self.settings.volume_window)
-        );
-        self.fire(
-            now,
-            Alert {
-                kind: Kind::VolumeSpike,
-                key: credential.to_string(),
-                value: f64::from(current),
-                threshold: (factor * mean).max(f64::from(self.settings.volume_min_messages)),
-                detail,
-                suspend,
-            },
-        )
+        let alert = self
+            .settings
+            .volume_alert(credential, current, mean, factor);
+        self.fire(now, alert)
     }
 
     /// A message of `credential` refused by inspection.
@@ -266,21 +293,10 @@ impl Detectors {
         let threshold = self.settings.inspection_refusals?;
         let window = ms(self.settings.inspection_window);
         let n = self.inspection.record(credential, now, window, threshold)?;
-        let detail = format!(
-            "{n} messages refused by inspection within {}",
-            humantime::format_duration(self.settings.inspection_window)
-        );
-        self.fire(
-            now,
-            Alert {
-                kind: Kind::InspectionRefusals,
-                key: credential.to_string(),
-                value: f64::from(n),
-                threshold: f64::from(threshold),
-                detail,
-                suspend: None,
-            },
-        )
+        let alert = self
+            .settings
+            .burst_alert(Kind::InspectionRefusals, credential, n);
+        self.fire(now, alert)
     }
 
     /// A delivery attempt through `upstream`.

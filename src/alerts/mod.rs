@@ -32,6 +32,8 @@ struct State {
     detectors: Mutex<Option<Detectors>>,
     webhook: RwLock<Option<webhook::Sender>>,
     suspend: RwLock<Option<SuspendHook>>,
+    /// `[cluster]`: the count and volume windows are kept in Redis.
+    cluster: RwLock<Option<Arc<crate::cluster::Cluster>>>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -41,6 +43,7 @@ fn state() -> &'static State {
         detectors: Mutex::new(None),
         webhook: RwLock::new(None),
         suspend: RwLock::new(None),
+        cluster: RwLock::new(None),
     })
 }
 
@@ -79,8 +82,87 @@ fn with_detectors<T>(f: impl FnOnce(&mut Detectors, u64) -> T) -> Option<T> {
     d.as_mut().map(|d| f(d, now_ms()))
 }
 
+/// Keeps the count and volume windows in Redis from now on (`[cluster]`).
+pub fn set_cluster(cluster: Option<Arc<crate::cluster::Cluster>>) {
+    *state().cluster.write().unwrap_or_else(|p| p.into_inner()) = cluster;
+}
+
+/// The cluster when the shared windows can be used now (Redis up, inside
+/// the runtime).
+fn shared() -> Option<(Arc<crate::cluster::Cluster>, tokio::runtime::Handle)> {
+    let c = state()
+        .cluster
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()?;
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    (!c.is_down()).then_some((c, rt))
+}
+
+fn settings() -> Option<Settings> {
+    state()
+        .detectors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|d| d.settings().clone())
+}
+
+/// One event of a count detector through Redis; the node's own detector
+/// when Redis does not answer (`local` re-runs the event there).
+fn shared_burst(kinds: Vec<(Kind, String)>, local: impl FnOnce() + Send + 'static) -> bool {
+    let Some((cluster, rt)) = shared() else {
+        return false;
+    };
+    let Some(s) = settings() else { return true };
+    let wanted: Vec<_> = kinds
+        .into_iter()
+        .filter_map(|(k, key)| s.burst(k).map(|b| (k, key, b)))
+        .collect();
+    if wanted.is_empty() {
+        return true;
+    }
+    rt.spawn(async move {
+        let mut alerts = Vec::new();
+        for (kind, key, (threshold, window)) in wanted {
+            match crate::cluster::alerts::burst(
+                &cluster,
+                kind.name(),
+                &key,
+                window,
+                threshold,
+                s.repeat_after,
+            )
+            .await
+            {
+                Some((n, true)) => alerts.push(s.burst_alert(kind, &key, n)),
+                Some(_) => {}
+                None => {
+                    crate::observe::metrics::cluster_fallback("alerts");
+                    local();
+                    return;
+                }
+            }
+        }
+        alerts.into_iter().for_each(raise);
+    });
+    true
+}
+
 /// A failed AUTH (wrong secret, unknown user) from `network`.
 pub fn auth_failed(network: &str, username: &str) {
+    let (n, u) = (network.to_string(), username.to_string());
+    let kinds = vec![
+        (Kind::AuthFailuresNetwork, n.clone()),
+        (Kind::AuthFailuresUsername, u.clone()),
+    ];
+    if shared_burst(kinds, move || local_auth_failed(&n, &u)) {
+        return;
+    }
+    local_auth_failed(network, username);
+}
+
+fn local_auth_failed(network: &str, username: &str) {
     for a in with_detectors(|d, now| d.auth_failed(network, username, now)).unwrap_or_default() {
         raise(a);
     }
@@ -88,6 +170,32 @@ pub fn auth_failed(network: &str, username: &str) {
 
 /// A message of `credential` accepted.
 pub fn accepted(credential: &str) {
+    if let Some((cluster, rt)) = shared()
+        && let Some(s) = settings()
+    {
+        let Some(factor) = s.volume_spike_factor else {
+            return;
+        };
+        let credential = credential.to_string();
+        rt.spawn(async move {
+            match crate::cluster::alerts::volume(&cluster, &credential, &s, factor).await {
+                Some(v) => {
+                    if let (true, Some(mean)) = (v.fire, v.mean) {
+                        raise(s.volume_alert(&credential, v.current, mean, factor));
+                    }
+                }
+                None => {
+                    crate::observe::metrics::cluster_fallback("alerts");
+                    local_accepted(&credential);
+                }
+            }
+        });
+        return;
+    }
+    local_accepted(credential);
+}
+
+fn local_accepted(credential: &str) {
     if let Some(a) = with_detectors(|d, now| d.accepted(credential, now)).flatten() {
         raise(a);
     }
@@ -95,6 +203,15 @@ pub fn accepted(credential: &str) {
 
 /// A message of `credential` refused by inspection.
 pub fn inspection_refused(credential: &str) {
+    let c = credential.to_string();
+    let kinds = vec![(Kind::InspectionRefusals, c.clone())];
+    if shared_burst(kinds, move || local_inspection_refused(&c)) {
+        return;
+    }
+    local_inspection_refused(credential);
+}
+
+fn local_inspection_refused(credential: &str) {
     if let Some(a) = with_detectors(|d, now| d.inspection_refused(credential, now)).flatten() {
         raise(a);
     }

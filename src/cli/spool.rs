@@ -1,10 +1,13 @@
-//! `postern spool list|show|retry|purge|hold|release`.
+//! `postern spool list|show|retry|purge|hold|release|adopt`.
 //!
 //! `list` and `show` ask the running daemon (which knows what is being
 //! delivered and when each message is due) and, when no daemon answers,
 //! read the spool directory directly: that is safe, it only reads. The
 //! other commands change what delivery does, so they need the daemon and
-//! refuse, exit 1, without it.
+//! refuse, exit 1, without it. `adopt` asks the running daemon to move
+//! the other spool in and deliver it at once; without a daemon it moves
+//! the files itself (holding this spool's lock) and they are delivered
+//! when postern starts.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -39,6 +42,9 @@ pub enum SpoolAction {
     Release {
         ids: Vec<String>,
     },
+    Adopt {
+        path: std::path::PathBuf,
+    },
 }
 
 pub fn spool(target: &Target, action: SpoolAction) -> ExitCode {
@@ -62,6 +68,7 @@ pub fn spool(target: &Target, action: SpoolAction) -> ExitCode {
         SpoolAction::Release { ids } => {
             batch(&state_dir, "spool release", Request::SpoolRelease { ids })
         }
+        SpoolAction::Adopt { path } => adopt(&state_dir, &path),
     };
     match result {
         Ok(code) => code,
@@ -317,4 +324,52 @@ fn purge(
         "spool purge",
         Request::SpoolPurge { ids, all_dead },
     )
+}
+
+/// `spool adopt PATH`: through the daemon when it runs, else offline.
+fn adopt(state_dir: &std::path::Path, path: &std::path::Path) -> Result<ExitCode, String> {
+    // The daemon's working directory is not ours.
+    let path =
+        std::fs::canonicalize(path).map_err(|e| format!("spool adopt: {}: {e}", path.display()))?;
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("spool adopt: {} is not UTF-8", path.display()))?;
+    let request = Request::SpoolAdopt {
+        path: text.to_string(),
+    };
+    let (report, live) = match ask(state_dir, &request) {
+        Ok(v) => (decode::<control::AdoptReport>(v)?, true),
+        Err(e) if e.is_not_running() => {
+            let here = SpoolDir::new(state_dir.join("spool"));
+            let _lock = here.lock_for_adoption().map_err(|e| e.to_string())?;
+            let adopted = here.adopt_from(&path).map_err(|e| e.to_string())?;
+            (control::AdoptReport::of(&adopted), false)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    for id in &report.queued {
+        println!("{}: adopted into the queue", clean(id));
+    }
+    for id in &report.dead {
+        println!("{}: adopted into the dead letters", clean(id));
+    }
+    for (name, why) in &report.skipped {
+        eprintln!("postern: {}: left in place: {}", clean(name), clean(why));
+    }
+    println!(
+        "adopted {} queued message(s) and {} dead letter(s) from {}{}",
+        report.queued.len(),
+        report.dead.len(),
+        path.display(),
+        if live {
+            "; delivering them now"
+        } else {
+            "; postern is not running: they are delivered when it starts"
+        }
+    );
+    Ok(if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -48,6 +48,14 @@ fn print(r: &StatusReport) {
         .collect();
     field("listeners:", listeners.join(", "));
     field("connections:", format!("{} open", r.connections));
+    if let Some(c) = &r.cluster {
+        let state = match c.state.as_str() {
+            "shared" => "redis: shared limits",
+            "local" => "redis: unreachable (local limits, each node its share)",
+            _ => "redis: unreachable (refusing with 451 4.3.0)",
+        };
+        field("cluster:", format!("node {}; {state}", clean(&c.node_id)));
+    }
     let q = &r.queue;
     let oldest = q
         .oldest_age_s

@@ -329,6 +329,7 @@ fn build(files: &[File], errors: &mut ConfigErrors) -> Config {
         abuse: super::abuse::build(files, errors),
         admin: super::admin::build(files, tls.is_some(), errors),
         alerts: super::alerts::build(files, &server.hostname, errors),
+        cluster: super::cluster::build(files, errors),
         server,
         tls,
         listeners,
@@ -355,7 +356,7 @@ fn upstream_keys(text: &str) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn system_hostname() -> String {
+pub(super) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -507,9 +508,11 @@ fn build_listeners(files: &[File], have_tls: bool, errors: &mut ConfigErrors) ->
                     format!("{address} is listed twice"),
                 ));
             }
+            let proxy = super::cluster::listener_proxy(f, l.get_ref(), errors);
             out.push(Listener {
                 address,
                 tls: l.get_ref().tls,
+                proxy,
             });
         }
     }

@@ -8,6 +8,7 @@
 pub mod abuse;
 mod admin;
 mod alerts;
+mod cluster;
 mod console;
 mod credential;
 pub mod dkim;
@@ -57,6 +58,8 @@ pub struct Config {
     pub alerts: Option<crate::alerts::Settings>,
     /// `[abuse]`: AUTH lockout and connection rate.
     pub abuse: crate::access::abuse::Settings,
+    /// `[cluster]`: shared state in Redis, when configured.
+    pub cluster: Option<crate::cluster::Settings>,
     /// Every file that was read, main file first.
     pub files: Vec<PathBuf>,
 }
@@ -103,6 +106,9 @@ pub enum TlsSource {
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: TlsMode,
+    /// `proxy_protocol = true`: the load balancers whose PROXY header is
+    /// believed; None when the listener takes clients directly.
+    pub proxy: Option<std::sync::Arc<crate::cluster::proxy::Trusted>>,
 }
 
 #[derive(Debug, Clone)]

@@ -36,6 +36,7 @@ pub struct RawFile {
     pub abuse: Option<Spanned<super::abuse::RawAbuse>>,
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
     pub alerts: Option<Spanned<super::alerts::RawAlerts>>,
+    pub cluster: Option<Spanned<super::cluster::RawCluster>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +83,11 @@ pub enum TlsMode {
 pub struct RawListener {
     pub address: Spanned<String>,
     pub tls: TlsMode,
+    /// Connections start with a PROXY v1/v2 header from a load balancer.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The load balancers allowed to send that header (CIDRs).
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]

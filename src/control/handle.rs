@@ -59,6 +59,10 @@ pub async fn answer(ctx: &Context, req: Request) -> Response {
             })
             .await
         }
+        Request::SpoolAdopt { path } => match ctx.queue.adopt(path.into()).await {
+            Ok(a) => to_value(&super::protocol::AdoptReport::of(&a)),
+            Err(e) => Err(e.to_string()),
+        },
         Request::Status => status(ctx).await,
         Request::CredentialSuspend {
             name,
@@ -184,6 +188,15 @@ async fn status(ctx: &Context) -> Result<Value, String> {
             .collect(),
         suspended: ctx.suspensions.active(),
         busiest_quota_keys: ctx.quotas.busiest(BUSIEST),
+        cluster: ctx.cluster.as_ref().map(|c| super::protocol::ClusterInfo {
+            node_id: c.settings().node_id.clone(),
+            state: match (c.is_down(), c.refusing()) {
+                (false, _) => "shared",
+                (true, false) => "local",
+                (true, true) => "tempfail",
+            }
+            .to_string(),
+        }),
     };
     to_value(&report)
 }
@@ -220,6 +233,17 @@ async fn suspend(
         return Err("--for must be longer than zero".to_string());
     }
     let s = ctx.suspensions.suspend(name, duration, reason, "operator");
+    if let Some(c) = &ctx.cluster {
+        if crate::cluster::suspend::publish(c, &s).await {
+            ctx.suspensions.put(s.clone());
+        } else {
+            tracing::warn!(
+                credential = name,
+                "Redis unreachable: the suspension holds on this node now and is written to Redis when it answers"
+            );
+            crate::cluster::suspend::defer(s.clone());
+        }
+    }
     tracing::warn!(
         target: audit::TARGET,
         event = "suspended",
@@ -234,7 +258,15 @@ async fn suspend(
 }
 
 async fn resume(ctx: &Context, name: &str) -> Result<Value, String> {
-    let Some(s) = ctx.suspensions.resume(name) else {
+    let current = ctx.suspensions.check(name);
+    if let (Some(c), Some(_)) = (&ctx.cluster, &current)
+        && !crate::cluster::suspend::retract(c, name).await
+    {
+        return Err(format!(
+            "Redis is unreachable: resuming \"{name}\" here only would be undone when it is back; try again once it answers"
+        ));
+    }
+    let Some(s) = ctx.suspensions.resume(name).or(current) else {
         let access = ctx.shared.current().access.clone();
         if access.credential(name).is_none() {
             return Err(unknown_credential(name, &access.credential_names()));

@@ -47,8 +47,8 @@ mod view;
 
 pub use client::{ClientError, request};
 pub use protocol::{
-    BatchResult, ItemResult, ListenerInfo, LockoutInfo, MessageSummary, MessageView, Ping,
-    QueueInfo, Request, Response, StatusReport, UpstreamInfo,
+    AdoptReport, BatchResult, ItemResult, ListenerInfo, LockoutInfo, MessageSummary, MessageView,
+    Ping, QueueInfo, Request, Response, StatusReport, UpstreamInfo,
 };
 pub use server::{BindError, Bound, Context, bind};
 pub use view::{summary, view};

@@ -41,6 +41,10 @@ pub enum Request {
     SpoolRelease {
         ids: Vec<String>,
     },
+    /// Move another node's spool (a path the daemon can read) into this one.
+    SpoolAdopt {
+        path: String,
+    },
     Status,
     CredentialSuspend {
         name: String,
@@ -87,6 +91,26 @@ impl Response {
 pub struct Ping {
     pub version: String,
     pub pid: u32,
+}
+
+/// What `spool adopt` moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptReport {
+    pub queued: Vec<String>,
+    pub dead: Vec<String>,
+    /// Files left where they were, each with why.
+    #[serde(default)]
+    pub skipped: Vec<(String, String)>,
+}
+
+impl AdoptReport {
+    pub fn of(a: &crate::spool::Adopted) -> AdoptReport {
+        AdoptReport {
+            queued: a.queued.iter().map(|r| r.envelope.id.clone()).collect(),
+            dead: a.dead.clone(),
+            skipped: a.skipped.clone(),
+        }
+    }
 }
 
 /// One line of `spool list`.
@@ -230,4 +254,16 @@ pub struct StatusReport {
     pub suspended: Vec<Suspension>,
     /// The quota keys with most messages counted this hour (then day).
     pub busiest_quota_keys: Vec<KeyUsage>,
+    /// `[cluster]`: this node and whether Redis is in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// `[cluster]` as `postern status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node_id: String,
+    /// `shared` (Redis answers), `local` (down: each node its share) or
+    /// `tempfail` (down: refusing what needs a shared limit).
+    pub state: String,
 }

@@ -61,6 +61,7 @@ pub struct Context {
     pub suspensions: Arc<Suspensions>,
     pub lockout: Arc<Lockout>,
     pub quotas: Arc<Quotas>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub listeners: Vec<ListenerInfo>,
     pub state_dir: PathBuf,
     pub started: std::time::Instant,

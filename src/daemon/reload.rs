@@ -71,7 +71,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let listeners = |c: &Config| -> Vec<String> {
         c.listeners
             .iter()
-            .map(|l| format!("{} {:?}", l.address, l.tls))
+            .map(|l| format!("{} {:?} {:?}", l.address, l.tls, l.proxy))
             .collect()
     };
     let mut out = Vec::new();
@@ -98,6 +98,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.admin != new.admin {
         out.push("admin");
+    }
+    if old.cluster != new.cluster {
+        out.push("cluster");
     }
     out
 }

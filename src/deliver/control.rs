@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::scheduler::{Job, JobState, Refused};
 use super::{Ctx, Rates};
 use crate::observe::audit;
-use crate::spool::{Hold, MessageDetail, Place, SpoolEntry, SpoolError, unix_now};
+use crate::spool::{Adopted, Hold, MessageDetail, Place, SpoolEntry, SpoolError, unix_now};
 use crate::upstream::oauth::TokenStatus;
 
 /// Why a queue command was refused.
@@ -220,6 +220,24 @@ impl QueueControl {
                 }
             },
         }
+    }
+
+    /// Moves another node's spool into this one and schedules what it had
+    /// queued with its back-off (`postern spool adopt`). Each message is
+    /// in place, and the source gone, before it is scheduled.
+    pub async fn adopt(&self, source: std::path::PathBuf) -> Result<Adopted, ControlError> {
+        let dir = self.ctx.spool.dir().clone();
+        let adopted = tokio::task::spawn_blocking(move || dir.adopt_from(&source))
+            .await
+            .map_err(|e| SpoolError::Adopt(format!("adoption task failed: {e}")))??;
+        super::schedule_recovered(&self.ctx.scheduler, &adopted.queued);
+        for r in &adopted.queued {
+            tracing::info!(target: audit::TARGET, event = "adopted", queue_id = %r.envelope.id, place = "queue", "message adopted from another node's spool");
+        }
+        for id in &adopted.dead {
+            tracing::info!(target: audit::TARGET, event = "adopted", queue_id = %id, place = "dead", "dead letter adopted from another node's spool");
+        }
+        Ok(adopted)
     }
 
     /// Deletes a queued message or a dead letter for good.

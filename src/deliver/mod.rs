@@ -100,6 +100,35 @@ impl Ctx {
     }
 }
 
+/// Schedules messages found in queue/ (at start, or adopted from another
+/// node's spool) with the back-off their retry sidecars record; held ones
+/// are held before any worker can pick them.
+pub(crate) fn schedule_recovered(scheduler: &Scheduler, recovered: &[crate::spool::Recovered]) {
+    let now_unix = unix_now();
+    let now = Instant::now();
+    for r in recovered {
+        let (due, failures, last_upstream) = match &r.retry {
+            Some(state) => {
+                let wait = state.next_attempt.saturating_sub(now_unix);
+                let due = now + Duration::from_secs(wait);
+                (due, state.attempts, state.last_upstream.clone())
+            }
+            None => (now, 0, None),
+        };
+        let job = Job {
+            id: r.envelope.id.clone(),
+            failures,
+            last_upstream,
+            requeued_at: r.retry.as_ref().and_then(|s| s.requeued_at),
+        };
+        scheduler.add_job(job, due);
+        if r.held {
+            // Before any worker runs, so a held message is never picked.
+            let _ = scheduler.hold(&r.envelope.id);
+        }
+    }
+}
+
 impl Delivery {
     /// Schedules everything already in the spool, then runs `workers`
     /// delivery tasks until `shutdown` completes. Must be called inside a
@@ -137,29 +166,7 @@ impl Delivery {
         // is seen by one or both (the scheduler ignores the duplicate).
         let mut queued = spool.subscribe();
         let recovered = spool.recover().await?;
-        let now_unix = unix_now();
-        let now = Instant::now();
-        for r in &recovered {
-            let (due, failures, last_upstream) = match &r.retry {
-                Some(state) => {
-                    let wait = state.next_attempt.saturating_sub(now_unix);
-                    let due = now + Duration::from_secs(wait);
-                    (due, state.attempts, state.last_upstream.clone())
-                }
-                None => (now, 0, None),
-            };
-            let job = Job {
-                id: r.envelope.id.clone(),
-                failures,
-                last_upstream,
-                requeued_at: r.retry.as_ref().and_then(|s| s.requeued_at),
-            };
-            scheduler.add_job(job, due);
-            if r.held {
-                // Before any worker runs, so a held message is never picked.
-                let _ = scheduler.hold(&r.envelope.id);
-            }
-        }
+        schedule_recovered(&scheduler, &recovered);
         if !recovered.is_empty() {
             tracing::info!(
                 messages = recovered.len(),

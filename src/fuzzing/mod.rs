@@ -9,11 +9,13 @@
 
 mod convert;
 mod message;
+mod proxy;
 mod session;
 mod text;
 
 pub use convert::provider_conversion;
 pub use message::inspect_and_sign;
+pub use proxy::proxy_header;
 pub use session::smtp_session;
 pub use text::{address, config, sasl};
 
@@ -28,6 +30,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("config", config),
     ("address", address),
     ("provider_conversion", provider_conversion),
+    ("proxy_header", proxy_header),
 ];
 
 /// First bare CR or LF in `b` (one not part of a CRLF pair).

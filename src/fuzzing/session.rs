@@ -139,6 +139,8 @@ impl Run {
                     self.session.auth_result(result)
                 }
                 Step::CheckRecipient { .. } => self.session.recipient_checked(Ok(())),
+                Step::AdmitMessage { .. } => self.session.message_admitted(Ok(())),
+                Step::AdmitRecipient { .. } => self.session.recipient_admitted(Ok(())),
                 Step::Data(r) => {
                     check_reply(&r);
                     assert_eq!(r.code, 354, "DATA step with {r}");

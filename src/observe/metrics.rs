@@ -111,7 +111,7 @@ pub fn connection_closed(listener: &str) {
     gauge!("postern_connections_current", "listener" => listener.to_string()).decrement(1.0);
 }
 
-/// `reason`: `rate`, `too_many`.
+/// `reason`: `rate`, `too_many`, `proxy`.
 pub fn connection_refused(reason: &'static str) {
     counter!("postern_connections_refused_total", "reason" => reason).increment(1);
 }
@@ -143,6 +143,17 @@ pub fn message_accepted() {
 /// `stage`: `mail`, `rcpt`, `data`; `reason`: a short fixed word per check.
 pub fn refused(stage: &'static str, reason: &'static str) {
     counter!("postern_messages_refused_total", "stage" => stage, "reason" => reason).increment(1);
+}
+
+/// `[cluster]`: 1 while Redis answers, 0 while the node runs on local state.
+pub fn cluster_redis_up(up: bool) {
+    gauge!("postern_cluster_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// One decision made on local state because Redis was down: `what` is
+/// `quota`, `lockout`, `suspension`, `alerts`.
+pub fn cluster_fallback(what: &'static str) {
+    counter!("postern_cluster_fallback_total", "what" => what).increment(1);
 }
 
 pub fn quota_refused(rule: &str) {

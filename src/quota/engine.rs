@@ -33,6 +33,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod shared;
+pub(crate) use shared::{share_limits, share_settings};
+
 /// What a key identifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -403,6 +406,7 @@ impl Engine {
                 rule: c.rule_name(t.layer, unit, span),
                 key: format!("{} {}", t.dim.name(), t.key),
                 retry_after: Duration::from_nanos(wait),
+                unavailable: false,
             });
         }
         // Phase 2: every key passed; count in all of them.

@@ -72,9 +72,22 @@ pub struct Refusal {
     /// `domain example.com`, `ip 192.0.2.1`, `rule newsletters`.
     pub key: String,
     pub retry_after: Duration,
+    /// Not a limit reached: `[cluster] on_redis_down = "tempfail"` while
+    /// Redis is down (`451 4.3.0`).
+    pub unavailable: bool,
 }
 
 impl Refusal {
+    /// The refusal while shared limits cannot be checked.
+    pub fn unavailable() -> Refusal {
+        Refusal {
+            rule: "cluster.on_redis_down".to_string(),
+            key: "shared limits".to_string(),
+            retry_after: Duration::from_secs(60),
+            unavailable: true,
+        }
+    }
+
     /// Whole seconds to wait, rounded up, at least 1.
     pub fn retry_secs(&self) -> u64 {
         let d = self.retry_after;
@@ -84,6 +97,9 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unavailable {
+            return f.write_str("Rate limits cannot be checked right now; try again later");
+        }
         write!(
             f,
             "Rate limit \"{}\" exceeded for {}; retry in {} s",
@@ -166,6 +182,16 @@ pub struct Quotas {
     path: PathBuf,
     /// `Engine::changes` at the last save; also serialises writers.
     saved: Mutex<u64>,
+    /// `[cluster]`: counters in Redis; the local engine then only counts
+    /// while Redis is down, at each node's share of every limit.
+    cluster: Option<Shared>,
+}
+
+/// The shared counters and the local stand-in for when Redis is down.
+struct Shared {
+    cluster: Arc<crate::cluster::Cluster>,
+    /// Each limit at max(1, ceil(limit / expected_nodes)).
+    fallback: Mutex<Engine>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,8 +246,99 @@ impl Quotas {
             clock,
             path: state_file,
             saved: Mutex::new(saved),
+            cluster: None,
         };
         (q, err)
+    }
+
+    /// Counts in Redis through `cluster` from now on (`[cluster]`).
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>, cfg: &Settings) -> Quotas {
+        let nodes = cluster.settings().expected_nodes;
+        self.cluster = Some(Shared {
+            fallback: Mutex::new(Engine::new(&engine::share_settings(cfg, nodes))),
+            cluster,
+        });
+        self
+    }
+
+    /// The shared check; None when Redis did not decide (down).
+    fn check_shared(
+        &self,
+        shared: &Shared,
+        s: &Subject<'_>,
+        unit: Unit,
+    ) -> Option<Result<(), Refusal>> {
+        let plan = lock(&self.engine).compiled.plan(s, unit);
+        if plan.is_empty() {
+            return Some(Ok(()));
+        }
+        match crate::cluster::quota::check(&shared.cluster, &plan, unit_name(unit), 1)? {
+            Ok(()) => Some(Ok(())),
+            Err(over) => Some(Err(lock(&self.engine).compiled.refusal(s, unit, over))),
+        }
+    }
+
+    /// Whether the counters are in Redis (`[cluster]`).
+    pub fn is_shared(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// [`Quotas::check_message`] (or `check_recipient`) against the shared
+    /// counters, awaiting Redis instead of blocking the thread; the local
+    /// share when Redis is down.
+    pub async fn check_shared_async(
+        &self,
+        s: &Subject<'_>,
+        recipient: bool,
+    ) -> Result<(), Refusal> {
+        let unit = if recipient {
+            Unit::Recipients
+        } else {
+            Unit::Messages
+        };
+        let Some(shared) = &self.cluster else {
+            return self.check(s, unit);
+        };
+        if s.credential_quota.is_none() && !self.any_limit.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let plan = lock(&self.engine).compiled.plan(s, unit);
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let result =
+            match crate::cluster::quota::check_async(&shared.cluster, &plan, unit_name(unit), 1)
+                .await
+            {
+                Some(Ok(())) => Ok(()),
+                Some(Err(over)) => Err(lock(&self.engine).compiled.refusal(s, unit, over)),
+                None => self.check_fallback(shared, s, unit, self.clock.now()),
+            };
+        if let Err(r) = &result {
+            tracing::info!(rule = %r.rule, key = %r.key, retry_after_s = r.retry_secs(), "rate limit refused");
+        }
+        result
+    }
+
+    /// The check on this node alone while Redis is down.
+    fn check_fallback(
+        &self,
+        shared: &Shared,
+        s: &Subject<'_>,
+        unit: Unit,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        crate::observe::metrics::cluster_fallback("quota");
+        if shared.cluster.refusing() {
+            return Err(Refusal::unavailable());
+        }
+        let nodes = shared.cluster.settings().expected_nodes;
+        let own = s.credential_quota.map(|l| engine::share_limits(l, nodes));
+        let local = Subject {
+            credential_quota: own.as_ref(),
+            ..*s
+        };
+        lock(&shared.fallback).check(&local, unit, 1, now)
     }
 
     fn check(&self, s: &Subject<'_>, unit: Unit) -> Result<(), Refusal> {
@@ -229,7 +346,13 @@ impl Quotas {
             return Ok(());
         }
         let now = self.clock.now();
-        let result = lock(&self.engine).check(s, unit, 1, now);
+        let result = match &self.cluster {
+            Some(shared) => match self.check_shared(shared, s, unit) {
+                Some(r) => r,
+                None => self.check_fallback(shared, s, unit, now),
+            },
+            None => lock(&self.engine).check(s, unit, 1, now),
+        };
         if let Err(r) = &result {
             tracing::info!(rule = %r.rule, key = %r.key, retry_after_s = r.retry_secs(), "rate limit refused");
         }
@@ -257,6 +380,32 @@ impl Quotas {
             return;
         }
         let now = self.clock.now();
+        if let Some(shared) = &self.cluster {
+            // Where it was counted is not remembered: back to Redis while
+            // it answers, else to the local stand-in.
+            if shared.cluster.is_down() {
+                let mut e = lock(&shared.fallback);
+                let nodes = shared.cluster.settings().expected_nodes;
+                let own = s.credential_quota.map(|l| engine::share_limits(l, nodes));
+                let local = Subject {
+                    credential_quota: own.as_ref(),
+                    ..*s
+                };
+                e.refund(&local, Unit::Messages, messages, now);
+                e.refund(&local, Unit::Recipients, recipients, now);
+                return;
+            }
+            let compiled = &lock(&self.engine).compiled;
+            for (unit, n) in [(Unit::Messages, messages), (Unit::Recipients, recipients)] {
+                if n > 0 {
+                    let plan = compiled.plan(s, unit);
+                    if !plan.is_empty() {
+                        crate::cluster::quota::refund(&shared.cluster, plan, unit_name(unit), n);
+                    }
+                }
+            }
+            return;
+        }
         let mut e = lock(&self.engine);
         if messages > 0 {
             e.refund(s, Unit::Messages, messages, now);
@@ -270,6 +419,11 @@ impl Quotas {
     pub fn reconfigure(&self, cfg: &Settings) {
         let compiled = engine::Compiled::new(cfg);
         lock(&self.engine).compiled = compiled;
+        if let Some(shared) = &self.cluster {
+            let nodes = shared.cluster.settings().expected_nodes;
+            lock(&shared.fallback).compiled =
+                engine::Compiled::new(&engine::share_settings(cfg, nodes));
+        }
         self.any_limit.store(has_limits(cfg), Ordering::Relaxed);
     }
 
@@ -329,6 +483,13 @@ impl Quotas {
         persist::save(&self.path, records, now / 1_000_000_000)?;
         *saved = changes;
         Ok(true)
+    }
+}
+
+fn unit_name(u: Unit) -> &'static str {
+    match u {
+        Unit::Messages => "m",
+        Unit::Recipients => "r",
     }
 }
 

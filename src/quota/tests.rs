@@ -503,6 +503,7 @@ fn refusal_text_rounds_up_to_whole_seconds() {
         rule: "quota.ip.per_minute".into(),
         key: "ip 192.0.2.1".into(),
         retry_after: Duration::from_millis(1001),
+        unavailable: false,
     };
     assert_eq!(r.retry_secs(), 2);
     let zero = Refusal {

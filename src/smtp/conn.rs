@@ -371,6 +371,27 @@ impl Conn {
                     let result = validator.check_recipient(&address).await;
                     self.session.recipient_checked(result)
                 }
+                Step::AdmitMessage {
+                    credential,
+                    mail_from,
+                } => {
+                    let access = self.shared.current().access.clone();
+                    let result = access
+                        .admit_shared(&credential, &mail_from, self.peer.ip(), false)
+                        .await;
+                    self.session.message_admitted(result.map_err(|d| d.reply()))
+                }
+                Step::AdmitRecipient {
+                    credential,
+                    mail_from,
+                } => {
+                    let access = self.shared.current().access.clone();
+                    let result = access
+                        .admit_shared(&credential, &mail_from, self.peer.ip(), true)
+                        .await;
+                    self.session
+                        .recipient_admitted(result.map_err(|d| d.reply()))
+                }
                 Step::Queue(mut tx) => {
                     tx.session = Arc::clone(&self.session_id);
                     self.queued_id = Some(tx.id.clone());

@@ -4,14 +4,20 @@
 //! semaphore bounds total connections, a per-IP counter bounds any one
 //! client, a broadcast channel tells every connection to wind down, and
 //! each connection is its own task (`conn.rs`).
+//!
+//! A listener behind a load balancer (`proxy_protocol = true`) admits only
+//! its trusted proxies, reads the PROXY header first (within
+//! `tls_handshake_timeout`, before any TLS) and runs the per-client checks
+//! and the whole session with the client address the header names.
 
 use super::conn::Conn;
 use super::reply::Reply;
 use super::session::{CredentialLimits, Grant, Policy, SessionConfig, Transaction};
 use crate::access::Access;
 use crate::access::ConnectionRate;
+use crate::cluster::proxy::{self, Trusted};
 use crate::config::{Config, TlsMode};
-use crate::observe::metrics;
+use crate::observe::{audit, metrics};
 use crate::quota::ClientKey;
 use crate::validate::{Address, Validator};
 use std::collections::HashMap;
@@ -188,6 +194,9 @@ impl Policy for Shared {
     ) -> Result<(), Reply> {
         Policy::admit_recipient(&*self.current().access, credential, mail_from, peer)
     }
+    fn shared_quotas(&self) -> bool {
+        self.current().access.shared_quotas()
+    }
     fn release(&self, credential: &str, mail_from: &str, peer: IpAddr, recipients: u32) {
         Policy::release(
             &*self.current().access,
@@ -230,11 +239,21 @@ impl Drop for IpSlot {
     }
 }
 
-/// A bound listening socket and its TLS mode.
+/// A bound listening socket, its TLS mode and, behind a load balancer,
+/// the proxies whose PROXY header it believes.
 pub struct Bound {
     pub listener: TcpListener,
     pub tls: TlsMode,
     pub address: SocketAddr,
+    pub proxy: Option<Arc<Trusted>>,
+}
+
+/// How one listener treats its connections.
+#[derive(Clone)]
+struct Mode {
+    tls: TlsMode,
+    name: Arc<str>,
+    proxy: Option<Arc<Trusted>>,
 }
 
 /// A listening TCP socket the service manager opened for us (systemd
@@ -271,6 +290,7 @@ pub async fn bind(config: &Config, mut inherited: Vec<Inherited>) -> std::io::Re
             address: listener.local_addr()?,
             listener,
             tls: l.tls,
+            proxy: l.proxy.clone(),
         });
     }
     for unused in inherited {
@@ -293,18 +313,21 @@ pub async fn serve(
 ) {
     let mut conns = JoinSet::new();
     let mut accepting = JoinSet::new();
-    let (conn_tx, mut conn_rx) =
-        tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, TlsMode, Arc<str>)>(64);
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, Mode)>(64);
     for b in bound {
-        tracing::info!(address = %b.address, tls = ?b.tls, "listening");
+        tracing::info!(address = %b.address, tls = ?b.tls, proxy_protocol = b.proxy.is_some(), "listening");
         let tx = conn_tx.clone();
-        let name: Arc<str> = Arc::from(b.address.to_string());
+        let mode = Mode {
+            tls: b.tls,
+            name: Arc::from(b.address.to_string()),
+            proxy: b.proxy.clone(),
+        };
         let mut stop = shutdown.subscribe();
         accepting.spawn(async move {
             loop {
                 tokio::select! {
                     r = b.listener.accept() => match r {
-                        Ok((sock, peer)) => { if tx.send((sock, peer, b.tls, Arc::clone(&name))).await.is_err() { break; } }
+                        Ok((sock, peer)) => { if tx.send((sock, peer, mode.clone())).await.is_err() { break; } }
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::error!(address = %b.address, error = %e, "accept failed");
@@ -321,8 +344,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             got = conn_rx.recv() => {
-                let Some((sock, peer, tls, listener)) = got else { break };
-                admit(&shared, &mut conns, sock, peer, tls, listener, &shutdown);
+                let Some((sock, peer, mode)) = got else { break };
+                admit(&shared, &mut conns, sock, peer, mode, &shutdown);
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.recv() => break,
@@ -350,65 +373,149 @@ fn admit(
     conns: &mut JoinSet<()>,
     sock: TcpStream,
     peer: SocketAddr,
-    tls: TlsMode,
-    listener: Arc<str>,
+    mode: Mode,
     shutdown: &broadcast::Sender<()>,
 ) {
-    // Trusted and known clients (a batch job that connects per message)
-    // are bounded only by max_connections_per_ip below.
-    let generation = shared.current();
-    let rate = shared
-        .conn_rate
-        .as_ref()
-        .filter(|_| !generation.access.trusted_or_known(peer.ip()));
-    if let Some(Err(refusal)) = rate.map(|r| r.check(generation.access.client_key(peer.ip()))) {
-        tracing::warn!(peer = %peer, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
-        metrics::connection_refused("rate");
-        refuse(conns, sock, format!("421 4.7.0 {refusal}\r\n"), shared);
+    if let Some(trusted) = &mode.proxy {
+        // Behind a load balancer the peer is the proxy: only the proxies
+        // may connect, and the per-client checks wait for the header.
+        if !trusted.contains(peer.ip()) {
+            proxy_refused(
+                peer,
+                &mode.name,
+                "untrusted",
+                "connection from an address not in trusted_proxies",
+            );
+            return;
+        }
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection refused: too many connections");
+            metrics::connection_refused("too_many");
+            refuse(conns, sock, TOO_MANY.to_string(), shared);
+            return;
+        };
+        let shared = Arc::clone(shared);
+        let rx = shutdown.subscribe();
+        conns.spawn(async move {
+            let mut sock = sock;
+            let limit = shared.current().tls_handshake_timeout;
+            let client = match proxy::read_header(&mut sock, limit).await {
+                Ok(client) => client.unwrap_or(peer),
+                Err(e) => {
+                    proxy_refused(peer, &mode.name, e.kind(), &e.to_string());
+                    return;
+                }
+            };
+            let generation = shared.current();
+            let slot = match client_checks(&shared, &generation, client) {
+                Ok(slot) => slot,
+                Err(line) => {
+                    write_and_close(sock, line, generation.write_timeout).await;
+                    return;
+                }
+            };
+            run(shared, sock, client, mode, permit, slot, rx).await;
+        });
         return;
     }
-    let permit = shared.connections.clone().try_acquire_owned().ok();
-    let slot = permit
-        .as_ref()
-        .and_then(|_| shared.enter(&generation, peer.ip()));
-    let (Some(permit), Some(slot)) = (permit, slot) else {
+    let generation = shared.current();
+    let slot = match client_checks(shared, &generation, peer) {
+        Ok(slot) => slot,
+        Err(line) => {
+            refuse(conns, sock, line, shared);
+            return;
+        }
+    };
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
         tracing::warn!(peer = %peer, "connection refused: too many connections");
         metrics::connection_refused("too_many");
-        refuse(
-            conns,
-            sock,
-            "421 4.7.0 Too many connections, try again later\r\n".to_string(),
-            shared,
-        );
+        refuse(conns, sock, TOO_MANY.to_string(), shared);
         return;
     };
     let shared = Arc::clone(shared);
     let rx = shutdown.subscribe();
-    conns.spawn(async move {
-        let _permit = permit;
-        let _slot = slot;
-        metrics::connection_opened(&listener);
-        let implicit = tls == TlsMode::Implicit;
-        let starttls = tls == TlsMode::Starttls;
-        let ended = Conn::run(shared, sock, peer, &listener, implicit, starttls, rx).await;
-        metrics::connection_closed(&listener);
-        if let Err(e) = ended {
-            tracing::debug!(peer = %peer, error = %e, "connection ended with error");
-        }
-    });
+    conns.spawn(run(shared, sock, peer, mode, permit, slot, rx));
+}
+
+const TOO_MANY: &str = "421 4.7.0 Too many connections, try again later\r\n";
+
+/// The per-client admission checks (connection rate, connections per IP)
+/// for the client at `client`: the peer, or the address a PROXY header
+/// named. Err is the line to refuse with.
+fn client_checks(
+    shared: &Arc<Shared>,
+    generation: &Generation,
+    client: SocketAddr,
+) -> Result<IpSlot, String> {
+    // Trusted and known clients (a batch job that connects per message)
+    // are bounded only by max_connections_per_ip below.
+    let rate = shared
+        .conn_rate
+        .as_ref()
+        .filter(|_| !generation.access.trusted_or_known(client.ip()));
+    if let Some(Err(refusal)) = rate.map(|r| r.check(generation.access.client_key(client.ip()))) {
+        tracing::warn!(peer = %client, key = %refusal.key, rule = "abuse.connections_per_ip_per_minute", "connection refused: connection rate");
+        metrics::connection_refused("rate");
+        return Err(format!("421 4.7.0 {refusal}\r\n"));
+    }
+    shared.enter(generation, client.ip()).ok_or_else(|| {
+        tracing::warn!(peer = %client, "connection refused: too many connections");
+        metrics::connection_refused("too_many");
+        TOO_MANY.to_string()
+    })
+}
+
+/// One admitted connection, holding its slots until it ends.
+async fn run(
+    shared: Arc<Shared>,
+    sock: TcpStream,
+    client: SocketAddr,
+    mode: Mode,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    slot: IpSlot,
+    rx: broadcast::Receiver<()>,
+) {
+    let _permit = permit;
+    let _slot = slot;
+    metrics::connection_opened(&mode.name);
+    let implicit = mode.tls == TlsMode::Implicit;
+    let starttls = mode.tls == TlsMode::Starttls;
+    let ended = Conn::run(shared, sock, client, &mode.name, implicit, starttls, rx).await;
+    metrics::connection_closed(&mode.name);
+    if let Err(e) = ended {
+        tracing::debug!(peer = %client, error = %e, "connection ended with error");
+    }
+}
+
+/// A connection closed for its PROXY header (or its absence): a warning
+/// for the operator and the audit event `proxy_refused`. Nothing is
+/// written back: whoever sent no valid header is not speaking to us.
+fn proxy_refused(peer: SocketAddr, listener: &str, reason: &'static str, detail: &str) {
+    metrics::connection_refused("proxy");
+    tracing::warn!(peer = %peer, listener, reason, "connection closed: {detail}");
+    tracing::info!(
+        target: audit::TARGET,
+        event = "proxy_refused",
+        proxy_ip = %peer.ip(),
+        listener,
+        reason,
+        "PROXY header refused"
+    );
+}
+
+async fn write_and_close(mut sock: TcpStream, line: String, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        let _ = sock.write_all(line.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
 }
 
 /// Answers a refused connection and closes it. Plain text even on an
 /// implicit-TLS port: the client gets no handshake, which tells it the same.
 /// Bounded by `write_timeout` like every other write: these tasks are not
 /// counted against `max_connections`.
-fn refuse(conns: &mut JoinSet<()>, mut sock: TcpStream, line: String, shared: &Shared) {
+fn refuse(conns: &mut JoinSet<()>, sock: TcpStream, line: String, shared: &Shared) {
     let limit = shared.current().write_timeout;
-    conns.spawn(async move {
-        let _ = tokio::time::timeout(limit, async {
-            let _ = sock.write_all(line.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        })
-        .await;
-    });
+    conns.spawn(write_and_close(sock, line, limit));
 }

@@ -80,6 +80,7 @@ impl Denied {
             | Denied::OutsideNetworks { .. }
             | Denied::LoginNoLongerValid => (535, "5.7.8"),
             Denied::LockedOut(_) => (454, "4.7.0"),
+            Denied::RateLimited(r) if r.unavailable => (451, "4.3.0"),
             Denied::RateLimited(_) => (451, "4.7.1"),
             Denied::Recipient { .. } | Denied::Suspended { .. } => (550, "5.7.1"),
         };

@@ -116,6 +116,19 @@ pub enum Step {
     /// (`Validator::check_recipient`), then call
     /// [`Session::recipient_checked`].
     CheckRecipient { address: Address },
+    /// The quotas for one more message are shared (`[cluster]`): check
+    /// them (`Access::admit_message_shared`), then call
+    /// [`Session::message_admitted`].
+    AdmitMessage {
+        credential: Arc<str>,
+        mail_from: String,
+    },
+    /// Likewise for one more recipient, then
+    /// [`Session::recipient_admitted`].
+    AdmitRecipient {
+        credential: Arc<str>,
+        mail_from: String,
+    },
 }
 
 /// Manual so the AUTH secret can never reach a log line.
@@ -136,6 +149,14 @@ impl fmt::Debug for Step {
                 .debug_struct("CheckRecipient")
                 .field("address", &address.to_string())
                 .finish(),
+            Step::AdmitMessage { credential, .. } => f
+                .debug_struct("AdmitMessage")
+                .field("credential", credential)
+                .finish(),
+            Step::AdmitRecipient { credential, .. } => f
+                .debug_struct("AdmitRecipient")
+                .field("credential", credential)
+                .finish(),
         }
     }
 }
@@ -150,12 +171,18 @@ enum Phase {
     StartTls,
     /// Waiting for [`Session::recipient_checked`] about this address.
     CheckingRecipient(Address),
+    /// Waiting for [`Session::message_admitted`]; the transaction MAIL
+    /// opens if it is.
+    AdmittingMessage(Box<PendingTransaction>),
+    /// Waiting for [`Session::recipient_admitted`] about this address.
+    AdmittingRecipient(Address),
     Data,
     Queueing,
     Closed,
 }
 
 /// The MAIL/RCPT part of a transaction, before DATA.
+#[derive(Debug)]
 struct PendingTransaction {
     /// The queue id the message will have.
     id: String,

@@ -27,6 +27,7 @@
 //! concurrent sessions share one directory fsync and the tokio runtime never
 //! blocks on disk.
 
+mod adopt;
 mod manage;
 mod show;
 mod store;
@@ -45,6 +46,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use adopt::Adopted;
 pub use manage::{Hold, Place};
 pub use show::MessageDetail;
 pub use store::{SpoolDir, Usage};
@@ -186,6 +188,8 @@ pub enum SpoolError {
     },
     #[error("spool {} is locked by another postern process", .0.display())]
     Locked(PathBuf),
+    #[error("spool adopt: {0}")]
+    Adopt(String),
     #[error("spool: invalid message id {0:?}")]
     InvalidId(String),
     #[error("spool: no message {0}")]

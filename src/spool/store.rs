@@ -21,9 +21,9 @@ use super::{
 pub(super) const MAX_HEADER: u64 = 64 * 1024
     + (super::MAX_RECIPIENTS as u64 + 1) * (2 * crate::validate::address::MAX_PATH as u64 + 3);
 
-const RETRY_SUFFIX: &str = ".retry";
+pub(super) const RETRY_SUFFIX: &str = ".retry";
 pub(super) const HOLD_SUFFIX: &str = ".hold";
-const REASON_SUFFIX: &str = ".reason";
+pub(super) const REASON_SUFFIX: &str = ".reason";
 
 /// Sidecars that live beside a queued message in queue/.
 const QUEUE_SIDECARS: [&str; 2] = [RETRY_SUFFIX, HOLD_SUFFIX];

@@ -20,6 +20,7 @@ mod attacks;
 mod audit;
 mod cli;
 mod clients;
+mod cluster;
 mod config_errors;
 mod connections;
 mod console;

@@ -134,12 +134,12 @@ impl Session {
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
             return self.reply(Reply::new(550, "5.7.1", reason).because("sender"));
         }
+        let shared = self.policy.shared_quotas();
         // A temporary refusal: not counted as a client error.
-        if let Err(reply) = self.policy.admit_message(&credential, &address, self.peer) {
+        if !shared && let Err(reply) = self.policy.admit_message(&credential, &address, self.peer) {
             return Step::Reply(reply);
         }
-        let reply = Reply::new(250, "2.1.0", format!("Sender <{address}> ok"));
-        self.envelope = Some(PendingTransaction {
+        let pending = PendingTransaction {
             id: crate::spool::new_id(),
             credential,
             authenticated,
@@ -152,8 +152,63 @@ impl Session {
             counted_rcpts: 0,
             body_8bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
-        });
+        };
+        if shared {
+            let step = Step::AdmitMessage {
+                credential: pending.credential.clone(),
+                mail_from: pending.mail_from.clone(),
+            };
+            self.phase = Phase::AdmittingMessage(Box::new(pending));
+            return step;
+        }
+        self.open_transaction(pending)
+    }
+
+    fn open_transaction(&mut self, pending: PendingTransaction) -> Step {
+        let reply = Reply::new(250, "2.1.0", format!("Sender <{}> ok", pending.mail_from));
+        self.envelope = Some(pending);
         Step::Reply(reply)
+    }
+
+    /// Result of the check asked for by [`Step::AdmitMessage`].
+    pub fn message_admitted(&mut self, result: Result<(), Reply>) -> Step {
+        let Phase::AdmittingMessage(pending) = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return self.out_of_order();
+        };
+        match result {
+            Ok(()) => self.open_transaction(*pending),
+            // A temporary refusal: not counted as a client error.
+            Err(reply) => Step::Reply(reply),
+        }
+    }
+
+    /// Result of the check asked for by [`Step::AdmitRecipient`].
+    pub fn recipient_admitted(&mut self, result: Result<(), Reply>) -> Step {
+        let Phase::AdmittingRecipient(address) = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return self.out_of_order();
+        };
+        match result {
+            Ok(()) => self.recipient_counted(address),
+            Err(reply) => self.refuse_rcpt(reply),
+        }
+    }
+
+    /// A recipient that passed every check so far and was counted.
+    fn recipient_counted(&mut self, address: Address) -> Step {
+        let needs_check = self.cfg.validation.needs_check;
+        let Some(env) = self.envelope.as_mut() else {
+            return self.out_of_order();
+        };
+        env.counted_rcpts = env.counted_rcpts.saturating_add(1);
+        if needs_check {
+            self.phase = Phase::CheckingRecipient(address.clone());
+            return Step::CheckRecipient { address };
+        }
+        let shown = address.to_string();
+        env.rcpt_to.push(shown.clone());
+        Step::Reply(recipient_ok(&shown))
     }
 
     pub(super) fn rcpt(&mut self, path: Option<&[u8]>) -> Step {
@@ -225,19 +280,21 @@ impl Session {
         let Some(env) = self.envelope.as_mut() else {
             return self.out_of_order();
         };
+        if self.policy.shared_quotas() {
+            let step = Step::AdmitRecipient {
+                credential: env.credential.clone(),
+                mail_from: env.mail_from.clone(),
+            };
+            self.phase = Phase::AdmittingRecipient(address);
+            return step;
+        }
         if let Err(reply) = self
             .policy
             .admit_recipient(&env.credential, &env.mail_from, self.peer)
         {
             return self.refuse_rcpt(reply);
         }
-        env.counted_rcpts = env.counted_rcpts.saturating_add(1);
-        if rules.needs_check {
-            self.phase = Phase::CheckingRecipient(address.clone());
-            return Step::CheckRecipient { address };
-        }
-        env.rcpt_to.push(shown.clone());
-        Step::Reply(recipient_ok(&shown))
+        self.recipient_counted(address)
     }
 
     /// Result of the check asked for by [`Step::CheckRecipient`].

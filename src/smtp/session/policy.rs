@@ -41,6 +41,13 @@ pub trait Policy: Send + Sync {
     ) -> Result<(), Reply> {
         Ok(())
     }
+    /// Whether the rate limits are kept elsewhere (Redis, `[cluster]`):
+    /// the session then asks the connection to check them
+    /// ([`super::Step::AdmitMessage`], [`super::Step::AdmitRecipient`])
+    /// instead of calling `admit_message` / `admit_recipient`.
+    fn shared_quotas(&self) -> bool {
+        false
+    }
     /// A transaction that was counted at MAIL (one message) and RCPT
     /// (`recipients`) ended without a queued message (RSET, a new EHLO,
     /// STARTTLS, a refused DATA, a dropped connection): give the counts

@@ -10,6 +10,7 @@ mod auth;
 mod limits;
 mod relay;
 mod scopes;
+mod shared;
 
 const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 7));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));

@@ -6,6 +6,7 @@
 
 pub mod ca;
 pub mod clients;
+pub mod cluster;
 pub mod console;
 pub mod http;
 pub mod load;

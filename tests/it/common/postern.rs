@@ -37,6 +37,8 @@ pub struct Config {
     pub hostname: String,
     /// TLS mode of each listener; ports are assigned at start.
     pub listeners: Vec<String>,
+    /// Extra lines for every `[[listeners]]` table (PROXY protocol keys).
+    pub listener_lines: Vec<String>,
     /// Extra `key = value` lines for `[server]`.
     pub server: Vec<String>,
     /// Whether to write a `[tls]` section with the test certificate.
@@ -72,6 +74,7 @@ impl Config {
         Config {
             hostname: "relay.test".into(),
             listeners: vec!["starttls".into()],
+            listener_lines: Vec::new(),
             server: Vec::new(),
             tls: true,
             delivery: vec![
@@ -187,6 +190,10 @@ impl Config {
                 "address = \"127.0.0.1:{port}\"\ntls = {}\n",
                 toml_str(mode)
             ));
+            for l in &self.listener_lines {
+                t.push_str(l);
+                t.push('\n');
+            }
         }
         t.push_str("\n[delivery]\nworkers = 4\n");
         for l in &self.delivery {

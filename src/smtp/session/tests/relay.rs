@@ -43,6 +43,8 @@ fn drive(s: &mut Session, commands: &[&[u8]], auth_ok: bool) -> Option<Transacti
                     s.auth_result(if auth_ok { granted("erp") } else { refused() })
                 }
                 Step::CheckRecipient { .. } => s.recipient_checked(Ok(())),
+                Step::AdmitMessage { .. } => s.message_admitted(Ok(())),
+                Step::AdmitRecipient { .. } => s.recipient_admitted(Ok(())),
                 Step::Queue(tx) => return Some(*tx),
             };
         }

@@ -22,6 +22,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/bench/lib.sh"
 REPEAT="${REPEAT:-3}"
 SETTLE="${SETTLE:-3}"
 COUNT="${COUNT:-10000}"
@@ -48,21 +49,6 @@ trap cleanup EXIT
 cp "${POSTERN:-$ROOT/target/release/postern}" "$TMP/postern"
 RESULTS="$TMP/results.jsonl"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
-cpu_s() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
 REDIS_PORT="$(free_port)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
     >"$TMP/redis.log" 2>&1 &
@@ -88,10 +74,10 @@ cost() {
             redis-cli -p "$REDIS_PORT" flushall >/dev/null
             local extra="" before after
             if [ "$v" = redis ]; then extra="$TMP/cluster.toml"; fi
-            before="$(cpu_s "$REDIS_PID")"
+            before="$(cpu_s "$REDIS_PID" 0)"
             SKIP_BUILD=1 POSTERN="$TMP/postern" QUOTA="${COST_QUOTA:-1}" MODES=plain EXTRA_CONFIG="$extra" \
                 RESULT_FILE="$TMP/cost-$v.jsonl" "$ROOT/bench/run.sh"
-            after="$(cpu_s "$REDIS_PID")"
+            after="$(cpu_s "$REDIS_PID" 0)"
             echo "$v $before $after" >>"$TMP/redis-cpu.txt"
         done
     done
@@ -208,7 +194,7 @@ scale_round() {  # $1: "one" or "three"; appends a JSON line to $RESULTS
         --sessions "$SESSIONS" --count "$COUNT" --size "$SIZE" >"$dir/loadgen.out" || true
     for _ in $(seq 1 6000); do [ -f "$dir/sink-done.json" ] && break; sleep 0.1; done
     local cpu=0
-    for pid in "${pids[@]}"; do cpu="$(python3 -c "print($cpu + $(cpu_s "$pid"))")"; done
+    for pid in "${pids[@]}"; do cpu="$(python3 -c "print($cpu + $(cpu_s "$pid" 0))")"; done
     for pid in "${pids[@]}" $hap_pid "$sink_pid"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}" $hap_pid "$sink_pid"; do wait "$pid" 2>/dev/null || true; done
     python3 - "$dir" "$v" "$cpu" "$COUNT" >>"$RESULTS" <<'PY'

@@ -13,6 +13,6 @@ wait_port() {  # until 127.0.0.1:$1 accepts; bounded: 30 s
     return 1
 }
 
-cpu_s() {  # user + system CPU seconds of process $1 so far
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
+cpu_s() {  # user + system CPU seconds of process $1 so far; $2 (default "?") if it is gone
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "${2:-?}"
 }

@@ -7,7 +7,21 @@ use std::process::{Command, Stdio};
 
 use crate::common::clients::postern_bin;
 use crate::common::*;
-use crate::console::{form_encode, http, setup_with};
+use crate::console::{Resp, form_encode, http, http_cookies, setup_with};
+
+/// The break-glass form's token: the hidden field and its cookie.
+fn signin_token(page: &Resp) -> String {
+    let token = page
+        .set_cookie("__Host-postern_signin")
+        .expect("the sign-in page sets its CSRF cookie");
+    assert!(
+        page.body
+            .contains(&format!("name=\"csrf\" value=\"{token}\"")),
+        "{}",
+        page.body
+    );
+    token
+}
 
 #[test]
 fn break_glass_signs_in_as_admin_with_warn_audit_and_lockout() {
@@ -21,13 +35,41 @@ fn break_glass_signs_in_as_admin_with_warn_audit_and_lockout() {
     );
     let page = http(s.admin, "GET", "/console/signin", None, None);
     assert!(page.body.contains("Break-glass"), "{}", page.body);
-    let sign_in = |user: &str, pw: &str| {
-        http(
+    let flags = page.set_cookie_line("__Host-postern_signin").unwrap();
+    for flag in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(flags.contains(flag), "{flags}");
+    }
+    let token = signin_token(&page);
+    let post = |cookies: Option<&str>, form: &[(&str, &str)]| {
+        http_cookies(
             s.admin,
             "POST",
             "/console/signin",
-            None,
-            Some(&form_encode(&[("username", user), ("password", pw)])),
+            cookies,
+            Some(&form_encode(form)),
+        )
+    };
+    // Login CSRF: the right password without the form's token (or with a
+    // token its cookie does not carry) signs no one in.
+    let r = post(None, &[("username", "breakglass"), ("password", PASSWORD)]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.session_cookie().is_none());
+    let r = post(
+        Some("__Host-postern_signin=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        &[
+            ("username", "breakglass"),
+            ("password", PASSWORD),
+            ("csrf", &token),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.session_cookie().is_none());
+    s.p.wait_log_line(&["console sign-in refused", "CSRF token"]);
+    let cookie = format!("__Host-postern_signin={token}");
+    let sign_in = |user: &str, pw: &str| {
+        post(
+            Some(&cookie),
+            &[("username", user), ("password", pw), ("csrf", &token)],
         )
     };
     let r = sign_in("breakglass", PASSWORD);
@@ -50,16 +92,7 @@ fn break_glass_signs_in_as_admin_with_warn_audit_and_lockout() {
     assert!(r.session_cookie().is_none(), "signed in while locked out");
     s.p.wait_log_line(&["console sign-in refused", "locked out"]);
     // Unknown usernames are refused the same way.
-    let r = http(
-        s.admin,
-        "POST",
-        "/console/signin",
-        None,
-        Some(&form_encode(&[
-            ("username", "root"),
-            ("password", PASSWORD),
-        ])),
-    );
+    let r = sign_in("root", PASSWORD);
     assert!(r.session_cookie().is_none());
 }
 

@@ -115,23 +115,61 @@ fn start(c: &Console, name_id: &str, role: Role, via: &'static str, client: &str
 }
 
 pub async fn signin_page(State(c): State<Arc<Console>>) -> Response {
-    layout::signin(c.sp.is_some(), !c.settings.local_admins.is_empty(), None)
+    signin(&c, None)
+}
+
+/// Holds the break-glass form's CSRF token before there is a session: the
+/// form must post the token this cookie carries, which a page on another
+/// site can neither read nor (SameSite=Strict) send along.
+const SIGNIN_COOKIE: &str = "__Host-postern_signin";
+
+/// The sign-in page; with local admins, a fresh token for their form.
+fn signin(c: &Console, problem: Option<&str>) -> Response {
+    if c.settings.local_admins.is_empty() {
+        return layout::signin(c.sp.is_some(), None, problem);
+    }
+    let token = super::random_token();
+    let mut r = layout::signin(c.sp.is_some(), Some(&token), problem);
+    let cookie =
+        format!("{SIGNIN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=900");
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
 }
 
 #[derive(Deserialize)]
 pub struct LocalForm {
     username: String,
     password: String,
+    csrf: Option<String>,
 }
 
 /// Break-glass: a `local_admins` account, with the SMTP AUTH lockout.
 pub async fn local_signin(
     State(c): State<Arc<Console>>,
     p: Option<Extension<Peer>>,
+    headers: HeaderMap,
     Form(f): Form<LocalForm>,
 ) -> Response {
     let client = peer(&p);
     let ip = p.map(|x| x.0.0.ip());
+    let expected = super::session::token_cookie(&headers, SIGNIN_COOKIE);
+    let csrf_ok = expected
+        .as_deref()
+        .is_some_and(|e| super::session::tokens_match(e, f.csrf.as_deref()));
+    if !csrf_ok && !c.settings.local_admins.is_empty() {
+        tracing::warn!(
+            target: audit::TARGET,
+            event = "console_signin_refused",
+            client_ip = client.as_str(),
+            reason = "the break-glass form was posted without its CSRF token",
+            "console sign-in refused (break-glass)"
+        );
+        let mut r = signin(&c, Some("the sign-in form expired; sign in again"));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
     if let Err(why) = super::actions::local_admin_ok(&c, &f.username, &f.password, ip).await {
         let username: String = f.username.chars().take(64).collect();
         tracing::warn!(
@@ -142,11 +180,7 @@ pub async fn local_signin(
             reason = why,
             "console sign-in refused (break-glass)"
         );
-        return layout::signin(
-            c.sp.is_some(),
-            true,
-            Some("wrong username or password, or locked out"),
-        );
+        return signin(&c, Some("wrong username or password, or locked out"));
     }
     start(&c, &f.username, Role::Admin, "local", &client)
 }

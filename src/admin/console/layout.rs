@@ -96,16 +96,19 @@ pub fn error(status: StatusCode, s: Option<&Session>, message: &str) -> Response
     }
 }
 
-pub fn signin(saml: bool, local: bool, problem: Option<&str>) -> Response {
+/// The sign-in page. `local_csrf` is the break-glass form's token (its
+/// cookie is set by the caller); `None` when there are no local admins.
+pub fn signin(saml: bool, local_csrf: Option<&str>, problem: Option<&str>) -> Response {
     let body = html! {
         @if let Some(p) = problem { p class="error" { (p) } }
         @if saml {
             p { a id="sso" href="/saml/login" { "Sign in with your identity provider" } }
         }
-        @if local {
+        @if let Some(csrf) = local_csrf {
             details {
                 summary { "Break-glass sign-in (when the identity provider is down)" }
                 form method="post" action="/console/signin" {
+                    input type="hidden" name="csrf" value=(csrf);
                     p { label { "Username " input name="username" autocomplete="username"; } }
                     p { label { "Password " input name="password" type="password" autocomplete="current-password"; } }
                     button type="submit" { "Sign in" }

@@ -109,13 +109,18 @@ pub fn clear_cookie() -> String {
 
 /// The session cookie's value, if the request has one.
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    token_cookie(headers, COOKIE)
+}
+
+/// The value of cookie `name` if it has the shape of a [`super::random_token`].
+pub fn token_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
         .filter(|v| {
             v.len() == 43
@@ -126,9 +131,14 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 
 /// Compares CSRF tokens by digest, in the same time wherever they differ.
 pub fn csrf_ok(session: &Session, presented: Option<&str>) -> bool {
+    tokens_match(&session.csrf, presented)
+}
+
+/// `presented` is `expected`, compared by digest (same time wherever they differ).
+pub fn tokens_match(expected: &str, presented: Option<&str>) -> bool {
     let Some(p) = presented else { return false };
     let d = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    d(p).as_ref() == d(&session.csrf).as_ref()
+    d(p).as_ref() == d(expected).as_ref()
 }
 
 #[cfg(test)]

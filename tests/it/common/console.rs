@@ -30,12 +30,20 @@ impl Resp {
     }
     /// The session cookie's value a `Set-Cookie` set, if any.
     pub fn session_cookie(&self) -> Option<String> {
+        self.set_cookie("__Host-postern_session")
+    }
+    /// The value a `Set-Cookie` gave cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookie_line(name)
+            .map(|v| v.split(';').next().unwrap_or("").to_string())
+            .filter(|v| !v.is_empty())
+    }
+    /// The whole `Set-Cookie` line for cookie `name` (without the name).
+    pub fn set_cookie_line(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .filter_map(|(_, v)| v.strip_prefix("__Host-postern_session="))
-            .map(|v| v.split(';').next().unwrap_or("").to_string())
-            .find(|v| !v.is_empty())
+            .find_map(|(_, v)| v.strip_prefix(name)?.strip_prefix('='))
     }
 }
 
@@ -84,10 +92,22 @@ fn url_unescape(s: &str) -> String {
 
 /// One request on a new connection to 127.0.0.1:`port` (plain HTTP).
 pub fn http(port: u16, method: &str, path: &str, cookie: Option<&str>, body: Option<&str>) -> Resp {
+    let header = cookie.map(|c| format!("__Host-postern_session={c}"));
+    http_cookies(port, method, path, header.as_deref(), body)
+}
+
+/// [`http`] with the whole `Cookie:` header value given.
+pub fn http_cookies(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookies: Option<&str>,
+    body: Option<&str>,
+) -> Resp {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: __Host-postern_session={c}\r\n"));
+    if let Some(c) = cookies {
+        req.push_str(&format!("Cookie: {c}\r\n"));
     }
     if let Some(b) = body {
         req.push_str(&format!(

@@ -191,7 +191,7 @@ impl QueueControl {
         match self.ctx.spool.locate(id).await? {
             Place::Dead => {
                 // A worker that is dead-lettering it has not let go yet.
-                if sched.contains(id) {
+                if !self.let_go(id).await {
                     return Err(ControlError::InFlight(id.to_string()));
                 }
                 let state = self.ctx.spool.requeue_dead(id).await?;
@@ -240,11 +240,25 @@ impl QueueControl {
         Ok(adopted)
     }
 
+    /// Whether the scheduler has let go of dead letter `id`, waiting up to
+    /// a second: a worker moves the file to dead/ and forgets the id right
+    /// after, so an operator who acts on the dead letter as soon as it
+    /// shows up must not be told it is still being delivered.
+    async fn let_go(&self, id: &str) -> bool {
+        for _ in 0..100 {
+            if !self.ctx.scheduler.contains(id) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// Deletes a queued message or a dead letter for good.
     pub async fn purge(&self, id: &str) -> Result<Place, ControlError> {
         let sched = &self.ctx.scheduler;
         let place = self.ctx.spool.locate(id).await?;
-        if place == Place::Dead && sched.contains(id) {
+        if place == Place::Dead && !self.let_go(id).await {
             return Err(ControlError::InFlight(id.to_string()));
         }
         let states = sched.states();

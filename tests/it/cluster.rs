@@ -30,11 +30,9 @@ fn ip(s: &str) -> IpAddr {
 /// `networks` credential `office` for 127.0.0.1 (the proxy's own address,
 /// so trusting the peer instead of the header would show) and CLIENT.
 fn proxied(up: &MockUpstream, modes: &[&str], trusted: &str) -> Config {
-    let mut cfg = Config::new(&up.url()).listeners(modes);
-    cfg.listener_lines = vec![
-        "proxy_protocol = true".into(),
-        format!("trusted_proxies = [\"{trusted}\"]"),
-    ];
+    let mut cfg = Config::new(&up.url())
+        .listeners(modes)
+        .behind_proxy(trusted);
     cfg.log = vec!["audit_file = \"audit.json\"".into()];
     cfg.credential(Config::networks_credential(
         "office",

@@ -286,7 +286,7 @@ fn an_upstream_outage_a_429_storm_and_slow_answers_during_load_lose_nothing() {
 /// few thousand bytes: inside the TLS handshake, the HTTP/2 preface, the
 /// request headers or the body, a different point for each connection.
 struct CuttingProxy {
-    rt: Option<tokio::runtime::Runtime>,
+    _bg: Background,
     port: u16,
     cutting: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -297,19 +297,11 @@ impl CuttingProxy {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("proxy runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
+        let (bg, listener, port) = Background::bind();
         let cutting = Arc::new(AtomicBool::new(true));
         let cuts = Arc::new(AtomicUsize::new(0));
         let (on, counter) = (cutting.clone(), cuts.clone());
-        rt.spawn(async move {
+        bg.spawn(async move {
             let mut n = 0usize;
             while let Ok((inbound, _)) = listener.accept().await {
                 n += 1;
@@ -359,18 +351,10 @@ impl CuttingProxy {
             }
         });
         CuttingProxy {
-            rt: Some(rt),
+            _bg: bg,
             port,
             cutting,
             cuts,
-        }
-    }
-}
-
-impl Drop for CuttingProxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
         }
     }
 }

@@ -101,25 +101,17 @@ fn rejection_is_dead_lettered(kind: Kind) {
 /// A TCP front that resets (RST) the first `reset_first` connections
 /// during the TLS handshake and forwards every later one to `target`.
 struct ResettingProxy {
-    rt: Option<tokio::runtime::Runtime>,
+    _bg: Background,
     port: u16,
     resets: Arc<AtomicUsize>,
 }
 
 impl ResettingProxy {
     fn start(target: u16, reset_first: usize) -> ResettingProxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("proxy runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
+        let (bg, listener, port) = Background::bind();
         let resets = Arc::new(AtomicUsize::new(0));
         let counter = resets.clone();
-        rt.spawn(async move {
+        bg.spawn(async move {
             use tokio::io::AsyncReadExt;
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if counter.load(Ordering::SeqCst) < reset_first {
@@ -143,17 +135,9 @@ impl ResettingProxy {
             }
         });
         ResettingProxy {
-            rt: Some(rt),
+            _bg: bg,
             port,
             resets,
-        }
-    }
-}
-
-impl Drop for ResettingProxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
         }
     }
 }

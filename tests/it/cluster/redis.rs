@@ -34,11 +34,9 @@ fn quota_credentials(cfg: Config, per_minute: u32) -> Config {
 
 /// A plain node (PROXY from 127.0.0.1) in a three-node cluster.
 fn quota_node(up: &MockUpstream, redis: &Redis, i: usize, per_minute: u32) -> Config {
-    let mut cfg = Config::new(&up.url()).listeners(&["none"]);
-    cfg.listener_lines = vec![
-        "proxy_protocol = true".into(),
-        "trusted_proxies = [\"127.0.0.1/32\"]".into(),
-    ];
+    let mut cfg = Config::new(&up.url())
+        .listeners(&["none"])
+        .behind_proxy("127.0.0.1/32");
     cfg.credentials.clear();
     clustered(quota_credentials(cfg, per_minute), redis, i)
 }
@@ -228,10 +226,7 @@ fn auth_failures_spread_over_three_nodes_lock_out_on_all() {
             let mut cfg = Config::new(&up.url())
                 .abuse("auth_failures = 3")
                 .abuse("auth_failure_delay = \"0s\"");
-            cfg.listener_lines = vec![
-                "proxy_protocol = true".into(),
-                "trusted_proxies = [\"127.0.0.1/32\"]".into(),
-            ];
+            cfg = cfg.behind_proxy("127.0.0.1/32");
             Postern::start(&ca, &clustered(cfg, &redis, i))
         })
         .collect();
@@ -340,10 +335,7 @@ fn anomaly_windows_add_up_across_nodes_and_one_node_alerts() {
             let mut cfg = Config::new(&up.url())
                 .abuse("auth_failures = \"unlimited\"")
                 .abuse("auth_failure_delay = \"0s\"");
-            cfg.listener_lines = vec![
-                "proxy_protocol = true".into(),
-                "trusted_proxies = [\"127.0.0.1/32\"]".into(),
-            ];
+            cfg = cfg.behind_proxy("127.0.0.1/32");
             cfg.log = vec!["audit_file = \"audit.json\"".into()];
             cfg.extra.push_str(
                 "\n[alerts]\nauth_failures_per_network = 3\nauth_failures_per_username = \"off\"\n",

@@ -146,6 +146,15 @@ impl Config {
         self
     }
 
+    /// Every listener takes PROXY headers, from `trusted` (a CIDR) only.
+    pub fn behind_proxy(mut self, trusted: &str) -> Config {
+        self.listener_lines = vec![
+            "proxy_protocol = true".into(),
+            format!("trusted_proxies = [{}]", toml_str(trusted)),
+        ];
+        self
+    }
+
     pub fn credential(mut self, block: String) -> Config {
         self.credentials.push(block);
         self

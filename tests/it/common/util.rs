@@ -154,3 +154,39 @@ pub fn read_spool_file(path: &Path) -> (serde_json::Value, Vec<u8>) {
         .unwrap_or_else(|e| panic!("envelope line of {} is not JSON: {e}", path.display()));
     (env, bytes[nl + 1..].to_vec())
 }
+
+/// A one-thread tokio runtime serving a test's loopback helper (a proxy, a
+/// mock), with its listener; everything on it stops when it is dropped.
+pub struct Background {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Background {
+    /// The runtime and a listener on a free 127.0.0.1 port (and that port).
+    pub fn bind() -> (Background, tokio::net::TcpListener, u16) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("helper runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind helper");
+        let port = listener.local_addr().expect("helper addr").port();
+        (Background { rt: Some(rt) }, listener, port)
+    }
+
+    pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.rt {
+            rt.spawn(f);
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -10,7 +10,8 @@
 # unless FUZZ_SANITIZER says otherwise (`none` is faster; postern has no
 # unsafe code in the fuzzed paths). Seeds live in fuzz/corpus/TARGET (in git,
 # replayed by `cargo test`); what the fuzzer finds goes to fuzz/work/TARGET,
-# crashes to fuzz/artifacts/TARGET. Copy a crash into fuzz/corpus/TARGET once
+# crashes (and inputs that take longer than FUZZ_TIMEOUT seconds, default 10:
+# a hang is a finding) to fuzz/artifacts/TARGET. Copy a crash into fuzz/corpus/TARGET once
 # fixed, so the test suite keeps checking it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -34,7 +35,7 @@ for t in "${targets[@]}"; do
     dict=(); [ -f "$t.dict" ] && dict=(-dict="$t.dict")
     echo "==> $t ($mode, sanitizer $sanitizer)"
     cargo fuzz run --sanitizer "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
-        "${limit[@]}" "${dict[@]}" -max_len=65536 -print_final_stats=1 >"work/$t.log" 2>&1 || true
+        "${limit[@]}" "${dict[@]}" -max_len=65536 -timeout="${FUZZ_TIMEOUT:-10}" -print_final_stats=1 >"work/$t.log" 2>&1 || true
     grep -E '^(#[0-9]+[[:space:]]+DONE|==[0-9]+==|stat::number_of_executed_units|artifact_prefix|Test unit written|Done [0-9]+ runs)' "work/$t.log" || true
     grep -q '^Done [0-9]* runs' "work/$t.log" || failed+=("$t")
 done

@@ -626,19 +626,29 @@ pub(crate) fn sender_pattern(p: &str) -> Result<String, String> {
 const MAX_INCLUDED_SIZE: u64 = 4 << 20;
 
 /// Reads an included file: a regular file of at most [`MAX_INCLUDED_SIZE`].
+/// Checked before it is opened (opening a FIFO blocks), and a file the
+/// kernel says is empty is not read (a /proc or /sys file like
+/// /proc/kmsg says so and would block or never end).
 fn read_config_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
+    let too_large =
+        || std::io::Error::other(format!("larger than {} MiB", MAX_INCLUDED_SIZE >> 20));
+    if meta.len() > MAX_INCLUDED_SIZE {
+        return Err(too_large());
+    }
+    if meta.len() == 0 {
+        return Ok(String::new());
+    }
     let mut text = String::new();
-    file.take(MAX_INCLUDED_SIZE + 1).read_to_string(&mut text)?;
+    std::fs::File::open(path)?
+        .take(MAX_INCLUDED_SIZE + 1)
+        .read_to_string(&mut text)?;
     if text.len() as u64 > MAX_INCLUDED_SIZE {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB",
-            MAX_INCLUDED_SIZE >> 20
-        )));
+        return Err(too_large());
     }
     Ok(text)
 }

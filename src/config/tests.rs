@@ -151,6 +151,24 @@ fn includes_refuse_recursive_globs_devices_and_huge_files() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a regular file"), "{e}");
+    // A FIFO would block the open itself; /proc/kmsg a read (the config
+    // target's second finding hung there).
+    let fifo = dir.path().join("fifo.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = load_str(&main, &format!("include = [\"fifo.toml\"]\n{BASE}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    // Returning at all is the point (a hang fails the test by timeout).
+    if let Err(e) = load_str(&main, &format!("include = [\"/proc/kmsg\"]\n{BASE}")) {
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
     let big = dir.path().join("big.toml");
     std::fs::write(&big, vec![b'#'; (4 << 20) + 1]).unwrap();
     let e = load_str(&main, &format!("include = [\"big.toml\"]\n{BASE}"))

@@ -24,14 +24,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then (cd "$ROOT" && cargo build --release --quiet);
 (cd "$ROOT/bench/loadgen" && cargo build --release --quiet)
 POSTERN="${POSTERN:-$ROOT/target/release/postern}"
 LG="$ROOT/bench/loadgen/target/release"
-WORK="$(mktemp -d /tmp/postern-attack.XXXXXX)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_work attack
 ulimit -n "$(ulimit -Hn)"
 
 "$LG/certs" --out "$WORK/certs"
@@ -65,14 +58,8 @@ allowed_senders = ["*@example.com"]
 networks = ["127.0.0.3/32"]
 allowed_senders = ["*@example.com"]
 
-[routes.default]
-upstreams = ["sink"]
-
-[upstreams.sink]
-kind = "http"
-url = "https://127.0.0.1:$SINK/send"
-ca_file = "$WORK/certs/ca.pem"
 TOML
+sink_upstream_toml "$SINK" >>"$WORK/postern.toml"
 "$POSTERN" run --config "$WORK/postern.toml" 2>"$WORK/postern.log" &
 PIDS+=("$!")
 wait_port "$SMTP" || { cat "$WORK/postern.log" >&2; exit 1; }

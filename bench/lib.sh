@@ -16,3 +16,27 @@ wait_port() {  # until 127.0.0.1:$1 accepts; bounded: 30 s
 cpu_s() {  # user + system CPU seconds of process $1 so far; $2 (default "?") if it is gone
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "${2:-?}"
 }
+
+bench_work() {  # sets WORK to a fresh directory named after $1 (under BENCH_TMP, default /tmp)
+    # and, on exit, stops every process in PIDS and removes WORK
+    WORK="$(mktemp -d "${BENCH_TMP:-/tmp}/postern-$1.XXXXXX")"
+    PIDS=()
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+
+sink_upstream_toml() {  # [routes.default] → [upstreams.sink], kind "http", to the sink on port $1
+    cat <<TOML
+[routes.default]
+upstreams = ["sink"]
+
+[upstreams.sink]
+kind = "http"
+url = "https://127.0.0.1:$1/send"
+ca_file = "$WORK/certs/ca.pem"
+TOML
+}

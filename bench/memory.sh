@@ -23,14 +23,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then (cd "$ROOT" && cargo build --release --quiet);
 (cd "$ROOT/bench/loadgen" && cargo build --release --quiet)
 POSTERN="${POSTERN:-$ROOT/target/release/postern}"
 LG="$ROOT/bench/loadgen/target/release"
-WORK="$(mktemp -d /tmp/postern-memory.XXXXXX)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_work memory
 ulimit -n "$(ulimit -Hn)"   # each side of N idle connections holds N descriptors
 
 mem() {  # VmRSS or VmHWM of $1, in MB
@@ -77,14 +70,8 @@ allowed_senders = ["*@example.com"]
 networks = ["127.0.0.0/8"]
 allowed_senders = ["*@example.com"]
 
-[routes.default]
-upstreams = ["sink"]
-
-[upstreams.sink]
-kind = "http"
-url = "https://127.0.0.1:$sink_port/send"
-ca_file = "$WORK/certs/ca.pem"
 TOML
+    sink_upstream_toml "$sink_port" >>"$dir/postern.toml"
     "$POSTERN" run --config "$dir/postern.toml" 2>"$dir/postern.log" &
     PP=$!
     PIDS+=("$PP")

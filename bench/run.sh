@@ -49,14 +49,7 @@ fi
 POSTERN="${POSTERN:-$ROOT/target/release/postern}"   # POSTERN=PATH runs another binary
 LG="$ROOT/bench/loadgen/target/release"
 
-WORK="$(mktemp -d ${BENCH_TMP:-/tmp}/postern-bench.XXXXXX)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_work bench
 
 
 

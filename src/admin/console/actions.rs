@@ -100,17 +100,24 @@ fn check(
     Ok(a)
 }
 
+/// [`check`], then the running daemon's handles.
+fn check_live<'c>(
+    c: &'c Console,
+    headers: &HeaderMap,
+    min: Role,
+    csrf: Option<&str>,
+) -> Result<(Auth, &'c super::Live), Response> {
+    let a = check(c, headers, min, csrf)?;
+    Ok((a, c.live()?))
+}
+
 pub async fn act(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
     Form(f): Form<ActForm>,
 ) -> Response {
-    let a = match check(&c, &headers, Role::Operator, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let live = match c.live() {
-        Ok(l) => l,
+    let (a, live) = match check_live(&c, &headers, Role::Operator, f.csrf.as_deref()) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let ids = vec![f.id.clone()];
@@ -214,12 +221,8 @@ pub async fn body(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let a = match check(&c, &headers, Role::Admin, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let live = match c.live() {
-        Ok(l) => l,
+    let (a, live) = match check_live(&c, &headers, Role::Admin, f.csrf.as_deref()) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let shown = live
@@ -261,12 +264,8 @@ pub async fn reload(
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let a = match check(&c, &headers, Role::Admin, f.csrf.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let live = match c.live() {
-        Ok(l) => l,
+    let (a, live) = match check_live(&c, &headers, Role::Admin, f.csrf.as_deref()) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let sent = live.reload.try_send(()).is_ok();

@@ -93,7 +93,7 @@ if [ ! -x /usr/sbin/postfix ]; then
         fi
     else
         echo "==> WARNING: postfix was not installed (another MTA would have to be removed);" \
-             "the clients::postfix_smarthost_* tests will fail" >&2
+             "the clients::postfix::postfix_smarthost_* tests will fail" >&2
     fi
 fi
 

@@ -479,8 +479,8 @@ impl crate::admin::Health for Readiness {
 
     fn refresh_gauges(&self) {
         use crate::observe::metrics;
-        let dir = self.spool.dir();
-        if let Ok(q) = dir.usage(false) {
+        let spool = &self.spool;
+        if let Ok(q) = spool.usage(false) {
             metrics::spool("queued", q.messages, q.bytes);
             let age = q
                 .oldest
@@ -488,7 +488,7 @@ impl crate::admin::Health for Readiness {
                 .map_or(0.0, |d| d.as_secs_f64());
             metrics::spool_oldest(age);
         }
-        if let Ok(d) = dir.usage(true) {
+        if let Ok(d) = spool.usage(true) {
             metrics::spool("dead", d.messages, d.bytes);
         }
         for (upstream, state) in self.delivery.breakers() {
@@ -542,8 +542,8 @@ fn suspend_hook(
 async fn check_queue_age(spool: Arc<Spool>) {
     loop {
         tokio::time::sleep(crate::alerts::queue_check_interval()).await;
-        let dir = spool.dir().clone();
-        let usage = tokio::task::spawn_blocking(move || dir.usage(false)).await;
+        let spool = spool.clone();
+        let usage = tokio::task::spawn_blocking(move || spool.usage(false)).await;
         if let Ok(Ok(u)) = usage
             && let Some(age) = u.oldest.and_then(|t| t.elapsed().ok())
         {

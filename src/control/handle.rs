@@ -136,8 +136,8 @@ where
 }
 
 async fn status(ctx: &Context) -> Result<Value, String> {
-    let dir = ctx.spool.dir().clone();
-    let usage = tokio::task::spawn_blocking(move || (dir.usage(false), dir.usage(true)))
+    let spool = ctx.spool.clone();
+    let usage = tokio::task::spawn_blocking(move || (spool.usage(false), spool.usage(true)))
         .await
         .map_err(|e| e.to_string())?;
     let (queued, dead) = (

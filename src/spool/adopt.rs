@@ -62,6 +62,9 @@ impl SpoolDir {
             )));
         }
         let _lock = src.lock_existing()?;
+        // Its segment log's live records become files there first, so one
+        // way of moving (file by file) covers everything.
+        src.materialize_segments()?;
         let mut out = Adopted::default();
         if src.queue_dir().is_dir() {
             self.adopt_queue(&src, &mut out)?;

@@ -190,43 +190,28 @@ impl SpoolDir {
 impl Spool {
     /// See [`SpoolDir::hold`].
     pub async fn hold(&self, id: &str) -> Result<Hold, SpoolError> {
-        let dir = self.dir().clone();
-        let id = id.to_string();
-        blocking(move || dir.hold(&id)).await
+        self.on_file(id, SpoolDir::hold).await
     }
 
     /// See [`SpoolDir::release`].
     pub async fn release(&self, id: &str) -> Result<(), SpoolError> {
-        let dir = self.dir().clone();
-        let id = id.to_string();
-        blocking(move || dir.release(&id)).await
+        self.on_file(id, SpoolDir::release).await
     }
 
     /// See [`SpoolDir::requeue_dead`].
     pub async fn requeue_dead(&self, id: &str) -> Result<RetryState, SpoolError> {
-        let dir = self.dir().clone();
-        let id = id.to_string();
-        blocking(move || dir.requeue_dead(&id)).await
+        self.on_file(id, SpoolDir::requeue_dead).await
     }
 
     /// See [`SpoolDir::purge`].
     pub async fn purge(&self, id: &str) -> Result<Place, SpoolError> {
-        let dir = self.dir().clone();
-        let id = id.to_string();
-        blocking(move || dir.purge(&id)).await
+        self.on_file(id, SpoolDir::purge).await
     }
 
     /// See [`SpoolDir::dead_ids`].
     pub async fn dead_ids(&self) -> Result<Vec<String>, SpoolError> {
         let dir = self.dir().clone();
         blocking(move || dir.dead_ids()).await
-    }
-
-    /// See [`SpoolDir::locate`].
-    pub async fn locate(&self, id: &str) -> Result<Place, SpoolError> {
-        let dir = self.dir().clone();
-        let id = id.to_string();
-        blocking(move || dir.locate(&id)).await
     }
 }
 

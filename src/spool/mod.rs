@@ -6,6 +6,8 @@
 //! ```text
 //! lock            flock'd by the running daemon so two daemons never share a spool
 //! tmp/            half-written files; emptied on open
+//! seg/N.log       the segment log: accepted messages not yet attempted (see `segment`)
+//! seg/N.done      ids that left segment N
 //! queue/ID        one JSON envelope line, then the raw message bytes
 //! queue/ID.retry  retry sidecar (attempts, next attempt, last error, history)
 //! queue/ID.hold   present while an operator holds the message (JSON: since)
@@ -19,16 +21,22 @@
 //! what happened. Each is written whole (tmp/ + rename) and fsync'd with
 //! the directory it lands in, so the history is as durable as the state it
 //! describes. A delivered message leaves nothing behind; the fast path (put,
-//! deliver, unlink) writes no sidecar at all.
+//! deliver, a done line) creates no file at all.
 //!
-//! `put` only returns Ok once the file is fsync'd and its rename into queue/
-//! is fsync'd too, because that Ok is what lets SMTP answer 250. Puts are
-//! group-committed on dedicated writer threads (see `writer`), so many
-//! concurrent sessions share one directory fsync and the tokio runtime never
-//! blocks on disk.
+//! `put` only returns Ok once the message's record is fdatasync'd in the
+//! segment log, because that Ok is what lets SMTP answer 250. Puts are
+//! group-committed on a dedicated writer thread (see `writer`), so many
+//! concurrent sessions share one sync and the tokio runtime never blocks
+//! on disk. A message delivered at its first attempt never gets a file;
+//! everything else about a message works on its queue/ file, which it gets
+//! first (see `live`), and opening the spool gives every record still live
+//! its file.
 
 mod adopt;
+mod index;
+mod live;
 mod manage;
+mod segment;
 mod show;
 mod store;
 #[cfg(test)]
@@ -220,9 +228,9 @@ impl SpoolError {
     }
 }
 
-/// Number of group-commit writer threads. More than one lets the kernel merge
-/// their journal commits while a batch is being fsync'd.
-const WRITER_THREADS: usize = 8;
+/// Number of group-commit writer threads, each appending to its own
+/// segment. One suffices: while it syncs a batch the next one gathers.
+const WRITER_THREADS: usize = 1;
 
 /// State shared by every clone of `Spool` and by the writer threads.
 struct Shared {
@@ -230,15 +238,27 @@ struct Shared {
     /// Where freshly queued ids go; set by the delivery side via `subscribe`.
     notify: Mutex<Option<mpsc::UnboundedSender<String>>>,
     heartbeat: writer::Heartbeat,
+    /// The live messages of the segment log.
+    index: Mutex<index::Index>,
+    /// Held while a message moves from the segment log to a queue/ file,
+    /// and while a delivered one leaves the log, so the two never race.
+    moves: Mutex<()>,
+    /// Number of the next segment a writer creates.
+    next_seg: AtomicU64,
+}
+
+/// A poisoned lock still guards consistent data here (every critical
+/// section is a few map operations), so it is used anyway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Shared {
     fn queued(&self, id: &str) {
-        let guard = match self.notify.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(tx) = guard.as_ref() {
+        if let Some(tx) = lock(&self.notify).as_ref() {
             // A closed receiver means delivery has shut down; the file stays
             // in queue/ and is recovered on the next start.
             let _ = tx.send(id.to_string());
@@ -267,15 +287,23 @@ impl std::fmt::Debug for Spool {
 
 impl Spool {
     /// Opens (creating if needed) the spool at `dir`, takes its lock, clears
-    /// tmp/ and starts the writer threads. Blocking; call at startup.
+    /// tmp/, gives what the segment log still holds queue/ files and starts
+    /// the writer threads. Blocking; call at startup.
     pub fn open(dir: PathBuf) -> Result<Spool, SpoolError> {
         let dir = SpoolDir::new(dir);
         let lock = dir.create_and_lock()?;
         dir.clean_tmp()?;
+        dir.materialize_segments()?;
         let shared = Arc::new(Shared {
+            index: Mutex::new(index::Index::new(dir.seg_dir())),
             dir,
             notify: Mutex::new(None),
             heartbeat: writer::Heartbeat::new(WRITER_THREADS),
+            moves: Mutex::new(()),
+            // Numbers from the clock so this run's never meet those of
+            // a writer thread of an earlier `Spool` in the same process
+            // that is still sealing (and maybe removing) its last one.
+            next_seg: AtomicU64::new(now_micros().max(1)),
         });
         let writer = writer::start(shared.clone(), WRITER_THREADS)?;
         Ok(Spool {
@@ -315,18 +343,14 @@ impl Spool {
     /// between them are possible and must be tolerated).
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<String> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut guard = match self.shared.notify.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Some(tx);
+        *lock(&self.shared.notify) = Some(tx);
         rx
     }
 
     /// Stores a message durably. Ok means the message and its envelope are
-    /// fsync'd in queue/ and the delivery side has been told about it.
-    /// `envelope.size` is set to `data`'s length. On error nothing is left
-    /// in queue/.
+    /// fsync'd in the segment log and the delivery side has been told about
+    /// it. `envelope.size` is set to `data`'s length. On error nothing of
+    /// it is left to deliver.
     pub async fn put(
         &self,
         mut envelope: Envelope,
@@ -343,58 +367,13 @@ impl Spool {
         let (reply, done) = oneshot::channel();
         let job = writer::WriteJob {
             id: envelope.id,
+            received_at: envelope.received_at,
             header,
             data: Box::new(data),
             reply,
         };
         self.writer.send(job).map_err(|_| SpoolError::WriterGone)?;
         done.await.map_err(|_| SpoolError::WriterGone)?
-    }
-
-    /// Lists every message in queue/ (sorted by id, i.e. by age). Corrupt
-    /// files are moved to dead/ with a reason; orphan sidecars are removed.
-    pub async fn recover(&self) -> Result<Vec<Recovered>, SpoolError> {
-        let shared = self.shared.clone();
-        blocking(move || shared.dir.recover()).await
-    }
-
-    /// Reads a queued message (envelope and bytes) for delivery.
-    pub async fn read(&self, id: &str) -> Result<StoredMessage, SpoolError> {
-        let shared = self.shared.clone();
-        let id = id.to_string();
-        blocking(move || shared.dir.read(&id, false)).await
-    }
-
-    /// Removes a delivered message (and its sidecar), fsyncing queue/ so a
-    /// crash right after does not resurrect it.
-    pub async fn complete(&self, id: &str) -> Result<(), SpoolError> {
-        let shared = self.shared.clone();
-        let id = id.to_string();
-        blocking(move || shared.dir.complete(&id)).await
-    }
-
-    /// Saves back-off state beside the message (fsync'd). `state.history`
-    /// is appended to the history already recorded, and a `requeued_at`
-    /// already recorded is kept unless `state` sets one.
-    pub async fn record_attempt(&self, id: &str, state: RetryState) -> Result<(), SpoolError> {
-        let shared = self.shared.clone();
-        let id = id.to_string();
-        blocking(move || shared.dir.record_attempt(&id, state)).await
-    }
-
-    /// Moves the message to dead/ID with dead/ID.reason beside it. The
-    /// history recorded beside the queued message goes first in
-    /// `reason.history`.
-    pub async fn dead_letter(&self, id: &str, reason: DeadReason) -> Result<(), SpoolError> {
-        let shared = self.shared.clone();
-        let id = id.to_string();
-        blocking(move || shared.dir.dead_letter(&id, &reason)).await
-    }
-
-    /// See `SpoolDir::list`.
-    pub async fn list(&self, dead: bool) -> Result<Vec<SpoolEntry>, SpoolError> {
-        let shared = self.shared.clone();
-        blocking(move || shared.dir.list(dead)).await
     }
 }
 
@@ -421,10 +400,7 @@ static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
 /// random hex digits. Sorts by time, is safe as a file name and as SMTP
 /// reply text, and is unique within a process by construction.
 pub fn new_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now = now_micros();
     let prev = match LAST_MICROS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
         Some(now.max(last.saturating_add(1)))
     }) {
@@ -437,6 +413,13 @@ pub fn new_id() -> String {
     let _ = SystemRandom::new().fill(&mut rnd);
     let r = u32::from_be_bytes([0, rnd[0], rnd[1], rnd[2]]);
     format!("{micros:014X}{r:06X}")
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Current wall-clock time in unix seconds.

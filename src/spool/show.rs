@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::manage::Place;
 use super::store::{check_id, open_message};
-use super::{DeadReason, Envelope, Hold, RetryState, Spool, SpoolDir, SpoolError, blocking};
+use super::{
+    DeadReason, Envelope, Hold, RetryState, Spool, SpoolDir, SpoolError, StoredMessage, blocking,
+};
 
 /// Most header bytes shown; a longer header block is cut (and says so).
 pub const MAX_SHOWN_HEADERS: usize = 256 * 1024;
@@ -31,7 +33,15 @@ impl SpoolDir {
     /// header block.
     pub fn show(&self, id: &str) -> Result<MessageDetail, SpoolError> {
         check_id(id)?;
-        let place = self.locate(id)?;
+        let place = match self.locate(id) {
+            Err(SpoolError::NotFound(_)) => {
+                return match self.read_live(id)? {
+                    Some(msg) => live_detail(msg),
+                    None => Err(SpoolError::NotFound(id.to_string())),
+                };
+            }
+            other => other?,
+        };
         let path = match place {
             Place::Queue => self.queue_path(id),
             Place::Dead => self.dead_path(id),
@@ -53,6 +63,21 @@ impl SpoolDir {
             held,
         })
     }
+}
+
+/// A live record of the segment log: queued, never attempted.
+fn live_detail(msg: StoredMessage) -> Result<MessageDetail, SpoolError> {
+    let (headers, headers_truncated) = header_block(&msg.data[..])
+        .map_err(|e| SpoolError::io("read", std::path::Path::new(&msg.envelope.id), e))?;
+    Ok(MessageDetail {
+        envelope: msg.envelope,
+        place: Place::Queue,
+        headers,
+        headers_truncated,
+        retry: None,
+        dead_reason: None,
+        held: None,
+    })
 }
 
 /// The lines before the first empty line, at most [`MAX_SHOWN_HEADERS`]
@@ -86,8 +111,12 @@ fn header_block(body: impl Read) -> std::io::Result<(String, bool)> {
 impl Spool {
     /// See [`SpoolDir::show`].
     pub async fn show(&self, id: &str) -> Result<MessageDetail, SpoolError> {
-        let dir = self.dir().clone();
+        let shared = self.shared.clone();
         let id = id.to_string();
-        blocking(move || dir.show(&id)).await
+        blocking(move || match shared.read_live(&id) {
+            Some(msg) => live_detail(msg?),
+            None => shared.dir.show(&id),
+        })
+        .await
     }
 }

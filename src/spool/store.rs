@@ -115,7 +115,13 @@ impl SpoolDir {
     }
 
     pub(super) fn create_and_lock(&self) -> Result<File, SpoolError> {
-        for dir in [&self.root, &self.tmp, &self.queue, &self.dead] {
+        for dir in [
+            &self.root,
+            &self.tmp,
+            &self.queue,
+            &self.dead,
+            &self.root.join(super::segment::SEG_DIR),
+        ] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -346,11 +352,39 @@ impl SpoolDir {
         sync_dir(&self.queue)
     }
 
-    /// Lists queue/ (or dead/) oldest first with envelopes, retry state and
-    /// dead reasons. Does not modify anything.
+    /// Lists the queue (queue/ and the segment log's live records) or
+    /// dead/, oldest first, with envelopes, retry state and dead reasons.
+    /// Does not modify anything.
     pub fn list(&self, dead: bool) -> Result<Vec<SpoolEntry>, SpoolError> {
+        let live = if dead {
+            Vec::new()
+        } else {
+            self.live_records()?
+                .into_iter()
+                .map(|l| l.envelope)
+                .collect()
+        };
+        self.list_with(dead, live)
+    }
+
+    /// `list` with the live records' envelopes given.
+    pub(super) fn list_with(
+        &self,
+        dead: bool,
+        live: Vec<Envelope>,
+    ) -> Result<Vec<SpoolEntry>, SpoolError> {
         let dir = if dead { &self.dead } else { &self.queue };
-        let mut entries = Vec::new();
+        let mut entries: Vec<SpoolEntry> = live
+            .into_iter()
+            .map(|envelope| SpoolEntry {
+                id: envelope.id.clone(),
+                envelope: Some(envelope),
+                error: None,
+                retry: None,
+                dead_reason: None,
+                held: None,
+            })
+            .collect();
         for name in self.names(dir)? {
             if is_sidecar(&name, dead) {
                 continue;
@@ -377,9 +411,10 @@ impl SpoolDir {
         Ok(entries)
     }
 
-    /// How many messages queue/ (or dead/) holds, their bytes and the
+    /// How many message files queue/ (or dead/) holds, their bytes and the
     /// oldest one's arrival time, from file metadata alone (cheap enough
-    /// for every metrics scrape).
+    /// for every metrics scrape). The segment log's live records are not
+    /// counted here (`Spool::usage` adds them).
     pub fn usage(&self, dead: bool) -> Result<Usage, SpoolError> {
         let dir = if dead { &self.dead } else { &self.queue };
         let mut usage = Usage::default();
@@ -500,6 +535,19 @@ pub(super) fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// Creates `path` (0600) holding `header` then `data`, synced.
+pub(super) fn write_synced(path: &Path, header: &[u8], data: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(header)?;
+    file.write_all(data)?;
+    file.sync_data()
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {

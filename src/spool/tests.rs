@@ -26,6 +26,29 @@ fn queue_files(spool: &Spool) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every queued message on disk: queue/ files and the segment log's live
+/// records.
+fn queued(spool: &Spool) -> BTreeSet<String> {
+    let mut all = queue_files(spool);
+    all.extend(
+        spool
+            .dir()
+            .live_records()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.envelope.id),
+    );
+    all
+}
+
+/// Closes the spool and opens it again, as a restart does: the segment
+/// log's live records become queue/ files.
+fn reopen(spool: Spool) -> Spool {
+    let root = spool.path().to_path_buf();
+    drop(spool);
+    Spool::open(root).unwrap()
+}
+
 #[tokio::test]
 async fn put_writes_envelope_line_then_exact_bytes_and_notifies() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,13 +58,31 @@ async fn put_writes_envelope_line_then_exact_bytes_and_notifies() {
     let data = b"Subject: hi\r\n\r\nbody\r\n.\r\n\x00\xff".to_vec();
     spool.put(envelope(&id), data.clone()).await.unwrap();
 
+    // In the segment log: the record head, the envelope line, the bytes.
+    assert!(queue_files(&spool).is_empty());
+    let segs = spool.dir().segments().unwrap();
+    assert_eq!(segs.len(), 1);
+    let log = fs::read(spool.dir().seg_path(segs[0])).unwrap();
+    assert_eq!(&log[..4], b"PSG1");
+    let header_len = u32::from_le_bytes(log[4..8].try_into().unwrap()) as usize;
+    let data_len = u64::from_le_bytes(log[8..16].try_into().unwrap()) as usize;
+    assert_eq!(data_len, data.len());
+    assert_eq!(log.len(), segment::HEAD_LEN + header_len + data_len);
+    assert_eq!(&log[segment::HEAD_LEN + header_len..], &data[..]);
+    assert_eq!(rx.recv().await.unwrap(), id);
+    let msg = spool.read(&id).await.unwrap();
+    assert_eq!(msg.data, data);
+    assert_eq!(msg.envelope.id, id);
+
+    // After a restart it is a queue/ file: the envelope line, the bytes.
+    let spool = reopen(spool);
+    assert!(spool.dir().segments().unwrap().is_empty());
     let raw = fs::read(spool.dir().queue_dir().join(&id)).unwrap();
     let nl = raw.iter().position(|&b| b == b'\n').unwrap();
     let env: Envelope = serde_json::from_slice(&raw[..nl]).unwrap();
     assert_eq!(env.size, data.len() as u64);
     assert_eq!(env.rcpt_to, envelope(&id).rcpt_to);
     assert_eq!(&raw[nl + 1..], &data[..]);
-    assert_eq!(rx.recv().await.unwrap(), id);
 
     let msg = spool.read(&id).await.unwrap();
     assert_eq!(msg.data, data);
@@ -77,7 +118,8 @@ async fn concurrent_puts_all_land_in_queue() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(queue_files(&spool), ids);
+    assert_eq!(queued(&spool), ids);
+    assert_eq!(queue_files(&reopen(spool)), ids);
 }
 
 #[tokio::test]
@@ -86,29 +128,113 @@ async fn failed_put_leaves_nothing_in_queue() {
     let root = tmp.path().join("spool");
     let spool = Spool::open(root.clone()).unwrap();
 
-    // tmp/ unusable: the write fails (a file where the directory should be,
-    // because permissions do not stop root).
-    fs::remove_dir(root.join("tmp")).unwrap();
-    fs::write(root.join("tmp"), b"").unwrap();
+    // seg/ unusable: no segment can be created (a file where the
+    // directory should be, because permissions do not stop root).
+    fs::remove_dir(root.join("seg")).unwrap();
+    fs::write(root.join("seg"), b"").unwrap();
     let err = spool
         .put(envelope(&new_id()), b"x".to_vec())
         .await
         .unwrap_err();
-    assert!(matches!(err, SpoolError::Io { op: "write", .. }), "{err}");
+    assert!(matches!(err, SpoolError::Io { op: "create", .. }), "{err}");
     assert!(queue_files(&spool).is_empty());
-    fs::remove_file(root.join("tmp")).unwrap();
-    fs::create_dir(root.join("tmp")).unwrap();
 
-    // queue/ missing: the rename fails and the temp file is cleaned up.
-    fs::remove_dir(root.join("queue")).unwrap();
-    let err = spool
-        .put(envelope(&new_id()), b"x".to_vec())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SpoolError::Io { op: "rename", .. }), "{err}");
-    assert!(err.to_string().contains("No such file"), "{err}");
-    assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
-    assert!(!root.join("queue").exists());
+    // Usable again: the next put works without a restart.
+    fs::remove_file(root.join("seg")).unwrap();
+    fs::create_dir(root.join("seg")).unwrap();
+    let id = new_id();
+    spool.put(envelope(&id), b"y".to_vec()).await.unwrap();
+    assert_eq!(queued(&spool), BTreeSet::from([id]));
+}
+
+#[tokio::test]
+async fn a_torn_record_at_the_end_of_a_segment_is_dropped_and_the_rest_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("spool");
+    let spool = Spool::open(root.clone()).unwrap();
+    let (a, b) = (new_id(), new_id());
+    spool.put(envelope(&a), b"first".to_vec()).await.unwrap();
+    spool.put(envelope(&b), b"second".to_vec()).await.unwrap();
+    let seg = spool.dir().seg_path(spool.dir().segments().unwrap()[0]);
+    drop(spool);
+    // What a crash in the middle of an unacknowledged batch leaves: the
+    // second record cut short, then (another case) garbage after it.
+    let log = fs::read(&seg).unwrap();
+    fs::write(&seg, &log[..log.len() - 2]).unwrap();
+    let spool = Spool::open(root.clone()).unwrap();
+    assert_eq!(queue_files(&spool), BTreeSet::from([a.clone()]));
+    assert!(spool.dir().segments().unwrap().is_empty());
+
+    let c = new_id();
+    spool.put(envelope(&c), b"third".to_vec()).await.unwrap();
+    let seg = spool.dir().seg_path(spool.dir().segments().unwrap()[0]);
+    drop(spool);
+    let mut log = fs::read(&seg).unwrap();
+    let flipped = log.len() - 1;
+    log[flipped] ^= 0xff;
+    log.extend_from_slice(b"PSG1 and then nothing sensible");
+    fs::write(&seg, &log).unwrap();
+    let spool = Spool::open(root).unwrap();
+    assert_eq!(
+        queue_files(&spool),
+        BTreeSet::from([a]),
+        "a record whose checksum fails is not a message"
+    );
+}
+
+#[tokio::test]
+async fn delivered_records_leave_the_log_and_a_full_segment_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("spool");
+    let spool = Spool::open(root.clone()).unwrap();
+    let (a, b) = (new_id(), new_id());
+    spool.put(envelope(&a), b"one".to_vec()).await.unwrap();
+    spool.put(envelope(&b), b"two".to_vec()).await.unwrap();
+    spool.complete(&a).await.unwrap();
+    assert_eq!(queued(&spool), BTreeSet::from([b.clone()]));
+    assert_eq!(spool.usage(false).unwrap().messages, 1);
+    // A restart after `a` was delivered brings back only `b`.
+    let spool = reopen(spool);
+    assert_eq!(queue_files(&spool), BTreeSet::from([b.clone()]));
+    spool.complete(&b).await.unwrap();
+
+    // Past the rotation size a segment is sealed, and removed once every
+    // record in it is delivered.
+    let big = vec![b'x'; (segment::ROTATE_AT as usize) + 1];
+    let c = new_id();
+    spool.put(envelope(&c), big).await.unwrap();
+    let d = new_id();
+    spool.put(envelope(&d), b"small".to_vec()).await.unwrap();
+    assert_eq!(spool.dir().segments().unwrap().len(), 2);
+    spool.complete(&c).await.unwrap();
+    assert_eq!(spool.dir().segments().unwrap().len(), 1, "sealed and empty");
+    assert_eq!(queued(&spool), BTreeSet::from([d]));
+}
+
+#[tokio::test]
+async fn a_live_record_gets_its_file_before_a_failed_attempt_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Spool::open(tmp.path().join("spool")).unwrap();
+    let id = new_id();
+    spool.put(envelope(&id), b"body".to_vec()).await.unwrap();
+    assert_eq!(spool.locate(&id).await.unwrap(), Place::Queue);
+    let state = RetryState {
+        attempts: 1,
+        last_error: "HTTP 503".to_string(),
+        ..RetryState::default()
+    };
+    spool.record_attempt(&id, state).await.unwrap();
+    assert_eq!(
+        queue_files(&spool),
+        BTreeSet::from([id.clone(), format!("{id}.retry")])
+    );
+    assert!(spool.dir().live_records().unwrap().is_empty());
+    assert_eq!(spool.read(&id).await.unwrap().data, b"body");
+    let list = spool.list(false).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].retry.as_ref().unwrap().attempts, 1);
+    spool.complete(&id).await.unwrap();
+    assert!(queued(&spool).is_empty());
 }
 
 #[tokio::test]
@@ -195,6 +321,7 @@ async fn corrupt_files_are_moved_to_dead_with_a_reason() {
         .put(envelope(&truncated), b"hello world".to_vec())
         .await
         .unwrap();
+    let spool = reopen(spool);
     let qt = root.join("queue").join(&truncated);
     let bytes = fs::read(&qt).unwrap();
     fs::write(&qt, &bytes[..bytes.len() - 3]).unwrap();
@@ -352,12 +479,15 @@ async fn the_largest_allowed_envelope_is_read_back() {
     let msg = spool.read(&id).await.unwrap();
     assert_eq!(msg.envelope.rcpt_to, env.rcpt_to);
 
-    let mut bigger = env;
+    let mut bigger = env.clone();
     bigger.id = new_id();
     bigger.credential = "c".repeat(store::MAX_HEADER as usize);
     let err = spool.put(bigger, b"x\r\n".to_vec()).await.unwrap_err();
     assert!(matches!(err, SpoolError::EnvelopeTooLarge(_)), "{err}");
-    assert_eq!(queue_files(&spool).len(), 1);
+    assert_eq!(queued(&spool).len(), 1);
+    // And from its queue/ file after a restart.
+    let spool = reopen(spool);
+    assert_eq!(spool.read(&id).await.unwrap().envelope.rcpt_to, env.rcpt_to);
 }
 
 #[tokio::test]

@@ -1,19 +1,20 @@
 //! Group commit for `Spool::put`.
 //!
-//! fsync is the expensive part of accepting mail. A few dedicated threads
-//! each take every put that is waiting, write and fsync each file, rename
-//! them all into queue/, fsync queue/ once for the whole batch and only then
-//! answer every waiter. Under load one directory fsync covers many messages;
-//! with no load a batch is a single message and latency is one write+fsync.
+//! fsync is the expensive part of accepting mail. A dedicated thread takes
+//! every put that is waiting, appends them all to its segment of the log
+//! (see `segment`), fdatasyncs once for the whole batch and only then
+//! answers every waiter. Under load one sync covers many messages, and no
+//! file is created, renamed or removed per message; with no load a batch is
+//! a single message and latency is one write + fdatasync.
 //!
 //! The threads also keep a heartbeat for the systemd watchdog: an idle
 //! thread wakes every tick to bump it, and a thread inside a commit notes
 //! when that commit began, so a writer stuck in `fsync` (a hung disk) is
 //! visible from outside even while its siblings idle along.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -22,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Shared, SpoolError};
+use super::segment::{self, Loc, ROTATE_AT};
+use super::{Shared, SpoolError, lock};
 
 /// Upper bound on one batch so a flood cannot delay the first waiter forever.
 const MAX_BATCH: usize = 256;
@@ -32,6 +34,8 @@ pub(super) struct WriteJob {
     pub id: String,
     /// Envelope JSON plus the terminating newline.
     pub header: Vec<u8>,
+    /// The envelope's `received_at`.
+    pub received_at: u64,
     pub data: Box<dyn AsRef<[u8]> + Send + Sync>,
     pub reply: oneshot::Sender<Result<(), SpoolError>>,
 }
@@ -119,17 +123,21 @@ pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJ
 fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>, n: usize) {
     let heartbeat = &shared.heartbeat;
     let slot = &heartbeat.busy_since[n % heartbeat.busy_since.len()];
+    let mut active = None;
     loop {
         match next_batch(rx, heartbeat.tick()) {
             Next::Batch(batch) => {
                 slot.store(heartbeat.now(), Ordering::Relaxed);
-                commit(shared, batch);
+                commit(shared, &mut active, batch);
                 slot.store(0, Ordering::Relaxed);
             }
             Next::Idle => {}
-            Next::Closed => return,
+            Next::Closed => break,
         }
         heartbeat.beat();
+    }
+    if let Some(a) = active {
+        lock(&shared.index).seal(a.seg);
     }
 }
 
@@ -163,39 +171,55 @@ fn next_batch(rx: &Mutex<Receiver<WriteJob>>, tick: Duration) -> Next {
     Next::Batch(batch)
 }
 
-fn commit(shared: &Shared, batch: Vec<WriteJob>) {
-    let dir = &shared.dir;
-    let mut renamed: Vec<(WriteJob, PathBuf)> = Vec::with_capacity(batch.len());
+/// The segment one writer thread appends to.
+struct Active {
+    seg: u64,
+    file: Arc<File>,
+    path: PathBuf,
+    /// Bytes written and synced so far.
+    len: u64,
+}
+
+/// Messages larger than this are written straight from their buffer
+/// rather than copied into the batch's.
+const COPY_LIMIT: usize = 64 * 1024;
+
+/// Appends the batch to this thread's segment (opening a new one first if
+/// needed), syncs it once and only then makes the messages known and
+/// answers every waiter.
+fn commit(shared: &Shared, active: &mut Option<Active>, batch: Vec<WriteJob>) {
+    let a = match active {
+        Some(a) => a,
+        None => match open_segment(shared) {
+            Ok(a) => active.insert(a),
+            Err(e) => return fail(batch, "create", &shared.dir.seg_dir(), &e),
+        },
+    };
+    let start = a.len;
+    let mut locs = Vec::with_capacity(batch.len());
+    let written = append(a, &batch, &mut locs).and_then(|()| a.file.sync_data());
+    if let Err(e) = written {
+        // Whatever part of the batch reached the disk was never
+        // acknowledged: cut it off, and append no more to a file whose
+        // state after a failed write or sync is uncertain.
+        let _ = a.file.set_len(start);
+        let (seg, path) = (a.seg, a.path.clone());
+        *active = None;
+        lock(&shared.index).seal(seg);
+        return fail(batch, "write", &path, &e);
+    }
+    a.len = locs.last().map_or(start, Loc::end);
+    {
+        let mut index = lock(&shared.index);
+        for (job, loc) in batch.iter().zip(&locs) {
+            index.add(job.id.clone(), *loc);
+        }
+        if a.len >= ROTATE_AT {
+            index.seal(a.seg);
+            *active = None;
+        }
+    }
     for job in batch {
-        let tmp = dir.tmp_path(&job.id);
-        let dest = dir.queue_path(&job.id);
-        let result = write_synced(&tmp, &job.header, job.data.as_ref().as_ref())
-            .map_err(|e| SpoolError::io("write", &tmp, e))
-            .and_then(|()| fs::rename(&tmp, &dest).map_err(|e| SpoolError::io("rename", &dest, e)));
-        match result {
-            Ok(()) => renamed.push((job, dest)),
-            Err(err) => {
-                let _ = fs::remove_file(&tmp);
-                let _ = job.reply.send(Err(err));
-            }
-        }
-    }
-    if renamed.is_empty() {
-        return;
-    }
-    let queue = dir.queue_dir();
-    if let Err(e) = File::open(&queue).and_then(|d| d.sync_all()) {
-        // The renames may or may not survive a crash; undo them so a 4xx
-        // answer never coexists with a queued copy (the client will retry).
-        let reason = e.to_string();
-        for (job, dest) in renamed {
-            let _ = fs::remove_file(&dest);
-            let err = io::Error::new(e.kind(), reason.clone());
-            let _ = job.reply.send(Err(SpoolError::io("fsync", &queue, err)));
-        }
-        return;
-    }
-    for (job, _) in renamed {
         // Notify before replying so delivery knows even if the waiting
         // session has gone away.
         shared.queued(&job.id);
@@ -203,14 +227,64 @@ fn commit(shared: &Shared, batch: Vec<WriteJob>) {
     }
 }
 
-fn write_synced(path: &std::path::Path, header: &[u8], data: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
+/// Writes every job's record after `a.len`, small ones gathered into one
+/// write; `locs` gets each record's place.
+fn append(a: &Active, batch: &[WriteJob], locs: &mut Vec<Loc>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut buf_at = a.len;
+    let mut offset = a.len;
+    for job in batch {
+        let data = job.data.as_ref().as_ref();
+        let loc = Loc {
+            seg: a.seg,
+            offset,
+            header_len: u32::try_from(job.header.len()).map_err(io::Error::other)?,
+            data_len: data.len() as u64,
+            received_at: job.received_at,
+        };
+        buf.extend_from_slice(&segment::head(&job.header, data));
+        buf.extend_from_slice(&job.header);
+        if data.len() > COPY_LIMIT {
+            a.file.write_all_at(&buf, buf_at)?;
+            a.file.write_all_at(data, buf_at + buf.len() as u64)?;
+            buf.clear();
+            buf_at = loc.end();
+        } else {
+            buf.extend_from_slice(data);
+        }
+        offset = loc.end();
+        locs.push(loc);
+    }
+    a.file.write_all_at(&buf, buf_at)
+}
+
+/// A new segment file, its directory entry synced before any record in it
+/// is acknowledged.
+fn open_segment(shared: &Shared) -> io::Result<Active> {
+    let seg = shared.next_seg.fetch_add(1, Ordering::Relaxed);
+    let path = shared.dir.seg_path(seg);
+    let file = OpenOptions::new()
+        .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    file.write_all(header)?;
-    file.write_all(data)?;
-    file.sync_data()
+        .open(&path)?;
+    File::open(shared.dir.seg_dir())?.sync_all()?;
+    let file = Arc::new(file);
+    lock(&shared.index).open_segment(seg, file.clone());
+    Ok(Active {
+        seg,
+        file,
+        path,
+        len: 0,
+    })
+}
+
+/// Answers every job with `e` (the io error's own text is the useful part
+/// for an operator: "No space left on device").
+fn fail(batch: Vec<WriteJob>, op: &'static str, path: &std::path::Path, e: &io::Error) {
+    for job in batch {
+        let err = io::Error::new(e.kind(), e.to_string());
+        let _ = job.reply.send(Err(SpoolError::io(op, path, err)));
+    }
 }

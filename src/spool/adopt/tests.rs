@@ -49,8 +49,8 @@ async fn old_node(root: &std::path::Path) -> (String, String, String) {
         requeued_at: None,
         history: Vec::new(),
     };
-    spool.dir().write_retry(&a, &retry).unwrap();
-    spool.dir().hold(&b).unwrap();
+    spool.record_attempt(&a, retry).await.unwrap();
+    spool.hold(&b).await.unwrap();
     let reason = DeadReason {
         reason: "550 rejected".into(),
         ..DeadReason::default()
@@ -161,4 +161,41 @@ async fn a_locked_spool_and_an_id_collision_are_refused() {
     // Its own spool, and something that is not a spool.
     assert!(here.dir().adopt_from(here.dir().root()).is_err());
     assert!(here.dir().adopt_from(tmp.path()).is_err());
+}
+
+#[tokio::test]
+async fn live_records_of_a_killed_node_are_adopted_as_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old/spool");
+    let (x, y) = (new_id(), new_id());
+    {
+        // Accepted, never attempted: only in the old node's segment log.
+        let spool = Spool::open(old.clone()).unwrap();
+        for id in [&x, &y] {
+            spool
+                .put(
+                    envelope(id),
+                    format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+        assert!(names(&old.join("queue")).is_empty());
+    }
+    let here = Spool::open(tmp.path().join("new/spool")).unwrap();
+    let got = here.dir().adopt_from(&old).unwrap();
+    let queued: Vec<_> = got.queued.iter().map(|r| r.envelope.id.clone()).collect();
+    assert_eq!(queued, vec![x.clone(), y.clone()]);
+    assert_eq!(
+        names(&here.dir().queue_dir()),
+        [x.clone(), y.clone()].into_iter().collect()
+    );
+    assert_eq!(
+        here.dir().read(&y, false).unwrap().data,
+        format!("Subject: {y}\r\n\r\nbody\r\n").into_bytes()
+    );
+    assert!(names(&old.join("queue")).is_empty());
+    assert!(names(&old.join("seg")).is_empty(), "the old log is gone");
+    let again = here.dir().adopt_from(&old).unwrap();
+    assert!(again.queued.is_empty(), "nothing twice");
 }

@@ -518,9 +518,11 @@ impl Postern {
         self.state_dir.join("spool").join("dead")
     }
 
-    /// File names in spool/queue (empty if the directory does not exist).
+    /// File names in spool/queue (empty if the directory does not exist),
+    /// and the ids of the messages that so far live only in the spool's
+    /// segment log: everything queued on disk.
     pub fn queue_files(&self) -> Vec<String> {
-        super::util::list_dir(&self.queue_dir())
+        super::util::queued_on_disk(&self.state_dir.join("spool"))
     }
 
     /// File names in spool/dead.

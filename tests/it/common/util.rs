@@ -143,6 +143,58 @@ pub fn simple_message(from: &str, to: &str, subject: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Everything queued on disk in the spool at `spool`: the file names in
+/// its queue/ and the ids of the messages that so far live only in its
+/// segment log.
+pub fn queued_on_disk(spool: &Path) -> Vec<String> {
+    let mut all = list_dir(&spool.join("queue"));
+    all.extend(live_segment_ids(spool));
+    all.sort();
+    all
+}
+
+/// Ids of the messages that live only in the spool's segment log at
+/// `spool` (accepted, not yet attempted; see src/spool/segment.rs): every
+/// complete record of seg/N.log whose id is neither in seg/N.done nor has
+/// a queue/ or dead/ file. Read independently of postern's own code.
+pub fn live_segment_ids(spool: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in list_dir(&spool.join("seg")) {
+        let Some(seg) = name.strip_suffix(".log") else {
+            continue;
+        };
+        let Ok(log) = std::fs::read(spool.join("seg").join(&name)) else {
+            continue;
+        };
+        let done = std::fs::read_to_string(spool.join("seg").join(format!("{seg}.done")))
+            .unwrap_or_default();
+        let done: std::collections::HashSet<&str> = done.lines().collect();
+        let mut at = 0usize;
+        while log.len() >= at + 20 && &log[at..at + 4] == b"PSG1" {
+            let header_len = u32::from_le_bytes(log[at + 4..at + 8].try_into().unwrap()) as usize;
+            let data_len = u64::from_le_bytes(log[at + 8..at + 16].try_into().unwrap()) as usize;
+            let end = at + 20 + header_len + data_len;
+            if end > log.len() {
+                break;
+            }
+            let env: serde_json::Value =
+                serde_json::from_slice(&log[at + 20..at + 20 + header_len]).unwrap_or_else(|e| {
+                    panic!("segment {name}: envelope at {at} is not JSON: {e}")
+                });
+            let id = env["id"].as_str().expect("envelope id").to_string();
+            if !done.contains(id.as_str())
+                && !spool.join("queue").join(&id).exists()
+                && !spool.join("dead").join(&id).exists()
+            {
+                ids.push(id);
+            }
+            at = end;
+        }
+    }
+    ids.sort();
+    ids
+}
+
 /// Reads a spool file: (JSON envelope line, raw message after it).
 pub fn read_spool_file(path: &Path) -> (serde_json::Value, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));

@@ -24,7 +24,7 @@ fn clustered(mut cfg: Config, redis: &Redis, i: usize) -> Config {
 /// A `networks` credential `office` for CLIENT and 192.0.2.0/24 with a
 /// per-minute message quota, and `probe` (192.0.2.250) with a generous
 /// one, so probing whether Redis is in use costs `office` nothing.
-fn quota_credentials(cfg: Config, per_minute: u32) -> Config {
+pub(super) fn quota_credentials(cfg: Config, per_minute: u32) -> Config {
     let office = format!(
         "[credentials.office]\nnetworks = [\"{CLIENT}/32\", \"192.0.2.0/25\"]\nallowed_senders = [\"*@example.com\"]\nquota = {{ per_minute = {per_minute} }}\n"
     );
@@ -43,7 +43,7 @@ fn quota_node(up: &MockUpstream, redis: &Redis, i: usize, per_minute: u32) -> Co
 
 /// One message as client `src` straight to a node (our own PROXY header);
 /// the reply to MAIL if it refused, else to the final dot.
-fn send_as(p: &Postern, src: [u8; 4], subject: &str) -> Reply {
+pub(super) fn send_as(p: &Postern, src: [u8; 4], subject: &str) -> Reply {
     let mut c = SmtpClient::connect(p.port(0));
     c.send(&v2_header(src, 4000));
     c.greet();
@@ -101,7 +101,7 @@ fn a_credential_quota_counts_across_nodes_behind_haproxy() {
 
 /// A quota check by `probe` (MAIL, then RSET gives it back): makes the
 /// node ask Redis without sending anything.
-fn probe(p: &Postern) {
+pub(super) fn probe(p: &Postern) {
     let mut c = SmtpClient::connect(p.port(0));
     c.send(&v2_header([192, 0, 2, 250], 4000));
     c.greet();
@@ -111,7 +111,7 @@ fn probe(p: &Postern) {
 }
 
 /// /readyz of a node's admin listener: status and body.
-fn readyz(port: u16) -> (u16, String) {
+pub(super) fn readyz(port: u16) -> (u16, String) {
     crate::common::http::get(port, "/readyz", None, None)
 }
 

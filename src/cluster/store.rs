@@ -67,7 +67,9 @@ impl Cluster {
         .map_err(|e| ClusterError(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
+            // No timer of its own per call: `call` bounds every call
+            // (connecting included) with `timeout` already.
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(RETRY_INTERVAL);
         let conn = ConnectionManager::new_lazy_with_config(client, config)

@@ -396,3 +396,25 @@ fn the_redis_password_comes_from_a_secret_reference() {
     ]);
     assert!(keys.contains("office"), "{keys}");
 }
+
+#[test]
+fn a_shared_refusal_names_the_key_that_refused() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    // Four targets, three limited (credential, sender, ip; the domain is
+    // not): the ip refuses, third among those Redis checks, fourth among
+    // the engine's targets.
+    let mut cfg = quota_node(&up, &redis, 0, 100);
+    cfg.extra
+        .push_str("\n[quota.sender]\nper_minute = 100\n\n[quota.ip]\nper_minute = 1\n");
+    let p = Postern::start(&ca, &cfg);
+    let office = [192, 0, 2, 10];
+    send_as(&p, office, "first").expect_code(250, "within every limit");
+    let r = send_as(&p, office, "second");
+    r.expect(451, "4.7.1", "the ip's per_minute");
+    assert!(
+        r.text().contains("\"quota.ip.per_minute\"") && r.text().contains("for ip 192.0.2."),
+        "{r:?}"
+    );
+}

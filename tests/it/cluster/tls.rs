@@ -5,7 +5,7 @@
 //! to local limits (degraded on `/readyz`) instead of failing or talking
 //! to Redis in clear.
 
-use super::redis::{probe, quota_credentials, readyz, send_as};
+use super::redis::{probe, quota_base, readyz, send_as};
 use crate::common::cluster::Redis;
 use crate::common::postern::{free_port, toml_str};
 use crate::common::*;
@@ -22,11 +22,7 @@ fn tls_node(
     ca_pem: &std::path::Path,
     admin: u16,
 ) -> Config {
-    let mut cfg = Config::new(&up.url())
-        .listeners(&["none"])
-        .behind_proxy("127.0.0.1/32");
-    cfg.credentials.clear();
-    let mut cfg = quota_credentials(cfg, 2);
+    let mut cfg = quota_base(up, 2).behind_proxy("127.0.0.1/32");
     cfg.extra.push_str(&format!(
         "\n[cluster]\nredis = \"{}\"\npassword = \"env:{PASSWORD_ENV}\"\nca_file = {}\nnode_id = \"tls{i}\"\nexpected_nodes = 2\ntimeout = \"2s\"\n\n[admin]\naddress = \"127.0.0.1:{admin}\"\n",
         redis.url(),
@@ -39,7 +35,7 @@ fn start(ca: &TestCa, cfg: &Config, password: &str) -> Postern {
     Postern::start_with_env(ca, cfg, &[(PASSWORD_ENV, password)])
 }
 
-/// The quota keys in Redis and their contents (read over TLS).
+/// The names of the quota keys in Redis (read over TLS).
 fn quota_keys(redis: &Redis) -> String {
     redis.cli(&[
         "-a",

@@ -36,6 +36,9 @@ pub enum OnRedisDown {
 pub struct Settings {
     /// `redis://host:port[/db]` or `rediss://...`, without credentials.
     pub redis: String,
+    /// With `rediss://`: the CA (PEM) that signed the Redis server's
+    /// certificate, trusted instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     pub password: Option<Secret>,
     /// This node's name in logs, metrics and `postern status`.
     pub node_id: String,

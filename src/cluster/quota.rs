@@ -12,28 +12,36 @@
 
 use super::store::Cluster;
 use crate::quota::Windows;
-use redis::Script;
+use redis::aio::ConnectionManager;
+use redis::{Cmd, Script};
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// One key a check counts against, as `quota::engine` plans it.
 #[derive(Debug, Clone)]
-pub struct Planned {
-    /// Index of the key in the engine's target list (for the refusal).
-    pub slot: usize,
+pub struct Planned<'a> {
     /// `credential`, `sender`, `domain`, `ip`, `rule`.
     pub dim: &'static str,
-    pub key: String,
+    pub key: Cow<'a, str>,
     pub windows: Windows,
 }
 
 /// Which window refused, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Over {
-    pub slot: usize,
+    /// Position of the key among the planned ones (0 is the first).
+    pub index: usize,
     /// 1 minute, 2 hour, 3 day.
     pub span: u8,
     pub wait: Duration,
+}
+
+/// Which of the two scripts a command runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Check,
+    Refund,
 }
 
 const CHECK: &str = r#"
@@ -144,80 +152,123 @@ fn arg(s: crate::quota::Setting) -> u32 {
     s.max().map_or(0, |n| n.get())
 }
 
-/// Keys and arguments of either script for `plan`.
-fn invocation<'a>(
+fn script(op: Op) -> &'static Script {
+    match op {
+        Op::Check => &CHECK_SCRIPT,
+        Op::Refund => &REFUND_SCRIPT,
+    }
+}
+
+/// A quota command ready to send: `EVALSHA` of its script.
+pub struct Command {
+    op: Op,
+    cmd: Cmd,
+}
+
+/// The `EVALSHA` of `op`'s script over the planned keys, or None when
+/// nothing is limited. Encoded straight into one `Cmd` (one buffer), with
+/// the keys built in one reused string: this runs for every MAIL and
+/// RCPT, and the script invocation builder allocates per key and argument.
+pub fn command<'a>(
     cluster: &Cluster,
-    script: &'a Script,
-    plan: &[Planned],
+    op: Op,
+    plan: &[Option<Planned<'a>>],
     unit: &str,
     n: u32,
-) -> redis::ScriptInvocation<'a> {
-    let mut inv = script.prepare_invoke();
-    inv.arg(n).arg(plan.len());
-    for p in plan {
-        let base = cluster.key(&format!("q:{}:{unit}:{}", p.dim, p.key));
-        inv.key(format!("{base}:m"))
-            .key(format!("{base}:h"))
-            .key(format!("{base}:d"));
+) -> Option<Command> {
+    let count = plan.iter().flatten().count();
+    if count == 0 {
+        return None;
+    }
+    let prefix = cluster.settings().key_prefix.as_str();
+    let key_bytes: usize = plan
+        .iter()
+        .flatten()
+        .map(|p| 3 * (prefix.len() + p.dim.len() + unit.len() + p.key.len() + 8))
+        .sum();
+    // EVALSHA, its hash, the key count, 3 keys and 4 numbers per entry, n, count.
+    let mut cmd = Cmd::with_capacity(5 + 7 * count, 64 + key_bytes + 40 * count);
+    let s = script(op);
+    cmd.arg("EVALSHA").arg(s.get_hash()).arg(3 * count);
+    let mut key = String::with_capacity(96);
+    for p in plan.iter().flatten() {
+        key.clear();
+        key.push_str(prefix);
+        key.push_str("q:");
+        key.push_str(p.dim);
+        key.push(':');
+        key.push_str(unit);
+        key.push(':');
+        key.push_str(&p.key);
+        let base = key.len();
+        for window in [":m", ":h", ":d"] {
+            key.truncate(base);
+            key.push_str(window);
+            cmd.arg(key.as_str());
+        }
+    }
+    cmd.arg(n).arg(count);
+    for p in plan.iter().flatten() {
         let w = p.windows;
         let burst = w.burst.max().or(w.per_minute.max()).map_or(0, |b| b.get());
-        inv.arg(arg(w.per_minute))
+        cmd.arg(arg(w.per_minute))
             .arg(burst)
             .arg(arg(w.per_hour))
             .arg(arg(w.per_day));
     }
-    inv
+    Some(Command { op, cmd })
 }
 
-/// Counts `n` against every key of `plan` in Redis, or none. None: Redis
+impl Command {
+    /// Sends it; loads the script first if this Redis does not have it
+    /// (a restarted or flushed Redis), as `Script::invoke_async` would.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        match self.cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script(self.op).load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Counts against every key of the command in Redis, or none. None: Redis
 /// is down (the caller falls back); Some(Err) names the window that
 /// refused.
-pub fn check(cluster: &Cluster, plan: &[Planned], unit: &str, n: u32) -> Option<Result<(), Over>> {
-    let inv = invocation(cluster, &CHECK_SCRIPT, plan, unit, n);
-    let reply: Vec<i64> = cluster.call_blocking("quota check", |mut c| async move {
-        inv.invoke_async(&mut c).await
-    })?;
-    decode(plan, &reply)
+pub fn check(cluster: &Cluster, cmd: Command) -> Option<Result<(), Over>> {
+    let reply: Vec<i64> =
+        cluster.call_blocking("quota check", |mut c| async move { cmd.run(&mut c).await })?;
+    decode(&reply)
 }
 
 /// [`check`] for async callers (the connection, between session steps):
 /// awaits Redis instead of blocking the thread.
-pub async fn check_async(
-    cluster: &Cluster,
-    plan: &[Planned],
-    unit: &str,
-    n: u32,
-) -> Option<Result<(), Over>> {
-    let inv = invocation(cluster, &CHECK_SCRIPT, plan, unit, n);
+pub async fn check_async(cluster: &Cluster, cmd: Command) -> Option<Result<(), Over>> {
     let reply: Vec<i64> = cluster
-        .call("quota check", |mut c| async move {
-            inv.invoke_async(&mut c).await
-        })
+        .call("quota check", |mut c| async move { cmd.run(&mut c).await })
         .await?;
-    decode(plan, &reply)
+    decode(&reply)
 }
 
-fn decode(plan: &[Planned], reply: &[i64]) -> Option<Result<(), Over>> {
+fn decode(reply: &[i64]) -> Option<Result<(), Over>> {
     match reply {
         [0] => Some(Ok(())),
-        [i, span, wait] if *i >= 1 => {
-            let idx = usize::try_from(*i - 1).ok()?;
-            let slot = plan.get(idx)?.slot;
-            Some(Err(Over {
-                slot,
-                span: u8::try_from(*span).unwrap_or(1),
-                wait: Duration::from_micros(u64::try_from(*wait).unwrap_or(0)),
-            }))
-        }
+        [i, span, wait] if *i >= 1 => Some(Err(Over {
+            index: usize::try_from(*i - 1).ok()?,
+            span: u8::try_from(*span).unwrap_or(1),
+            wait: Duration::from_micros(u64::try_from(*wait).unwrap_or(0)),
+        })),
         _ => None,
     }
 }
 
-/// Gives `n` back to every key of `plan`, in the background.
-pub fn refund(cluster: &Arc<Cluster>, plan: Vec<Planned>, unit: &'static str, n: u32) {
-    let c = Arc::clone(cluster);
+/// Runs a refund command (built with [`Op::Refund`]) in the background.
+pub fn refund(cluster: &Arc<Cluster>, cmd: Command) {
     cluster.spawn("quota refund", move |mut conn| async move {
-        let inv = invocation(&c, &REFUND_SCRIPT, &plan, unit, n);
-        inv.invoke_async::<i64>(&mut conn).await.map(|_| ())
+        cmd.run::<i64>(&mut conn).await.map(|_| ())
     });
 }

@@ -50,10 +50,26 @@ impl Cluster {
             let r = info.redis_settings().clone().set_password(p.expose());
             info = info.set_redis_settings(r);
         }
-        let client = redis::Client::open(info).map_err(|e| ClusterError(e.to_string()))?;
+        let client = match &settings.ca_file {
+            // Only this CA: a private Redis's certificate is not signed by
+            // a public root, and a public root should not vouch for it.
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| ClusterError(format!("ca_file {}: {e}", path.display())))?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(info, certs)
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| ClusterError(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
+            // No timer of its own per call: `call` bounds every call
+            // (connecting included) with `timeout` already.
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(RETRY_INTERVAL);
         let conn = ConnectionManager::new_lazy_with_config(client, config)

@@ -28,6 +28,7 @@ pub struct RawCluster {
     pub expected_nodes: Spanned<u32>,
     pub on_redis_down: Option<OnRedisDown>,
     pub timeout: Option<Spanned<Dur>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// How long one Redis call may take before the node falls back to local
@@ -100,8 +101,32 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Option<Setting
         Some(t) => t.get_ref().0,
         None => DEFAULT_TIMEOUT,
     };
+    let ca_file = match &raw.ca_file {
+        Some(p) if !url.starts_with("rediss://") => {
+            errors.push(ConfigError::new(
+                f.loc(p),
+                "cluster.ca_file",
+                "ca_file is for TLS: use a \"rediss://\" URL, or remove it",
+            ));
+            return None;
+        }
+        Some(p) => {
+            let path = f.resolve_path(p.get_ref());
+            if let Err(reason) = check_ca_file(&path) {
+                errors.push(ConfigError::new(
+                    f.loc(p),
+                    "cluster.ca_file",
+                    format!("cannot use {}: {reason}", path.display()),
+                ));
+                return None;
+            }
+            Some(path)
+        }
+        None => None,
+    };
     Some(Settings {
         redis: url.clone(),
+        ca_file,
         password,
         node_id,
         key_prefix: raw
@@ -112,6 +137,23 @@ pub(super) fn build(files: &[File], errors: &mut ConfigErrors) -> Option<Setting
         on_redis_down: raw.on_redis_down.unwrap_or_default(),
         timeout,
     })
+}
+
+/// Whether `path` holds at least one PEM certificate, so a wrong path
+/// is a config error at load time rather than a node that never reaches
+/// Redis.
+fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut found = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        cert.map_err(|e| e.to_string())?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err("no PEM certificates found".to_string());
+    }
+    Ok(())
 }
 
 /// The listener's `proxy_protocol` and `trusted_proxies`: None when the

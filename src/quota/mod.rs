@@ -27,6 +27,7 @@ pub use pacer::{Pacer, PacerPermit, Rate};
 pub use persist::{LoadError, STATE_FILE_NAME};
 pub use settings::{Limits, Rule, Setting, Settings, Windows};
 
+use crate::cluster::quota::Op;
 use engine::{Engine, Unit};
 use ipnet::IpNet;
 use std::fmt;
@@ -268,14 +269,29 @@ impl Quotas {
         s: &Subject<'_>,
         unit: Unit,
     ) -> Option<Result<(), Refusal>> {
-        let plan = lock(&self.engine).compiled.plan(s, unit);
-        if plan.is_empty() {
+        let Some(cmd) = self.command(shared, s, unit, Op::Check, 1) else {
             return Some(Ok(()));
-        }
-        match crate::cluster::quota::check(&shared.cluster, &plan, unit_name(unit), 1)? {
+        };
+        match crate::cluster::quota::check(&shared.cluster, cmd)? {
             Ok(()) => Some(Ok(())),
             Err(over) => Some(Err(lock(&self.engine).compiled.refusal(s, unit, over))),
         }
+    }
+
+    /// The Redis command for `op` over the keys `s` counts against for
+    /// `unit`, encoded while the engine's plan is at hand; None when none
+    /// of them is limited.
+    fn command(
+        &self,
+        shared: &Shared,
+        s: &Subject<'_>,
+        unit: Unit,
+        op: Op,
+        n: u32,
+    ) -> Option<crate::cluster::quota::Command> {
+        let engine = lock(&self.engine);
+        let plan = engine.compiled.plan(s, unit);
+        crate::cluster::quota::command(&shared.cluster, op, &plan, unit_name(unit), n)
     }
 
     /// Whether the counters are in Redis (`[cluster]`).
@@ -302,18 +318,14 @@ impl Quotas {
         if s.credential_quota.is_none() && !self.any_limit.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let plan = lock(&self.engine).compiled.plan(s, unit);
-        if plan.is_empty() {
+        let Some(cmd) = self.command(shared, s, unit, Op::Check, 1) else {
             return Ok(());
-        }
-        let result =
-            match crate::cluster::quota::check_async(&shared.cluster, &plan, unit_name(unit), 1)
-                .await
-            {
-                Some(Ok(())) => Ok(()),
-                Some(Err(over)) => Err(lock(&self.engine).compiled.refusal(s, unit, over)),
-                None => self.check_fallback(shared, s, unit, self.clock.now()),
-            };
+        };
+        let result = match crate::cluster::quota::check_async(&shared.cluster, cmd).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(over)) => Err(lock(&self.engine).compiled.refusal(s, unit, over)),
+            None => self.check_fallback(shared, s, unit, self.clock.now()),
+        };
         if let Err(r) = &result {
             tracing::info!(rule = %r.rule, key = %r.key, retry_after_s = r.retry_secs(), "rate limit refused");
         }
@@ -395,13 +407,11 @@ impl Quotas {
                 e.refund(&local, Unit::Recipients, recipients, now);
                 return;
             }
-            let compiled = &lock(&self.engine).compiled;
             for (unit, n) in [(Unit::Messages, messages), (Unit::Recipients, recipients)] {
-                if n > 0 {
-                    let plan = compiled.plan(s, unit);
-                    if !plan.is_empty() {
-                        crate::cluster::quota::refund(&shared.cluster, plan, unit_name(unit), n);
-                    }
+                if n > 0
+                    && let Some(cmd) = self.command(shared, s, unit, Op::Refund, n)
+                {
+                    crate::cluster::quota::refund(&shared.cluster, cmd);
                 }
             }
             return;

@@ -18,6 +18,7 @@ use crate::common::cluster::Haproxy;
 use crate::common::*;
 
 mod redis;
+mod tls;
 
 const CLIENT: &str = "127.0.0.2";
 const OUTSIDER: &str = "127.0.0.3";

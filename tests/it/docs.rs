@@ -612,7 +612,8 @@ fn config_example_passes_check_config_with_and_without_its_commented_blocks() {
         .replace("/etc/postern/graph/app.pem", &app_pem.to_string_lossy())
         .replace("/etc/postern/gmail-key.json", &gmail_key.to_string_lossy())
         .replace("/etc/postern/dkim", &dkim_dir.to_string_lossy())
-        .replace("/etc/postern/idp-metadata.xml", &idp_md.to_string_lossy());
+        .replace("/etc/postern/idp-metadata.xml", &idp_md.to_string_lossy())
+        .replace("/etc/postern/redis-ca.pem", &ca.ca_pem.to_string_lossy());
     assert_ok(
         &check_example(&full, dir.path(), &creds),
         "config.example.toml with every block uncommented",

@@ -73,3 +73,28 @@ fn cluster_refuses_a_password_in_the_url_and_bad_values() {
     ));
     assert!(e[0].contains("`cluster.password`"), "{e:?}");
 }
+
+#[test]
+fn cluster_ca_file_needs_rediss_and_a_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let cfg = |url: &str, path: &std::path::Path| {
+        format!(
+            "{BASE}\n[cluster]\nredis = \"{url}\"\nexpected_nodes = 2\nca_file = \"{}\"\n",
+            path.display()
+        )
+    };
+    let e = errors_of(&cfg("redis://x:1", &not_pem));
+    assert!(
+        e[0].contains("`cluster.ca_file`") && e[0].contains("rediss://"),
+        "{e:?}"
+    );
+    let e = errors_of(&cfg("rediss://x:1", &not_pem));
+    assert!(
+        e[0].contains("`cluster.ca_file`") && e[0].contains("no PEM certificates"),
+        "{e:?}"
+    );
+    let e = errors_of(&cfg("rediss://x:1", &dir.path().join("missing.pem")));
+    assert!(e[0].contains("`cluster.ca_file`"), "{e:?}");
+}

@@ -8,23 +8,24 @@ use crate::quota::{Limits, Refusal, Rule, Setting, Settings, Windows};
 use std::num::NonZeroU32;
 
 impl Compiled {
-    /// The keys a check of `unit` counts against (those with a limit), for
-    /// the shared counters in Redis (`src/cluster/quota.rs`).
-    pub(crate) fn plan(&self, s: &Subject<'_>, unit: Unit) -> Vec<crate::cluster::quota::Planned> {
-        self.targets(s)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(slot, t)| {
-                let t = t?;
-                let w = windows(&t.limits, unit);
-                (!w.is_unlimited()).then(|| crate::cluster::quota::Planned {
-                    slot,
-                    dim: t.dim.name(),
-                    key: t.key.into_owned(),
-                    windows: w,
-                })
+    /// The keys a check of `unit` counts against (those with a limit), in
+    /// target order, for the shared counters in Redis
+    /// (`src/cluster/quota.rs`). Borrows: the caller encodes the Redis
+    /// command while it holds the engine, so a check copies no key.
+    pub(crate) fn plan<'a>(
+        &'a self,
+        s: &'a Subject<'a>,
+        unit: Unit,
+    ) -> [Option<crate::cluster::quota::Planned<'a>>; 4] {
+        self.targets(s).map(|t| {
+            let t = t?;
+            let w = windows(&t.limits, unit);
+            (!w.is_unlimited()).then(|| crate::cluster::quota::Planned {
+                dim: t.dim.name(),
+                key: t.key,
+                windows: w,
             })
-            .collect()
+        })
     }
 
     /// The refusal for a shared check that `over` refused.
@@ -39,8 +40,15 @@ impl Compiled {
             3 => Span::Day,
             _ => Span::Minute,
         };
-        let targets = self.targets(s);
-        match targets.get(over.slot).and_then(Option::as_ref) {
+        // `over.index` counts the planned (limited) targets only, as
+        // `plan` sent them.
+        let target = self
+            .targets(s)
+            .into_iter()
+            .flatten()
+            .filter(|t| !windows(&t.limits, unit).is_unlimited())
+            .nth(over.index);
+        match target {
             Some(t) => Refusal {
                 rule: self.rule_name(t.layer, unit, span),
                 key: format!("{} {}", t.dim.name(), t.key),

@@ -12,13 +12,24 @@ use super::{CLIENT, audit, ctl, events, ip, send_plain, v2_header};
 use crate::common::cluster::{Haproxy, Redis};
 use crate::common::*;
 
-/// `[cluster]` for node `i` of three on `redis`.
-fn clustered(mut cfg: Config, redis: &Redis, i: usize) -> Config {
+/// Node `i` of three on `redis`: `cfg` with its listeners taking PROXY
+/// headers from 127.0.0.1 (HAProxy's, or our own to pick the client) and
+/// `[cluster]` last, so lines pushed onto `extra` afterwards land in it.
+fn cluster_node(cfg: Config, redis: &Redis, i: usize) -> Config {
+    let mut cfg = cfg.behind_proxy("127.0.0.1/32");
     cfg.extra.push_str(&format!(
         "\n[cluster]\nredis = \"{}\"\nnode_id = \"node{i}\"\nexpected_nodes = 3\ntimeout = \"300ms\"\n",
         redis.url()
     ));
     cfg
+}
+
+/// The three nodes of a cluster on `redis`, node `i` started from
+/// `cluster_node(base(i), redis, i)`.
+fn three_nodes(ca: &TestCa, redis: &Redis, base: impl Fn(usize) -> Config) -> Vec<Postern> {
+    (0..3)
+        .map(|i| Postern::start(ca, &cluster_node(base(i), redis, i)))
+        .collect()
 }
 
 /// A `networks` credential `office` for CLIENT and 192.0.2.0/24 with a
@@ -32,18 +43,31 @@ fn quota_credentials(cfg: Config, per_minute: u32) -> Config {
     cfg.credential(office).credential(probe)
 }
 
-/// A plain node (PROXY from 127.0.0.1) in a three-node cluster.
-fn quota_node(up: &MockUpstream, redis: &Redis, i: usize, per_minute: u32) -> Config {
-    let mut cfg = Config::new(&up.url())
-        .listeners(&["none"])
-        .behind_proxy("127.0.0.1/32");
+/// A node on a plain listener whose only credentials are
+/// [`quota_credentials`], before [`cluster_node`].
+pub(super) fn quota_base(up: &MockUpstream, per_minute: u32) -> Config {
+    let mut cfg = Config::new(&up.url()).listeners(&["none"]);
     cfg.credentials.clear();
-    clustered(quota_credentials(cfg, per_minute), redis, i)
+    quota_credentials(cfg, per_minute)
+}
+
+/// [`quota_base`] as node `i` of three on `redis`.
+fn quota_node(up: &MockUpstream, redis: &Redis, i: usize, per_minute: u32) -> Config {
+    cluster_node(quota_base(up, per_minute), redis, i)
+}
+
+/// A node (STARTTLS, the default credential with a password) whose
+/// AUTH failures are never delayed, with `abuse` lines, before
+/// [`cluster_node`].
+fn auth_base(up: &MockUpstream, abuse: &str) -> Config {
+    Config::new(&up.url())
+        .abuse(abuse)
+        .abuse("auth_failure_delay = \"0s\"")
 }
 
 /// One message as client `src` straight to a node (our own PROXY header);
 /// the reply to MAIL if it refused, else to the final dot.
-fn send_as(p: &Postern, src: [u8; 4], subject: &str) -> Reply {
+pub(super) fn send_as(p: &Postern, src: [u8; 4], subject: &str) -> Reply {
     let mut c = SmtpClient::connect(p.port(0));
     c.send(&v2_header(src, 4000));
     c.greet();
@@ -67,13 +91,11 @@ fn a_credential_quota_counts_across_nodes_behind_haproxy() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let redis = Redis::start();
-    let nodes: Vec<Postern> = (0..3)
-        .map(|i| {
-            let mut cfg = quota_node(&up, &redis, i, 5);
-            cfg.log = vec!["audit_file = \"audit.json\"".into()];
-            Postern::start(&ca, &cfg)
-        })
-        .collect();
+    let nodes = three_nodes(&ca, &redis, |_| {
+        let mut cfg = quota_base(&up, 5);
+        cfg.log = vec!["audit_file = \"audit.json\"".into()];
+        cfg
+    });
     let lb = Haproxy::start(&nodes.iter().map(|n| n.port(0)).collect::<Vec<_>>());
     for i in 0..5 {
         let mut c = SmtpClient::connect_from(ip(CLIENT), lb.port);
@@ -101,7 +123,7 @@ fn a_credential_quota_counts_across_nodes_behind_haproxy() {
 
 /// A quota check by `probe` (MAIL, then RSET gives it back): makes the
 /// node ask Redis without sending anything.
-fn probe(p: &Postern) {
+pub(super) fn probe(p: &Postern) {
     let mut c = SmtpClient::connect(p.port(0));
     c.send(&v2_header([192, 0, 2, 250], 4000));
     c.greet();
@@ -111,7 +133,7 @@ fn probe(p: &Postern) {
 }
 
 /// /readyz of a node's admin listener: status and body.
-fn readyz(port: u16) -> (u16, String) {
+pub(super) fn readyz(port: u16) -> (u16, String) {
     crate::common::http::get(port, "/readyz", None, None)
 }
 
@@ -123,17 +145,15 @@ fn redis_down_mid_load_falls_back_to_local_shares_and_recovers() {
     let admin: Vec<u16> = (0..3)
         .map(|_| crate::common::postern::free_port())
         .collect();
-    let nodes: Vec<Postern> = (0..3)
-        .map(|i| {
-            // per_minute = 6: a share of 2 per node while Redis is down.
-            let mut cfg = quota_node(&up, &redis, i, 6);
-            cfg.extra.push_str(&format!(
-                "\n[admin]\naddress = \"127.0.0.1:{}\"\n",
-                admin[i]
-            ));
-            Postern::start(&ca, &cfg)
-        })
-        .collect();
+    let nodes = three_nodes(&ca, &redis, |i| {
+        // per_minute = 6: a share of 2 per node while Redis is down.
+        let mut cfg = quota_base(&up, 6);
+        cfg.extra.push_str(&format!(
+            "\n[admin]\naddress = \"127.0.0.1:{}\"\n",
+            admin[i]
+        ));
+        cfg
+    });
     let office = [192, 0, 2, 10];
     let mut accepted = 0;
     for i in 0..2 {
@@ -221,15 +241,7 @@ fn auth_failures_spread_over_three_nodes_lock_out_on_all() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let redis = Redis::start();
-    let nodes: Vec<Postern> = (0..3)
-        .map(|i| {
-            let mut cfg = Config::new(&up.url())
-                .abuse("auth_failures = 3")
-                .abuse("auth_failure_delay = \"0s\"");
-            cfg = cfg.behind_proxy("127.0.0.1/32");
-            Postern::start(&ca, &clustered(cfg, &redis, i))
-        })
-        .collect();
+    let nodes = three_nodes(&ca, &redis, |_| auth_base(&up, "auth_failures = 3"));
     let attacker = [192, 0, 2, 30];
     // The application logs in from its usual network through node 2.
     let app = [192, 0, 2, 31];
@@ -264,9 +276,7 @@ fn a_suspension_on_one_node_refuses_mail_on_the_others() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let redis = Redis::start();
-    let nodes: Vec<Postern> = (0..3)
-        .map(|i| Postern::start(&ca, &quota_node(&up, &redis, i, 1000)))
-        .collect();
+    let nodes = three_nodes(&ca, &redis, |_| quota_base(&up, 1000));
     let office = [192, 0, 2, 10];
     for n in &nodes {
         send_as(n, office, "before").expect_code(250, "not suspended yet");
@@ -330,19 +340,14 @@ fn anomaly_windows_add_up_across_nodes_and_one_node_alerts() {
     let ca = TestCa::new();
     let up = MockUpstream::start(&ca);
     let redis = Redis::start();
-    let nodes: Vec<Postern> = (0..3)
-        .map(|i| {
-            let mut cfg = Config::new(&up.url())
-                .abuse("auth_failures = \"unlimited\"")
-                .abuse("auth_failure_delay = \"0s\"");
-            cfg = cfg.behind_proxy("127.0.0.1/32");
-            cfg.log = vec!["audit_file = \"audit.json\"".into()];
-            cfg.extra.push_str(
-                "\n[alerts]\nauth_failures_per_network = 3\nauth_failures_per_username = \"off\"\n",
-            );
-            Postern::start(&ca, &clustered(cfg, &redis, i))
-        })
-        .collect();
+    let nodes = three_nodes(&ca, &redis, |_| {
+        let mut cfg = auth_base(&up, "auth_failures = \"unlimited\"");
+        cfg.log = vec!["audit_file = \"audit.json\"".into()];
+        cfg.extra.push_str(
+            "\n[alerts]\nauth_failures_per_network = 3\nauth_failures_per_username = \"off\"\n",
+        );
+        cfg
+    });
     let sprayer = [192, 0, 2, 40];
     let anomalies = || -> Vec<Value> {
         nodes
@@ -395,4 +400,26 @@ fn the_redis_password_comes_from_a_secret_reference() {
         "postern:q:*",
     ]);
     assert!(keys.contains("office"), "{keys}");
+}
+
+#[test]
+fn a_shared_refusal_names_the_key_that_refused() {
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let redis = Redis::start();
+    // Four targets, three limited (credential, sender, ip; the domain is
+    // not): the ip refuses, third among those Redis checks, fourth among
+    // the engine's targets.
+    let mut cfg = quota_node(&up, &redis, 0, 100);
+    cfg.extra
+        .push_str("\n[quota.sender]\nper_minute = 100\n\n[quota.ip]\nper_minute = 1\n");
+    let p = Postern::start(&ca, &cfg);
+    let office = [192, 0, 2, 10];
+    send_as(&p, office, "first").expect_code(250, "within every limit");
+    let r = send_as(&p, office, "second");
+    r.expect(451, "4.7.1", "the ip's per_minute");
+    assert!(
+        r.text().contains("\"quota.ip.per_minute\"") && r.text().contains("for ip 192.0.2."),
+        "{r:?}"
+    );
 }

@@ -85,6 +85,9 @@ pub struct Redis {
     child: Option<Child>,
     /// Extra redis-server arguments (`--requirepass ...`).
     args: Vec<String>,
+    /// TLS only (`--port 0 --tls-port`), with these copies of a test CA's
+    /// files in `dir`.
+    tls: bool,
 }
 
 impl Redis {
@@ -103,13 +106,64 @@ impl Redis {
             port: free_port(),
             child: None,
             args: args.iter().map(|a| a.to_string()).collect(),
+            tls: false,
+        };
+        r.spawn();
+        r
+    }
+
+    /// TLS only: no plaintext port, `ca`'s server certificate (it names
+    /// 127.0.0.1 and localhost), clients not asked for certificates.
+    pub fn start_tls(ca: &super::TestCa, args: &[&str]) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("postern-redis-")
+            .tempdir()
+            .expect("tempdir");
+        // Copies, so this Redis can outlive (and restart without) `ca`.
+        for (from, to) in [
+            (&ca.ca_pem, "ca.pem"),
+            (&ca.cert_pem, "server.pem"),
+            (&ca.key_pem, "server.key"),
+        ] {
+            std::fs::copy(from, dir.path().join(to)).expect("copy TLS file");
+        }
+        let mut r = Redis {
+            dir,
+            port: free_port(),
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            tls: true,
         };
         r.spawn();
         r
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The listening arguments: a plaintext port, or only a TLS one.
+    fn port_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        if !self.tls {
+            return vec!["--port".into(), port];
+        }
+        let file = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            file("server.pem"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     fn log_path(&self) -> PathBuf {
@@ -123,7 +177,7 @@ impl Redis {
             .open(self.log_path())
             .expect("redis log");
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(self.port_args())
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -154,11 +208,14 @@ impl Redis {
 
     /// Runs one redis-cli command against this instance; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if self.tls {
+            cmd.arg("--tls")
+                .arg("--cacert")
+                .arg(self.dir.path().join("ca.pem"));
+        }
+        let out = cmd.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }

@@ -523,13 +523,18 @@ impl Read for Counted {
     }
 }
 
-pub(super) fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let mut file = OpenOptions::new()
+/// Creates (or truncates) `path` with mode 0600.
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(path)
+}
+
+pub(super) fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let mut file = create_private(path)?;
     file.write_all(bytes)?;
     if sync {
         file.sync_data()?;
@@ -539,12 +544,7 @@ pub(super) fn write_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()
 
 /// Creates `path` (0600) holding `header` then `data`, synced.
 pub(super) fn write_synced(path: &Path, header: &[u8], data: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = create_private(path)?;
     file.write_all(header)?;
     file.write_all(data)?;
     file.sync_data()

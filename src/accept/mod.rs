@@ -55,10 +55,12 @@ impl Acceptor {
         let sub = self.submission(&tx, &route, peer, &id);
         let signer = Arc::clone(&self.signer);
         let sign_id = id.clone();
-        // One blocking task inspects, then signs the repaired bytes.
+        let cost = self.signer.cost();
+        // One task inspects, then signs the repaired bytes (inline when
+        // both are cheap, else on the blocking pool).
         let signed = self
             .inspector
-            .run_then(sub, std::mem::take(&mut tx.data), move |clean| {
+            .run_then(sub, std::mem::take(&mut tx.data), cost, move |clean| {
                 signer.sign_into(clean, SystemTime::now(), &sign_id)
             })
             .await

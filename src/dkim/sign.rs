@@ -9,8 +9,9 @@
 //! acceptance calls [`Signer::sign_into`] inside inspection's blocking task
 //! (`inspect::Inspector::run_then`), which also bounds how many run at once.
 
-use super::key::PrivateKey;
+use super::key::{Algorithm, PrivateKey};
 use super::{Settings, UnsignedPolicy};
+use crate::inspect::Cost;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::collections::BTreeMap;
@@ -88,6 +89,7 @@ pub struct Signed {
 #[derive(Debug, Clone)]
 pub struct Signer {
     by_domain: BTreeMap<String, Vec<KeySlot>>,
+    cost: Cost,
     reject_unsigned: bool,
 }
 
@@ -99,11 +101,13 @@ impl Default for Signer {
 
 impl Signer {
     pub fn new(slots: Vec<KeySlot>, unsigned: UnsignedPolicy) -> Signer {
+        let rsa = slots.iter().any(|s| s.key.algorithm() == Algorithm::Rsa);
         let mut by_domain: BTreeMap<String, Vec<KeySlot>> = BTreeMap::new();
         for s in slots {
             by_domain.entry(s.domain.clone()).or_default().push(s);
         }
         Signer {
+            cost: if rsa { Cost::Heavy } else { Cost::Light },
             by_domain,
             reject_unsigned: unsigned == UnsignedPolicy::Reject,
         }
@@ -128,6 +132,12 @@ impl Signer {
     /// skip the trip to a blocking thread.
     pub fn is_noop(&self) -> bool {
         self.by_domain.is_empty() && !self.reject_unsigned
+    }
+
+    /// What signing costs: light unless some key is RSA (about 0.7 ms a
+    /// signature, so it runs on the blocking pool).
+    pub fn cost(&self) -> Cost {
+        self.cost
     }
 
     /// The keys to sign mail from `from_domain` with at `now`: those of the

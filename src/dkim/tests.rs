@@ -200,3 +200,17 @@ fn names_are_validated() {
     assert!(check_selector("a/b").is_err());
     assert!(check_selector("").is_err());
 }
+
+#[test]
+fn signing_is_heavy_only_with_an_rsa_key() {
+    assert_eq!(Signer::default().cost(), crate::inspect::Cost::Light);
+    let ed = Signer::new(vec![slot("example.com", "ed")], UnsignedPolicy::Allow);
+    assert_eq!(ed.cost(), crate::inspect::Cost::Light);
+    let pem = generate_pem(Algorithm::Rsa, None).unwrap();
+    let rsa = KeySlot {
+        key: Arc::new(PrivateKey::from_pem(Algorithm::Rsa, &pem).unwrap()),
+        ..slot("example.org", "rsa")
+    };
+    let mixed = Signer::new(vec![slot("example.com", "ed"), rsa], UnsignedPolicy::Allow);
+    assert_eq!(mixed.cost(), crate::inspect::Cost::Heavy);
+}

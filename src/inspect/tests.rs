@@ -445,3 +445,26 @@ fn missing_from_envelope_adds_the_envelope_sender() {
     assert_eq!((r.code, r.enhanced.as_deref()), (554, Some("5.6.0")));
     assert!(r.lines[0].contains("null envelope sender"), "{r:?}");
 }
+
+#[tokio::test]
+async fn small_light_work_stays_on_the_runtime_thread_the_rest_goes_to_the_pool() {
+    let i = Arc::new(inspector(|c| c.add_received = false));
+    let here = std::thread::current().id();
+    let on_this_thread = |cost, data: Vec<u8>| {
+        let i = Arc::clone(&i);
+        async move {
+            i.run_then(sub(), data, cost, move |clean| {
+                assert!(clean.starts_with(b"From: Billing <billing@example.com>"));
+                std::thread::current().id() == here
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert!(on_this_thread(Cost::Light, COMPLETE.to_vec()).await);
+    assert!(!on_this_thread(Cost::Heavy, COMPLETE.to_vec()).await);
+    let mut big = COMPLETE.to_vec();
+    big.resize(INLINE_MAX + 1, b'x');
+    big.extend_from_slice(b"\r\n");
+    assert!(!on_this_thread(Cost::Light, big).await);
+}

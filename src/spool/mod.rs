@@ -47,7 +47,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -407,12 +407,21 @@ pub fn new_id() -> String {
         Ok(p) | Err(p) => p,
     };
     let micros = now.max(prev.saturating_add(1));
-    let mut rnd = [0u8; 3];
-    // The counter already makes ids unique in-process; randomness only
-    // guards against a second process, so a failed fill is not fatal.
-    let _ = SystemRandom::new().fill(&mut rnd);
-    let r = u32::from_be_bytes([0, rnd[0], rnd[1], rnd[2]]);
-    format!("{micros:014X}{r:06X}")
+    format!("{micros:014X}{:06X}", process_salt())
+}
+
+/// Six random hex digits drawn once per process. The counter already
+/// makes ids unique in-process; the salt only keeps two processes that
+/// share a spool (or a node and the one adopting its spool) apart, so one
+/// draw is enough and saves a getrandom per id. A failed draw is not
+/// fatal: 0 is still unique within this process.
+fn process_salt() -> u32 {
+    static SALT: OnceLock<u32> = OnceLock::new();
+    *SALT.get_or_init(|| {
+        let mut rnd = [0u8; 3];
+        let _ = SystemRandom::new().fill(&mut rnd);
+        u32::from_be_bytes([0, rnd[0], rnd[1], rnd[2]])
+    })
 }
 
 fn now_micros() -> u64 {

@@ -249,42 +249,68 @@ impl Access {
         });
         let matched = match cached {
             Some(phc) => Some(phc.clone()),
-            None => {
-                let Ok(_permit) = self.hashing.acquire().await else {
-                    return None;
-                };
-                let pw = password.to_string();
-                let list = candidates.clone();
-                let pad = self.max_secrets;
-                let (found, checks) = tokio::task::spawn_blocking(move || {
-                    let mut checks = 0;
-                    for phc in list {
-                        checks += 1;
-                        if verify::check(Some(&phc), &pw) {
-                            return (Some(phc), checks);
-                        }
-                    }
-                    while checks < pad {
-                        verify::check(None, &pw);
-                        checks += 1;
-                    }
-                    (None, checks)
-                })
-                .await
-                .ok()?;
-                self.verifications
-                    .fetch_add(checks as u64, Ordering::Relaxed);
-                let found = found?;
-                if let Ok(mut c) = self.cache.lock() {
-                    c.insert(verify::cache_key(username, password, &found));
-                }
-                Some(found)
-            }
+            None => self.verify_once(username, password, candidates).await,
         }?;
         let cred = cred?;
         Some(Grant {
             credential: self.names.get(&cred.name).cloned()?,
             secret: Arc::from(matched.as_str()),
         })
+    }
+
+    /// The argon2 checks for one username and password, run once however
+    /// many sessions present the same pair at the same moment (a fleet of
+    /// devices reconnecting after an outage, or a flood repeating one
+    /// guess): the others wait for that result instead of each running
+    /// argon2. A session that gives up mid-check leaves the check to the
+    /// next one waiting.
+    async fn verify_once(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+        candidates: Vec<String>,
+    ) -> Option<String> {
+        let flight = verify::Flight::join(&self.in_flight, username, password);
+        flight
+            .result()?
+            .get_or_init(|| self.verify_slow(username, password, candidates))
+            .await
+            .clone()
+    }
+
+    async fn verify_slow(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+        candidates: Vec<String>,
+    ) -> Option<String> {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return None;
+        };
+        let pw = password.to_string();
+        let pad = self.max_secrets;
+        let (found, checks) = tokio::task::spawn_blocking(move || {
+            let mut checks = 0;
+            for phc in candidates {
+                checks += 1;
+                if verify::check(Some(&phc), &pw) {
+                    return (Some(phc), checks);
+                }
+            }
+            while checks < pad {
+                verify::check(None, &pw);
+                checks += 1;
+            }
+            (None, checks)
+        })
+        .await
+        .ok()?;
+        self.verifications
+            .fetch_add(checks as u64, Ordering::Relaxed);
+        let found = found?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(verify::cache_key(username, password, &found));
+        }
+        Some(found)
     }
 }

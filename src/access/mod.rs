@@ -44,6 +44,9 @@ pub struct Access {
     /// sha256(username NUL password NUL phc) of recent successful logins.
     /// Keyed on the PHC string too, so a changed hash invalidates entries.
     cache: Mutex<verify::Cache>,
+    /// argon2 checks in progress, shared by sessions presenting the same
+    /// username and password at once.
+    in_flight: verify::InFlight,
     /// argon2id needs ~19 MiB per check; bounding concurrent checks to the
     /// CPU count keeps a burst of logins (or a password-guessing flood)
     /// from turning into gigabytes of memory.
@@ -99,6 +102,7 @@ impl Access {
             by_username,
             names,
             cache: Mutex::new(verify::Cache::new(4096)),
+            in_flight: verify::InFlight::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

@@ -332,3 +332,45 @@ async fn suspended_credential_is_refused_at_auth_and_mail() {
     assert!(b.authenticate("app", "new-pw", PEER).await.is_ok());
     assert!(Policy::check_suspended(&*a, "lan").is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_presenting_the_same_password_at_once_share_one_check() {
+    let (old, new) = hashes();
+    let a = access(&format!("secret_hashes = [\"{old}\", \"{new}\"]"));
+    let burst = |pw: &'static str| {
+        let a = Arc::clone(&a);
+        async move {
+            let logins: Vec<_> = (0..8)
+                .map(|_| {
+                    let a = Arc::clone(&a);
+                    tokio::spawn(async move { a.authenticate("app", pw, PEER).await.is_ok() })
+                })
+                .collect();
+            let mut ok = Vec::new();
+            for l in logins {
+                ok.push(l.await.unwrap());
+            }
+            ok
+        }
+    };
+    // Eight sessions with the right password: one argon2 check (it stops
+    // at the first secret that matches), all eight logged in.
+    let before = a.verifications();
+    assert_eq!(burst("old-pw").await, [true; 8]);
+    assert_eq!(a.verifications() - before, 1);
+    // Eight sessions repeating one wrong guess: one padded failure (two
+    // checks), all eight refused.
+    let before = a.verifications();
+    assert_eq!(burst("guess").await, [false; 8]);
+    assert_eq!(a.verifications() - before, 2);
+    assert!(a.in_flight.lock().unwrap().is_empty());
+    // A session that gives up mid-check leaves nothing behind.
+    let gone = {
+        let a = Arc::clone(&a);
+        tokio::spawn(async move { a.authenticate("app", "other", PEER).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    gone.abort();
+    let _ = gone.await;
+    assert!(a.in_flight.lock().unwrap().is_empty());
+}

@@ -7,7 +7,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 /// A valid argon2id hash of a random string, verified against when the
 /// username is unknown so both paths cost the same.
@@ -65,6 +67,55 @@ pub fn cache_key(username: &str, password: &str, phc: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// Checks in progress, by sha256(username NUL password NUL NUL): each
+/// entry is the one result every session presenting that pair awaits.
+pub type InFlight = Mutex<HashMap<[u8; 32], Arc<OnceCell<Option<String>>>>>;
+
+/// One session's share of a check in progress (see `InFlight`). The last
+/// share dropped removes the entry, finished or not, so abandoned checks
+/// cannot pile up in the map.
+pub struct Flight<'a> {
+    map: &'a InFlight,
+    key: [u8; 32],
+    cell: Option<Arc<OnceCell<Option<String>>>>,
+}
+
+impl<'a> Flight<'a> {
+    pub fn join(map: &'a InFlight, username: &str, password: &str) -> Flight<'a> {
+        let key = cache_key(username, password, "");
+        let cell = Arc::clone(lock(map).entry(key).or_default());
+        Flight {
+            map,
+            key,
+            cell: Some(cell),
+        }
+    }
+
+    /// The shared result; `None` only inside `drop`.
+    pub fn result(&self) -> Option<&OnceCell<Option<String>>> {
+        self.cell.as_deref()
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        // Every clone and drop of an entry's Arc happens under the lock,
+        // so the count read here is exact.
+        let mut map = lock(self.map);
+        drop(self.cell.take());
+        if map
+            .get(&self.key)
+            .is_some_and(|c| Arc::strong_count(c) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Bounded set of recent successful login digests (FIFO eviction).

@@ -9,17 +9,19 @@
 #   (c)       STARTTLS + AUTH PLAIN on every connection, full handshakes
 #   (c-resume) the same with TLS session resumption
 #   (c-rsa)   (c) with RSA-2048 DKIM (reported, no target)
+#   (a-1000), (c-1000)  (a) and (c) paced at 1,000 msg/s offered: the p99
+#             acceptance latency at that load (target < 10 ms)
 # Each postern row: acceptance msg/s, end-to-end msg/s (the sink has every
 # message), p99 acceptance latency, postern CPU per message (user + system
 # from /proc over the whole run, steadier than throughput on a shared
 # machine), peak RSS; and the ratio of (a) to Postfix.
 #
-# Usage: bench/compare.sh   (env: COUNT=20000 SESSIONS=20 SIZE=4096 ROWS="postfix a b c c-resume c-rsa")
+# Usage: bench/compare.sh   (env: COUNT=20000 SESSIONS=20 SIZE=4096 ROWS="postfix a b c c-resume c-rsa a-1000 c-1000")
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export COUNT="${COUNT:-20000}" SESSIONS="${SESSIONS:-20}" SIZE="${SIZE:-4096}"
-ROWS="${ROWS:-postfix a b c c-resume c-rsa}"
+ROWS="${ROWS:-postfix a b c c-resume c-rsa a-1000 c-1000}"
 (cd "$ROOT" && cargo build --release --quiet)
 (cd "$ROOT/bench/loadgen" && cargo build --release --quiet)
 POSTERN="$ROOT/target/release/postern"
@@ -65,6 +67,8 @@ PY
         c) row c MODES=starttls NEWCONN=1 RESUME=0 EXTRA_CONFIG="$WORK/ed25519.toml" ;;
         c-resume) row c-resume MODES=starttls NEWCONN=1 RESUME=1 EXTRA_CONFIG="$WORK/ed25519.toml" ;;
         c-rsa) row c-rsa MODES=starttls NEWCONN=1 RESUME=0 EXTRA_CONFIG="$WORK/rsa.toml" ;;
+        a-1000) row a-1000 MODES=plain NEWCONN=1 RATE=1000 EXTRA_CONFIG="$WORK/ed25519.toml" ;;
+        c-1000) row c-1000 MODES=starttls NEWCONN=1 RESUME=0 RATE=1000 EXTRA_CONFIG="$WORK/ed25519.toml" ;;
         *) echo "unknown row $r" >&2; exit 2 ;;
     esac
 done

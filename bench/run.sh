@@ -18,7 +18,8 @@
 #        full and nothing is refused (bench/quota_e2e.sh compares it with no [quota]);
 #        QUOTA=messages sets the message limits only.
 #        NEWCONN=1: a new connection (and TLS session and AUTH) per message; RESUME=0: no TLS
-#        session resumption (every handshake full).
+#        session resumption (every handshake full). RATE=R offers R msg/s in all (paced; the
+#        p99 at that load) instead of as fast as the sessions go.
 #        After each run the keys in state_dir/quota-state.json are counted per kind.
 #        PERF_OUT=FILE records postern with `perf record --call-graph dwarf` for the load phase
 #        (PERF_FREQ=999) into FILE; with several MODES, FILE.<mode>. STRACE=1 writes `strace -c -f`'s
@@ -195,7 +196,7 @@ TOML
     "${wrap[@]}" "$LG/loadgen" --mode "$mode" --certs "$WORK/certs" --port "$smtp_port" \
         --user bench --pass "$PASSWORD" --sessions "$SESSIONS" --count "$COUNT" \
         --size "$SIZE" ${SENDERS:+--senders "$SENDERS"} ${NEWCONN:+--new-connection 1} \
-        ${RESUME:+--resume "$RESUME"} >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
+        ${RESUME:+--resume "$RESUME"} ${RATE:+--rate "$RATE"} >"$dir/loadgen.out" || echo "loadgen reported failure (see below)" >&2
     grep '^error:' "$dir/loadgen.out" >&2 || true
 
     # Wait (bounded) until the sink has every message.

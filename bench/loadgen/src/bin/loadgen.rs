@@ -10,6 +10,10 @@
 //! legacy senders do; `--resume 0` turns off TLS session resumption, so each
 //! of those connections does a full handshake.
 //!
+//! `--rate R` offers R messages per second in all: message `n` is not
+//! started before `n / R` seconds into the run (the latency is still the
+//! final dot to the 250), so the p99 at a given load can be read off.
+//!
 //! `--senders N` makes message `n` come from `bench-<n mod N>@example.com`
 //! (envelope and From header alike), so that per-sender state in postern
 //! (quota keys) grows to N entries as it would with many applications; the
@@ -90,6 +94,9 @@ struct Setup {
     senders: usize,
     /// One connection per message.
     new_connection: bool,
+    /// Messages per second offered in all (0: as fast as the sessions go).
+    rate: f64,
+    start: tokio::time::Instant,
 }
 
 async fn open(s: &Setup) -> Result<Conn<Box<dyn Io>>, Error> {
@@ -184,25 +191,41 @@ async fn session(
         refused_451: 0,
     };
     let mut conn: Option<Conn<Box<dyn Io>>> = None;
+    // A message whose connection could not be opened is sent on the next.
+    let mut pending = None;
     loop {
         if r.errors.len() > 5 {
             return r;
         }
+        let n = match pending.take() {
+            Some(n) => n,
+            None => {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    if let Some(c) = conn.as_mut() {
+                        let _ = c.cmd("QUIT", 221).await;
+                    }
+                    return r;
+                }
+                if s.rate > 0.0 {
+                    // Message n is offered at start + n / rate.
+                    tokio::time::sleep_until(s.start + Duration::from_secs_f64(n as f64 / s.rate))
+                        .await;
+                }
+                n
+            }
+        };
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match open(&s).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     r.errors.push(format!("session {id} connect: {e}"));
+                    pending = Some(n);
                     continue;
                 }
             },
         };
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= count {
-            let _ = c.cmd("QUIT", 221).await;
-            return r;
-        }
         match one_message(c, &sender(n, s.senders), id, n, size).await {
             Ok(lat) => {
                 r.latencies_us
@@ -288,6 +311,8 @@ async fn main() -> Result<(), Error> {
         )?),
         senders: arg_or(&a, "senders", 0)?,
         new_connection: arg_or::<u8>(&a, "new-connection", 0)? != 0,
+        rate: arg_or(&a, "rate", 0.0)?,
+        start: tokio::time::Instant::now(),
     });
     let sessions: usize = arg_or(&a, "sessions", 20)?;
     let count: usize = arg_or(&a, "count", 20_000)?;

@@ -149,6 +149,7 @@ impl Daemon {
             inspector: Arc::new(inspect::Inspector::new(config.inspect.clone())),
             signer: Arc::new(crate::dkim::Signer::from_config(&config.dkim)),
             routes: router.accept_policies(),
+            min_free_space: config.server.min_free_space,
         });
         Ok((Generation::new(config, access, tls, sink), router))
     }

@@ -45,6 +45,8 @@ pub struct Acceptor {
     pub signer: Arc<Signer>,
     /// What each route's upstreams require of acceptance.
     pub routes: AcceptPolicies,
+    /// `[server] min_free_space`.
+    pub min_free_space: u64,
 }
 
 impl Acceptor {
@@ -146,5 +148,26 @@ impl MessageSink for Acceptor {
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>> {
         Box::pin(Acceptor::accept(self, tx, peer))
+    }
+
+    /// Refuses while the spool's file system has less than `min_free_space`
+    /// (plus the announced size) available, so a filling disk turns new
+    /// mail away before retry records and messages in DATA run out of
+    /// room. A file system that cannot be measured does not refuse: the
+    /// write itself still fails safely with 452.
+    fn check_room(&self, size: u64) -> Result<(), Reply> {
+        if self.min_free_space == 0 {
+            return Ok(());
+        }
+        let needed = self.min_free_space.saturating_add(size);
+        let Some(free) = self.spool.short_of_space(needed) else {
+            return Ok(());
+        };
+        tracing::warn!(
+            free_bytes = free,
+            needed_bytes = needed,
+            "spool file system below [server] min_free_space; MAIL answered 452"
+        );
+        Err(Reply::new(452, "4.3.1", "Insufficient system storage").because("storage"))
     }
 }

@@ -417,10 +417,18 @@ fn build_server(found: Option<(&File, &RawServer)>, errors: &mut ConfigErrors) -
         (Some(d), Some(f)) => f.resolve_path(d.get_ref()),
         _ => PathBuf::from("/var/lib/postern"),
     };
+    let max_message_size = s.max_message_size.map_or(25 << 20, |v| v.0);
     Server {
         hostname: s.hostname.clone().unwrap_or_else(system_hostname),
         state_dir,
-        max_message_size: s.max_message_size.map_or(25 << 20, |v| v.0),
+        max_message_size,
+        // As Postfix's smtpd: room for one and a half of the largest
+        // message, so retry records and mail already in DATA still fit.
+        min_free_space: s
+            .min_free_space
+            .map_or(max_message_size.saturating_add(max_message_size / 2), |v| {
+                v.0
+            }),
         max_recipients: s
             .max_recipients
             .as_ref()

@@ -69,6 +69,9 @@ pub struct Server {
     pub hostname: String,
     pub state_dir: PathBuf,
     pub max_message_size: u64,
+    /// Space the spool's file system must keep free after a new message
+    /// (`SIZE=` counted in): below it MAIL gets `452 4.3.1`.
+    pub min_free_space: u64,
     pub max_recipients: usize,
     pub bare_newline: crate::smtp::data::BareNewline,
     pub max_line_length: usize,

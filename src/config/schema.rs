@@ -45,6 +45,7 @@ pub struct RawServer {
     pub hostname: Option<String>,
     pub state_dir: Option<Spanned<String>>,
     pub max_message_size: Option<Size>,
+    pub min_free_space: Option<Size>,
     pub max_recipients: Option<Spanned<usize>>,
     pub bare_newline: Option<crate::smtp::data::BareNewline>,
     pub max_line_length: Option<usize>,

@@ -13,6 +13,23 @@ fn base_loads_and_resolves_relative_paths() {
     );
     assert_eq!(c.credentials["lan"].route, "default");
     assert_eq!(c.server.max_message_size, 25 << 20);
+    // One and a half of the largest message, unless set.
+    assert_eq!(c.server.min_free_space, (25 << 20) * 3 / 2);
+    let set = BASE.replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nmax_message_size = \"10MiB\"\nmin_free_space = \"0\"",
+    );
+    let c = load_str(Path::new("/etc/p/main.toml"), &set).unwrap();
+    assert_eq!(
+        (c.server.max_message_size, c.server.min_free_space),
+        (10 << 20, 0)
+    );
+    let auto = BASE.replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nmax_message_size = \"10MiB\"",
+    );
+    let c = load_str(Path::new("/etc/p/main.toml"), &auto).unwrap();
+    assert_eq!(c.server.min_free_space, 15 << 20);
 }
 
 #[test]

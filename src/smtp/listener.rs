@@ -42,6 +42,12 @@ pub trait MessageSink: Send + Sync + 'static {
         tx: Transaction,
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = Result<String, Reply>> + Send + 'a>>;
+
+    /// Whether there is room to store a message of `size` bytes (0: not
+    /// announced), asked at MAIL. `Err` is the whole reply (452 4.3.1).
+    fn check_room(&self, _size: u64) -> Result<(), Reply> {
+        Ok(())
+    }
 }
 
 /// Everything derived from one configuration. A reload builds a new one
@@ -208,6 +214,9 @@ impl Policy for Shared {
     }
     fn check_login(&self, grant: &Grant, peer: IpAddr) -> Result<(), Reply> {
         Policy::check_login(&*self.current().access, grant, peer)
+    }
+    fn check_storage(&self, size: u64) -> Result<(), Reply> {
+        self.current().sink.check_room(size)
     }
     fn check_suspended(&self, credential: &str) -> Result<(), Reply> {
         Policy::check_suspended(&*self.current().access, credential)

@@ -199,6 +199,13 @@ impl Spool {
         .await
     }
 
+    /// The bytes available on the spool's file system if fewer than
+    /// `needed` (`statvfs`; a measurement with room is reused for a
+    /// second); `None` if there is room or it cannot be measured.
+    pub fn short_of_space(&self, needed: u64) -> Option<u64> {
+        self.shared.free.short_of(self.shared.dir.root(), needed)
+    }
+
     /// How many messages the queue (live records and files) or the dead
     /// letters hold, their bytes and the oldest one's arrival; cheap
     /// enough for every metrics scrape. Blocking.

@@ -33,6 +33,7 @@
 //! its file.
 
 mod adopt;
+mod free;
 mod index;
 mod live;
 mod manage;
@@ -245,6 +246,7 @@ struct Shared {
     moves: Mutex<()>,
     /// Number of the next segment a writer creates.
     next_seg: AtomicU64,
+    free: free::FreeSpace,
 }
 
 /// A poisoned lock still guards consistent data here (every critical
@@ -300,6 +302,7 @@ impl Spool {
             notify: Mutex::new(None),
             heartbeat: writer::Heartbeat::new(WRITER_THREADS),
             moves: Mutex::new(()),
+            free: free::FreeSpace::default(),
             // Numbers from the clock so this run's never meet those of
             // a writer thread of an earlier `Spool` in the same process
             // that is still sealing (and maybe removing) its last one.

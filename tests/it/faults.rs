@@ -146,17 +146,13 @@ fn send_one(port: u16, subject: &str) -> (crate::common::load::Outcome, Vec<u8>)
     (out, msg)
 }
 
-#[test]
-fn a_full_disk_answers_452_loses_nothing_and_recovers_by_itself() {
-    use crate::common::load::Outcome;
-    let ca = TestCa::new();
-    let up = MockUpstream::with_default(&ca, Scripted::status(503).body(b"down"));
-    let mut cfg = networked(&up.url());
-    let mut p = Postern::start(&ca, &cfg);
+/// Starts postern with its state directory on a 4 MiB tmpfs, in postern's
+/// own mount namespace; returns it and the state directory as the test
+/// reaches it (through /proc/PID/root).
+fn on_small_tmpfs(ca: &TestCa, cfg: &mut Config) -> (Postern, std::path::PathBuf) {
+    let mut p = Postern::start(ca, cfg);
     p.sigterm();
     p.wait_exit(Duration::from_secs(60));
-    // The state directory on a 4 MiB tmpfs, in postern's own mount
-    // namespace; the test reaches it through /proc/PID/root.
     let state = p.state_dir.to_string_lossy().into_owned();
     cfg.wrapper = vec![
         "unshare".into(),
@@ -165,8 +161,68 @@ fn a_full_disk_answers_452_loses_nothing_and_recovers_by_itself() {
         "-c".into(),
         format!("mount -t tmpfs -o size=4m tmpfs '{state}' && exec \"$0\" \"$@\""),
     ];
-    p.restart(&cfg);
+    p.restart(cfg);
     let root = std::path::PathBuf::from(format!("/proc/{}/root{state}", p.pid()));
+    (p, root)
+}
+
+#[test]
+fn below_min_free_space_mail_gets_452_at_mail_and_service_resumes_when_space_returns() {
+    use crate::common::load::Outcome;
+    let ca = TestCa::new();
+    let up = MockUpstream::start(&ca);
+    let mut cfg = networked(&up.url());
+    cfg.server.push("min_free_space = \"2MiB\"".into());
+    let (p, root) = on_small_tmpfs(&ca, &mut cfg);
+    let (out, _) = send_one(p.port(0), "room");
+    assert!(matches!(out, Outcome::Queued(_)), "{out:?}");
+    // An announced size that would eat into the reserve is refused at
+    // MAIL; the same session may still send a message that fits.
+    let mut s = SmtpClient::connect(p.port(0));
+    s.greet();
+    let r = s.cmd("MAIL FROM:<app@example.com> SIZE=3000000");
+    r.expect(452, "4.3.1", "MAIL with SIZE over the reserve");
+    assert!(r.text().contains("Insufficient system storage"), "{r:?}");
+    s.cmd("MAIL FROM:<app@example.com> SIZE=1000")
+        .expect_code(250, "MAIL with a SIZE that fits");
+    s.cmd("QUIT").expect_code(221, "QUIT");
+    // 3 MiB taken by something else: under 2 MiB left, so MAIL is refused
+    // (once the last roomy measurement, at most a second old, expires).
+    let filler = root.join("filler");
+    std::fs::write(&filler, vec![1u8; 3 << 20]).expect("write filler");
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in 0..3 {
+        let (out, _) = send_one(p.port(0), &format!("low {i}"));
+        match out {
+            Outcome::Refused(r) => assert!(
+                r.starts_with("452 4.3.1 Insufficient system storage"),
+                "{r}"
+            ),
+            other => panic!("below the reserve: {other:?}"),
+        }
+    }
+    assert!(
+        p.log().contains("below [server] min_free_space"),
+        "{}",
+        tail(&p.log())
+    );
+    // Space returns: the next MAIL measures again and is accepted.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let (out, _) = send_one(p.port(0), "after");
+    assert!(matches!(out, Outcome::Queued(_)), "{out:?}");
+    up.try_wait_for(2, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_full_disk_answers_452_loses_nothing_and_recovers_by_itself() {
+    use crate::common::load::Outcome;
+    let ca = TestCa::new();
+    let up = MockUpstream::with_default(&ca, Scripted::status(503).body(b"down"));
+    let mut cfg = networked(&up.url());
+    // No reserve: this test is about the writes themselves failing.
+    cfg.server.push("min_free_space = \"0\"".into());
+    let (p, root) = on_small_tmpfs(&ca, &mut cfg);
     let spool = root.join("spool");
 
     let mut queued = Vec::new();

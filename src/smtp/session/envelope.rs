@@ -134,6 +134,13 @@ impl Session {
         if let Err(reason) = self.policy.check_sender(&credential, &address) {
             return self.reply(Reply::new(550, "5.7.1", reason).because("sender"));
         }
+        // A temporary refusal: not counted as a client error.
+        if let Err(reply) = self
+            .policy
+            .check_storage(u64::try_from(from.size).unwrap_or(u64::MAX))
+        {
+            return Step::Reply(reply);
+        }
         let shared = self.policy.shared_quotas();
         // A temporary refusal: not counted as a client error.
         if !shared && let Err(reply) = self.policy.admit_message(&credential, &address, self.peer) {

@@ -32,6 +32,12 @@ pub trait Policy: Send + Sync {
     ) -> Result<(), Reply> {
         Ok(())
     }
+    /// Whether the spool has room for a message of `size` bytes (0 when
+    /// MAIL did not say), checked at MAIL FROM. `Err` is the whole reply
+    /// (`452 4.3.1 Insufficient system storage`).
+    fn check_storage(&self, _size: u64) -> Result<(), Reply> {
+        Ok(())
+    }
     /// Rate limits for one more recipient, counted as it is accepted.
     fn admit_recipient(
         &self,

@@ -51,6 +51,8 @@ fn available(path: &Path) -> Option<u64> {
         }
         st.assume_init()
     };
+    // Both are u64 on 64-bit Linux, narrower on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 

@@ -5,9 +5,11 @@
 //! It works on the final bytes (after inspection and header repairs) and
 //! runs before the spool, so the stored message is exactly what leaves
 //! postern. Signing is CPU work (an RSA-2048 signature costs ~1 ms, hashing
-//! a 25 MiB body far more), so it never runs on the async runtime threads:
-//! acceptance calls [`Signer::sign_into`] inside inspection's blocking task
-//! (`inspect::Inspector::run_then`), which also bounds how many run at once.
+//! a 25 MiB body far more): acceptance calls [`Signer::sign_into`] in
+//! inspection's task (`inspect::Inspector::run_then`), which runs on the
+//! blocking pool, a bounded number at once, unless the message is small
+//! and [`Signer::cost`] says no RSA key is configured (an Ed25519
+//! signature of a small message takes tens of microseconds).
 
 use super::key::{Algorithm, PrivateKey};
 use super::{Settings, UnsignedPolicy};

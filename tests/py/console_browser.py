@@ -87,8 +87,10 @@ def main():
         shot("03-overview")
 
         # The dead letter in the queue, then its page.
+        # Polled: right after the overview (charts still loading) `get` has
+        # returned once before the queue page was in (seen in CI).
         d.get(a.console + "/console/queue?state=dead")
-        check(a.dead in d.page_source, "the dead letter is not in the queue")
+        wait_for(lambda: a.dead in d.page_source, "the dead letter is not in the queue")
         shot("04-queue")
         click_and_wait(d.find_element(By.LINK_TEXT, a.dead), "/console/message/", "no message page")
         check("bad recipient" in d.page_source, "the message page lacks its history")

@@ -364,12 +364,24 @@ async fn sessions_presenting_the_same_password_at_once_share_one_check() {
     assert_eq!(burst("guess").await, [false; 8]);
     assert_eq!(a.verifications() - before, 2);
     assert!(a.in_flight.lock().unwrap().is_empty());
-    // A session that gives up mid-check leaves nothing behind.
+    // A session that gives up mid-check leaves nothing behind (a fresh
+    // table: "app" is locked out by now, refused before any check).
+    let a = access(&format!("secret_hashes = [\"{old}\", \"{new}\"]"));
     let gone = {
         let a = Arc::clone(&a);
         tokio::spawn(async move { a.authenticate("app", "other", PEER).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Abort only once its check is in the map, so the removal is tested.
+    for _ in 0..200 {
+        if !a.in_flight.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        !a.in_flight.lock().unwrap().is_empty(),
+        "the check never started"
+    );
     gone.abort();
     let _ = gone.await;
     assert!(a.in_flight.lock().unwrap().is_empty());

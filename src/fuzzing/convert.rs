@@ -43,6 +43,7 @@ pub fn provider_conversion(input: &[u8]) {
         }
         assert!(named.len() <= envelope.len(), "a recipient named twice");
         if let Ok(body) = crate::upstream::sendgrid::request_body(&mail, &msg, &[]) {
+            // A fuzz invariant: a panic here is the finding.
             let v: Value = serde_json::from_slice(&body).expect("SendGrid body is JSON");
             for p in v["personalizations"].as_array().into_iter().flatten() {
                 for list in ["to", "cc", "bcc"] {
@@ -60,6 +61,7 @@ pub fn provider_conversion(input: &[u8]) {
         .into_iter()
         .flatten()
         {
+            // A fuzz invariant: a panic here is the finding.
             serde_json::from_slice::<Value>(&body).expect("request body is JSON");
         }
     }

@@ -82,6 +82,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn setup(flags: u8) -> (Arc<Inspector>, Arc<Signer>) {
     static KEY: OnceLock<Arc<PrivateKey>> = OnceLock::new();
+    // Generating and loading a fresh Ed25519 key takes no input and does
+    // not fail short of a broken RNG; this is the fuzz harness, not the daemon.
     let key = KEY.get_or_init(|| {
         let pem = generate_pem(Algorithm::Ed25519, None).expect("ed25519 key");
         Arc::new(PrivateKey::from_pem(Algorithm::Ed25519, &pem).expect("ed25519 pem"))

@@ -40,7 +40,7 @@ impl FreeSpace {
 }
 
 /// Bytes an unprivileged writer may still use under `path`.
-fn available(path: &Path) -> Option<u64> {
+pub(super) fn available(path: &Path) -> Option<u64> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
     // SAFETY: `c` is a NUL-terminated path and `st` is a writable statvfs

@@ -8,6 +8,7 @@
 //! tmp/            half-written files; emptied on open
 //! seg/N.log       the segment log: accepted messages not yet attempted (see `segment`)
 //! seg/N.done      ids that left segment N
+//! seg/N.spare     a preallocated segment not yet in use (see `spare`)
 //! queue/ID        one JSON envelope line, then the raw message bytes
 //! queue/ID.retry  retry sidecar (attempts, next attempt, last error, history)
 //! queue/ID.hold   present while an operator holds the message (JSON: since)
@@ -39,6 +40,7 @@ mod live;
 mod manage;
 mod segment;
 mod show;
+mod spare;
 mod store;
 #[cfg(test)]
 mod tests;

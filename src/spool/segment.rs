@@ -11,7 +11,9 @@
 //! envelope line (the same JSON line a queue/ file starts with) and the
 //! message bytes. A record whose head, lengths or checksum do not hold is a
 //! write that never finished (a crash or a full disk during the batch,
-//! never answered 250): reading a segment stops there.
+//! never answered 250): reading a segment stops there. It also stops,
+//! quietly, at an all-zero head: the unused tail of a preallocated segment
+//! (see `spare`).
 //!
 //! A record leaves the log when its message is delivered or when it is
 //! moved into queue/ as a file ("materialised": before a failed attempt is
@@ -174,6 +176,10 @@ pub(super) fn scan(
     loop {
         let mut h = [0u8; HEAD_LEN];
         if read_full(&mut reader, &mut h).map_err(|e| SpoolError::io("read", path, e))? {
+            return Ok(offset);
+        }
+        if h == [0u8; HEAD_LEN] {
+            // The unused tail of a preallocated segment (see `spare`).
             return Ok(offset);
         }
         let Some(head) = parse_head(&h) else {
@@ -356,13 +362,15 @@ impl SpoolDir {
             })
     }
 
-    /// Gives every live record a queue/ file and removes the segments:
+    /// Gives every live record a queue/ file and removes the segments
+    /// (and any spare, see `spare`):
     /// run when the spool is opened (nothing else is writing to it) and on
     /// a spool being adopted. Each file is written via tmp/ and synced,
     /// queue/ synced, and only then are the segments removed, so a crash
     /// part way leaves every message in a segment, a file, or both (a
     /// record whose id has a file is not live, so it is not done twice).
     pub(super) fn materialize_segments(&self) -> Result<usize, SpoolError> {
+        self.remove_spares()?;
         let segs = self.segments()?;
         if segs.is_empty() {
             return Ok(0);

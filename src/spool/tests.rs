@@ -522,3 +522,91 @@ async fn writer_heartbeat_ticks_while_idle_and_after_commits() {
     assert!(after.beats > idle.beats, "{idle:?} -> {after:?}");
     assert_eq!(after.longest_commit, std::time::Duration::ZERO);
 }
+
+/// Waits (up to 20 s) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < until, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn spares(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir(root.join("seg"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(spare::SPARE_SUFFIX))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_segment_after_the_first_is_preallocated_and_read_to_its_last_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("spool");
+    let spool = Spool::open(root.clone()).unwrap();
+    // The first segment is an empty file; opening it asks for a spare.
+    let big = vec![b'x'; segment::ROTATE_AT as usize];
+    let first = new_id();
+    spool.put(envelope(&first), big).await.unwrap();
+    wait_until("a spare segment", || spares(&root).len() == 1);
+    let spare = spares(&root).remove(0);
+    assert_eq!(
+        fs::metadata(&spare).unwrap().len(),
+        segment::ROTATE_AT,
+        "a spare is ROTATE_AT bytes"
+    );
+    assert!(fs::read(&spare).unwrap().iter().all(|&b| b == 0));
+
+    // The first is full, so the next put opens the spare as a segment:
+    // the records overwrite its zeros and the file keeps its length.
+    let (a, b) = (new_id(), new_id());
+    spool.put(envelope(&a), b"alpha".to_vec()).await.unwrap();
+    spool.put(envelope(&b), b"bravo".to_vec()).await.unwrap();
+    let segs = spool.dir().segments().unwrap();
+    assert_eq!(segs.len(), 2);
+    let second = spool.dir().seg_path(segs[1]);
+    assert_eq!(
+        second.file_name(),
+        spare.with_extension("log").file_name(),
+        "the spare renamed"
+    );
+    assert!(!spare.exists());
+    let log = fs::read(&second).unwrap();
+    assert_eq!(log.len() as u64, segment::ROTATE_AT);
+    assert_eq!(&log[..4], b"PSG1");
+    assert_eq!(spool.read(&b).await.unwrap().data, b"bravo");
+    // Reading stops at the zeros: both records, nothing else.
+    assert_eq!(
+        queued(&spool),
+        BTreeSet::from([first.clone(), a.clone(), b.clone()])
+    );
+
+    // Opening the spare asked for the next; closing the spool removes it.
+    wait_until("the next spare", || spares(&root).len() == 1);
+    drop(spool);
+    wait_until("the spare removed at close", || spares(&root).is_empty());
+    let spool = Spool::open(root).unwrap();
+    assert_eq!(queue_files(&spool), BTreeSet::from([first, a, b]));
+    assert!(spool.dir().segments().unwrap().is_empty());
+}
+
+#[test]
+fn a_spare_left_behind_is_removed_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("spool");
+    drop(Spool::open(root.clone()).unwrap());
+    let left = root.join("seg").join("0000000000000007.spare");
+    fs::write(&left, vec![0u8; 4096]).unwrap();
+    let _spool = Spool::open(root.clone()).unwrap();
+    assert!(!left.exists());
+}
+
+#[test]
+fn a_spare_is_made_only_with_room_for_two_more() {
+    let r = segment::ROTATE_AT;
+    assert!(!spare::worth_preparing(0));
+    assert!(!spare::worth_preparing(r));
+    assert!(!spare::worth_preparing(3 * r - 1));
+    assert!(spare::worth_preparing(3 * r));
+}

@@ -12,7 +12,7 @@
 //! when that commit began, so a writer stuck in `fsync` (a hung disk) is
 //! visible from outside even while its siblings idle along.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::segment::{self, Loc, ROTATE_AT};
+use super::spare::Spares;
 use super::{Shared, SpoolError, lock};
 
 /// Upper bound on one batch so a flood cannot delay the first waiter forever.
@@ -107,12 +108,14 @@ fn millis(d: Duration) -> u64 {
 pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJob>, SpoolError> {
     let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
     let rx = Arc::new(Mutex::new(rx));
+    let spares = Arc::new(Spares::start(shared.clone())?);
     for n in 0..threads.max(1) {
         let rx = rx.clone();
+        let spares = spares.clone();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name(format!("spool-writer-{n}"))
-            .spawn(move || run(&thread_shared, &rx, n))
+            .spawn(move || run(&thread_shared, &rx, &spares, n))
             .map_err(|e| SpoolError::io("start writer thread for", shared.dir.root(), e))?;
     }
     Ok(tx)
@@ -120,7 +123,7 @@ pub(super) fn start(shared: Arc<Shared>, threads: usize) -> Result<Sender<WriteJ
 
 /// Runs until every `Spool` (and so every Sender) is dropped. `n` is this
 /// thread's slot in the heartbeat.
-fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>, n: usize) {
+fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>, spares: &Spares, n: usize) {
     let heartbeat = &shared.heartbeat;
     let slot = &heartbeat.busy_since[n % heartbeat.busy_since.len()];
     let mut active = None;
@@ -128,7 +131,7 @@ fn run(shared: &Shared, rx: &Mutex<Receiver<WriteJob>>, n: usize) {
         match next_batch(rx, heartbeat.tick()) {
             Next::Batch(batch) => {
                 slot.store(heartbeat.now(), Ordering::Relaxed);
-                commit(shared, &mut active, batch);
+                commit(shared, spares, &mut active, batch);
                 slot.store(0, Ordering::Relaxed);
             }
             Next::Idle => {}
@@ -187,10 +190,10 @@ const COPY_LIMIT: usize = 64 * 1024;
 /// Appends the batch to this thread's segment (opening a new one first if
 /// needed), syncs it once and only then makes the messages known and
 /// answers every waiter.
-fn commit(shared: &Shared, active: &mut Option<Active>, batch: Vec<WriteJob>) {
+fn commit(shared: &Shared, spares: &Spares, active: &mut Option<Active>, batch: Vec<WriteJob>) {
     let a = match active {
         Some(a) => a,
-        None => match open_segment(shared) {
+        None => match open_segment(shared, spares) {
             Ok(a) => active.insert(a),
             Err(e) => return fail(batch, "create", &shared.dir.seg_dir(), &e),
         },
@@ -258,17 +261,24 @@ fn append(a: &Active, batch: &[WriteJob], locs: &mut Vec<Loc>) -> io::Result<()>
     a.file.write_all_at(&buf, buf_at)
 }
 
-/// A new segment file, its directory entry synced before any record in it
-/// is acknowledged.
-fn open_segment(shared: &Shared) -> io::Result<Active> {
-    let seg = shared.next_seg.fetch_add(1, Ordering::Relaxed);
-    let path = shared.dir.seg_path(seg);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
+/// The next segment: the preallocated spare if one is ready, else a new
+/// empty file; either way its directory entry is synced before any record
+/// in it is acknowledged.
+fn open_segment(shared: &Shared, spares: &Spares) -> io::Result<Active> {
+    let (seg, file, path) = match spares.take() {
+        Some(spare) => {
+            let path = shared.dir.seg_path(spare.seg);
+            match fs::rename(&spare.path, &path) {
+                Ok(()) => (spare.seg, spare.file, path),
+                Err(e) => {
+                    tracing::warn!(spare = %spare.path.display(), error = %e, "spool: cannot use the preallocated segment; creating one");
+                    let _ = fs::remove_file(&spare.path);
+                    create_segment(shared)?
+                }
+            }
+        }
+        None => create_segment(shared)?,
+    };
     File::open(shared.dir.seg_dir())?.sync_all()?;
     let file = Arc::new(file);
     lock(&shared.index).open_segment(seg, file.clone());
@@ -278,6 +288,19 @@ fn open_segment(shared: &Shared) -> io::Result<Active> {
         path,
         len: 0,
     })
+}
+
+/// A new, empty segment file.
+fn create_segment(shared: &Shared) -> io::Result<(u64, File, PathBuf)> {
+    let seg = shared.next_seg.fetch_add(1, Ordering::Relaxed);
+    let path = shared.dir.seg_path(seg);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    Ok((seg, file, path))
 }
 
 /// Answers every job with `e` (the io error's own text is the useful part

@@ -25,6 +25,8 @@
 #        (PERF_FREQ=999) into FILE; with several MODES, FILE.<mode>. STRACE=1 writes `strace -c -f`'s
 #        syscall counts to FILE instead. BENCH_TMP=DIR puts the run directory (and so the spool)
 #        under DIR instead of /tmp (BENCH_TMP=/dev/shm: what the spool's disk work costs).
+#        THREADS_OUT=FILE appends postern's CPU seconds per thread name (the spool writer, the
+#        runtime workers, ...) at the end of the load to FILE.
 #        LOG_LEVEL=warn LOG_FORMAT=text set [log] level and format; LOG_EXTRA="audit_file = ..."
 #        adds [log] lines (bench/observability.sh uses them). {DIR} in EXTRA_CONFIG or
 #        LOG_EXTRA is replaced by the run's directory.
@@ -220,6 +222,12 @@ TOML
     # shared machine only shows through noise.
     local cpu
     cpu="$(cpu_s "$postern_pid") $(cpu_s "$sink_pid")"
+    if [ -n "${THREADS_OUT:-}" ]; then   # CPU seconds per thread name, appended to THREADS_OUT
+        for t in /proc/"$postern_pid"/task/*; do
+            echo "$(cat "$t/comm" 2>/dev/null) $(cpu_s "${t#/proc/}" 0)"
+        done | awk -v m="$mode" '{ s[$1] += $2 } END { for (n in s) printf "%s %s %.3f\n", m, n, s[n] }' |
+            sort >>"$THREADS_OUT"
+    fi
 
     kill -TERM "$postern_pid" 2>/dev/null || true
     wait "$postern_pid" 2>/dev/null || true

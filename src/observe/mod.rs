@@ -26,6 +26,20 @@ pub fn reopen_audit_file() {
 /// configured level so an operator can debug without editing the config.
 /// Fails only if `[log] audit_file` cannot be opened.
 pub fn init(log: &Log) -> std::io::Result<()> {
+    if let Err(e) = subscriber(log)?.try_init() {
+        eprintln!("postern: logging already initialised: {e}");
+    }
+    Ok(())
+}
+
+type Subscriber = Box<dyn tracing::Subscriber + Send + Sync>;
+
+/// The subscriber `init` installs. Every layer has its own filter, so a
+/// callsite none of them wants (the trace and debug events and spans of
+/// the HTTP/2, TLS and runtime crates at the default level) is disabled
+/// where it stands and costs nothing; one unfiltered layer would enable
+/// them all.
+fn subscriber(log: &Log) -> std::io::Result<Subscriber> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -47,10 +61,7 @@ pub fn init(log: &Log) -> std::io::Result<()> {
                     .with_current_span(false)
                     .with_span_list(false)
                     .with_writer(audit::Writer(file))
-                    .with_filter(
-                        tracing_subscriber::filter::Targets::new()
-                            .with_target(audit::TARGET, tracing::Level::INFO),
-                    ),
+                    .with_filter(audit_only()),
             )
         }
         None => None,
@@ -58,39 +69,40 @@ pub fn init(log: &Log) -> std::io::Result<()> {
     // The level filter applies to the log output only, not the audit file.
     let registry = tracing_subscriber::registry()
         .with(audit_layer)
-        .with(recent::Layer);
-    let result = match format {
+        .with(recent::Layer.with_filter(audit_only()));
+    Ok(match format {
         LogFormat::Journald => match tracing_journald::layer() {
             // Fields become POSTERN_QUEUE_ID, POSTERN_EVENT, ...
-            Ok(layer) => registry
-                .with(
+            Ok(layer) => Box::new(
+                registry.with(
                     layer
                         .with_syslog_identifier("postern".into())
                         .with_field_prefix(Some("POSTERN".into()))
                         .with_filter(filter),
-                )
-                .try_init(),
+                ),
+            ),
             Err(e) => {
                 eprintln!("postern: journald unavailable ({e}); logging to stderr");
-                registry.with(text_layer().with_filter(filter)).try_init()
+                Box::new(registry.with(text_layer().with_filter(filter)))
             }
         },
-        LogFormat::Json => registry
-            .with(
+        LogFormat::Json => Box::new(
+            registry.with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_span_list(false)
                     .with_writer(std::io::stderr)
                     .with_filter(filter),
-            )
-            .try_init(),
-        _ => registry.with(text_layer().with_filter(filter)).try_init(),
-    };
-    if let Err(e) = result {
-        eprintln!("postern: logging already initialised: {e}");
-    }
-    Ok(())
+            ),
+        ),
+        _ => Box::new(registry.with(text_layer().with_filter(filter))),
+    })
+}
+
+/// The audit events (target [`audit::TARGET`]) and nothing else.
+fn audit_only() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_target(audit::TARGET, tracing::Level::INFO)
 }
 
 fn text_layer<S>() -> impl tracing_subscriber::Layer<S>
@@ -101,4 +113,25 @@ where
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_no_layer_wants_is_disabled_at_the_callsite() {
+        let log = Log {
+            level: "info".to_string(),
+            format: LogFormat::Json,
+            audit_file: None,
+        };
+        tracing::subscriber::with_default(subscriber(&log).unwrap(), || {
+            assert!(!tracing::enabled!(target: "h2::proto", tracing::Level::DEBUG));
+            assert!(!tracing::enabled!(target: "rustls::server", tracing::Level::TRACE));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+            assert!(tracing::enabled!(tracing::Level::INFO));
+            assert!(tracing::enabled!(target: audit::TARGET, tracing::Level::INFO));
+        });
+    }
 }

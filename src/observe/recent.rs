@@ -110,7 +110,7 @@ pub fn per_minute(n: usize) -> Vec<[u64; 4]> {
     out
 }
 
-/// The layer; install it for target `audit` only.
+/// The layer; install it for target `audit` only (`observe::init` does).
 pub struct Layer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {

@@ -290,7 +290,12 @@ fn header_names(message: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// The domain of the first address in the From header, lower-case A-label
 /// form, or None when there is no parsable address.
 pub fn from_domain(message: &[u8]) -> Option<String> {
-    let parsed = mail_parser::MessageParser::new().parse_headers(message)?;
+    // From alone is parsed; the other fields (Received above all, whose
+    // parser is the costly one) are skipped over.
+    let parsed = mail_parser::MessageParser::new()
+        .header_address(mail_parser::HeaderName::From)
+        .default_header_ignore()
+        .parse_headers(message)?;
     let addr = parsed.from()?.first()?.address()?;
     let (_, domain) = addr.rsplit_once('@')?;
     super::normalize_domain(domain).ok()

@@ -94,34 +94,39 @@ fn the_server_picks_aes_128_gcm_over_the_clients_first_choice() {
     use rustls::CipherSuite as S;
     use rustls::crypto::ring::cipher_suite as cs;
     let server = server_config(&TlsSource::SelfSigned, "relay.test").unwrap();
-    let tls13 = &[&rustls::version::TLS13];
-    let tls12 = &[&rustls::version::TLS12];
-    // OpenSSL's and rustls's own order: AES-256-GCM first.
-    let client = vec![
-        cs::TLS13_AES_256_GCM_SHA384,
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS13_AES_128_GCM_SHA256,
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let cases = [
+        // OpenSSL's and rustls's own order: AES-256-GCM first.
+        (
+            vec![
+                cs::TLS13_AES_256_GCM_SHA384,
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_128_GCM_SHA256,
+            ],
+            tls13,
+            S::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            tls12,
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        // A client without it still gets its own next best.
+        (
+            vec![
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_256_GCM_SHA384,
+            ],
+            tls13,
+            S::TLS13_AES_256_GCM_SHA384,
+        ),
     ];
-    assert_eq!(
-        agreed(server.clone(), client, tls13),
-        S::TLS13_AES_128_GCM_SHA256
-    );
-    let client12 = vec![
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    ];
-    assert_eq!(
-        agreed(server.clone(), client12, tls12),
-        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-    );
-    // A client without it still gets its own next best.
-    let no_aes128 = vec![
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS13_AES_256_GCM_SHA384,
-    ];
-    assert_eq!(
-        agreed(server, no_aes128, tls13),
-        S::TLS13_AES_256_GCM_SHA384
-    );
+    for (client, versions, expected) in cases {
+        assert_eq!(agreed(server.clone(), client, versions), expected);
+    }
 }

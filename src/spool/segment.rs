@@ -109,36 +109,36 @@ fn envelope_of(header: &[u8], data_len: u64) -> Option<Envelope> {
     (check_id(&env.id).is_ok() && env.size == data_len).then_some(env)
 }
 
-/// Reads and checks the record at `loc`, which must be message `id`'s.
+/// Reads and checks the record at `loc`, which must be message `id`'s:
+/// one read of the whole record, the message then moved to the front of
+/// the same buffer.
 pub(super) fn read_record(file: &File, loc: &Loc, id: &str) -> Result<StoredMessage, String> {
+    let prefix = HEAD_LEN + loc.header_len as usize;
+    let len = usize::try_from(loc.data_len)
+        .ok()
+        .and_then(|d| d.checked_add(prefix))
+        .ok_or("message too large")?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, loc.offset)
+        .map_err(|e| format!("cannot read the record: {e}"))?;
     let mut h = [0u8; HEAD_LEN];
-    file.read_exact_at(&mut h, loc.offset)
-        .map_err(|e| format!("cannot read the record head: {e}"))?;
+    h.copy_from_slice(&buf[..HEAD_LEN]);
     let head = parse_head(&h).ok_or("bad record head")?;
     if head.header_len != loc.header_len || head.data_len != loc.data_len {
         return Err("record head does not match the index".to_string());
     }
-    let mut header = vec![0u8; head.header_len as usize];
-    file.read_exact_at(&mut header, loc.offset + HEAD_LEN as u64)
-        .map_err(|e| format!("cannot read the envelope: {e}"))?;
-    let len = usize::try_from(head.data_len).map_err(|_| "message too large")?;
-    let mut data = vec![0u8; len];
-    file.read_exact_at(
-        &mut data,
-        loc.offset + HEAD_LEN as u64 + u64::from(head.header_len),
-    )
-    .map_err(|e| format!("cannot read the message: {e}"))?;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&header);
-    crc.update(&data);
-    if crc.finalize() != head.crc {
+    if crc32fast::hash(&buf[HEAD_LEN..]) != head.crc {
         return Err("checksum mismatch".to_string());
     }
-    let envelope = envelope_of(&header, head.data_len).ok_or("bad envelope line")?;
+    let envelope = envelope_of(&buf[HEAD_LEN..prefix], head.data_len).ok_or("bad envelope line")?;
     if envelope.id != id {
         return Err("record belongs to another message".to_string());
     }
-    Ok(StoredMessage { envelope, data })
+    buf.drain(..prefix);
+    Ok(StoredMessage {
+        envelope,
+        data: buf,
+    })
 }
 
 /// Reads the envelope of the record at `loc` (not the message).

@@ -70,7 +70,7 @@ async fn put_writes_envelope_line_then_exact_bytes_and_notifies() {
     assert_eq!(log.len(), segment::HEAD_LEN + header_len + data_len);
     assert_eq!(&log[segment::HEAD_LEN + header_len..], &data[..]);
     assert_eq!(rx.recv().await.unwrap(), id);
-    // The first read is the bytes handed over, the next from the record.
+    // Read from the record, twice over: the same bytes each time.
     for _ in 0..2 {
         let msg = spool.read(&id).await.unwrap();
         assert_eq!(msg.data, data);
@@ -609,4 +609,37 @@ fn a_spare_is_made_only_with_room_for_two_more() {
     assert!(!spare::worth_preparing(r));
     assert!(!spare::worth_preparing(3 * r - 1));
     assert!(spare::worth_preparing(3 * r));
+}
+
+#[tokio::test]
+async fn a_live_record_damaged_on_disk_reads_as_corrupt() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Spool::open(tmp.path().join("spool")).unwrap();
+    let (a, b) = (new_id(), new_id());
+    spool
+        .put(envelope(&a), b"first body".to_vec())
+        .await
+        .unwrap();
+    spool
+        .put(envelope(&b), b"second body".to_vec())
+        .await
+        .unwrap();
+    let seg = spool.dir().seg_path(spool.dir().segments().unwrap()[0]);
+    let len = fs::metadata(&seg).unwrap().len();
+    // The last byte of the file is the last byte of b's message.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(b"X", len - 1)
+        .unwrap();
+    let err = spool.read(&b).await.unwrap_err();
+    assert!(
+        matches!(&err, SpoolError::Corrupt { id, reason } if id == &b && reason == "checksum mismatch"),
+        "{err}"
+    );
+    let msg = spool.read(&a).await.unwrap();
+    assert_eq!(msg.data, b"first body");
+    assert_eq!(msg.envelope.id, a);
 }

@@ -291,11 +291,14 @@ fn header_names(message: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// form, or None when there is no parsable address.
 pub fn from_domain(message: &[u8]) -> Option<String> {
     // From alone is parsed; the other fields (Received above all, whose
-    // parser is the costly one) are skipped over.
-    let parsed = mail_parser::MessageParser::new()
-        .header_address(mail_parser::HeaderName::From)
-        .default_header_ignore()
-        .parse_headers(message)?;
+    // parser is the costly one) are skipped over. Built once.
+    static FROM_ONLY: std::sync::LazyLock<mail_parser::MessageParser> =
+        std::sync::LazyLock::new(|| {
+            mail_parser::MessageParser::new()
+                .header_address(mail_parser::HeaderName::From)
+                .default_header_ignore()
+        });
+    let parsed = FROM_ONLY.parse_headers(message)?;
     let addr = parsed.from()?.first()?.address()?;
     let (_, domain) = addr.rsplit_once('@')?;
     super::normalize_domain(domain).ok()

@@ -357,11 +357,15 @@ impl Inspector {
 /// structure and the attachment names) and From (the policy) are parsed;
 /// every other field is kept raw, so Received and Date, which nothing here
 /// reads, cost no parsing.
-fn parser() -> MessageParser {
-    MessageParser::new()
-        .with_mime_headers()
-        .header_address(mail_parser::HeaderName::From)
-        .default_header_raw()
+/// Built once: the field map is a hash map, not worth filling per message.
+fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .header_address(mail_parser::HeaderName::From)
+            .default_header_raw()
+    });
+    &PARSER
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::store::{MAX_HEADER, check_id, sync_dir, write_synced};
@@ -107,6 +107,17 @@ fn envelope_of(header: &[u8], data_len: u64) -> Option<Envelope> {
     }
     let env: Envelope = serde_json::from_slice(header).ok()?;
     (check_id(&env.id).is_ok() && env.size == data_len).then_some(env)
+}
+
+/// Creates segment (or spare) file `path`, which must not exist yet:
+/// readable and writable, mode 0600.
+pub(super) fn create_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Reads and checks the record at `loc`, which must be message `id`'s:

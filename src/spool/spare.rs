@@ -19,15 +19,15 @@
 //! head: the unused, preallocated tail. Leftover spares (a crash, or a
 //! spool closed while one was ready) are removed when the spool is opened.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use super::segment::ROTATE_AT;
+use super::segment::{self, ROTATE_AT};
 use super::{Shared, SpoolDir, SpoolError, free, lock};
 
 pub(super) const SPARE_SUFFIX: &str = ".spare";
@@ -99,12 +99,7 @@ pub(super) fn worth_preparing(available: u64) -> bool {
 
 /// `path`, created with `ROTATE_AT` bytes of zeros, data and size synced.
 fn preallocate(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let file = segment::create_file(path)?;
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < ROTATE_AT {

@@ -12,9 +12,9 @@
 //! when that commit began, so a writer stuck in `fsync` (a hung disk) is
 //! visible from outside even while its siblings idle along.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -294,12 +294,7 @@ fn open_segment(shared: &Shared, spares: &Spares) -> io::Result<Active> {
 fn create_segment(shared: &Shared) -> io::Result<(u64, File, PathBuf)> {
     let seg = shared.next_seg.fetch_add(1, Ordering::Relaxed);
     let path = shared.dir.seg_path(seg);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
+    let file = segment::create_file(&path)?;
     Ok((seg, file, path))
 }
 

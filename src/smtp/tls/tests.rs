@@ -53,11 +53,11 @@ fn agreed(
         }
         fn verify_tls13_signature(
             &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
         ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+            self.verify_tls12_signature(message, cert, dss)
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
             provider()

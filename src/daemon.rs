@@ -37,7 +37,7 @@ pub enum StartError {
     Control(#[from] crate::control::BindError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("reload task failed: {0}")]
+    #[error("task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -98,7 +98,16 @@ pub fn main(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config, config_path, handover)) {
+    // The daemon runs as a task on the workers, not in `block_on` on this
+    // thread: the serve loop takes every new connection and every finished
+    // one, and on this thread each of those would be a wake-up of a
+    // parked thread (about one context switch per connection).
+    let daemon = runtime.spawn(run(config, config_path, handover));
+    match runtime
+        .block_on(daemon)
+        .map_err(StartError::from)
+        .and_then(|r| r)
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -18,7 +18,7 @@ cpu_s() {  # user + system CPU seconds of process $1 so far; $2 (default "?") if
 }
 
 bench_work() {  # sets WORK to a fresh directory named after $1 (under BENCH_TMP, default /tmp)
-    # and, on exit, stops every process in PIDS and removes WORK
+    # and, on exit, stops every process in PIDS and removes WORK (unless KEEP_WORK is set)
     WORK="$(mktemp -d "${BENCH_TMP:-/tmp}/postern-$1.XXXXXX")"
     PIDS=()
     trap bench_cleanup EXIT
@@ -26,7 +26,7 @@ bench_work() {  # sets WORK to a fresh directory named after $1 (under BENCH_TMP
 bench_cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 
 sink_upstream_toml() {  # [routes.default] → [upstreams.sink], kind "http", to the sink on port $1

@@ -25,8 +25,10 @@
 #        (PERF_FREQ=999) into FILE; with several MODES, FILE.<mode>. STRACE=1 writes `strace -c -f`'s
 #        syscall counts to FILE instead. BENCH_TMP=DIR puts the run directory (and so the spool)
 #        under DIR instead of /tmp (BENCH_TMP=/dev/shm: what the spool's disk work costs).
-#        THREADS_OUT=FILE appends postern's CPU seconds per thread name (the spool writer, the
-#        runtime workers, ...) at the end of the load to FILE.
+#        KEEP_WORK=1 leaves the run's directory (spool, logs, loadgen output) in place.
+#        THREADS_OUT=FILE appends postern's CPU seconds and context switches (voluntary and
+#        involuntary, since start) per thread name (the spool writer, the runtime workers, ...)
+#        at the end of the load to FILE.
 #        LOG_LEVEL=warn LOG_FORMAT=text set [log] level and format; LOG_EXTRA="audit_file = ..."
 #        adds [log] lines (bench/observability.sh uses them). {DIR} in EXTRA_CONFIG or
 #        LOG_EXTRA is replaced by the run's directory.
@@ -224,8 +226,10 @@ TOML
     cpu="$(cpu_s "$postern_pid") $(cpu_s "$sink_pid")"
     if [ -n "${THREADS_OUT:-}" ]; then   # CPU seconds per thread name, appended to THREADS_OUT
         for t in /proc/"$postern_pid"/task/*; do
-            echo "$(cat "$t/comm" 2>/dev/null) $(cpu_s "${t#/proc/}" 0)"
-        done | awk -v m="$mode" '{ s[$1] += $2 } END { for (n in s) printf "%s %s %.3f\n", m, n, s[n] }' |
+            echo "$(cat "$t/comm" 2>/dev/null) $(cpu_s "${t#/proc/}" 0)" \
+                "$(awk '/^(non)?voluntary_ctxt_switches/ { print $2 }' "$t/status" 2>/dev/null | xargs)"
+        done | awk -v m="$mode" '{ s[$1] += $2; v[$1] += $3; n[$1] += $4 }
+            END { for (t in s) printf "%s %s %.3f s, %d voluntary + %d involuntary switches\n", m, t, s[t], v[t], n[t] }' |
             sort >>"$THREADS_OUT"
     fi
 
@@ -252,6 +256,8 @@ result.update(mode=kv["mode"], accepted=int(kv["accepted"]), accept_msgs_per_s=f
               p50_ms=float(kv["latency_p50_ms"]), p99_ms=float(kv["latency_p99_ms"]))
 print(f"  acceptance: {kv['msgs_per_s']} msg/s over {kv['elapsed_s']} s; "
       f"latency p50 {kv['latency_p50_ms']} ms, p99 {kv['latency_p99_ms']} ms, max {kv['latency_max_ms']} ms")
+if kv.get("slow"):
+    print(f"  over 10 ms (start ms:latency ms since the load began): {kv['slow']}")
 if os.path.exists(done):
     d = json.load(open(done))
     e2e = (d["last_unix_ns"] - int(kv["start_unix_ns"])) / 1e9

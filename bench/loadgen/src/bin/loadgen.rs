@@ -14,6 +14,10 @@
 //! started before `n / R` seconds into the run (the latency is still the
 //! final dot to the 250), so the p99 at a given load can be read off.
 //!
+//! Messages whose acceptance took over 10 ms are listed as `slow=` (up to
+//! 40, each `start_ms:latency_ms`, start counted from the run's start), so
+//! a stall can be matched with what postern did at that moment.
+//!
 //! `--senders N` makes message `n` come from `bench-<n mod N>@example.com`
 //! (envelope and From header alike), so that per-sender state in postern
 //! (quota keys) grows to N entries as it would with many applications; the
@@ -161,6 +165,9 @@ fn message(from: &str, session: usize, n: usize, size: usize) -> Vec<u8> {
 
 struct SessionResult {
     latencies_us: Vec<u32>,
+    /// (start of the final dot in µs since the run's start, latency in µs)
+    /// of each message over [`SLOW_US`].
+    slow: Vec<(u64, u32)>,
     errors: Vec<String>,
     refused_451: usize,
 }
@@ -187,6 +194,7 @@ async fn session(
 ) -> SessionResult {
     let mut r = SessionResult {
         latencies_us: Vec::new(),
+        slow: Vec::new(),
         errors: Vec::new(),
         refused_451: 0,
     };
@@ -227,9 +235,12 @@ async fn session(
             },
         };
         match one_message(c, &sender(n, s.senders), id, n, size).await {
-            Ok(lat) => {
-                r.latencies_us
-                    .push(lat.as_micros().min(u32::MAX as u128) as u32);
+            Ok((at, lat)) => {
+                let lat_us = lat.as_micros().min(u32::MAX as u128) as u32;
+                r.latencies_us.push(lat_us);
+                if lat_us > SLOW_US {
+                    r.slow.push(((at - s.start.into_std()).as_micros() as u64, lat_us));
+                }
                 if s.new_connection {
                     if let Err(e) = c.cmd("QUIT", 221).await {
                         r.errors.push(format!("session {id} QUIT: {e}"));
@@ -268,7 +279,7 @@ async fn one_message(
     session: usize,
     n: usize,
     size: usize,
-) -> Result<Duration, Error> {
+) -> Result<(Instant, Duration), Error> {
     envelope(c, &format!("MAIL FROM:<{from}>")).await?;
     envelope(c, "RCPT TO:<sink@dest.test>").await?;
     c.cmd("DATA", 354).await?;
@@ -280,8 +291,11 @@ async fn one_message(
     if code != 250 {
         return Err(format!("end of data: {text:?}").into());
     }
-    Ok(lat)
+    Ok((t0, lat))
 }
+
+/// Acceptance latency above which a message is listed in `slow=`.
+const SLOW_US: u32 = 10_000;
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -334,9 +348,11 @@ async fn main() -> Result<(), Error> {
     let mut lat = Vec::with_capacity(count);
     let mut errors = Vec::new();
     let mut refused_451 = 0;
+    let mut slow = Vec::new();
     for t in tasks {
         let r = t.await?;
         lat.extend(r.latencies_us);
+        slow.extend(r.slow);
         errors.extend(r.errors);
         refused_451 += r.refused_451;
     }
@@ -356,6 +372,13 @@ async fn main() -> Result<(), Error> {
     println!("latency_p50_ms={:.2}", pct(&lat, 0.50));
     println!("latency_p99_ms={:.2}", pct(&lat, 0.99));
     println!("latency_max_ms={:.2}", pct(&lat, 1.0));
+    slow.sort_unstable();
+    let listed: Vec<String> = slow
+        .iter()
+        .take(40)
+        .map(|(at, l)| format!("{}:{:.1}", at / 1000, *l as f64 / 1000.0))
+        .collect();
+    println!("slow={}", listed.join(","));
     if lat.len() < count {
         return Err(format!("only {} of {count} messages accepted", lat.len()).into());
     }

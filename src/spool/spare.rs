@@ -99,6 +99,10 @@ pub(super) fn worth_preparing(available: u64) -> bool {
 
 /// How much of a spare is written before waiting for it to reach the disk.
 const CHUNK: usize = 256 << 10;
+const _: () = assert!(
+    ROTATE_AT.is_multiple_of(CHUNK as u64),
+    "a spare is whole chunks"
+);
 
 /// `path`, created with `ROTATE_AT` bytes of zeros, data and size synced.
 ///
